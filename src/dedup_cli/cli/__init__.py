@@ -1,0 +1,49 @@
+"""The ``dedup`` command line: Typer only. Each command parses options, calls the library
+(``dedup_cli.service``), and renders the result; errors become one line and an exit code."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from dedup_cli import __version__
+from dedup_cli.cli import find_cmd, hash_cmd, models_cmd, undo_cmd
+from dedup_cli.cli.common import state
+
+app = typer.Typer(
+    name="dedup",
+    help="Find duplicate and near-duplicate photos with deep embeddings, and remove the "
+    "redundant copies safely.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"dedup {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.",
+                                        envvar="DEDUP_DEBUG")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Find duplicate and near-duplicate photos, and remove copies only when you agree."""
+    state.debug = debug
+
+
+app.command("hash")(hash_cmd.hash_command)
+app.command("find")(find_cmd.find_command)
+app.command("undo")(undo_cmd.undo_command)
+app.command("models")(models_cmd.models_command)
+
+
+def main() -> None:
+    app()

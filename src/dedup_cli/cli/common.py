@@ -1,0 +1,147 @@
+"""Options, consoles and error handling shared by the commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from dedup_cli.config import DEFAULT_BATCH_SIZE, DEFAULT_MODEL
+from dedup_cli.errors import DedupError
+from dedup_cli.pipeline import Progress as ProgressEvents
+from dedup_cli.store import Store, default_db_path
+
+
+@dataclass
+class _State:
+    debug: bool = False
+
+
+state = _State()
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Human output goes to stderr so that stdout carries only the JSON document when asked for.
+err_console = Console(stderr=True)
+
+RootArg = Annotated[Path, typer.Argument(help="The photo folder.", show_default=False)]
+DbOpt = Annotated[Path | None, typer.Option(
+    "--db", help="Database file (default: image_database.db in the photo folder).",
+    envvar="DEDUP_DB")]
+ModelOpt = Annotated[str, typer.Option(
+    "--model", "-m", help="Embedding model: effnet, clip-b32, clip-l14, dinov3 (see `dedup models`).",
+    envvar="DEDUP_MODEL")]
+EmbeddingTypeOpt = Annotated[str | None, typer.Option(
+    "--embedding-type", help="CLIP only: final, hidden or both.")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Images per model batch.")]
+WorkersOpt = Annotated[int | None, typer.Option(
+    "--workers", min=0, help="Decode worker processes (default: one per core; 0 decodes inline).")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")]
+WeightsOpt = Annotated[Path | None, typer.Option(
+    "--weights", help="Local weights file or folder, for offline use.")]
+HiddenOpt = Annotated[bool, typer.Option(
+    "--include-hidden", help="Also scan hidden files and folders.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+
+DEFAULTS = {"model": DEFAULT_MODEL, "batch_size": DEFAULT_BATCH_SIZE}
+
+
+@contextmanager
+def handle_errors() -> Iterator[None]:
+    """DedupError -> one red line and its exit code; Ctrl-C -> 130; anything else -> 1."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except DedupError as exc:
+        if state.debug:
+            raise
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        err_console.print("interrupted: finished batches are saved; run the command again to "
+                          "resume", highlight=False)
+        raise typer.Exit(130) from None
+    except Exception as exc:  # noqa: BLE001 - the last line of defence for the user
+        if state.debug:
+            raise
+        err_console.print(f"[red]error:[/red] {type(exc).__name__}: {exc} "
+                          "(rerun with --debug for the traceback)", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+def open_store(root: Path, db: Path | None) -> Store:
+    from dedup_cli.errors import UsageError
+
+    if not root.exists():
+        raise UsageError(f"{root} does not exist")
+    if not root.is_dir():
+        raise UsageError(f"{root} is not a folder")
+    return Store((db or default_db_path(root)).expanduser().resolve())
+
+
+def print_json(document: Any) -> None:
+    sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+class RichProgress(ProgressEvents):
+    """A progress bar on stderr with files/s and ETA; silent without a terminal."""
+
+    def __init__(self, description: str, quiet: bool) -> None:
+        self.enabled = not quiet and err_console.is_terminal
+        self.progress: Progress | None = None
+        self.task: Any = None
+        self.description = description
+
+    def start(self, total: int) -> None:
+        if not self.enabled:
+            return
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("[cyan]{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=err_console,
+            transient=False,
+        )
+        self.progress.start()
+        self.task = self.progress.add_task(self.description, total=total, rate="")
+
+    def advance(self, count: int) -> None:
+        if self.progress is None:
+            return
+        self.progress.advance(self.task, count)
+        speed = self.progress.tasks[0].speed
+        self.progress.update(self.task, rate=f"{speed:6.1f} files/s" if speed else "")
+
+    def finish(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+def human_bytes(count: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(count) < 1000 or unit == "TB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1000
+    return f"{count:.1f} TB"

@@ -1,0 +1,77 @@
+"""``dedup hash``: embed new and changed photos into the database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.table import Table
+
+from dedup_cli.cli.common import (
+    BatchOpt,
+    DbOpt,
+    DeviceOpt,
+    EmbeddingTypeOpt,
+    HiddenOpt,
+    JsonOpt,
+    ModelOpt,
+    QuietOpt,
+    RichProgress,
+    RootArg,
+    WeightsOpt,
+    WorkersOpt,
+    err_console,
+    handle_errors,
+    open_store,
+    print_json,
+)
+from dedup_cli.config import DEFAULT_BATCH_SIZE, DEFAULT_MODEL
+from dedup_cli.pipeline import HashReport
+
+
+def hash_command(
+    root: RootArg,
+    model: ModelOpt = DEFAULT_MODEL,
+    embedding_type: EmbeddingTypeOpt = None,
+    db: DbOpt = None,
+    batch_size: BatchOpt = DEFAULT_BATCH_SIZE,
+    workers: WorkersOpt = None,
+    device: DeviceOpt = "auto",
+    weights: WeightsOpt = None,
+    include_hidden: HiddenOpt = False,
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Embed new and changed images under ROOT (a rerun only stats unchanged files)."""
+    with handle_errors():
+        from dedup_cli.models import get_spec, resolve_device
+        from dedup_cli.service import HashOptions, hash_root
+
+        spec = get_spec(model, embedding_type)
+        options = HashOptions(device=resolve_device(device), weights=weights,
+                              batch_size=batch_size, workers=workers,
+                              include_hidden=include_hidden)
+        with open_store(root, db) as store:
+            report = hash_root(root.resolve(), store, spec, options,
+                               RichProgress("hashing", quiet or json_output))
+        if json_output:
+            print_json(report.as_dict())
+        elif not quiet:
+            print_hash_summary(report)
+
+
+def print_hash_summary(report: HashReport) -> None:
+    table = Table(title=f"dedup hash · {report.model} on {report.device}", show_header=False)
+    table.add_row("files scanned", str(report.scanned))
+    table.add_row("embedded now", f"{report.embedded} ({report.images_per_second:.1f} images/s)")
+    table.add_row("unchanged", str(report.unchanged))
+    table.add_row("unreadable", f"{len(report.failed)} new, {report.known_bad} known")
+    if report.skipped_symlinks:
+        table.add_row("symlinks skipped", str(report.skipped_symlinks))
+    if report.scan_errors:
+        table.add_row("folders/files not readable", str(len(report.scan_errors)))
+    table.add_row("database", report.database)
+    err_console.print(table)
+    for path, error in report.failed[:20]:
+        err_console.print(f"  [yellow]skipped[/yellow] {path}: {error}", highlight=False)
+    if len(report.failed) > 20:
+        err_console.print(f"  … and {len(report.failed) - 20} more (see --json)")

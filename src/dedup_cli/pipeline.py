@@ -1,0 +1,225 @@
+"""scan -> decode -> embed -> store, batched and resumable.
+
+Decoding runs in DataLoader worker processes; the model runs in the main process; each batch
+is committed on its own, so an interrupted run loses at most the batch in flight and the next
+run picks up where it stopped. A rerun on an unchanged folder costs a stat and a dictionary
+lookup per file and never loads the model.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dedup_cli.imageio import ImageDecodeError, content_hash, decode, read_file
+from dedup_cli.models import ModelSpec, load_model
+from dedup_cli.scan import ScanResult, ScannedFile, scan
+from dedup_cli.store import Store
+from dedup_cli.store.database import FileFacts, FileState
+
+if TYPE_CHECKING:
+    import torch
+
+    from dedup_cli.models.base import EmbeddingModel
+
+
+class Progress:
+    """Receives progress events; the CLI draws a bar, the library default is silent."""
+
+    def start(self, total: int) -> None: ...
+
+    def advance(self, count: int) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+@dataclass
+class HashReport:
+    """What a ``hash`` run did, for the human summary and the JSON output."""
+
+    root: str
+    database: str
+    model: str
+    device: str
+    scanned: int = 0
+    unchanged: int = 0
+    embedded: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    known_bad: int = 0
+    skipped_symlinks: int = 0
+    skipped_hidden: int = 0
+    scan_errors: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def images_per_second(self) -> float:
+        return self.embedded / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "root": self.root,
+            "database": self.database,
+            "model": self.model,
+            "device": self.device,
+            "scanned": self.scanned,
+            "unchanged": self.unchanged,
+            "embedded": self.embedded,
+            "failed": [{"path": p, "error": e} for p, e in self.failed],
+            "known_bad": self.known_bad,
+            "skipped_symlinks": self.skipped_symlinks,
+            "skipped_hidden": self.skipped_hidden,
+            "scan_errors": [{"path": p, "error": e} for p, e in self.scan_errors],
+            "seconds": round(self.seconds, 3),
+            "images_per_second": round(self.images_per_second, 2),
+        }
+
+
+def needs_work(file: ScannedFile, state: FileState | None) -> bool:
+    """New, changed (size or mtime), or never embedded with this model and not known bad."""
+    if state is None or state.size != file.size or state.mtime_ns != file.mtime_ns:
+        return True
+    return state.error is None and not state.has_embedding
+
+
+class DecodeDataset:
+    """Map-style dataset: one file -> pixels and facts; errors become records, not raises."""
+
+    def __init__(self, files: Sequence[ScannedFile], size: int) -> None:
+        self.files = files
+        self.size = size
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        file = self.files[index]
+        item: dict[str, Any] = {"path": file.path, "size": file.size, "mtime_ns": file.mtime_ns,
+                                "hash": None, "error": None, "pixels": None, "width": None,
+                                "height": None, "thumbnail": None}
+        try:
+            data, item["size"], item["mtime_ns"] = read_file(file.absolute)
+        except OSError as exc:
+            item["error"] = f"cannot read ({exc.strerror or exc})"
+            return item
+        item["hash"] = content_hash(data)
+        try:
+            decoded = decode(data, self.size)
+        except ImageDecodeError as exc:
+            item["error"] = str(exc)
+            return item
+        except MemoryError:
+            item["error"] = "image too large (out of memory)"
+            return item
+        item.update(pixels=decoded.pixels, width=decoded.width, height=decoded.height,
+                    thumbnail=decoded.thumbnail)
+        return item
+
+
+def collate(items: list[dict[str, Any]]) -> tuple[Any, list[dict[str, Any]]]:
+    """Stack the decoded pixels of a batch into one uint8 NCHW tensor (None if none decoded)."""
+    import numpy as np
+    import torch
+
+    good = [it for it in items if it["pixels"] is not None]
+    if not good:
+        return None, items
+    stacked = torch.from_numpy(np.stack([it["pixels"] for it in good])).permute(0, 3, 1, 2)
+    for it in good:
+        it["pixels"] = True  # the array now lives in the tensor; don't ship it twice
+    return stacked.contiguous(), items
+
+
+def _worker_init(_worker_id: int) -> None:
+    # Decoding is single-threaded; keep torch from spawning threads per worker.
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def default_workers() -> int:
+    """Decode workers: the cores minus none on small machines (the model waits on decode)."""
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def hash_folder(
+    root: Path,
+    store: Store,
+    spec: ModelSpec,
+    *,
+    device: torch.device,
+    weights: Path | None = None,
+    batch_size: int = 32,
+    workers: int | None = None,
+    include_hidden: bool = False,
+    progress: Progress | None = None,
+    model_factory: Callable[[], EmbeddingModel] | None = None,
+    scanned: ScanResult | None = None,
+) -> HashReport:
+    """Embed every new or changed image under ``root`` and store the vectors."""
+    started = time.perf_counter()
+    progress = progress or Progress()
+    found = scanned if scanned is not None else scan(root, include_hidden=include_hidden,
+                                                      exclude=[store.path])
+    report = HashReport(root=str(root), database=str(store.path), model=spec.key,
+                        device=str(device), scanned=len(found.files),
+                        skipped_symlinks=found.skipped_symlinks,
+                        skipped_hidden=found.skipped_hidden, scan_errors=list(found.errors))
+    known = store.model_id(spec.key)
+    states = store.file_states(known[0] if known else None)
+    todo = [f for f in found.files if needs_work(f, states.get(f.path))]
+    for f in found.files:
+        state = states.get(f.path)
+        if state is not None and not needs_work(f, state):
+            if state.error is not None:
+                report.known_bad += 1
+            else:
+                report.unchanged += 1
+    if todo:
+        model = model_factory() if model_factory else load_model(spec, device, weights)
+        model_id = store.ensure_model(spec.key, model.dimension, spec.preprocessing.to_json())
+        progress.start(len(todo))
+        try:
+            _embed_all(todo, model, store, model_id, batch_size,
+                       default_workers() if workers is None else workers, report, progress)
+        finally:
+            progress.finish()
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _embed_all(todo: list[ScannedFile], model: EmbeddingModel, store: Store, model_id: int,
+               batch_size: int, workers: int, report: HashReport, progress: Progress) -> None:
+    from torch.utils.data import DataLoader
+
+    dataset = DecodeDataset(todo, model.preprocessing.size)
+    loader = DataLoader(
+        dataset,  # type: ignore[arg-type]
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=collate,
+        worker_init_fn=_worker_init if workers else None,
+        pin_memory=str(getattr(model, "device", "cpu")).startswith("cuda"),
+        prefetch_factor=4 if workers else None,
+        persistent_workers=False,
+    )
+    for pixels, items in loader:
+        vectors_by_path = {}
+        if pixels is not None:
+            vectors = model.embed_batch(pixels)
+            good = [it for it in items if it["pixels"] is not None]
+            vectors_by_path = {it["path"]: vectors[k] for k, it in enumerate(good)}
+        facts = [
+            FileFacts(it["path"], it["size"], it["mtime_ns"], it["hash"], it["width"],
+                      it["height"], it["error"], it["thumbnail"])
+            for it in items
+        ]
+        store.write_batch(model_id, facts, vectors_by_path)
+        for it in items:
+            if it["error"] is not None:
+                report.failed.append((it["path"], it["error"]))
+        report.embedded += len(vectors_by_path)
+        progress.advance(len(items))

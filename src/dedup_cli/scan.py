@@ -1,0 +1,101 @@
+"""Walk photo folders and list image files with the facts needed for change detection."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dedup_cli.errors import UsageError
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic", ".heif", ".avif"}
+)
+# The database and SQLite's side files are never scanned, whatever their names.
+DB_SUFFIXES = ("", "-wal", "-shm", "-journal")
+
+
+@dataclass(frozen=True)
+class ScannedFile:
+    """An image file found under a root; ``path`` is relative to the root, POSIX style."""
+
+    root: Path
+    path: str
+    size: int
+    mtime_ns: int
+
+    @property
+    def absolute(self) -> Path:
+        return self.root / self.path
+
+
+@dataclass
+class ScanResult:
+    """The files found, and what was passed over and why (counted, never silent)."""
+
+    files: list[ScannedFile] = field(default_factory=list)
+    skipped_symlinks: int = 0
+    skipped_hidden: int = 0
+    errors: list[tuple[str, str]] = field(default_factory=list)
+
+
+def is_image_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def scan(roots: Path | Iterable[Path], *, include_hidden: bool = False,
+         exclude: Iterable[Path] = ()) -> ScanResult:
+    """Recursively list image files under each root, sorted by path.
+
+    Symlinks are never followed (so a link loop cannot trap the walk, and a removal can never
+    reach outside the root through one); they are counted in ``skipped_symlinks``. Hidden
+    files and folders (a leading dot) are skipped unless ``include_hidden``.
+    """
+    root_list = [roots] if isinstance(roots, Path) else list(roots)
+    excluded = {os.path.realpath(p) for base in exclude for p in _db_family(Path(base))}
+    result = ScanResult()
+    for root in root_list:
+        if not root.is_dir():
+            raise UsageError(f"{root} is not a folder")
+        _walk(root.resolve(), "", result, include_hidden, excluded)
+    result.files.sort(key=lambda f: (str(f.root), f.path))
+    return result
+
+
+def _db_family(db: Path) -> list[str]:
+    return [str(db) + suffix for suffix in DB_SUFFIXES]
+
+
+def _walk(root: Path, rel: str, result: ScanResult, include_hidden: bool,
+          excluded: set[str]) -> None:
+    folder = root / rel if rel else root
+    try:
+        entries = list(os.scandir(folder))
+    except OSError as exc:  # vanished or unreadable folder: count it, go on
+        result.errors.append((rel or ".", exc.strerror or str(exc)))
+        return
+    for entry in sorted(entries, key=lambda e: e.name):
+        name = entry.name
+        child = f"{rel}/{name}" if rel else name
+        if name.startswith(".") and not include_hidden:
+            result.skipped_hidden += 1
+            continue
+        try:
+            if entry.is_symlink():
+                if entry.is_dir() or is_image_name(name):
+                    result.skipped_symlinks += 1
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                _walk(root, child, result, include_hidden, excluded)
+                continue
+            if not is_image_name(name) or entry.path in excluded:
+                continue
+            info = entry.stat(follow_symlinks=False)
+        except OSError as exc:
+            result.errors.append((child, exc.strerror or str(exc)))
+            continue
+        if not stat.S_ISREG(info.st_mode):
+            continue
+        result.files.append(ScannedFile(root, child, info.st_size, info.st_mtime_ns))

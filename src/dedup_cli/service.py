@@ -1,0 +1,161 @@
+"""The jobs the CLI runs, as plain functions over the library: hash a folder, find duplicates.
+
+``find_duplicates`` is the whole workflow: hash what is missing, find exact copies by content
+hash, propose near-duplicates by embedding similarity, confirm each pair at the pixel level,
+group without chaining, and plan what to remove under a keep strategy.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dedup_cli.errors import UsageError
+from dedup_cli.group import EMBEDDING, group_pairs
+from dedup_cli.models import ModelSpec
+from dedup_cli.pipeline import HashReport, Progress, hash_folder
+from dedup_cli.plan import FileInfo, Plan, keeper_rank, make_plan
+from dedup_cli.scan import scan
+from dedup_cli.search import Pairs, similar_pairs
+from dedup_cli.store import Store
+from dedup_cli.verify import PIXEL, confirm
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass
+class HashOptions:
+    """How to embed: shared by ``hash`` and the hashing step of ``find``."""
+
+    device: torch.device
+    weights: Path | None = None
+    batch_size: int = 32
+    workers: int | None = None
+    include_hidden: bool = False
+
+
+@dataclass
+class FindResult:
+    """Everything ``find`` learned, for the summary, the JSON document and the action."""
+
+    hashing: HashReport
+    plan: Plan
+    files_compared: int = 0
+    candidate_pairs: int = 0
+    confirmed_pairs: int = 0
+    unconfirmed: list[dict[str, Any]] = field(default_factory=list)
+    search_seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        document = self.plan.as_dict()
+        document["stats"] = {
+            "files_scanned": self.hashing.scanned,
+            "files_compared": self.files_compared,
+            "files_embedded_now": self.hashing.embedded,
+            "unreadable": len(self.hashing.failed) + self.hashing.known_bad,
+            "candidate_pairs": self.candidate_pairs,
+            "confirmed_pairs": self.confirmed_pairs,
+            "unconfirmed_pairs": len(self.unconfirmed),
+            "search_seconds": round(self.search_seconds, 3),
+        }
+        document["unreadable"] = [{"path": p, "error": e} for p, e in self.hashing.failed]
+        document["unconfirmed"] = self.unconfirmed
+        return document
+
+
+def validate_threshold(threshold: float) -> float:
+    if not 0.0 <= threshold <= 1.0:
+        raise UsageError(f"--threshold must be between 0 and 1, not {threshold}")
+    return threshold
+
+
+def hash_root(root: Path, store: Store, spec: ModelSpec, options: HashOptions,
+              progress: Progress | None = None) -> HashReport:
+    """Embed every new or changed image under ``root``."""
+    return hash_folder(root, store, spec, device=options.device, weights=options.weights,
+                       batch_size=options.batch_size, workers=options.workers,
+                       include_hidden=options.include_hidden, progress=progress)
+
+
+def find_duplicates(
+    root: Path,
+    store: Store,
+    spec: ModelSpec,
+    options: HashOptions,
+    *,
+    threshold: float | None = None,
+    keep: str = "largest",
+    verify: bool = True,
+    progress: Progress | None = None,
+) -> FindResult:
+    """Hash what is missing, then plan the removal of confirmed duplicates."""
+    threshold = validate_threshold(spec.default_threshold if threshold is None else threshold)
+    root = root.resolve()
+    found = scan(root, include_hidden=options.include_hidden, exclude=[store.path])
+    report = hash_folder(root, store, spec, device=options.device, weights=options.weights,
+                         batch_size=options.batch_size, workers=options.workers,
+                         include_hidden=options.include_hidden, progress=progress,
+                         scanned=found)
+    present = {f.path for f in found.files}
+    rows = {p: r for p, r in store.file_rows(present).items() if r["error"] is None}
+    started = time.perf_counter()
+    known = store.model_id(spec.key)
+    if known is not None:
+        names, matrix = store.load_embeddings(known[0], known[1], set(rows))
+    else:
+        names, matrix = [], np.zeros((0, spec.dimension), dtype=np.float32)
+    # Files with a content hash but no embedding (none today) still join exact groups.
+    names += sorted(set(rows) - set(names))
+    files = [
+        FileInfo(path=p, absolute=root / p, size=rows[p]["size"], mtime_ns=rows[p]["mtime_ns"],
+                 content_hash=rows[p]["content_hash"], width=rows[p]["width"],
+                 height=rows[p]["height"])
+        for p in names
+    ]
+    by_hash: dict[str, list[int]] = defaultdict(list)
+    for index, f in enumerate(files):
+        if f.content_hash:
+            by_hash[f.content_hash].append(index)
+    exact_sets = [members for members in by_hash.values() if len(members) > 1]
+    candidates = similar_pairs(matrix, threshold, device=options.device)
+    confirmed, unconfirmed = _confirm_pairs(candidates, files, rows, verify)
+    groups = group_pairs(confirmed, keeper_rank(keep, files), exact_sets)
+    if verify:  # say which check confirmed each pair: the same bytes, or the pixels
+        for g in groups:
+            g.method = {m: (PIXEL if how == EMBEDDING else how) for m, how in g.method.items()}
+    plan = make_plan(root, spec.key, threshold, keep, files, groups)
+    return FindResult(
+        hashing=report,
+        plan=plan,
+        files_compared=len(files),
+        candidate_pairs=len(candidates),
+        confirmed_pairs=len(confirmed),
+        unconfirmed=unconfirmed,
+        search_seconds=time.perf_counter() - started,
+    )
+
+
+def _confirm_pairs(candidates: Pairs, files: list[FileInfo], rows: dict[str, dict[str, Any]],
+                   verify: bool) -> tuple[Pairs, list[dict[str, Any]]]:
+    """Keep the candidate pairs that the pixel check confirms; list the others."""
+    if not verify or len(candidates) == 0:
+        return candidates, []
+    keep = np.zeros(len(candidates), dtype=bool)
+    unconfirmed: list[dict[str, Any]] = []
+    for k, (a, b, s) in enumerate(zip(candidates.left.tolist(), candidates.right.tolist(),
+                                      candidates.similarity.tolist())):
+        fa, fb = files[a], files[b]
+        same_bytes = fa.content_hash is not None and fa.content_hash == fb.content_hash
+        if same_bytes or confirm(rows[fa.path]["thumbnail"], rows[fb.path]["thumbnail"]):
+            keep[k] = True
+        else:
+            unconfirmed.append({"a": str(fa.absolute), "b": str(fb.absolute),
+                                "similarity": round(float(s), 6)})
+    return (Pairs(candidates.left[keep], candidates.right[keep], candidates.similarity[keep]),
+            unconfirmed)

@@ -1,0 +1,334 @@
+"""Repository functions over the SQLite database (SQLAlchemy Core for the bulk paths).
+
+Embeddings are loaded straight into one contiguous float32 matrix; rows are written batch by
+batch in their own transactions, so an interrupted run keeps everything finished before it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from dedup_cli.errors import StoreError
+from dedup_cli.store.migrations import migrate
+
+DEFAULT_DB_NAME = "image_database.db"
+# How long a second dedup process waits for a lock before giving up with a message.
+BUSY_TIMEOUT_MS = 10_000
+
+
+def default_db_path(root: Path) -> Path:
+    """``image_database.db`` in the photo folder, as the original tool did."""
+    return root / DEFAULT_DB_NAME
+
+
+@dataclass(frozen=True)
+class FileState:
+    """What the database knows of one file, for change detection."""
+
+    id: int
+    path: str
+    size: int
+    mtime_ns: int
+    content_hash: str | None
+    error: str | None
+    has_embedding: bool
+
+
+@dataclass(frozen=True)
+class FileFacts:
+    """A file's facts after decoding, ready to be written."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    content_hash: str | None
+    width: int | None
+    height: int | None
+    error: str | None
+    thumbnail: bytes | None
+
+
+def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA synchronous = NORMAL")
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.close()
+
+
+class Store:
+    """One database file: the files under a root, their embeddings per model, the journal."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the database folder {path.parent}: {exc}") from exc
+        self.engine: Engine = create_engine(f"sqlite:///{path}", future=True)
+        event.listen(self.engine, "connect", _on_connect)
+        try:
+            with self.engine.begin() as conn:
+                migrate(conn)
+        except OperationalError as exc:
+            raise StoreError(_explain(exc, path)) from exc
+        except SQLAlchemyError as exc:  # pragma: no cover - unusual driver errors
+            raise StoreError(f"cannot open database {path}: {exc}") from exc
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # -- models ---------------------------------------------------------------------------
+
+    def ensure_model(self, name: str, dimension: int, preprocessing: str) -> int:
+        """The model's id, registering it on first use; a dimension change is an error."""
+        with self._begin() as conn:
+            row = conn.execute(
+                text("SELECT id, dimension FROM models WHERE name = :n"), {"n": name}
+            ).first()
+            if row is not None:
+                if row.dimension != dimension:
+                    raise StoreError(
+                        f"model {name!r} is stored with dimension {row.dimension} in {self.path}, "
+                        f"but these weights give {dimension}; use another --db or the original weights"
+                    )
+                return int(row.id)
+            result = conn.execute(
+                text("INSERT INTO models (name, dimension, preprocessing) VALUES (:n, :d, :p)"),
+                {"n": name, "d": dimension, "p": preprocessing},
+            )
+            return int(result.lastrowid)  # type: ignore[arg-type]
+
+    def model_id(self, name: str) -> tuple[int, int] | None:
+        """(id, dimension) of a stored model, or None."""
+        with self._begin() as conn:
+            row = conn.execute(
+                text("SELECT id, dimension FROM models WHERE name = :n"), {"n": name}
+            ).first()
+        return None if row is None else (int(row.id), int(row.dimension))
+
+    def model_names(self) -> list[str]:
+        with self._begin() as conn:
+            return [r[0] for r in conn.execute(text("SELECT name FROM models ORDER BY id"))]
+
+    # -- files ----------------------------------------------------------------------------
+
+    def file_states(self, model_id: int | None) -> dict[str, FileState]:
+        """Every known file, with whether it has an embedding for the model; one query."""
+        sql = (
+            "SELECT f.id, f.path, f.size, f.mtime_ns, f.content_hash, f.error, "
+            "e.file_id IS NOT NULL AS has_embedding FROM files f "
+            "LEFT JOIN embeddings e ON e.file_id = f.id AND e.model_id = :m"
+        )
+        with self._begin() as conn:
+            rows = conn.execute(text(sql), {"m": model_id if model_id is not None else -1})
+            return {
+                r.path: FileState(r.id, r.path, r.size, r.mtime_ns, r.content_hash, r.error,
+                                  bool(r.has_embedding))
+                for r in rows
+            }
+
+    def write_batch(self, model_id: int, facts: Sequence[FileFacts],
+                    vectors: dict[str, np.ndarray]) -> None:
+        """Upsert file facts and their embeddings in one transaction.
+
+        A file whose content hash changed loses its embeddings for every model, so a stale
+        vector can never be compared again.
+        """
+        now = time.time()
+        with self._begin() as conn:
+            for f in facts:
+                old = conn.execute(
+                    text("SELECT id, content_hash FROM files WHERE path = :p"), {"p": f.path}
+                ).first()
+                params = {
+                    "p": f.path, "s": f.size, "m": f.mtime_ns, "h": f.content_hash,
+                    "w": f.width, "hh": f.height, "e": f.error, "t": f.thumbnail, "u": now,
+                }
+                if old is None:
+                    file_id = conn.execute(
+                        text(
+                            "INSERT INTO files (path, size, mtime_ns, content_hash, width, height, "
+                            "error, thumbnail, updated_at) VALUES (:p, :s, :m, :h, :w, :hh, :e, :t, :u)"
+                        ),
+                        params,
+                    ).lastrowid
+                else:
+                    file_id = old.id
+                    if old.content_hash != f.content_hash:
+                        conn.execute(text("DELETE FROM embeddings WHERE file_id = :i"), {"i": file_id})
+                    conn.execute(
+                        text(
+                            "UPDATE files SET size = :s, mtime_ns = :m, content_hash = :h, width = :w, "
+                            "height = :hh, error = :e, thumbnail = :t, updated_at = :u WHERE id = :i"
+                        ),
+                        {**params, "i": file_id},
+                    )
+                vector = vectors.get(f.path)
+                if vector is not None:
+                    conn.execute(
+                        text(
+                            "INSERT OR REPLACE INTO embeddings (file_id, model_id, vector) "
+                            "VALUES (:f, :m, :v)"
+                        ),
+                        {"f": file_id, "m": model_id, "v": vector.astype("<f4").tobytes()},
+                    )
+
+    def file_rows(self, paths: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Facts of the given files (size, mtime, hash, resolution) keyed by path."""
+        wanted = list(paths)
+        out: dict[str, dict[str, Any]] = {}
+        with self._begin() as conn:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start:start + 500]
+                marks = ", ".join(f":p{i}" for i in range(len(chunk)))
+                rows = conn.execute(
+                    text(
+                        "SELECT id, path, size, mtime_ns, content_hash, width, height, error, thumbnail "
+                        f"FROM files WHERE path IN ({marks})"
+                    ),
+                    {f"p{i}": p for i, p in enumerate(chunk)},
+                )
+                for r in rows:
+                    out[r.path] = dict(r._mapping)
+        return out
+
+    def load_embeddings(self, model_id: int, dimension: int,
+                        paths: set[str] | None = None) -> tuple[list[str], np.ndarray]:
+        """(paths, float32 matrix N x dimension) for the model, optionally only these paths.
+
+        Each blob is copied straight into a preallocated matrix that grows by doubling, so
+        memory is the matrix itself, not a Python object per value.
+        """
+        sql = (
+            "SELECT f.path, e.vector FROM embeddings e JOIN files f ON f.id = e.file_id "
+            "WHERE e.model_id = :m AND f.error IS NULL ORDER BY f.path"
+        )
+        names: list[str] = []
+        matrix = np.empty((1024, dimension), dtype=np.float32)
+        with self._begin() as conn:
+            for path, blob in conn.execute(text(sql), {"m": model_id}):
+                if paths is not None and path not in paths:
+                    continue
+                if len(names) == matrix.shape[0]:
+                    matrix = np.resize(matrix, (2 * matrix.shape[0], dimension))
+                matrix[len(names)] = np.frombuffer(blob, dtype="<f4")
+                names.append(path)
+        return names, matrix[: len(names)].copy() if len(names) < matrix.shape[0] // 2 else matrix[: len(names)]
+
+    # -- journal --------------------------------------------------------------------------
+
+    def start_run(self, run_id: str, root: str, action: str, model: str, threshold: float,
+                  manifest: str | None) -> None:
+        with self._begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO runs (id, created_at, root, action, model, threshold, manifest) "
+                    "VALUES (:i, :c, :r, :a, :m, :t, :mf)"
+                ),
+                {"i": run_id, "c": time.time(), "r": root, "a": action, "m": model,
+                 "t": threshold, "mf": manifest},
+            )
+
+    def journal(self, run_id: str, entry: dict[str, Any]) -> int:
+        """Record one action; written before and updated after the filesystem change."""
+        with self._begin() as conn:
+            return int(
+                conn.execute(
+                    text(
+                        "INSERT INTO actions (run_id, path, keeper, action, destination, size, "
+                        "mtime_ns, content_hash, status, reason, at) VALUES (:run, :path, :keeper, "
+                        ":action, :destination, :size, :mtime_ns, :content_hash, :status, :reason, :at)"
+                    ),
+                    {"run": run_id, "at": time.time(), **entry},
+                ).lastrowid  # type: ignore[arg-type]
+            )
+
+    def set_action_status(self, action_id: int, status: str, reason: str | None = None) -> None:
+        with self._begin() as conn:
+            conn.execute(
+                text("UPDATE actions SET status = :s, reason = :r, at = :a WHERE id = :i"),
+                {"s": status, "r": reason, "a": time.time(), "i": action_id},
+            )
+
+    def last_run_id(self) -> str | None:
+        with self._begin() as conn:
+            row = conn.execute(
+                text("SELECT id FROM runs WHERE undone_at IS NULL ORDER BY created_at DESC LIMIT 1")
+            ).first()
+        return None if row is None else str(row.id)
+
+    def run(self, run_id: str) -> dict[str, Any] | None:
+        with self._begin() as conn:
+            row = conn.execute(text("SELECT * FROM runs WHERE id = :i"), {"i": run_id}).first()
+        return None if row is None else dict(row._mapping)
+
+    def run_actions(self, run_id: str) -> list[dict[str, Any]]:
+        with self._begin() as conn:
+            rows = conn.execute(
+                text("SELECT * FROM actions WHERE run_id = :i ORDER BY id"), {"i": run_id}
+            )
+            return [dict(r._mapping) for r in rows]
+
+    def mark_run_undone(self, run_id: str) -> None:
+        with self._begin() as conn:
+            conn.execute(text("UPDATE runs SET undone_at = :t WHERE id = :i"),
+                         {"t": time.time(), "i": run_id})
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _begin(self) -> Any:
+        return _Transaction(self)
+
+
+class _Transaction:
+    """``engine.begin()`` that turns lock and disk errors into one clear StoreError."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.ctx: Any = None
+
+    def __enter__(self) -> Any:
+        try:
+            self.ctx = self.store.engine.begin()
+            return self.ctx.__enter__()
+        except OperationalError as exc:
+            raise StoreError(_explain(exc, self.store.path)) from exc
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        try:
+            self.ctx.__exit__(exc_type, exc, tb)
+        except OperationalError as err:
+            raise StoreError(_explain(err, self.store.path)) from err
+        if isinstance(exc, OperationalError):
+            raise StoreError(_explain(exc, self.store.path)) from exc
+        return False
+
+
+def _explain(exc: OperationalError, path: Path) -> str:
+    message = str(exc.orig) if exc.orig is not None else str(exc)
+    if "locked" in message or "busy" in message:
+        return (f"database {path} is in use by another dedup process (waited "
+                f"{BUSY_TIMEOUT_MS // 1000} s); try again when it has finished")
+    if "readonly" in message or "read-only" in message:
+        return f"database {path} is read-only; pass --db PATH to a writable location"
+    if "disk" in message and "full" in message:
+        return f"no space left for database {path}; free some space and run again"
+    return f"database error in {path}: {message}"

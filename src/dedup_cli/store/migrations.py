@@ -1,0 +1,40 @@
+"""Numbered schema migrations, recorded in SQLite's ``PRAGMA user_version``.
+
+Each migration takes a connection and moves the schema one version up; a database written
+by a newer release (a higher version than we know) is refused rather than damaged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import Connection, text
+
+from dedup_cli.errors import StoreError
+from dedup_cli.store.schema import Base
+
+
+def _m001_initial(conn: Connection) -> None:
+    Base.metadata.create_all(conn)
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_m001_initial]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def current_version(conn: Connection) -> int:
+    return int(conn.exec_driver_sql("PRAGMA user_version").scalar() or 0)
+
+
+def migrate(conn: Connection) -> int:
+    """Apply the migrations this database lacks; return the resulting version."""
+    version = current_version(conn)
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"database schema version {version} is newer than this dedup supports "
+            f"({SCHEMA_VERSION}); upgrade dedup"
+        )
+    for number in range(version, SCHEMA_VERSION):
+        MIGRATIONS[number](conn)
+        conn.execute(text(f"PRAGMA user_version = {number + 1}"))
+    return SCHEMA_VERSION

@@ -1,0 +1,96 @@
+"""SQLAlchemy 2.x table definitions for the embedding cache and the action journal."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class FileRecord(Base):
+    """One image file under the root, identified by its path relative to the root."""
+
+    __tablename__ = "files"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(Text, unique=True, index=True)
+    size: Mapped[int] = mapped_column(Integer)
+    mtime_ns: Mapped[int] = mapped_column(Integer)
+    content_hash: Mapped[str | None] = mapped_column(String(32), index=True)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    # Why the file could not be decoded; retried only when size or mtime change.
+    error: Mapped[str | None] = mapped_column(Text)
+    # 32x32 grayscale pixels of the oriented image, for cheap pixel-level checks.
+    thumbnail: Mapped[bytes | None] = mapped_column(LargeBinary)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class ModelRecord(Base):
+    """An embedding model; several live side by side in one database."""
+
+    __tablename__ = "models"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    dimension: Mapped[int] = mapped_column(Integer)
+    preprocessing: Mapped[str] = mapped_column(Text)
+
+
+class EmbeddingRecord(Base):
+    """A unit vector as raw little-endian float32 bytes (never pickle)."""
+
+    __tablename__ = "embeddings"
+
+    file_id: Mapped[int] = mapped_column(
+        ForeignKey("files.id", ondelete="CASCADE"), primary_key=True
+    )
+    model_id: Mapped[int] = mapped_column(
+        ForeignKey("models.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class RunRecord(Base):
+    """One run of ``find`` that acted on files; ``undo`` works run by run."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    root: Mapped[str] = mapped_column(Text)
+    action: Mapped[str] = mapped_column(String(20))
+    model: Mapped[str] = mapped_column(String(100))
+    threshold: Mapped[float] = mapped_column(Float)
+    manifest: Mapped[str | None] = mapped_column(Text)
+    undone_at: Mapped[float | None] = mapped_column(Float)
+
+
+class ActionRecord(Base):
+    """One file touched (or skipped) by a run, with what it was and where it went."""
+
+    __tablename__ = "actions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    path: Mapped[str] = mapped_column(Text)
+    keeper: Mapped[str] = mapped_column(Text)
+    action: Mapped[str] = mapped_column(String(20))
+    destination: Mapped[str | None] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(Integer)
+    mtime_ns: Mapped[int] = mapped_column(Integer)
+    content_hash: Mapped[str | None] = mapped_column(String(32))
+    # done | skipped | undone | failed
+    status: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[float] = mapped_column(Float)
