@@ -10,16 +10,15 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import open_clip
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-open_clip = pytest.importorskip("open_clip")
-transformers = pytest.importorskip("transformers")
-
-from dedup_cli.errors import ModelLoadError  # noqa: E402
-from dedup_cli.models import get_spec, load_model  # noqa: E402
+from dedup_cli.errors import ModelLoadError
+from dedup_cli.models import get_spec, load_model
 
 CPU = torch.device("cpu")
 
@@ -37,12 +36,19 @@ TINY_CLIP_CFG = {
 def _images(size: int) -> torch.Tensor:
     """uint8 (4, 3, size, size): A, A again, B (a different picture), C (noise)."""
     ramp = torch.linspace(0, 255, size).round().to(torch.uint8)
-    a = torch.stack([ramp.view(1, -1).expand(size, size), ramp.view(-1, 1).expand(size, size),
-                     torch.full((size, size), 40, dtype=torch.uint8)])
+    a = torch.stack(
+        [
+            ramp.view(1, -1).expand(size, size),
+            ramp.view(-1, 1).expand(size, size),
+            torch.full((size, size), 40, dtype=torch.uint8),
+        ]
+    )
     idx = torch.arange(size)
     checker = (((idx.view(-1, 1) // 16) + (idx.view(1, -1) // 16)) % 2 * 255).to(torch.uint8)
     b = torch.stack([checker, 255 - checker, checker // 2])
-    c = torch.randint(0, 256, (3, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    c = torch.randint(
+        0, 256, (3, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(1)
+    )
     return torch.stack([a, a.clone(), b, c])
 
 
@@ -58,14 +64,14 @@ def _check_vectors(vectors: np.ndarray, dimension: int) -> None:
     assert np.abs(vectors[2] - vectors[3]).max() > 1e-3
 
 
-def _one_line(exc: pytest.ExceptionInfo) -> str:
+def _one_line(exc: pytest.ExceptionInfo[ModelLoadError]) -> str:
     message = str(exc.value)
     assert "\n" not in message
     return message
 
 
 @pytest.fixture(scope="module")
-def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
     """A tiny open_clip model saved as open_clip's hub layout: config JSON + safetensors."""
     from safetensors.torch import save_file
 
@@ -73,21 +79,30 @@ def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
     model = open_clip.CLIP(**TINY_CLIP_CFG).eval()
     folder = tmp_path_factory.mktemp("tiny_clip")
     (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY_CLIP_CFG}))
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
-              str(folder / "open_clip_model.safetensors"))
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()},
+        str(folder / "open_clip_model.safetensors"),
+    )
     return folder, model
 
 
 @pytest.fixture(scope="module")
-def tiny_dinov3(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+def tiny_dinov3(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
     """A tiny DINOv3 saved with save_pretrained (config.json + model.safetensors)."""
     from transformers import DINOv3ViTConfig, DINOv3ViTModel
 
     torch.manual_seed(0)
-    config = DINOv3ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                             intermediate_size=64, patch_size=16, image_size=224,
-                             num_register_tokens=4)
-    model = DINOv3ViTModel(config).eval()
+    config = DINOv3ViTConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        patch_size=16,
+        image_size=224,
+        num_register_tokens=4,
+    )
+    model = DINOv3ViTModel(config)
+    model.eval()  # type: ignore[no-untyped-call]  # train mode would jitter RoPE coordinates
     folder = tmp_path_factory.mktemp("tiny_dinov3")
     model.save_pretrained(folder)
     return folder, model
@@ -104,8 +119,13 @@ def offline_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
     cache = tmp_path / "hf_home"
     cache.mkdir()
-    for name, value in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HOME": str(cache),
-                        "HF_HUB_CACHE": str(cache / "hub"), "XDG_CACHE_HOME": str(cache)}.items():
+    for name, value in {
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_HOME": str(cache),
+        "HF_HUB_CACHE": str(cache / "hub"),
+        "XDG_CACHE_HOME": str(cache),
+    }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(cache / "hub"))
@@ -142,11 +162,18 @@ def test_registry_specs() -> None:
 
 
 def test_importing_backends_stays_cheap() -> None:
-    code = ("import sys, dedup_cli.models.clip, dedup_cli.models.dinov3; "
-            "print(sorted(m for m in ('torch', 'open_clip', 'transformers') if m in sys.modules))")
+    code = (
+        "import sys, dedup_cli.models.clip, dedup_cli.models.dinov3; "
+        "print(sorted(m for m in ('torch', 'open_clip', 'transformers') if m in sys.modules))"
+    )
     src = str(Path(__file__).resolve().parents[1] / "src")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={"PYTHONPATH": src, "PATH": "/usr/bin:/bin"})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": src, "PATH": "/usr/bin:/bin"},
+    )
     assert out.stdout.strip() == "[]"
 
 
@@ -155,7 +182,7 @@ def test_importing_backends_stays_cheap() -> None:
 
 @pytest.mark.parametrize("name", ["clip-b32", "clip-l14"])
 @pytest.mark.parametrize("embedding_type", ["final", "hidden", "both"])
-def test_clip_tiny_embeddings(tiny_clip: tuple[Path, object], name: str, embedding_type: str) -> None:
+def test_clip_tiny_embeddings(tiny_clip: tuple[Path, Any], name: str, embedding_type: str) -> None:
     folder, _ = tiny_clip
     spec = get_spec(name, embedding_type)
     model = load_model(spec, CPU, folder)
@@ -167,19 +194,23 @@ def test_clip_tiny_embeddings(tiny_clip: tuple[Path, object], name: str, embeddi
     _check_vectors(model.embed_batch(_images(spec.preprocessing.size)), expected)
 
 
-def test_clip_vectors_match_open_clip(tiny_clip: tuple[Path, object]) -> None:
+def test_clip_vectors_match_open_clip(tiny_clip: tuple[Path, Any]) -> None:
     """The saved weights are really loaded, and hidden = mean of the last block's tokens."""
     folder, reference = tiny_clip
     spec = get_spec("clip-b32")
     images = _images(spec.preprocessing.size)
-    x = (images.float() / 255 - torch.tensor(spec.preprocessing.mean).view(1, 3, 1, 1)) \
-        / torch.tensor(spec.preprocessing.std).view(1, 3, 1, 1)
+    x = (
+        images.float() / 255 - torch.tensor(spec.preprocessing.mean).view(1, 3, 1, 1)
+    ) / torch.tensor(spec.preprocessing.std).view(1, 3, 1, 1)
     with torch.no_grad():
         final = torch.nn.functional.normalize(reference.encode_image(x), dim=1).numpy()
         # open_clip's own intermediates API: last block, class token and patch tokens apart
-        out = reference.visual.forward_intermediates(x, indices=1, output_fmt="NLC",
-                                                     output_extra_tokens=True)
-        tokens = torch.cat([out["image_intermediates_prefix"][-1], out["image_intermediates"][-1]], dim=1)
+        out = reference.visual.forward_intermediates(
+            x, indices=1, output_fmt="NLC", output_extra_tokens=True
+        )
+        tokens = torch.cat(
+            [out["image_intermediates_prefix"][-1], out["image_intermediates"][-1]], dim=1
+        )
         hidden = torch.nn.functional.normalize(tokens.mean(dim=1), dim=1).numpy()
     assert tokens.shape == (4, 50, 64)  # (N, 1 + 7*7 patches, width)
 
@@ -188,10 +219,12 @@ def test_clip_vectors_match_open_clip(tiny_clip: tuple[Path, object]) -> None:
     got_both = load_model(get_spec("clip-b32", "both"), CPU, folder).embed_batch(images)
     np.testing.assert_allclose(got_final, final, atol=1e-5)
     np.testing.assert_allclose(got_hidden, hidden, atol=1e-5)
-    np.testing.assert_allclose(got_both, np.concatenate([final, hidden], axis=1) / np.sqrt(2), atol=1e-5)
+    np.testing.assert_allclose(
+        got_both, np.concatenate([final, hidden], axis=1) / np.sqrt(2), atol=1e-5
+    )
 
 
-def test_clip_pt_checkpoint_in_folder(tiny_clip: tuple[Path, object], tmp_path: Path) -> None:
+def test_clip_pt_checkpoint_in_folder(tiny_clip: tuple[Path, Any], tmp_path: Path) -> None:
     """A folder with the config and a plain torch.save'd ``.pt`` state dict also loads."""
     folder, reference = tiny_clip
     (tmp_path / "open_clip_config.json").write_text((folder / "open_clip_config.json").read_text())
@@ -223,7 +256,7 @@ def test_clip_bad_weights_file(tmp_path: Path) -> None:
     assert str(bad) in _one_line(exc)
 
 
-def test_clip_weights_of_wrong_architecture(tiny_clip: tuple[Path, object], tmp_path: Path) -> None:
+def test_clip_weights_of_wrong_architecture(tiny_clip: tuple[Path, Any], tmp_path: Path) -> None:
     """Tiny weights without their config are checked against the real ViT-B-32: a clear error."""
     folder, _ = tiny_clip
     lone = tmp_path / "open_clip_model.safetensors"
@@ -244,7 +277,7 @@ def test_clip_without_weights_offline(offline_hub: Path) -> None:
 # ---------------------------------------------------------------- DINOv3
 
 
-def test_dinov3_tiny_embeddings(tiny_dinov3: tuple[Path, object]) -> None:
+def test_dinov3_tiny_embeddings(tiny_dinov3: tuple[Path, Any]) -> None:
     folder, reference = tiny_dinov3
     spec = get_spec("dinov3")
     model = load_model(spec, CPU, folder)
@@ -255,14 +288,17 @@ def test_dinov3_tiny_embeddings(tiny_dinov3: tuple[Path, object]) -> None:
     vectors = model.embed_batch(images)
     _check_vectors(vectors, 32)
 
-    x = (images.float() / 255 - torch.tensor(spec.preprocessing.mean).view(1, 3, 1, 1)) \
-        / torch.tensor(spec.preprocessing.std).view(1, 3, 1, 1)
+    x = (
+        images.float() / 255 - torch.tensor(spec.preprocessing.mean).view(1, 3, 1, 1)
+    ) / torch.tensor(spec.preprocessing.std).view(1, 3, 1, 1)
     with torch.no_grad():
-        expected = torch.nn.functional.normalize(reference(pixel_values=x).pooler_output, dim=1).numpy()
+        expected = torch.nn.functional.normalize(
+            reference(pixel_values=x).pooler_output, dim=1
+        ).numpy()
     np.testing.assert_allclose(vectors, expected, atol=1e-5)
 
 
-def test_dinov3_weights_file_means_its_folder(tiny_dinov3: tuple[Path, object]) -> None:
+def test_dinov3_weights_file_means_its_folder(tiny_dinov3: tuple[Path, Any]) -> None:
     folder, _ = tiny_dinov3
     model = load_model(get_spec("dinov3"), CPU, folder / "model.safetensors")
     assert model.dimension == 32
@@ -287,7 +323,7 @@ def test_dinov3_folder_without_model(tmp_path: Path) -> None:
     assert "config.json" in _one_line(exc)
 
 
-def test_dinov3_folder_without_weights(tiny_dinov3: tuple[Path, object], tmp_path: Path) -> None:
+def test_dinov3_folder_without_weights(tiny_dinov3: tuple[Path, Any], tmp_path: Path) -> None:
     folder, _ = tiny_dinov3
     (tmp_path / "config.json").write_text((folder / "config.json").read_text())
     with pytest.raises(ModelLoadError) as exc:
@@ -298,8 +334,16 @@ def test_dinov3_folder_without_weights(tiny_dinov3: tuple[Path, object], tmp_pat
 def test_dinov3_rejects_other_model_types(tmp_path: Path) -> None:
     from transformers import ViTConfig, ViTModel
 
-    ViTModel(ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                       intermediate_size=64, image_size=32, patch_size=16)).save_pretrained(tmp_path)
+    ViTModel(
+        ViTConfig(
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            image_size=32,
+            patch_size=16,
+        )
+    ).save_pretrained(tmp_path)
     with pytest.raises(ModelLoadError) as exc:
         load_model(get_spec("dinov3"), CPU, tmp_path)
     assert "not 'dinov3_vit'" in _one_line(exc)

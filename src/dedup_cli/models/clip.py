@@ -134,7 +134,9 @@ def _create_open_clip(spec: ModelSpec, weights: Path | None) -> Any:
     try:
         import open_clip
     except ImportError as exc:  # pragma: no cover - dependency of the package
-        raise ModelLoadError(f"{spec.name} needs open_clip: pip install open_clip_torch ({exc})") from exc
+        raise ModelLoadError(
+            f"{spec.name} needs open_clip: pip install open_clip_torch ({exc})"
+        ) from exc
 
     arch, tag = ARCHITECTURES[spec.name]
     with _quiet_open_clip():
@@ -146,7 +148,8 @@ def _create_open_clip(spec: ModelSpec, weights: Path | None) -> Any:
             except Exception as exc:
                 raise ModelLoadError(
                     f"cannot download {spec.name} weights (open_clip {arch!r}, pretrained {tag!r}: "
-                    f"{_brief(exc)}); run once with network access or pass --weights PATH to a local copy"
+                    f"{_brief(exc)}); run once with network access "
+                    f"or pass --weights PATH to a local copy"
                 ) from exc
 
         path = weights.expanduser()
@@ -169,13 +172,17 @@ def _create_open_clip(spec: ModelSpec, weights: Path | None) -> Any:
             else:
                 model = open_clip.create_model(arch, force_quick_gelu=True)
             open_clip.load_checkpoint(
-                model, str(checkpoint), strict=True,
+                model,
+                str(checkpoint),
+                strict=True,
                 # TorchScript archives cannot be read with weights_only=True; torch dispatches them
                 # to torch.jit.load, which does not unpickle arbitrary objects.
                 weights_only=not _is_torchscript(checkpoint),
             )
         except Exception as exc:
-            raise ModelLoadError(f"cannot load {spec.name} weights from {checkpoint}: {_brief(exc)}") from exc
+            raise ModelLoadError(
+                f"cannot load {spec.name} weights from {checkpoint}: {_brief(exc)}"
+            ) from exc
     return model
 
 
@@ -205,8 +212,9 @@ class ClipModel:
         expected = spec.preprocessing.size
         if tuple(int(v) for v in image_size) != (expected, expected):
             raise ModelLoadError(
-                f"the {spec.name} weights expect {image_size[0]}x{image_size[1]} images, but {spec.name} "
-                f"uses {expected}x{expected}; pass weights for the {ARCHITECTURES[spec.name][0]} architecture"
+                f"the {spec.name} weights expect {image_size[0]}x{image_size[1]} images, "
+                f"but {spec.name} uses {expected}x{expected}; "
+                f"pass weights for the {ARCHITECTURES[spec.name][0]} architecture"
             )
         self.preprocessing = spec.preprocessing
 
@@ -247,8 +255,11 @@ class ClipModel:
         import torch.nn.functional as F
 
         x = to_model_input(images, self.preprocessing, self.device)
-        autocast = (torch.autocast(self.device.type, dtype=self.autocast_dtype)
-                    if self.autocast_dtype is not None else contextlib.nullcontext())
+        autocast = (
+            torch.autocast(self.device.type, dtype=self.autocast_dtype)
+            if self.autocast_dtype is not None
+            else contextlib.nullcontext()
+        )
         with torch.inference_mode(), autocast:
             final = self.visual(x).float()
             if self.embedding_type == "final":

@@ -47,12 +47,12 @@ def _no_progress_bars() -> Iterator[None]:
 
     was_enabled = hf_logging.is_progress_bar_enabled()
     if was_enabled:
-        hf_logging.disable_progress_bar()
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     try:
         yield
     finally:
         if was_enabled:
-            hf_logging.enable_progress_bar()
+            hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
 
 
 def _load_transformers_model(spec: ModelSpec, weights: Path | None) -> Any:
@@ -62,16 +62,19 @@ def _load_transformers_model(spec: ModelSpec, weights: Path | None) -> Any:
     try:
         from transformers import AutoModel
     except ImportError as exc:  # pragma: no cover - dependency of the package
-        raise ModelLoadError(f"{spec.name} needs transformers: pip install transformers ({exc})") from exc
+        raise ModelLoadError(
+            f"{spec.name} needs transformers: pip install transformers ({exc})"
+        ) from exc
 
     if weights is None:
         try:
             return AutoModel.from_pretrained(HUB_ID, dtype=torch.float32)
         except Exception as exc:
             raise ModelLoadError(
-                f"cannot download {spec.name} weights from the Hugging Face hub ({HUB_ID}: {_brief(exc)}); "
-                f"the model is gated: accept its licence at https://huggingface.co/{HUB_ID}, run "
-                f"`hf auth login` (or `huggingface-cli login`), or pass --weights DIR with a local copy"
+                f"cannot download {spec.name} weights from the Hugging Face hub "
+                f"({HUB_ID}: {_brief(exc)}); the model is gated: accept its licence at "
+                f"https://huggingface.co/{HUB_ID}, run `hf auth login` "
+                f"(or `huggingface-cli login`), or pass --weights DIR with a local copy"
             ) from exc
 
     path = weights.expanduser()
@@ -83,7 +86,8 @@ def _load_transformers_model(spec: ModelSpec, weights: Path | None) -> Any:
             path = path.parent
         else:
             raise ModelLoadError(
-                f"{spec.name} --weights must be a folder with config.json and model.safetensors, not {path}"
+                f"{spec.name} --weights must be a folder with config.json and "
+                f"model.safetensors, not {path}"
             )
     if not (path / "config.json").is_file():
         raise ModelLoadError(
@@ -131,8 +135,11 @@ class Dinov3Model:
         import torch
 
         x = to_model_input(images, self.preprocessing, self.device)
-        autocast = (torch.autocast(self.device.type, dtype=self.autocast_dtype)
-                    if self.autocast_dtype is not None else contextlib.nullcontext())
+        autocast = (
+            torch.autocast(self.device.type, dtype=self.autocast_dtype)
+            if self.autocast_dtype is not None
+            else contextlib.nullcontext()
+        )
         with torch.inference_mode(), autocast:
             pooled = self.model(pixel_values=x).pooler_output
         return normalise_rows(pooled)
@@ -149,7 +156,7 @@ SPEC = register_model(
         preprocessing=PREPROCESSING,
         # Placeholder until calibrated on real duplicates.
         default_threshold=0.90,
-        description=f"DINOv3 ViT-L/16 self-supervised features ({HUB_ID}; gated, needs a hub login)",
+        description=f"DINOv3 ViT-L/16 self-supervised features ({HUB_ID}; gated, hub login)",
         loader=_load,
     )
 )

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dedup_cli.group import EXACT, group_pairs
+from dedup_cli.search import Pairs
+
+
+def pairs_from(edges: dict[tuple[int, int], float]) -> Pairs:
+    items = sorted((min(a, b), max(a, b), s) for (a, b), s in edges.items() if a != b)
+    if not items:
+        return Pairs.empty()
+    left, right, sim = zip(*items)
+    return Pairs(np.array(left), np.array(right), np.array(sim, dtype=np.float32))
+
+
+def test_chain_does_not_remove_the_far_end() -> None:
+    # A~B and B~C, but A and C are not similar. A is kept (best rank).
+    groups = group_pairs(pairs_from({(0, 1): 0.97, (1, 2): 0.97}), rank=lambda i: i)
+    assert [(g.keeper, g.members) for g in groups] == [(0, [1])]
+
+
+def test_leftovers_form_their_own_groups() -> None:
+    # 0~1, 1~2, 2~3: keep 0 removes 1; what is left (2, 3) groups again around 2.
+    groups = group_pairs(pairs_from({(0, 1): 0.99, (1, 2): 0.99, (2, 3): 0.99}), rank=lambda i: i)
+    assert sorted((g.keeper, g.members) for g in groups) == [(0, [1]), (2, [3])]
+
+
+def test_exact_copies_always_group_and_are_labelled() -> None:
+    groups = group_pairs(Pairs.empty(), rank=lambda i: -i, exact_sets=[[1, 4, 2]])
+    assert len(groups) == 1 and groups[0].keeper == 4 and groups[0].members == [1, 2]
+    assert set(groups[0].method.values()) == {EXACT}
+    assert groups[0].similarity == {1: 1.0, 2: 1.0}
+
+
+edge_strategy = st.dictionaries(
+    st.tuples(st.integers(0, 14), st.integers(0, 14)), st.floats(0.9, 1.0), max_size=40)
+
+
+@settings(max_examples=200, deadline=None)
+@given(edges=edge_strategy, ranks=st.lists(st.integers(0, 5), min_size=15, max_size=15),
+       exact=st.lists(st.lists(st.integers(0, 14), min_size=2, max_size=4), max_size=3))
+def test_group_invariants(edges: dict[tuple[int, int], float], ranks: list[int],
+                          exact: list[list[int]]) -> None:
+    pairs = pairs_from(edges)
+    linked = {(min(a, b), max(a, b)) for a, b in edges if a != b}
+    for members in exact:
+        linked |= {(min(a, b), max(a, b)) for a in members for b in members if a != b}
+    groups = group_pairs(pairs, rank=lambda i: ranks[i], exact_sets=exact)
+    removed: list[int] = []
+    keepers = [g.keeper for g in groups]
+    for g in groups:
+        # Exactly one keeper, not among its own removals.
+        assert g.keeper not in g.members and g.members
+        for m in g.members:
+            # No chaining: every removed file is directly linked to its own keeper.
+            assert (min(g.keeper, m), max(g.keeper, m)) in linked
+            # The keeper is the best-ranked file of its group.
+            assert (ranks[g.keeper], g.keeper) < (ranks[m], m)
+        removed.extend(g.members)
+    # A file is removed at most once and never is a keeper of any group.
+    assert len(removed) == len(set(removed))
+    assert not set(removed) & set(keepers)

@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import encode, random_image
+from dedup_cli.imageio import THUMBNAIL_SIDE, ImageDecodeError, content_hash, decode
+
+
+def mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.int32) - b.astype(np.int32)).mean())
+
+
+def test_decode_gives_square_rgb_and_original_resolution() -> None:
+    image = random_image(1, (300, 200))
+    decoded = decode(encode(image, "PNG"), 224)
+    assert decoded.pixels.shape == (224, 224, 3) and decoded.pixels.dtype == np.uint8
+    assert (decoded.width, decoded.height) == (300, 200)
+    assert len(decoded.thumbnail) == THUMBNAIL_SIDE * THUMBNAIL_SIDE
+
+
+def test_exif_orientation_is_applied_before_embedding() -> None:
+    upright = random_image(2, (120, 80))
+    # Stored rotated, with orientation 6 ("rotate 90 CW to display") to put it upright again.
+    stored = upright.transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    rotated = decode(encode(stored, "JPEG", quality=95, exif=exif.tobytes()), 64)
+    reference = decode(encode(upright, "JPEG", quality=95), 64)
+    assert (rotated.width, rotated.height) == (120, 80)
+    assert mean_abs_diff(rotated.pixels, reference.pixels) < 6
+    # Without honouring the tag the pixels would be far apart.
+    ignored = decode(encode(stored, "JPEG", quality=95), 64)
+    assert mean_abs_diff(ignored.pixels, reference.pixels) > 20
+
+
+def test_bogus_orientation_value_is_ignored() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 42
+    decoded = decode(encode(random_image(3), "JPEG", exif=exif.tobytes()), 32)
+    assert decoded.pixels.shape == (32, 32, 3)
+
+
+@pytest.mark.parametrize("mode", ["CMYK", "L", "LA", "RGBA", "P", "1", "I;16"])
+def test_unusual_modes_decode(mode: str) -> None:
+    base = random_image(4, (40, 30))
+    if mode == "I;16":
+        arr = (np.asarray(base.convert("L"), dtype=np.uint16) * 257)
+        image = Image.fromarray(arr)
+        fmt = "PNG"
+    elif mode == "P":
+        image = base.convert("P")
+        image.info["transparency"] = 0
+        fmt = "PNG"
+    else:
+        image = base.convert(mode)
+        fmt = "JPEG" if mode in ("CMYK", "L") else "PNG"
+    decoded = decode(encode(image, fmt), 32)
+    assert decoded.pixels.shape == (32, 32, 3)
+    if mode == "I;16":  # 16-bit values are scaled, not clipped to white
+        gray = np.asarray(base.convert("L").resize((32, 32), Image.Resampling.BILINEAR))
+        assert mean_abs_diff(decoded.pixels[..., 0], gray) < 8
+
+
+def test_transparent_areas_become_white() -> None:
+    image = Image.new("RGBA", (10, 10), (0, 0, 0, 0))
+    decoded = decode(encode(image, "PNG"), 8)
+    assert decoded.pixels.min() == 255
+
+
+def test_animated_gif_uses_the_first_frame() -> None:
+    frames = [random_image(i, (32, 32)).convert("P") for i in range(3)]
+    buffer = encode(frames[0], "GIF", save_all=True, append_images=frames[1:])
+    decoded = decode(buffer, 16)
+    first = decode(encode(frames[0], "GIF"), 16)
+    assert mean_abs_diff(decoded.pixels, first.pixels) < 2
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"", "empty file"),
+        (b"<html><body>not a photo</body></html>", "not a readable image"),
+        (b"\xff\xd8\xff\xe0" + b"\x00" * 20, "image"),
+    ],
+)
+def test_bad_bytes_raise_a_decode_error(content: bytes, reason: str) -> None:
+    with pytest.raises(ImageDecodeError, match=reason):
+        decode(content, 32)
+
+
+def test_truncated_jpeg_is_an_error_not_a_crash() -> None:
+    data = encode(random_image(5, (400, 300)), quality=95)
+    with pytest.raises(ImageDecodeError):
+        decode(data[: len(data) // 3], 32)
+
+
+def test_decompression_bomb_header_is_refused() -> None:
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    with pytest.raises(ImageDecodeError, match="too large"):
+        decode(png, 32)
+
+
+def test_content_hash_is_stable_and_distinguishes_bytes() -> None:
+    assert content_hash(b"abc") == content_hash(b"abc")
+    assert content_hash(b"abc") != content_hash(b"abd")
+    assert len(content_hash(b"")) == 32

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dedup_cli.search import block_rows, brute_force_pairs, similar_pairs
+
+
+def unit_rows(seed: int, n: int, dim: int, planted: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    vectors = rng.normal(size=(n, dim)).astype(np.float32)
+    for k in range(min(planted, n // 2)):  # near copies of earlier rows
+        vectors[n - 1 - k] = vectors[k] + rng.normal(scale=0.05, size=dim)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def as_set(pairs, margin_from: float | None = None, vectors=None):  # type: ignore[no-untyped-def]
+    out = set()
+    for a, b, s in zip(pairs.left.tolist(), pairs.right.tolist(), pairs.similarity.tolist()):
+        if margin_from is not None and abs(s - margin_from) < 1e-5:
+            continue
+        out.add((a, b))
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(0, 70),
+    dim=st.integers(2, 24),
+    block=st.integers(1, 80),
+    threshold=st.floats(0.0, 0.999),
+    planted=st.integers(0, 10),
+)
+def test_chunked_search_equals_brute_force(seed: int, n: int, dim: int, block: int,
+                                           threshold: float, planted: int) -> None:
+    vectors = unit_rows(seed, n, dim, planted)
+    chunked = similar_pairs(vectors, threshold, block=block)
+    reference = brute_force_pairs(vectors, threshold)
+    # Pairs within float rounding of the threshold may legitimately differ.
+    assert as_set(chunked, threshold) == as_set(reference, threshold)
+    assert np.all(chunked.left < chunked.right)
+    assert np.all(chunked.similarity >= threshold)
+    np.testing.assert_allclose(
+        chunked.similarity,
+        np.einsum("ij,ij->i", vectors[chunked.left], vectors[chunked.right]),
+        atol=1e-5,
+    )
+
+
+def test_planted_copies_are_found() -> None:
+    vectors = unit_rows(7, 500, 64, planted=20)
+    pairs = as_set(similar_pairs(vectors, 0.95, block=37))
+    assert {(k, 499 - k) for k in range(20)} <= pairs
+
+
+def test_block_rows_bounds_memory() -> None:
+    assert block_rows(1_000_000, 256 * 1024 * 1024) * 1_000_000 * 4 <= 256 * 1024 * 1024
+    assert block_rows(10) == 8192

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dedup_cli.errors import StoreError
+from dedup_cli.store import Store
+from dedup_cli.store.database import FileFacts
+from dedup_cli.store.migrations import SCHEMA_VERSION
+
+
+def facts(path: str, h: str = "h") -> FileFacts:
+    return FileFacts(path, 10, 1, h, 4, 3, None, b"\0" * 1024)
+
+
+def test_schema_version_wal_and_tables(tmp_path: Path) -> None:
+    db = tmp_path / "image_database.db"
+    Store(db).close()
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"files", "models", "embeddings", "runs", "actions"} <= tables
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "x.db"
+    Store(db).close()
+    conn = sqlite3.connect(db)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 5}")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match="newer"):
+        Store(db)
+
+
+def test_vectors_are_raw_little_endian_float32(tmp_path: Path) -> None:
+    db = tmp_path / "x.db"
+    with Store(db) as store:
+        model = store.ensure_model("m", 3, "{}")
+        vector = np.array([0.6, 0.8, 0.0], dtype=np.float32)
+        store.write_batch(model, [facts("a.jpg")], {"a.jpg": vector})
+        names, matrix = store.load_embeddings(model, 3)
+    blob = sqlite3.connect(db).execute("SELECT vector FROM embeddings").fetchone()[0]
+    assert blob == vector.astype("<f4").tobytes()
+    assert names == ["a.jpg"] and matrix.flags.writeable
+    np.testing.assert_array_equal(matrix[0], vector)
+
+
+def test_models_live_side_by_side(tmp_path: Path) -> None:
+    with Store(tmp_path / "x.db") as store:
+        a = store.ensure_model("a", 2, "{}")
+        b = store.ensure_model("b", 3, "{}")
+        store.write_batch(a, [facts("p.jpg")], {"p.jpg": np.ones(2, np.float32)})
+        store.write_batch(b, [facts("p.jpg")], {"p.jpg": np.ones(3, np.float32)})
+        assert store.load_embeddings(a, 2)[1].shape == (1, 2)
+        assert store.load_embeddings(b, 3)[1].shape == (1, 3)
+        assert store.file_states(a)["p.jpg"].has_embedding
+        with pytest.raises(StoreError, match="dimension"):
+            store.ensure_model("a", 5, "{}")
+
+
+def test_changed_content_drops_stale_embeddings_for_every_model(tmp_path: Path) -> None:
+    with Store(tmp_path / "x.db") as store:
+        a = store.ensure_model("a", 2, "{}")
+        b = store.ensure_model("b", 2, "{}")
+        store.write_batch(a, [facts("p.jpg", "old")], {"p.jpg": np.ones(2, np.float32)})
+        store.write_batch(b, [facts("p.jpg", "old")], {"p.jpg": np.ones(2, np.float32)})
+        store.write_batch(a, [facts("p.jpg", "new")], {"p.jpg": np.ones(2, np.float32)})
+        assert store.file_states(a)["p.jpg"].has_embedding
+        assert not store.file_states(b)["p.jpg"].has_embedding
+
+
+def test_many_embeddings_load_in_order(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(3000, 8)).astype(np.float32)
+    with Store(tmp_path / "x.db") as store:
+        m = store.ensure_model("m", 8, "{}")
+        names = [f"{i:05d}.jpg" for i in range(3000)]
+        store.write_batch(m, [facts(n) for n in names], dict(zip(names, vectors)))
+        loaded, matrix = store.load_embeddings(m, 8, set(names[::2]))
+    assert loaded == names[::2]
+    np.testing.assert_array_equal(matrix, vectors[::2])
+
+
+def test_unwritable_location_is_one_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StoreError, match="cannot create"):
+        Store(blocker / "sub" / "x.db")
