@@ -19,17 +19,29 @@ os.environ.setdefault("COLUMNS", "120")
 
 
 @pytest.fixture(autouse=True)
-def _isolated_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_state(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Keep the per-user run index out of the real home folder."""
     monkeypatch.setenv("DEDUP_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+    # send2trash follows the XDG spec: keep test trash out of the real home folder.
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg-data")))
 
 
 def sample_photos() -> dict[str, Image.Image]:
     """Distinct real colour photos (and a few grayscale ones) as RGB images."""
     import skimage.data as data
 
-    names = ["astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "camera",
-             "coins", "moon"]
+    names = [
+        "astronaut",
+        "chelsea",
+        "coffee",
+        "rocket",
+        "immunohistochemistry",
+        "camera",
+        "coins",
+        "moon",
+    ]
     photos = {n: Image.fromarray(getattr(data, n)()).convert("RGB") for n in names}
     try:
         from sklearn.datasets import load_sample_images
@@ -81,9 +93,12 @@ def library(tmp_path: Path, photos: dict[str, Image.Image]) -> Path:
         (root / f"{name}.jpg").write_bytes(encode(photos[name], quality=95))
     astro = photos["astronaut"]
     (root / "trip" / "astronaut_small.jpg").write_bytes(
-        encode(astro.resize((astro.width // 2, astro.height // 2)), quality=90))
+        encode(astro.resize((astro.width // 2, astro.height // 2)), quality=90)
+    )
     (root / "trip" / "day1" / "coffee_q40.jpg").write_bytes(encode(photos["coffee"], quality=40))
-    (root / "trip" / "rocket_crop.png").write_bytes(encode(crop_fraction(photos["rocket"], 0.1), "PNG"))
+    (root / "trip" / "rocket_crop.png").write_bytes(
+        encode(crop_fraction(photos["rocket"], 0.1), "PNG")
+    )
     (root / "trip" / "chelsea_copy.jpg").write_bytes((root / "chelsea.jpg").read_bytes())
     (root / "camera.png").write_bytes(encode(photos["camera"], "PNG"))
     (root / "broken.jpg").write_bytes(encode(photos["moon"], quality=90)[:500])

@@ -32,9 +32,13 @@ def test_hash_writes_the_database_in_the_root_and_reruns_cheaply(library: Path) 
     assert report["scanned"] == 10 and report["embedded"] == 9
     assert [f["path"] for f in report["failed"]] == ["broken.jpg"]
     db = library / "image_database.db"
-    rows = sqlite3.connect(db).execute(
-        "SELECT COUNT(*) FROM embeddings e JOIN models m ON m.id = e.model_id WHERE m.name='effnet'"
-    ).fetchone()[0]
+    rows = (
+        sqlite3.connect(db)
+        .execute(
+            "SELECT COUNT(*) FROM embeddings e JOIN models m ON m.id = e.model_id WHERE m.name='effnet'"
+        )
+        .fetchone()[0]
+    )
     assert rows == 9
     code, out, _ = invoke("hash", str(library), "--json", "--workers", "0")
     again = json.loads(out)
@@ -45,7 +49,9 @@ def test_find_groups_copies_and_keeps_one_per_group(library: Path) -> None:
     doc = find_json(library)
     assert {"root", "model", "threshold", "groups", "summary", "stats"} <= set(doc)
     assert doc["model"] == "effnet" and doc["root"] == str(library.resolve())
-    groups = {Path(g["keep"]).name: sorted(Path(p).name for p in g["remove"]) for g in doc["groups"]}
+    groups = {
+        Path(g["keep"]).name: sorted(Path(p).name for p in g["remove"]) for g in doc["groups"]
+    }
     assert groups == {
         "astronaut.jpg": ["astronaut_small.jpg"],
         "coffee.jpg": ["coffee_q40.jpg"],
@@ -114,7 +120,13 @@ def test_delete_with_yes_removes_only_planned_copies(library: Path) -> None:
     removed = {Path(d["path"]).name for d in doc["action"]["done"]}
     assert removed == {"astronaut_small.jpg", "coffee_q40.jpg", "rocket.jpg", "chelsea_copy.jpg"}
     remaining = {p.name for p in library.rglob("*.*") if not p.name.startswith("image_database")}
-    assert {"astronaut.jpg", "coffee.jpg", "rocket_crop.png", "chelsea.jpg", "camera.png"} <= remaining
+    assert {
+        "astronaut.jpg",
+        "coffee.jpg",
+        "rocket_crop.png",
+        "chelsea.jpg",
+        "camera.png",
+    } <= remaining
 
 
 @pytest.mark.parametrize(
@@ -131,10 +143,15 @@ def test_delete_with_yes_removes_only_planned_copies(library: Path) -> None:
         (["find", "{root}", "--model", "clip-b32", "--weights", "{root}/none.pt"], 1, "clip"),
     ],
 )
-def test_bad_input_is_one_line_and_an_exit_code(library: Path, args: list[str], code: int,
-                                                message: str) -> None:
-    result = runner.invoke(app, [a.format(root=library) for a in args] + ["--workers", "0"]
-                           if args[0] in ("find", "hash") else args)
+def test_bad_input_is_one_line_and_an_exit_code(
+    library: Path, args: list[str], code: int, message: str
+) -> None:
+    result = runner.invoke(
+        app,
+        [a.format(root=library) for a in args] + ["--workers", "0"]
+        if args[0] in ("find", "hash")
+        else args,
+    )
     assert result.exit_code == code, result.output
     assert message in result.stderr
     assert "Traceback" not in result.output

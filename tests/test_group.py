@@ -36,14 +36,19 @@ def test_exact_copies_always_group_and_are_labelled() -> None:
 
 
 edge_strategy = st.dictionaries(
-    st.tuples(st.integers(0, 14), st.integers(0, 14)), st.floats(0.9, 1.0), max_size=40)
+    st.tuples(st.integers(0, 14), st.integers(0, 14)), st.floats(0.9, 1.0), max_size=40
+)
 
 
 @settings(max_examples=200, deadline=None)
-@given(edges=edge_strategy, ranks=st.lists(st.integers(0, 5), min_size=15, max_size=15),
-       exact=st.lists(st.lists(st.integers(0, 14), min_size=2, max_size=4), max_size=3))
-def test_group_invariants(edges: dict[tuple[int, int], float], ranks: list[int],
-                          exact: list[list[int]]) -> None:
+@given(
+    edges=edge_strategy,
+    ranks=st.lists(st.integers(0, 5), min_size=15, max_size=15),
+    exact=st.lists(st.lists(st.integers(0, 14), min_size=2, max_size=4), max_size=3),
+)
+def test_group_invariants(
+    edges: dict[tuple[int, int], float], ranks: list[int], exact: list[list[int]]
+) -> None:
     pairs = pairs_from(edges)
     linked = {(min(a, b), max(a, b)) for a, b in edges if a != b}
     for members in exact:

@@ -49,7 +49,7 @@ def test_bogus_orientation_value_is_ignored() -> None:
 def test_unusual_modes_decode(mode: str) -> None:
     base = random_image(4, (40, 30))
     if mode == "I;16":
-        arr = (np.asarray(base.convert("L"), dtype=np.uint16) * 257)
+        arr = np.asarray(base.convert("L"), dtype=np.uint16) * 257
         image = Image.fromarray(arr)
         fmt = "PNG"
     elif mode == "P":
@@ -101,10 +101,17 @@ def test_truncated_jpeg_is_an_error_not_a_crash() -> None:
 
 def test_decompression_bomb_header_is_refused() -> None:
     def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
 
     header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
-    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    png = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
     with pytest.raises(ImageDecodeError, match="too large"):
         decode(png, 32)
 

@@ -45,8 +45,15 @@ def make_folder(root: Path, count: int) -> None:
 
 
 def run(root: Path, store: Store, model: CountingModel, batch_size: int = 4):  # type: ignore[no-untyped-def]
-    return hash_folder(root, store, get_spec("effnet"), device=torch.device("cpu"),
-                       batch_size=batch_size, workers=0, model_factory=lambda: model)
+    return hash_folder(
+        root,
+        store,
+        get_spec("effnet"),
+        device=torch.device("cpu"),
+        batch_size=batch_size,
+        workers=0,
+        model_factory=lambda: model,
+    )
 
 
 def embedding_count(db: Path) -> int:
@@ -91,7 +98,9 @@ def test_interrupted_hash_resumes_and_embeds_each_file_once(tmp_path: Path) -> N
         report = run(root, store, model)
     assert model.images == 13 - saved and report.embedded == 13 - saved
     assert embedding_count(db) == 13
-    paths = sqlite3.connect(db).execute("SELECT COUNT(DISTINCT file_id) FROM embeddings").fetchone()[0]
+    paths = (
+        sqlite3.connect(db).execute("SELECT COUNT(DISTINCT file_id) FROM embeddings").fetchone()[0]
+    )
     assert paths == 13
 
 
@@ -110,8 +119,11 @@ def test_bad_files_are_recorded_counted_and_retried_only_when_changed(tmp_path: 
     assert sorted(p for p, _ in first.failed) == ["cut.jpg", "empty.jpg", "fake.png"]
     assert second.failed == [] and second.known_bad == 3 and second.embedded == 0
     assert third.embedded == 1 and third.known_bad == 2
-    errors = dict(sqlite3.connect(root / "image_database.db").execute(
-        "SELECT path, error FROM files WHERE error IS NOT NULL"))
+    errors = dict(
+        sqlite3.connect(root / "image_database.db").execute(
+            "SELECT path, error FROM files WHERE error IS NOT NULL"
+        )
+    )
     assert errors == {"empty.jpg": "empty file", "cut.jpg": errors["cut.jpg"]}
 
 
@@ -122,8 +134,15 @@ def test_worker_processes_give_the_same_vectors(tmp_path: Path) -> None:
     for workers in (0, 2):
         db = tmp_path / f"w{workers}.db"
         with Store(db) as store:
-            hash_folder(root, store, get_spec("effnet"), device=torch.device("cpu"),
-                        batch_size=4, workers=workers, model_factory=CountingModel)
+            hash_folder(
+                root,
+                store,
+                get_spec("effnet"),
+                device=torch.device("cpu"),
+                batch_size=4,
+                workers=workers,
+                model_factory=CountingModel,
+            )
             model_id = store.model_id("effnet")
             assert model_id is not None
             results.append(store.load_embeddings(model_id[0], model_id[1]))

@@ -15,12 +15,37 @@ def touch(path: Path, content: bytes = b"x") -> None:
 
 
 def test_extensions_are_case_insensitive_and_non_images_ignored(tmp_path: Path) -> None:
-    for name in ("a.JPG", "b.jpeg", "c.Png", "d.webp", "e.BMP", "f.tif", "g.TIFF", "h.gif",
-                 "i.heic", "j.HEIF", "k.avif", "notes.txt", "raw.cr2", "noext"):
+    for name in (
+        "a.JPG",
+        "b.jpeg",
+        "c.Png",
+        "d.webp",
+        "e.BMP",
+        "f.tif",
+        "g.TIFF",
+        "h.gif",
+        "i.heic",
+        "j.HEIF",
+        "k.avif",
+        "notes.txt",
+        "raw.cr2",
+        "noext",
+    ):
         touch(tmp_path / name)
     found = [f.path for f in scan(tmp_path).files]
-    assert found == ["a.JPG", "b.jpeg", "c.Png", "d.webp", "e.BMP", "f.tif", "g.TIFF", "h.gif",
-                     "i.heic", "j.HEIF", "k.avif"]
+    assert found == [
+        "a.JPG",
+        "b.jpeg",
+        "c.Png",
+        "d.webp",
+        "e.BMP",
+        "f.tif",
+        "g.TIFF",
+        "h.gif",
+        "i.heic",
+        "j.HEIF",
+        "k.avif",
+    ]
 
 
 def test_nested_paths_are_relative_posix_and_sorted(tmp_path: Path) -> None:
@@ -38,7 +63,10 @@ def test_hidden_folders_are_skipped_unless_asked(tmp_path: Path) -> None:
     touch(tmp_path / "shown.jpg")
     assert [f.path for f in scan(tmp_path).files] == ["shown.jpg"]
     assert [f.path for f in scan(tmp_path, include_hidden=True).files] == [
-        ".hidden.jpg", ".thumbs/a.jpg", "shown.jpg"]
+        ".hidden.jpg",
+        ".thumbs/a.jpg",
+        "shown.jpg",
+    ]
 
 
 def test_database_files_are_excluded_even_with_image_names(tmp_path: Path) -> None:

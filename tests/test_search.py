@@ -33,8 +33,9 @@ def as_set(pairs, margin_from: float | None = None, vectors=None):  # type: igno
     threshold=st.floats(0.0, 0.999),
     planted=st.integers(0, 10),
 )
-def test_chunked_search_equals_brute_force(seed: int, n: int, dim: int, block: int,
-                                           threshold: float, planted: int) -> None:
+def test_chunked_search_equals_brute_force(
+    seed: int, n: int, dim: int, block: int, threshold: float, planted: int
+) -> None:
     vectors = unit_rows(seed, n, dim, planted)
     chunked = similar_pairs(vectors, threshold, block=block)
     reference = brute_force_pairs(vectors, threshold)

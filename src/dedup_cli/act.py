@@ -106,8 +106,9 @@ def check_before_action(file: FileInfo, keeper: FileInfo, root: Path) -> str | N
     return None
 
 
-def execute_plan(plan: Plan, store: Store, action: str, *, move_to: Path | None = None,
-                 run_id: str | None = None) -> ActionReport:
+def execute_plan(
+    plan: Plan, store: Store, action: str, *, move_to: Path | None = None, run_id: str | None = None
+) -> ActionReport:
     """Apply ``action`` to every planned removal; keepers are never touched."""
     if action not in ACTIONS:
         raise UsageError(f"--action must be one of {', '.join(ACTIONS)}, not {action!r}")
@@ -117,7 +118,9 @@ def execute_plan(plan: Plan, store: Store, action: str, *, move_to: Path | None 
             raise UsageError("--action move needs --to DIR")
         move_to = move_to.expanduser().resolve()
         if move_to == root or move_to.is_relative_to(root):
-            raise UsageError(f"--to {move_to} is inside the scanned root; choose a folder outside it")
+            raise UsageError(
+                f"--to {move_to} is inside the scanned root; choose a folder outside it"
+            )
     run_id = run_id or new_run_id()
     manifest = store.path.parent / MANIFEST_FOLDER / f"{run_id}.json"
     report = ActionReport(run_id=run_id, action=action, manifest=str(manifest))
@@ -131,11 +134,22 @@ def execute_plan(plan: Plan, store: Store, action: str, *, move_to: Path | None 
     return report
 
 
-def _act_on_one(file: FileInfo, keeper: FileInfo, root: Path, action: str,
-                move_to: Path | None, store: Store, report: ActionReport) -> None:
+def _act_on_one(
+    file: FileInfo,
+    keeper: FileInfo,
+    root: Path,
+    action: str,
+    move_to: Path | None,
+    store: Store,
+    report: ActionReport,
+) -> None:
     entry: dict[str, Any] = {
-        "path": str(file.absolute), "keeper": str(keeper.absolute), "action": action,
-        "destination": None, "size": file.size, "mtime_ns": file.mtime_ns,
+        "path": str(file.absolute),
+        "keeper": str(keeper.absolute),
+        "action": action,
+        "destination": None,
+        "size": file.size,
+        "mtime_ns": file.mtime_ns,
         "content_hash": file.content_hash,
     }
     reason = check_before_action(file, keeper, root)
@@ -201,8 +215,11 @@ def undo_run(store: Store, run_id: str | None = None) -> UndoReport:
             continue
         original = Path(action["path"])
         if action["action"] != "move" or not action["destination"]:
-            why = ("sent to the system trash: restore it from there"
-                   if action["action"] == "trash" else "deleted: cannot be restored")
+            why = (
+                "sent to the system trash: restore it from there"
+                if action["action"] == "trash"
+                else "deleted: cannot be restored"
+            )
             report.skipped.append({"path": str(original), "reason": why})
             continue
         destination = Path(action["destination"])
@@ -210,8 +227,9 @@ def undo_run(store: Store, run_id: str | None = None) -> UndoReport:
             report.skipped.append({"path": str(original), "reason": "a file is back at that path"})
             continue
         if not destination.exists():
-            report.skipped.append({"path": str(original),
-                                   "reason": f"quarantined copy {destination} is gone"})
+            report.skipped.append(
+                {"path": str(original), "reason": f"quarantined copy {destination} is gone"}
+            )
             continue
         original.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(destination), str(original))

@@ -85,7 +85,9 @@ def decode(data: bytes, size: int) -> DecodedImage:
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError(f"image too large ({exc})") from None
     except Image.DecompressionBombWarning:
-        raise ImageDecodeError(f"image too large (over {MAX_PIXELS // 1_000_000} megapixels)") from None
+        raise ImageDecodeError(
+            f"image too large (over {MAX_PIXELS // 1_000_000} megapixels)"
+        ) from None
     except UnidentifiedImageError:
         raise ImageDecodeError("not a readable image") from None
     except (OSError, ValueError, SyntaxError, EOFError, TypeError, IndexError) as exc:

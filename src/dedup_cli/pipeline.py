@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from dedup_cli.imageio import ImageDecodeError, content_hash, decode, read_file
 from dedup_cli.models import ModelSpec, load_model
-from dedup_cli.scan import ScanResult, ScannedFile, scan
+from dedup_cli.scan import ScannedFile, ScanResult, scan
 from dedup_cli.store import Store
 from dedup_cli.store.database import FileFacts, FileState
 
@@ -97,9 +97,17 @@ class DecodeDataset:
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         file = self.files[index]
-        item: dict[str, Any] = {"path": file.path, "size": file.size, "mtime_ns": file.mtime_ns,
-                                "hash": None, "error": None, "pixels": None, "width": None,
-                                "height": None, "thumbnail": None}
+        item: dict[str, Any] = {
+            "path": file.path,
+            "size": file.size,
+            "mtime_ns": file.mtime_ns,
+            "hash": None,
+            "error": None,
+            "pixels": None,
+            "width": None,
+            "height": None,
+            "thumbnail": None,
+        }
         try:
             data, item["size"], item["mtime_ns"] = read_file(file.absolute)
         except OSError as exc:
@@ -114,8 +122,12 @@ class DecodeDataset:
         except MemoryError:
             item["error"] = "image too large (out of memory)"
             return item
-        item.update(pixels=decoded.pixels, width=decoded.width, height=decoded.height,
-                    thumbnail=decoded.thumbnail)
+        item.update(
+            pixels=decoded.pixels,
+            width=decoded.width,
+            height=decoded.height,
+            thumbnail=decoded.thumbnail,
+        )
         return item
 
 
@@ -162,12 +174,21 @@ def hash_folder(
     """Embed every new or changed image under ``root`` and store the vectors."""
     started = time.perf_counter()
     progress = progress or Progress()
-    found = scanned if scanned is not None else scan(root, include_hidden=include_hidden,
-                                                      exclude=[store.path])
-    report = HashReport(root=str(root), database=str(store.path), model=spec.key,
-                        device=str(device), scanned=len(found.files),
-                        skipped_symlinks=found.skipped_symlinks,
-                        skipped_hidden=found.skipped_hidden, scan_errors=list(found.errors))
+    found = (
+        scanned
+        if scanned is not None
+        else scan(root, include_hidden=include_hidden, exclude=[store.path])
+    )
+    report = HashReport(
+        root=str(root),
+        database=str(store.path),
+        model=spec.key,
+        device=str(device),
+        scanned=len(found.files),
+        skipped_symlinks=found.skipped_symlinks,
+        skipped_hidden=found.skipped_hidden,
+        scan_errors=list(found.errors),
+    )
     known = store.model_id(spec.key)
     states = store.file_states(known[0] if known else None)
     todo = [f for f in found.files if needs_work(f, states.get(f.path))]
@@ -183,16 +204,32 @@ def hash_folder(
         model_id = store.ensure_model(spec.key, model.dimension, spec.preprocessing.to_json())
         progress.start(len(todo))
         try:
-            _embed_all(todo, model, store, model_id, batch_size,
-                       default_workers() if workers is None else workers, report, progress)
+            _embed_all(
+                todo,
+                model,
+                store,
+                model_id,
+                batch_size,
+                default_workers() if workers is None else workers,
+                report,
+                progress,
+            )
         finally:
             progress.finish()
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _embed_all(todo: list[ScannedFile], model: EmbeddingModel, store: Store, model_id: int,
-               batch_size: int, workers: int, report: HashReport, progress: Progress) -> None:
+def _embed_all(
+    todo: list[ScannedFile],
+    model: EmbeddingModel,
+    store: Store,
+    model_id: int,
+    batch_size: int,
+    workers: int,
+    report: HashReport,
+    progress: Progress,
+) -> None:
     from torch.utils.data import DataLoader
 
     dataset = DecodeDataset(todo, model.preprocessing.size)
@@ -213,8 +250,16 @@ def _embed_all(todo: list[ScannedFile], model: EmbeddingModel, store: Store, mod
             good = [it for it in items if it["pixels"] is not None]
             vectors_by_path = {it["path"]: vectors[k] for k, it in enumerate(good)}
         facts = [
-            FileFacts(it["path"], it["size"], it["mtime_ns"], it["hash"], it["width"],
-                      it["height"], it["error"], it["thumbnail"])
+            FileFacts(
+                it["path"],
+                it["size"],
+                it["mtime_ns"],
+                it["hash"],
+                it["width"],
+                it["height"],
+                it["error"],
+                it["thumbnail"],
+            )
             for it in items
         ]
         store.write_batch(model_id, facts, vectors_by_path)

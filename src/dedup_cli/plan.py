@@ -105,8 +105,11 @@ class Plan:
                     "remove": [str(r.file.absolute) for r in g.remove],
                     "keep_file": g.keep.as_dict(),
                     "remove_files": [
-                        {**r.file.as_dict(), "similarity": round(r.similarity, 6),
-                         "method": r.method}
+                        {
+                            **r.file.as_dict(),
+                            "similarity": round(r.similarity, 6),
+                            "method": r.method,
+                        }
                         for r in g.remove
                     ],
                 }
@@ -115,8 +118,14 @@ class Plan:
         }
 
 
-def make_plan(root: Path, model: str, threshold: float, strategy: str,
-              files: Sequence[FileInfo], groups: Sequence[Group]) -> Plan:
+def make_plan(
+    root: Path,
+    model: str,
+    threshold: float,
+    strategy: str,
+    files: Sequence[FileInfo],
+    groups: Sequence[Group],
+) -> Plan:
     """Turn index groups into a plan over file facts, largest savings first."""
     planned = [
         PlannedGroup(

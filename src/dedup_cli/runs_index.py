@@ -17,8 +17,9 @@ def record_run(run_id: str, database: Path) -> None:
         folder = state_dir()
         folder.mkdir(parents=True, exist_ok=True)
         with open(folder / INDEX_NAME, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps({"run_id": run_id, "database": str(database),
-                                     "at": time.time()}) + "\n")
+            handle.write(
+                json.dumps({"run_id": run_id, "database": str(database), "at": time.time()}) + "\n"
+            )
     except OSError:
         pass
 

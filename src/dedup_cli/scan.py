@@ -45,8 +45,9 @@ def is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
-def scan(roots: Path | Iterable[Path], *, include_hidden: bool = False,
-         exclude: Iterable[Path] = ()) -> ScanResult:
+def scan(
+    roots: Path | Iterable[Path], *, include_hidden: bool = False, exclude: Iterable[Path] = ()
+) -> ScanResult:
     """Recursively list image files under each root, sorted by path.
 
     Symlinks are never followed (so a link loop cannot trap the walk, and a removal can never
@@ -68,8 +69,9 @@ def _db_family(db: Path) -> list[str]:
     return [str(db) + suffix for suffix in DB_SUFFIXES]
 
 
-def _walk(root: Path, rel: str, result: ScanResult, include_hidden: bool,
-          excluded: set[str]) -> None:
+def _walk(
+    root: Path, rel: str, result: ScanResult, include_hidden: bool, excluded: set[str]
+) -> None:
     folder = root / rel if rel else root
     try:
         entries = list(os.scandir(folder))

@@ -75,12 +75,25 @@ def validate_threshold(threshold: float) -> float:
     return threshold
 
 
-def hash_root(root: Path, store: Store, spec: ModelSpec, options: HashOptions,
-              progress: Progress | None = None) -> HashReport:
+def hash_root(
+    root: Path,
+    store: Store,
+    spec: ModelSpec,
+    options: HashOptions,
+    progress: Progress | None = None,
+) -> HashReport:
     """Embed every new or changed image under ``root``."""
-    return hash_folder(root, store, spec, device=options.device, weights=options.weights,
-                       batch_size=options.batch_size, workers=options.workers,
-                       include_hidden=options.include_hidden, progress=progress)
+    return hash_folder(
+        root,
+        store,
+        spec,
+        device=options.device,
+        weights=options.weights,
+        batch_size=options.batch_size,
+        workers=options.workers,
+        include_hidden=options.include_hidden,
+        progress=progress,
+    )
 
 
 def find_duplicates(
@@ -98,10 +111,18 @@ def find_duplicates(
     threshold = validate_threshold(spec.default_threshold if threshold is None else threshold)
     root = root.resolve()
     found = scan(root, include_hidden=options.include_hidden, exclude=[store.path])
-    report = hash_folder(root, store, spec, device=options.device, weights=options.weights,
-                         batch_size=options.batch_size, workers=options.workers,
-                         include_hidden=options.include_hidden, progress=progress,
-                         scanned=found)
+    report = hash_folder(
+        root,
+        store,
+        spec,
+        device=options.device,
+        weights=options.weights,
+        batch_size=options.batch_size,
+        workers=options.workers,
+        include_hidden=options.include_hidden,
+        progress=progress,
+        scanned=found,
+    )
     present = {f.path for f in found.files}
     rows = {p: r for p, r in store.file_rows(present).items() if r["error"] is None}
     started = time.perf_counter()
@@ -113,9 +134,15 @@ def find_duplicates(
     # Files with a content hash but no embedding (none today) still join exact groups.
     names += sorted(set(rows) - set(names))
     files = [
-        FileInfo(path=p, absolute=root / p, size=rows[p]["size"], mtime_ns=rows[p]["mtime_ns"],
-                 content_hash=rows[p]["content_hash"], width=rows[p]["width"],
-                 height=rows[p]["height"])
+        FileInfo(
+            path=p,
+            absolute=root / p,
+            size=rows[p]["size"],
+            mtime_ns=rows[p]["mtime_ns"],
+            content_hash=rows[p]["content_hash"],
+            width=rows[p]["width"],
+            height=rows[p]["height"],
+        )
         for p in names
     ]
     by_hash: dict[str, list[int]] = defaultdict(list)
@@ -141,21 +168,26 @@ def find_duplicates(
     )
 
 
-def _confirm_pairs(candidates: Pairs, files: list[FileInfo], rows: dict[str, dict[str, Any]],
-                   verify: bool) -> tuple[Pairs, list[dict[str, Any]]]:
+def _confirm_pairs(
+    candidates: Pairs, files: list[FileInfo], rows: dict[str, dict[str, Any]], verify: bool
+) -> tuple[Pairs, list[dict[str, Any]]]:
     """Keep the candidate pairs that the pixel check confirms; list the others."""
     if not verify or len(candidates) == 0:
         return candidates, []
     keep = np.zeros(len(candidates), dtype=bool)
     unconfirmed: list[dict[str, Any]] = []
-    for k, (a, b, s) in enumerate(zip(candidates.left.tolist(), candidates.right.tolist(),
-                                      candidates.similarity.tolist())):
+    for k, (a, b, s) in enumerate(
+        zip(candidates.left.tolist(), candidates.right.tolist(), candidates.similarity.tolist())
+    ):
         fa, fb = files[a], files[b]
         same_bytes = fa.content_hash is not None and fa.content_hash == fb.content_hash
         if same_bytes or confirm(rows[fa.path]["thumbnail"], rows[fb.path]["thumbnail"]):
             keep[k] = True
         else:
-            unconfirmed.append({"a": str(fa.absolute), "b": str(fb.absolute),
-                                "similarity": round(float(s), 6)})
-    return (Pairs(candidates.left[keep], candidates.right[keep], candidates.similarity[keep]),
-            unconfirmed)
+            unconfirmed.append(
+                {"a": str(fa.absolute), "b": str(fb.absolute), "similarity": round(float(s), 6)}
+            )
+    return (
+        Pairs(candidates.left[keep], candidates.right[keep], candidates.similarity[keep]),
+        unconfirmed,
+    )

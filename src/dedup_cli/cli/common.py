@@ -39,22 +39,42 @@ F = TypeVar("F", bound=Callable[..., Any])
 err_console = Console(stderr=True)
 
 RootArg = Annotated[Path, typer.Argument(help="The photo folder.", show_default=False)]
-DbOpt = Annotated[Path | None, typer.Option(
-    "--db", help="Database file (default: image_database.db in the photo folder).",
-    envvar="DEDUP_DB")]
-ModelOpt = Annotated[str, typer.Option(
-    "--model", "-m", help="Embedding model: effnet, clip-b32, clip-l14, dinov3 (see `dedup models`).",
-    envvar="DEDUP_MODEL")]
-EmbeddingTypeOpt = Annotated[str | None, typer.Option(
-    "--embedding-type", help="CLIP only: final, hidden or both.")]
+DbOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--db",
+        help="Database file (default: image_database.db in the photo folder).",
+        envvar="DEDUP_DB",
+    ),
+]
+ModelOpt = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Embedding model: effnet, clip-b32, clip-l14, dinov3 (see `dedup models`).",
+        envvar="DEDUP_MODEL",
+    ),
+]
+EmbeddingTypeOpt = Annotated[
+    str | None, typer.Option("--embedding-type", help="CLIP only: final, hidden or both.")
+]
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Images per model batch.")]
-WorkersOpt = Annotated[int | None, typer.Option(
-    "--workers", min=0, help="Decode worker processes (default: one per core; 0 decodes inline).")]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--workers",
+        min=0,
+        help="Decode worker processes (default: one per core; 0 decodes inline).",
+    ),
+]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")]
-WeightsOpt = Annotated[Path | None, typer.Option(
-    "--weights", help="Local weights file or folder, for offline use.")]
-HiddenOpt = Annotated[bool, typer.Option(
-    "--include-hidden", help="Also scan hidden files and folders.")]
+WeightsOpt = Annotated[
+    Path | None, typer.Option("--weights", help="Local weights file or folder, for offline use.")
+]
+HiddenOpt = Annotated[
+    bool, typer.Option("--include-hidden", help="Also scan hidden files and folders.")
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 
@@ -74,14 +94,19 @@ def handle_errors() -> Iterator[None]:
         err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
-        err_console.print("interrupted: finished batches are saved; run the command again to "
-                          "resume", highlight=False)
+        err_console.print(
+            "interrupted: finished batches are saved; run the command again to resume",
+            highlight=False,
+        )
         raise typer.Exit(130) from None
-    except Exception as exc:  # noqa: BLE001 - the last line of defence for the user
+    except Exception as exc:
         if state.debug:
             raise
-        err_console.print(f"[red]error:[/red] {type(exc).__name__}: {exc} "
-                          "(rerun with --debug for the traceback)", highlight=False, soft_wrap=True)
+        err_console.print(
+            f"[red]error:[/red] {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+            highlight=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(1) from None
 
 

@@ -40,23 +40,44 @@ def find_command(
     root: RootArg,
     model: ModelOpt = DEFAULT_MODEL,
     embedding_type: EmbeddingTypeOpt = None,
-    threshold: Annotated[float | None, typer.Option(
-        "--threshold", "-t", help="Cosine similarity 0..1 (default: the model's calibrated one).",
-        show_default=False)] = None,
-    keep: Annotated[str, typer.Option(
-        "--keep", help="Which file stays: largest, resolution, oldest, newest, shortest-path.")
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            "--threshold",
+            "-t",
+            help="Cosine similarity 0..1 (default: the model's calibrated one).",
+            show_default=False,
+        ),
+    ] = None,
+    keep: Annotated[
+        str,
+        typer.Option(
+            "--keep", help="Which file stays: largest, resolution, oldest, newest, shortest-path."
+        ),
     ] = DEFAULT_KEEP,
-    action: Annotated[str, typer.Option(
-        "--action", help="report (change nothing), trash, move (needs --to) or delete.")
+    action: Annotated[
+        str,
+        typer.Option(
+            "--action", help="report (change nothing), trash, move (needs --to) or delete."
+        ),
     ] = "report",
-    to: Annotated[Path | None, typer.Option(
-        "--to", help="Quarantine folder for --action move (outside the photo folder).")] = None,
-    yes: Annotated[bool, typer.Option(
-        "--yes", "-y", help="Act without asking (for cron and scripts).")] = False,
-    verify: Annotated[bool, typer.Option(
-        "--verify/--no-verify",
-        help="Confirm each near-duplicate pair at the pixel level (--no-verify trusts the "
-        "embedding alone and may remove look-alikes).")] = True,
+    to: Annotated[
+        Path | None,
+        typer.Option(
+            "--to", help="Quarantine folder for --action move (outside the photo folder)."
+        ),
+    ] = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Act without asking (for cron and scripts).")
+    ] = False,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify/--no-verify",
+            help="Confirm each near-duplicate pair at the pixel level (--no-verify trusts the "
+            "embedding alone and may remove look-alikes).",
+        ),
+    ] = True,
     db: DbOpt = None,
     batch_size: BatchOpt = DEFAULT_BATCH_SIZE,
     workers: WorkersOpt = None,
@@ -83,13 +104,24 @@ def find_command(
         if threshold is not None:
             validate_threshold(threshold)
         spec = get_spec(model, embedding_type)
-        options = HashOptions(device=resolve_device(device), weights=weights,
-                              batch_size=batch_size, workers=workers,
-                              include_hidden=include_hidden)
+        options = HashOptions(
+            device=resolve_device(device),
+            weights=weights,
+            batch_size=batch_size,
+            workers=workers,
+            include_hidden=include_hidden,
+        )
         with open_store(root, db) as store:
-            result = find_duplicates(root, store, spec, options, threshold=threshold, keep=keep,
-                                     verify=verify,
-                                     progress=RichProgress("hashing", quiet or json_output))
+            result = find_duplicates(
+                root,
+                store,
+                spec,
+                options,
+                threshold=threshold,
+                keep=keep,
+                verify=verify,
+                progress=RichProgress("hashing", quiet or json_output),
+            )
             document: dict[str, Any] = result.as_dict()
             document["action"] = None
             if not json_output and not quiet:
@@ -111,8 +143,11 @@ def _confirm(action: str, count: int, size: int, yes: bool) -> None:
     """Ask on a terminal; without one, act only with --yes."""
     if yes:
         return
-    verb = {"trash": "Send to the trash", "move": "Move to quarantine",
-            "delete": "Delete permanently"}[action]
+    verb = {
+        "trash": "Send to the trash",
+        "move": "Move to quarantine",
+        "delete": "Delete permanently",
+    }[action]
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise NotConfirmedError(
             f"nothing removed: {count} file(s) planned for {action}, but there is no terminal "
@@ -126,18 +161,23 @@ def print_find_summary(result: Any) -> None:
     plan = result.plan
     for number, group in enumerate(plan.groups[:50], start=1):
         err_console.print(f"[bold]group {number}[/bold]", highlight=False)
-        err_console.print(f"  [green]keep  [/green] {group.keep.path} "
-                          f"({human_bytes(group.keep.size)}, {group.keep.width}x{group.keep.height})",
-                          highlight=False)
+        err_console.print(
+            f"  [green]keep  [/green] {group.keep.path} "
+            f"({human_bytes(group.keep.size)}, {group.keep.width}x{group.keep.height})",
+            highlight=False,
+        )
         for removal in group.remove:
             f = removal.file
             err_console.print(
                 f"  [red]remove[/red] {f.path} ({human_bytes(f.size)}, {f.width}x{f.height}, "
-                f"similarity {removal.similarity:.3f}, {removal.method})", highlight=False)
+                f"similarity {removal.similarity:.3f}, {removal.method})",
+                highlight=False,
+            )
     if len(plan.groups) > 50:
         err_console.print(f"… and {len(plan.groups) - 50} more groups (see --json)")
-    table = Table(title=f"dedup find · {plan.model} · threshold {plan.threshold:.3f}",
-                  show_header=False)
+    table = Table(
+        title=f"dedup find · {plan.model} · threshold {plan.threshold:.3f}", show_header=False
+    )
     table.add_row("files compared", str(result.files_compared))
     table.add_row("embedded now", str(result.hashing.embedded))
     table.add_row("unreadable", str(len(result.hashing.failed) + result.hashing.known_bad))
@@ -152,9 +192,12 @@ def print_action_summary(outcome: Any) -> None:
     err_console.print(
         f"run {outcome.run_id}: {outcome.action} {len(outcome.done)} file(s), "
         f"{human_bytes(outcome.bytes_freed)}; {len(outcome.skipped)} skipped, "
-        f"{len(outcome.failed)} failed; journal {outcome.manifest}", highlight=False)
+        f"{len(outcome.failed)} failed; journal {outcome.manifest}",
+        highlight=False,
+    )
     for item in outcome.skipped[:20]:
-        err_console.print(f"  [yellow]skipped[/yellow] {item['path']}: {item['reason']}",
-                          highlight=False)
+        err_console.print(
+            f"  [yellow]skipped[/yellow] {item['path']}: {item['reason']}", highlight=False
+        )
     if outcome.action == "move":
         err_console.print(f"undo with: dedup undo {outcome.run_id}", highlight=False)

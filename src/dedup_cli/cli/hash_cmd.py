@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from rich.table import Table
 
 from dedup_cli.cli.common import (
@@ -47,12 +45,17 @@ def hash_command(
         from dedup_cli.service import HashOptions, hash_root
 
         spec = get_spec(model, embedding_type)
-        options = HashOptions(device=resolve_device(device), weights=weights,
-                              batch_size=batch_size, workers=workers,
-                              include_hidden=include_hidden)
+        options = HashOptions(
+            device=resolve_device(device),
+            weights=weights,
+            batch_size=batch_size,
+            workers=workers,
+            include_hidden=include_hidden,
+        )
         with open_store(root, db) as store:
-            report = hash_root(root.resolve(), store, spec, options,
-                               RichProgress("hashing", quiet or json_output))
+            report = hash_root(
+                root.resolve(), store, spec, options, RichProgress("hashing", quiet or json_output)
+            )
         if json_output:
             print_json(report.as_dict())
         elif not quiet:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from rich.table import Table
-
 from rich.console import Console
+from rich.table import Table
 
 from dedup_cli.cli.common import JsonOpt, handle_errors, print_json
 
@@ -16,12 +15,18 @@ def models_command(json_output: JsonOpt = False) -> None:
 
         specs = list_models()
         if json_output:
-            print_json([
-                {"name": s.name, "dimension": s.dimension, "default_threshold": s.default_threshold,
-                 "embedding_types": list(s.type_dimensions) or ["final"],
-                 "description": s.description}
-                for s in specs
-            ])
+            print_json(
+                [
+                    {
+                        "name": s.name,
+                        "dimension": s.dimension,
+                        "default_threshold": s.default_threshold,
+                        "embedding_types": list(s.type_dimensions) or ["final"],
+                        "description": s.description,
+                    }
+                    for s in specs
+                ]
+            )
             return
         table = Table(title="dedup models")
         for column in ("name", "dimension", "threshold", "description"):

@@ -11,10 +11,14 @@ from dedup_cli.cli.common import JsonOpt, err_console, handle_errors, print_json
 
 
 def undo_command(
-    run_id: Annotated[str | None, typer.Argument(
-        help="The run to undo (default: the last run).", show_default=False)] = None,
-    db: Annotated[Path | None, typer.Option(
-        "--db", help="Database of the run (default: found from the run id).")] = None,
+    run_id: Annotated[
+        str | None,
+        typer.Argument(help="The run to undo (default: the last run).", show_default=False),
+    ] = None,
+    db: Annotated[
+        Path | None,
+        typer.Option("--db", help="Database of the run (default: found from the run id)."),
+    ] = None,
     json_output: JsonOpt = False,
 ) -> None:
     """Undo a run: moved files go back to where they were."""
@@ -28,15 +32,18 @@ def undo_command(
         if database is None or not database.exists():
             raise NothingToUndoError(
                 "no run found to undo; pass --db PATH to the database of the run"
-                if run_id is None else f"run {run_id} not found; pass --db PATH to its database"
+                if run_id is None
+                else f"run {run_id} not found; pass --db PATH to its database"
             )
         with Store(database) as store:
             report = undo_run(store, run_id)
         if json_output:
             print_json(report.as_dict())
             return
-        err_console.print(f"run {report.run_id}: {len(report.restored)} file(s) restored",
-                          highlight=False)
+        err_console.print(
+            f"run {report.run_id}: {len(report.restored)} file(s) restored", highlight=False
+        )
         for item in report.skipped:
-            err_console.print(f"  [yellow]not restored[/yellow] {item['path']}: {item['reason']}",
-                              highlight=False)
+            err_console.print(
+                f"  [yellow]not restored[/yellow] {item['path']}: {item['reason']}", highlight=False
+            )

@@ -105,7 +105,9 @@ def get_spec(name: str, embedding_type: str | None = None) -> ModelSpec:
     return spec.with_embedding_type(embedding_type)
 
 
-def load_model(spec: ModelSpec, device: torch.device, weights: Path | None = None) -> EmbeddingModel:
+def load_model(
+    spec: ModelSpec, device: torch.device, weights: Path | None = None
+) -> EmbeddingModel:
     """Build the backend on a device; ``weights`` is a local file or folder (offline use)."""
     return spec.loader(spec, device, weights)
 

@@ -50,8 +50,12 @@ def normalise_rows(vectors: torch.Tensor) -> np.ndarray:
     return vectors.detach().cpu().numpy().astype("float32", copy=False)
 
 
-def to_model_input(images: torch.Tensor, prep: Preprocessing, device: torch.device,
-                   dtype: torch.dtype | None = None) -> torch.Tensor:
+def to_model_input(
+    images: torch.Tensor,
+    prep: Preprocessing,
+    device: torch.device,
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
     """uint8 NCHW -> normalised float NCHW on the device (normalising on the device keeps
     worker-to-main transfers 4x smaller than shipping floats)."""
     import torch

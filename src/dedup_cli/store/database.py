@@ -140,13 +140,15 @@ class Store:
         with self._begin() as conn:
             rows = conn.execute(text(sql), {"m": model_id if model_id is not None else -1})
             return {
-                r.path: FileState(r.id, r.path, r.size, r.mtime_ns, r.content_hash, r.error,
-                                  bool(r.has_embedding))
+                r.path: FileState(
+                    r.id, r.path, r.size, r.mtime_ns, r.content_hash, r.error, bool(r.has_embedding)
+                )
                 for r in rows
             }
 
-    def write_batch(self, model_id: int, facts: Sequence[FileFacts],
-                    vectors: dict[str, np.ndarray]) -> None:
+    def write_batch(
+        self, model_id: int, facts: Sequence[FileFacts], vectors: dict[str, np.ndarray]
+    ) -> None:
         """Upsert file facts and their embeddings in one transaction.
 
         A file whose content hash changed loses its embeddings for every model, so a stale
@@ -159,8 +161,15 @@ class Store:
                     text("SELECT id, content_hash FROM files WHERE path = :p"), {"p": f.path}
                 ).first()
                 params = {
-                    "p": f.path, "s": f.size, "m": f.mtime_ns, "h": f.content_hash,
-                    "w": f.width, "hh": f.height, "e": f.error, "t": f.thumbnail, "u": now,
+                    "p": f.path,
+                    "s": f.size,
+                    "m": f.mtime_ns,
+                    "h": f.content_hash,
+                    "w": f.width,
+                    "hh": f.height,
+                    "e": f.error,
+                    "t": f.thumbnail,
+                    "u": now,
                 }
                 if old is None:
                     file_id = conn.execute(
@@ -173,7 +182,9 @@ class Store:
                 else:
                     file_id = old.id
                     if old.content_hash != f.content_hash:
-                        conn.execute(text("DELETE FROM embeddings WHERE file_id = :i"), {"i": file_id})
+                        conn.execute(
+                            text("DELETE FROM embeddings WHERE file_id = :i"), {"i": file_id}
+                        )
                     conn.execute(
                         text(
                             "UPDATE files SET size = :s, mtime_ns = :m, content_hash = :h, width = :w, "
@@ -197,7 +208,7 @@ class Store:
         out: dict[str, dict[str, Any]] = {}
         with self._begin() as conn:
             for start in range(0, len(wanted), 500):
-                chunk = wanted[start:start + 500]
+                chunk = wanted[start : start + 500]
                 marks = ", ".join(f":p{i}" for i in range(len(chunk)))
                 rows = conn.execute(
                     text(
@@ -210,8 +221,9 @@ class Store:
                     out[r.path] = dict(r._mapping)
         return out
 
-    def load_embeddings(self, model_id: int, dimension: int,
-                        paths: set[str] | None = None) -> tuple[list[str], np.ndarray]:
+    def load_embeddings(
+        self, model_id: int, dimension: int, paths: set[str] | None = None
+    ) -> tuple[list[str], np.ndarray]:
         """(paths, float32 matrix N x dimension) for the model, optionally only these paths.
 
         Each blob is copied straight into a preallocated matrix that grows by doubling, so
@@ -231,20 +243,36 @@ class Store:
                     matrix = np.resize(matrix, (2 * matrix.shape[0], dimension))
                 matrix[len(names)] = np.frombuffer(blob, dtype="<f4")
                 names.append(path)
-        return names, matrix[: len(names)].copy() if len(names) < matrix.shape[0] // 2 else matrix[: len(names)]
+        return names, matrix[: len(names)].copy() if len(names) < matrix.shape[0] // 2 else matrix[
+            : len(names)
+        ]
 
     # -- journal --------------------------------------------------------------------------
 
-    def start_run(self, run_id: str, root: str, action: str, model: str, threshold: float,
-                  manifest: str | None) -> None:
+    def start_run(
+        self,
+        run_id: str,
+        root: str,
+        action: str,
+        model: str,
+        threshold: float,
+        manifest: str | None,
+    ) -> None:
         with self._begin() as conn:
             conn.execute(
                 text(
                     "INSERT INTO runs (id, created_at, root, action, model, threshold, manifest) "
                     "VALUES (:i, :c, :r, :a, :m, :t, :mf)"
                 ),
-                {"i": run_id, "c": time.time(), "r": root, "a": action, "m": model,
-                 "t": threshold, "mf": manifest},
+                {
+                    "i": run_id,
+                    "c": time.time(),
+                    "r": root,
+                    "a": action,
+                    "m": model,
+                    "t": threshold,
+                    "mf": manifest,
+                },
             )
 
     def journal(self, run_id: str, entry: dict[str, Any]) -> int:
@@ -289,8 +317,10 @@ class Store:
 
     def mark_run_undone(self, run_id: str) -> None:
         with self._begin() as conn:
-            conn.execute(text("UPDATE runs SET undone_at = :t WHERE id = :i"),
-                         {"t": time.time(), "i": run_id})
+            conn.execute(
+                text("UPDATE runs SET undone_at = :t WHERE id = :i"),
+                {"t": time.time(), "i": run_id},
+            )
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -325,8 +355,10 @@ class _Transaction:
 def _explain(exc: OperationalError, path: Path) -> str:
     message = str(exc.orig) if exc.orig is not None else str(exc)
     if "locked" in message or "busy" in message:
-        return (f"database {path} is in use by another dedup process (waited "
-                f"{BUSY_TIMEOUT_MS // 1000} s); try again when it has finished")
+        return (
+            f"database {path} is in use by another dedup process (waited "
+            f"{BUSY_TIMEOUT_MS // 1000} s); try again when it has finished"
+        )
     if "readonly" in message or "read-only" in message:
         return f"database {path} is read-only; pass --db PATH to a writable location"
     if "disk" in message and "full" in message:
