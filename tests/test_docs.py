@@ -1,0 +1,40 @@
+"""Docs stay in step with the CLI: every command and option is documented and has help."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+import pytest
+import typer.main
+
+from dedup_cli.cli import app
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+CLI_DOC = (DOCS / "cli.md").read_text(encoding="utf-8")
+COMMANDS = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_command_is_documented_with_help(name: str) -> None:
+    command: click.Command = COMMANDS[name]
+    assert command.help, f"{name} has no help text"
+    assert re.search(rf"^## `dedup {name}\b", CLI_DOC, re.MULTILINE), f"{name} missing in cli.md"
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_option_is_documented(name: str) -> None:
+    for param in COMMANDS[name].params:
+        if isinstance(param, click.Option) and param.name != "help":
+            assert param.help, f"{name} {param.opts} has no help"
+            assert any(f"`{opt}" in CLI_DOC for opt in param.opts + param.secondary_opts), (
+                f"{name} {param.opts} missing in docs/cli.md"
+            )
+
+
+def test_readme_commands_are_the_ci_commands() -> None:
+    readme = (DOCS.parent / "README.md").read_text(encoding="utf-8")
+    ci = (DOCS.parent / ".ci" / "run").read_text(encoding="utf-8")
+    test_command = next(line for line in readme.splitlines() if "pytest" in line and "pip" in line)
+    assert test_command.split("&& ", 1)[1] in ci
