@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import sample_photos
+from conftest import encode, sample_photos
 from dedup_cli.errors import ModelLoadError
 from dedup_cli.imageio import decode
 from dedup_cli.models import get_spec, load_model
 from dedup_cli.models.effnet import EffnetModel, bundled_weights_path
-from conftest import encode
 
 
 def batch(size: int = 224) -> torch.Tensor:
@@ -71,9 +70,7 @@ def test_bad_weights_are_a_model_load_error(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="cannot load"):
         load_model(get_spec("effnet"), torch.device("cpu"), tmp_path / "junk.pth")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ModelLoadError, match="no .pth"):
+    with pytest.raises(ModelLoadError, match=r"no \.pth"):
         load_model(get_spec("effnet"), torch.device("cpu"), tmp_path / "empty")
     with pytest.raises(ModelLoadError, match="not found"):
         load_model(get_spec("effnet"), torch.device("cpu"), tmp_path / "missing")
-
-

@@ -89,7 +89,7 @@ def group_pairs(
         component = work.pop()
         if len(component) < 2:
             continue
-        keeper = min(component, key=lambda i: (rank(i), i))  # type: ignore[operator]
+        keeper = min(component, key=lambda i: (rank(i), i))  # type: ignore[arg-type,return-value,unused-ignore]
         near = links.neighbours.get(keeper, {})
         members = sorted(i for i in component if i != keeper and i in near)
         if members:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import xxhash
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 # Refuse images over 150 megapixels: decoding one would take gigabytes per worker.
 MAX_PIXELS = 150_000_000
@@ -72,12 +72,12 @@ def decode(data: bytes, size: int) -> DecodedImage:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-            img = Image.open(io.BytesIO(data))
+            img: Image.Image = Image.open(io.BytesIO(data))
             width, height = img.size
             orientation = _orientation(img)
             if orientation in (5, 6, 7, 8):
                 width, height = height, width
-            if img.format == "JPEG":
+            if img.format == "JPEG" and isinstance(img, ImageFile.ImageFile):
                 img.draft("RGB", (size, size))
             img = ImageOps.exif_transpose(img) if orientation not in (None, 1) else img
             rgb = _to_rgb(img)

@@ -233,7 +233,7 @@ def _embed_all(
     from torch.utils.data import DataLoader
 
     dataset = DecodeDataset(todo, model.preprocessing.size)
-    loader = DataLoader(
+    loader: DataLoader[Any] = DataLoader(
         dataset,  # type: ignore[arg-type]
         batch_size=batch_size,
         num_workers=workers,

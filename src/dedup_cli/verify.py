@@ -53,7 +53,8 @@ def _bilinear(image: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
     wx = xs - x0
     top = image[y0, x0] * (1 - wx) + image[y0, x1] * wx
     bottom = image[y1, x0] * (1 - wx) + image[y1, x1] * wx
-    return top * (1 - wy) + bottom * wy
+    result: np.ndarray = top * (1 - wy) + bottom * wy
+    return result
 
 
 def _standardise(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

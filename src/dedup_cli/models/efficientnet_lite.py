@@ -38,7 +38,10 @@ class SameConv2d(nn.Conv2d):
         pad_w = max((math.ceil(iw / sw) - 1) * sw + kw - iw, 0)
         if pad_h or pad_w:
             x = F.pad(x, [pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2])
-        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+        out: torch.Tensor = F.conv2d(
+            x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups
+        )
+        return out
 
 
 class MBConvBlock(nn.Module):
@@ -60,7 +63,7 @@ class MBConvBlock(nn.Module):
         self.residual = stride == 1 and cin == cout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = x
+        out: torch.Tensor = x
         if self.expand:
             out = F.relu6(self._bn0(self._expand_conv(out)))
         out = F.relu6(self._bn1(self._depthwise_conv(out)))
@@ -98,4 +101,5 @@ class EfficientNetLite0(nn.Module):
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         """ImageNet logits; used to check that the weights load correctly."""
-        return self._fc(self.forward(x))
+        logits: torch.Tensor = self._fc(self.forward(x))
+        return logits

@@ -71,7 +71,7 @@ class EffnetModel:
             state = torch.load(path, map_location="cpu", weights_only=True)
             net = EfficientNetLite0()
             net.load_state_dict(state)
-        except Exception as exc:  # noqa: BLE001 - unpickling, shape and I/O errors alike
+        except Exception as exc:
             raise ModelLoadError(
                 f"cannot load EfficientNet-Lite0 weights from {path}: {exc}"
             ) from exc

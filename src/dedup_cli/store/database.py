@@ -114,7 +114,7 @@ class Store:
                 text("INSERT INTO models (name, dimension, preprocessing) VALUES (:n, :d, :p)"),
                 {"n": name, "d": dimension, "p": preprocessing},
             )
-            return int(result.lastrowid)  # type: ignore[arg-type]
+            return int(result.lastrowid)  # type: ignore[arg-type,unused-ignore]
 
     def model_id(self, name: str) -> tuple[int, int] | None:
         """(id, dimension) of a stored model, or None."""
@@ -286,7 +286,7 @@ class Store:
                         ":action, :destination, :size, :mtime_ns, :content_hash, :status, :reason, :at)"
                     ),
                     {"run": run_id, "at": time.time(), **entry},
-                ).lastrowid  # type: ignore[arg-type]
+                ).lastrowid  # type: ignore[arg-type,unused-ignore]
             )
 
     def set_action_status(self, action_id: int, status: str, reason: str | None = None) -> None:
@@ -342,14 +342,13 @@ class _Transaction:
         except OperationalError as exc:
             raise StoreError(_explain(exc, self.store.path)) from exc
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         try:
             self.ctx.__exit__(exc_type, exc, tb)
         except OperationalError as err:
             raise StoreError(_explain(err, self.store.path)) from err
         if isinstance(exc, OperationalError):
             raise StoreError(_explain(exc, self.store.path)) from exc
-        return False
 
 
 def _explain(exc: OperationalError, path: Path) -> str:
