@@ -15,8 +15,10 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
-# Budget for one block of similarities (rows x N floats).
+# Budget for one block of similarities (rows x N floats) when free memory cannot be read.
 DEFAULT_BLOCK_BYTES = 256 * 1024 * 1024
+MIN_BLOCK_BYTES = 32 * 1024 * 1024
+MAX_BLOCK_BYTES = 1024 * 1024 * 1024
 # Half-precision products can be off by ~1e-3; candidates this far below are re-scored.
 HALF_PRECISION_MARGIN = 0.01
 
@@ -35,6 +37,23 @@ class Pairs:
     @staticmethod
     def empty() -> Pairs:
         return Pairs(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
+
+
+def memory_budget(device: torch.device | None = None) -> int:
+    """Bytes one block of similarities may take: a quarter of free GPU memory, or an eighth
+    of the available RAM (a block also needs a mask and index arrays of similar size)."""
+    import os
+
+    if device is not None and device.type == "cuda":
+        import torch
+
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free // 4)
+    try:
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return DEFAULT_BLOCK_BYTES
+    return int(min(MAX_BLOCK_BYTES, max(MIN_BLOCK_BYTES, available // 8)))
 
 
 def block_rows(n: int, block_bytes: int = DEFAULT_BLOCK_BYTES) -> int:
@@ -57,7 +76,7 @@ def similar_pairs(
         return Pairs.empty()
     device = device or torch.device("cpu")
     half = device.type in ("cuda", "mps")
-    block = block or block_rows(n)
+    block = block or block_rows(n, memory_budget(device))
     full = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
     matrix = full.to(device, dtype=torch.float16 if half else torch.float32)
     cut = threshold - HALF_PRECISION_MARGIN if half else threshold

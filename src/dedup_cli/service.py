@@ -151,7 +151,7 @@ def find_duplicates(
             by_hash[f.content_hash].append(index)
     exact_sets = [members for members in by_hash.values() if len(members) > 1]
     candidates = similar_pairs(matrix, threshold, device=options.device)
-    confirmed, unconfirmed = _confirm_pairs(candidates, files, rows, verify)
+    confirmed, unconfirmed = _confirm_pairs(candidates, files, store, verify)
     groups = group_pairs(confirmed, keeper_rank(keep, files), exact_sets)
     if verify:  # say which check confirmed each pair: the same bytes, or the pixels
         for g in groups:
@@ -169,11 +169,13 @@ def find_duplicates(
 
 
 def _confirm_pairs(
-    candidates: Pairs, files: list[FileInfo], rows: dict[str, dict[str, Any]], verify: bool
+    candidates: Pairs, files: list[FileInfo], store: Store, verify: bool
 ) -> tuple[Pairs, list[dict[str, Any]]]:
     """Keep the candidate pairs that the pixel check confirms; list the others."""
     if not verify or len(candidates) == 0:
         return candidates, []
+    involved = set(candidates.left.tolist()) | set(candidates.right.tolist())
+    thumbs = store.thumbnails(files[i].path for i in involved)
     keep = np.zeros(len(candidates), dtype=bool)
     unconfirmed: list[dict[str, Any]] = []
     for k, (a, b, s) in enumerate(
@@ -181,7 +183,7 @@ def _confirm_pairs(
     ):
         fa, fb = files[a], files[b]
         same_bytes = fa.content_hash is not None and fa.content_hash == fb.content_hash
-        if same_bytes or confirm(rows[fa.path]["thumbnail"], rows[fb.path]["thumbnail"]):
+        if same_bytes or confirm(thumbs.get(fa.path), thumbs.get(fb.path)):
             keep[k] = True
         else:
             unconfirmed.append(

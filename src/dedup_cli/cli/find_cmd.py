@@ -135,6 +135,12 @@ def find_command(
                 document["run_id"] = outcome.run_id
                 if not json_output and not quiet:
                     print_action_summary(outcome)
+            elif action == "report" and plan.files_to_remove and not json_output and not quiet:
+                err_console.print(
+                    "nothing was changed; to act, add --action trash, --action move --to DIR "
+                    "or --action delete",
+                    highlight=False,
+                )
         if json_output:
             print_json(document)
 

@@ -203,22 +203,29 @@ class Store:
                     )
 
     def file_rows(self, paths: Iterable[str]) -> dict[str, dict[str, Any]]:
-        """Facts of the given files (size, mtime, hash, resolution) keyed by path."""
-        wanted = list(paths)
-        out: dict[str, dict[str, Any]] = {}
+        """Facts of the given files (size, mtime, hash, resolution, error) keyed by path.
+
+        One pass over the table, filtered in Python: cheaper than chunked ``IN`` queries when
+        most files are wanted, as in ``find``. Thumbnails are left out (see ``thumbnails``).
+        """
+        wanted = set(paths)
+        sql = "SELECT id, path, size, mtime_ns, content_hash, width, height, error FROM files"
+        with self._begin() as conn:
+            return {r.path: dict(r._mapping) for r in conn.execute(text(sql)) if r.path in wanted}
+
+    def thumbnails(self, paths: Iterable[str]) -> dict[str, bytes | None]:
+        """The stored grayscale thumbnails of a few files (those in candidate pairs)."""
+        wanted = sorted(set(paths))
+        out: dict[str, bytes | None] = {}
         with self._begin() as conn:
             for start in range(0, len(wanted), 500):
                 chunk = wanted[start : start + 500]
                 marks = ", ".join(f":p{i}" for i in range(len(chunk)))
                 rows = conn.execute(
-                    text(
-                        "SELECT id, path, size, mtime_ns, content_hash, width, height, error, thumbnail "
-                        f"FROM files WHERE path IN ({marks})"
-                    ),
+                    text(f"SELECT path, thumbnail FROM files WHERE path IN ({marks})"),
                     {f"p{i}": p for i, p in enumerate(chunk)},
                 )
-                for r in rows:
-                    out[r.path] = dict(r._mapping)
+                out.update({r.path: r.thumbnail for r in rows})
         return out
 
     def load_embeddings(
