@@ -120,3 +120,17 @@ def test_content_hash_is_stable_and_distinguishes_bytes() -> None:
     assert content_hash(b"abc") == content_hash(b"abc")
     assert content_hash(b"abc") != content_hash(b"abd")
     assert len(content_hash(b"")) == 32
+
+
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF", "WEBP", "TIFF", "BMP"])
+def test_other_formats_decode_to_the_same_pixels(fmt: str) -> None:
+    pytest.importorskip("pillow_heif")
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    image = random_image(6, (96, 64))
+    decoded = decode(encode(image, fmt, quality=95) if fmt in ("HEIF", "AVIF", "WEBP")
+                     else encode(image, fmt), 32)
+    reference = decode(encode(image, "PNG"), 32)
+    assert (decoded.width, decoded.height) == (96, 64)
+    assert mean_abs_diff(decoded.pixels, reference.pixels) < 8
