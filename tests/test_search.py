@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -59,3 +61,13 @@ def test_planted_copies_are_found() -> None:
 def test_block_rows_bounds_memory() -> None:
     assert block_rows(1_000_000, 256 * 1024 * 1024) * 1_000_000 * 4 <= 256 * 1024 * 1024
     assert block_rows(10) == 8192
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_half_precision_gpu_search_is_rescored_exactly() -> None:
+    vectors = unit_rows(3, 3000, 128, planted=50)
+    cpu = similar_pairs(vectors, 0.9)
+    gpu = similar_pairs(vectors, 0.9, device=torch.device("cuda"))
+    assert as_set(cpu, 0.9) == as_set(gpu, 0.9)
+    np.testing.assert_allclose(cpu.similarity, gpu.similarity, atol=1e-5)
