@@ -175,3 +175,18 @@ def test_models_lists_the_registry() -> None:
     code, out, _ = invoke("models", "--json")
     names = [m["name"] for m in json.loads(out)]
     assert code == 0 and names[:4] == ["effnet", "clip-b32", "clip-l14", "dinov3"]
+
+
+def test_rerun_with_nothing_to_embed_never_imports_torch(library: Path) -> None:
+    import subprocess
+    import sys
+
+    invoke("hash", str(library), "--workers", "0", "-q")
+    probe = (
+        "import sys; from typer.testing import CliRunner; from dedup_cli.cli import app; "
+        f"r = CliRunner().invoke(app, ['hash', {str(library)!r}, '--json']); "
+        "assert r.exit_code == 0, r.output; "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False"

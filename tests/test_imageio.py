@@ -129,8 +129,10 @@ def test_other_formats_decode_to_the_same_pixels(fmt: str) -> None:
 
     pillow_heif.register_heif_opener()
     image = random_image(6, (96, 64))
-    decoded = decode(encode(image, fmt, quality=95) if fmt in ("HEIF", "AVIF", "WEBP")
-                     else encode(image, fmt), 32)
+    decoded = decode(
+        encode(image, fmt, quality=95) if fmt in ("HEIF", "AVIF", "WEBP") else encode(image, fmt),
+        32,
+    )
     reference = decode(encode(image, "PNG"), 32)
     assert (decoded.width, decoded.height) == (96, 64)
     assert mean_abs_diff(decoded.pixels, reference.pixels) < 8

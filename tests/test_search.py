@@ -26,7 +26,7 @@ def as_set(pairs, margin_from: float | None = None, vectors=None):  # type: igno
     return out
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     seed=st.integers(0, 10_000),
     n=st.integers(0, 70),
@@ -34,12 +34,14 @@ def as_set(pairs, margin_from: float | None = None, vectors=None):  # type: igno
     block=st.integers(1, 80),
     threshold=st.floats(0.0, 0.999),
     planted=st.integers(0, 10),
+    precision=st.sampled_from(["fp32", "bf16", "auto"]),
 )
 def test_chunked_search_equals_brute_force(
-    seed: int, n: int, dim: int, block: int, threshold: float, planted: int
+    seed: int, n: int, dim: int, block: int, threshold: float, planted: int, precision: str
 ) -> None:
+    """Reduced-precision screening is re-scored exactly: same pairs as brute force."""
     vectors = unit_rows(seed, n, dim, planted)
-    chunked = similar_pairs(vectors, threshold, block=block)
+    chunked = similar_pairs(vectors, threshold, block=block, screen_precision=precision)
     reference = brute_force_pairs(vectors, threshold)
     # Pairs within float rounding of the threshold may legitimately differ.
     assert as_set(chunked, threshold) == as_set(reference, threshold)

@@ -17,7 +17,7 @@ import numpy as np
 
 from dedup_cli.errors import UsageError
 from dedup_cli.group import EMBEDDING, group_pairs
-from dedup_cli.models import ModelSpec
+from dedup_cli.models import ModelSpec, resolve_device
 from dedup_cli.pipeline import HashReport, Progress, hash_folder
 from dedup_cli.plan import FileInfo, Plan, keeper_rank, make_plan
 from dedup_cli.scan import scan
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 class HashOptions:
     """How to embed: shared by ``hash`` and the hashing step of ``find``."""
 
-    device: torch.device
+    device: torch.device | str  # a string is resolved only when a model must run
     weights: Path | None = None
     batch_size: int = 32
     workers: int | None = None
@@ -150,7 +150,8 @@ def find_duplicates(
         if f.content_hash:
             by_hash[f.content_hash].append(index)
     exact_sets = [members for members in by_hash.values() if len(members) > 1]
-    candidates = similar_pairs(matrix, threshold, device=options.device)
+    device = resolve_device(options.device) if isinstance(options.device, str) else options.device
+    candidates = similar_pairs(matrix, threshold, device=device)
     confirmed, unconfirmed = _confirm_pairs(candidates, files, store, verify)
     groups = group_pairs(confirmed, keeper_rank(keep, files), exact_sets)
     if verify:  # say which check confirmed each pair: the same bytes, or the pixels

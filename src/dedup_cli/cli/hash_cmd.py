@@ -41,12 +41,12 @@ def hash_command(
 ) -> None:
     """Embed new and changed images under ROOT (a rerun only stats unchanged files)."""
     with handle_errors():
-        from dedup_cli.models import get_spec, resolve_device
+        from dedup_cli.models import check_device_choice, get_spec
         from dedup_cli.service import HashOptions, hash_root
 
         spec = get_spec(model, embedding_type)
         options = HashOptions(
-            device=resolve_device(device),
+            device=check_device_choice(device),
             weights=weights,
             batch_size=batch_size,
             workers=workers,

@@ -112,10 +112,21 @@ def load_model(
     return spec.loader(spec, device, weights)
 
 
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+
+
+def check_device_choice(choice: str) -> str:
+    """Validate ``--device`` without importing torch (a rerun may never need it)."""
+    if choice not in DEVICE_CHOICES:
+        raise UsageError(f"--device must be auto, cpu, cuda or mps, not {choice!r}")
+    return choice
+
+
 def resolve_device(choice: str = "auto") -> torch.device:
     """``auto`` picks CUDA, then Apple's MPS, then the CPU."""
     import torch
 
+    check_device_choice(choice)
     if choice == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -129,8 +140,6 @@ def resolve_device(choice: str = "auto") -> torch.device:
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available():
             raise UsageError("--device mps was asked for, but MPS is not available")
-    if choice not in ("cpu", "cuda", "mps"):
-        raise UsageError(f"--device must be auto, cpu, cuda or mps, not {choice!r}")
     return torch.device(choice)
 
 
@@ -139,6 +148,7 @@ __all__ = [
     "EmbeddingModel",
     "ModelSpec",
     "Preprocessing",
+    "check_device_choice",
     "get_spec",
     "list_models",
     "load_model",

@@ -233,26 +233,26 @@ class Store:
     ) -> tuple[list[str], np.ndarray]:
         """(paths, float32 matrix N x dimension) for the model, optionally only these paths.
 
-        Each blob is copied straight into a preallocated matrix that grows by doubling, so
-        memory is the matrix itself, not a Python object per value.
+        Each blob is copied straight into a matrix sized once from a count, through the raw
+        sqlite3 cursor, so memory is the matrix itself, not a Python object per value.
         """
         sql = (
             "SELECT f.path, e.vector FROM embeddings e JOIN files f ON f.id = e.file_id "
-            "WHERE e.model_id = :m AND f.error IS NULL ORDER BY f.path"
+            "WHERE e.model_id = ? AND f.error IS NULL ORDER BY f.path"
         )
         names: list[str] = []
-        matrix = np.empty((1024, dimension), dtype=np.float32)
         with self._begin() as conn:
-            for path, blob in conn.execute(text(sql), {"m": model_id}):
+            raw = conn.connection.driver_connection  # the sqlite3 connection: no Row objects
+            (count,) = raw.execute(
+                "SELECT COUNT(*) FROM embeddings WHERE model_id = ?", (model_id,)
+            ).fetchone()
+            matrix = np.empty((count, dimension), dtype=np.float32)
+            for path, blob in raw.execute(sql, (model_id,)):
                 if paths is not None and path not in paths:
                     continue
-                if len(names) == matrix.shape[0]:
-                    matrix = np.resize(matrix, (2 * matrix.shape[0], dimension))
                 matrix[len(names)] = np.frombuffer(blob, dtype="<f4")
                 names.append(path)
-        return names, matrix[: len(names)].copy() if len(names) < matrix.shape[0] // 2 else matrix[
-            : len(names)
-        ]
+        return names, matrix if len(names) == count else matrix[: len(names)].copy()
 
     # -- journal --------------------------------------------------------------------------
 
