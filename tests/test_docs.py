@@ -38,3 +38,18 @@ def test_readme_commands_are_the_ci_commands() -> None:
     ci = (DOCS.parent / ".ci" / "run").read_text(encoding="utf-8")
     test_command = next(line for line in readme.splitlines() if "pytest" in line and "pip" in line)
     assert test_command.split("&& ", 1)[1] in ci
+
+
+def test_help_imports_nothing_heavy() -> None:
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, runpy; sys.argv = ['dedup', '--help']\n"
+        "try:\n    runpy.run_module('dedup_cli', run_name='__main__')\n"
+        "except SystemExit:\n    pass\n"
+        "heavy = [m for m in ('torch', 'open_clip', 'transformers', 'matplotlib') if m in sys.modules]\n"
+        "print('HEAVY', heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert "HEAVY []" in out.stdout
