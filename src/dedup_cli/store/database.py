@@ -6,6 +6,7 @@ batch in their own transactions, so an interrupted run keeps everything finished
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
@@ -22,8 +23,16 @@ from dedup_cli.errors import StoreError
 from dedup_cli.store.migrations import migrate
 
 DEFAULT_DB_NAME = "image_database.db"
-# How long a second dedup process waits for a lock before giving up with a message.
+# How long a second dedup process waits for a lock before giving up with a message
+# (``DEDUP_LOCK_TIMEOUT`` seconds overrides it).
 BUSY_TIMEOUT_MS = 10_000
+
+
+def busy_timeout_ms() -> int:
+    try:
+        return int(float(os.environ["DEDUP_LOCK_TIMEOUT"]) * 1000)
+    except (KeyError, ValueError):
+        return BUSY_TIMEOUT_MS
 
 
 def default_db_path(root: Path) -> Path:
@@ -60,7 +69,7 @@ class FileFacts:
 
 def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
     cursor = dbapi_conn.cursor()
-    cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    cursor.execute(f"PRAGMA busy_timeout = {busy_timeout_ms()}")
     cursor.execute("PRAGMA journal_mode = WAL")
     cursor.execute("PRAGMA synchronous = NORMAL")
     cursor.execute("PRAGMA foreign_keys = ON")
@@ -99,7 +108,7 @@ class Store:
 
     def ensure_model(self, name: str, dimension: int, preprocessing: str) -> int:
         """The model's id, registering it on first use; a dimension change is an error."""
-        with self._begin() as conn:
+        with self.transaction() as conn:
             row = conn.execute(
                 text("SELECT id, dimension FROM models WHERE name = :n"), {"n": name}
             ).first()
@@ -118,14 +127,14 @@ class Store:
 
     def model_id(self, name: str) -> tuple[int, int] | None:
         """(id, dimension) of a stored model, or None."""
-        with self._begin() as conn:
+        with self.transaction() as conn:
             row = conn.execute(
                 text("SELECT id, dimension FROM models WHERE name = :n"), {"n": name}
             ).first()
         return None if row is None else (int(row.id), int(row.dimension))
 
     def model_names(self) -> list[str]:
-        with self._begin() as conn:
+        with self.transaction() as conn:
             return [r[0] for r in conn.execute(text("SELECT name FROM models ORDER BY id"))]
 
     # -- files ----------------------------------------------------------------------------
@@ -137,7 +146,7 @@ class Store:
             "e.file_id IS NOT NULL AS has_embedding FROM files f "
             "LEFT JOIN embeddings e ON e.file_id = f.id AND e.model_id = :m"
         )
-        with self._begin() as conn:
+        with self.transaction() as conn:
             rows = conn.execute(text(sql), {"m": model_id if model_id is not None else -1})
             return {
                 r.path: FileState(
@@ -155,7 +164,7 @@ class Store:
         vector can never be compared again.
         """
         now = time.time()
-        with self._begin() as conn:
+        with self.transaction() as conn:
             for f in facts:
                 old = conn.execute(
                     text("SELECT id, content_hash FROM files WHERE path = :p"), {"p": f.path}
@@ -210,14 +219,14 @@ class Store:
         """
         wanted = set(paths)
         sql = "SELECT id, path, size, mtime_ns, content_hash, width, height, error FROM files"
-        with self._begin() as conn:
+        with self.transaction() as conn:
             return {r.path: dict(r._mapping) for r in conn.execute(text(sql)) if r.path in wanted}
 
     def thumbnails(self, paths: Iterable[str]) -> dict[str, bytes | None]:
         """The stored grayscale thumbnails of a few files (those in candidate pairs)."""
         wanted = sorted(set(paths))
         out: dict[str, bytes | None] = {}
-        with self._begin() as conn:
+        with self.transaction() as conn:
             for start in range(0, len(wanted), 500):
                 chunk = wanted[start : start + 500]
                 marks = ", ".join(f":p{i}" for i in range(len(chunk)))
@@ -241,7 +250,7 @@ class Store:
             "WHERE e.model_id = ? AND f.error IS NULL ORDER BY f.path"
         )
         names: list[str] = []
-        with self._begin() as conn:
+        with self.transaction() as conn:
             raw = conn.connection.driver_connection  # the sqlite3 connection: no Row objects
             (count,) = raw.execute(
                 "SELECT COUNT(*) FROM embeddings WHERE model_id = ?", (model_id,)
@@ -265,7 +274,7 @@ class Store:
         threshold: float,
         manifest: str | None,
     ) -> None:
-        with self._begin() as conn:
+        with self.transaction() as conn:
             conn.execute(
                 text(
                     "INSERT INTO runs (id, created_at, root, action, model, threshold, manifest) "
@@ -284,7 +293,7 @@ class Store:
 
     def journal(self, run_id: str, entry: dict[str, Any]) -> int:
         """Record one action; written before and updated after the filesystem change."""
-        with self._begin() as conn:
+        with self.transaction() as conn:
             return int(
                 conn.execute(
                     text(
@@ -297,33 +306,33 @@ class Store:
             )
 
     def set_action_status(self, action_id: int, status: str, reason: str | None = None) -> None:
-        with self._begin() as conn:
+        with self.transaction() as conn:
             conn.execute(
                 text("UPDATE actions SET status = :s, reason = :r, at = :a WHERE id = :i"),
                 {"s": status, "r": reason, "a": time.time(), "i": action_id},
             )
 
     def last_run_id(self) -> str | None:
-        with self._begin() as conn:
+        with self.transaction() as conn:
             row = conn.execute(
                 text("SELECT id FROM runs WHERE undone_at IS NULL ORDER BY created_at DESC LIMIT 1")
             ).first()
         return None if row is None else str(row.id)
 
     def run(self, run_id: str) -> dict[str, Any] | None:
-        with self._begin() as conn:
+        with self.transaction() as conn:
             row = conn.execute(text("SELECT * FROM runs WHERE id = :i"), {"i": run_id}).first()
         return None if row is None else dict(row._mapping)
 
     def run_actions(self, run_id: str) -> list[dict[str, Any]]:
-        with self._begin() as conn:
+        with self.transaction() as conn:
             rows = conn.execute(
                 text("SELECT * FROM actions WHERE run_id = :i ORDER BY id"), {"i": run_id}
             )
             return [dict(r._mapping) for r in rows]
 
     def mark_run_undone(self, run_id: str) -> None:
-        with self._begin() as conn:
+        with self.transaction() as conn:
             conn.execute(
                 text("UPDATE runs SET undone_at = :t WHERE id = :i"),
                 {"t": time.time(), "i": run_id},
@@ -331,8 +340,19 @@ class Store:
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _begin(self) -> Any:
+    def transaction(self) -> Any:
+        """``with store.transaction() as conn``: one transaction; lock, read-only and disk-full
+        errors become a StoreError with one clear line."""
         return _Transaction(self)
+
+    def compact(self) -> None:
+        """Checkpoint the WAL and VACUUM, so removed rows give their space back."""
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+                conn.exec_driver_sql("VACUUM")
+        except OperationalError as exc:
+            raise StoreError(_explain(exc, self.path)) from exc
 
 
 class _Transaction:
@@ -363,7 +383,7 @@ def _explain(exc: OperationalError, path: Path) -> str:
     if "locked" in message or "busy" in message:
         return (
             f"database {path} is in use by another dedup process (waited "
-            f"{BUSY_TIMEOUT_MS // 1000} s); try again when it has finished"
+            f"{busy_timeout_ms() / 1000:g} s); try again when it has finished"
         )
     if "readonly" in message or "read-only" in message:
         return f"database {path} is read-only; pass --db PATH to a writable location"

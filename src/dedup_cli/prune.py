@@ -1,0 +1,151 @@
+"""Database maintenance: drop rows of files that are gone, follow renames, flag changes.
+
+A file moved or renamed inside the root keeps its embeddings: a new path whose bytes hash to
+the content hash of a vanished row takes that row over, so no model runs after a rename.
+Only files whose size matches a vanished row are read, so a prune of a large library reads
+almost nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+
+from dedup_cli.imageio import content_hash
+from dedup_cli.scan import ScannedFile, scan
+from dedup_cli.store import Store
+from dedup_cli.store.database import FileState
+
+
+@dataclass
+class PruneReport:
+    """What ``prune-db`` found and (unless a dry run) did."""
+
+    root: str
+    database: str
+    dry_run: bool
+    rows_before: int = 0
+    removed: list[str] = field(default_factory=list)
+    renamed: list[tuple[str, str]] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    touched: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    bytes_before: int = 0
+    bytes_after: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "root": self.root,
+            "database": self.database,
+            "dry_run": self.dry_run,
+            "rows_before": self.rows_before,
+            "removed": self.removed,
+            "renamed": [{"from": a, "to": b} for a, b in self.renamed],
+            "changed": self.changed,
+            "touched": self.touched,
+            "unchanged": self.unchanged,
+            "bytes_before": self.bytes_before,
+            "bytes_after": self.bytes_after,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def _hash_of(file: ScannedFile) -> str | None:
+    try:
+        return content_hash(file.absolute.read_bytes())
+    except OSError:
+        return None
+
+
+def prune_database(
+    root: Path, store: Store, *, dry_run: bool = False, include_hidden: bool = False
+) -> PruneReport:
+    """Remove ghost rows, keep embeddings across renames, flag changed files, compact."""
+    started = time.perf_counter()
+    root = root.resolve()
+    report = PruneReport(root=str(root), database=str(store.path), dry_run=dry_run)
+    report.bytes_before = _db_bytes(store.path)
+    present = {
+        f.path: f for f in scan(root, include_hidden=include_hidden, exclude=[store.path]).files
+    }
+    states = store.file_states(None)
+    report.rows_before = len(states)
+
+    ghosts = {p: s for p, s in states.items() if p not in present}
+    new_files = [f for p, f in present.items() if p not in states]
+    ghosts_by_size: dict[int, list[FileState]] = defaultdict(list)
+    for state in ghosts.values():
+        if state.content_hash:
+            ghosts_by_size[state.size].append(state)
+
+    renames: list[tuple[FileState, ScannedFile]] = []
+    for file in new_files:
+        candidates = ghosts_by_size.get(file.size)
+        if not candidates:
+            continue
+        digest = _hash_of(file)
+        match = next((g for g in candidates if g.content_hash == digest), None)
+        if match is not None:
+            candidates.remove(match)
+            ghosts.pop(match.path, None)
+            renames.append((match, file))
+            report.renamed.append((match.path, file.path))
+
+    touched: list[tuple[FileState, ScannedFile]] = []
+    changed: list[FileState] = []
+    for path, file in present.items():
+        known = states.get(path)
+        if known is None:
+            continue
+        if (known.size, known.mtime_ns) == (file.size, file.mtime_ns):
+            report.unchanged += 1
+        elif (
+            known.content_hash is not None
+            and known.size == file.size
+            and _hash_of(file) == known.content_hash
+        ):
+            touched.append((known, file))  # same bytes, new mtime: keep the embeddings
+            report.touched.append(path)
+        else:
+            changed.append(known)
+            report.changed.append(path)
+    report.removed = sorted(ghosts)
+    report.renamed.sort()
+
+    if not dry_run:
+        with store.transaction() as conn:
+            for state in ghosts.values():
+                conn.execute(text("DELETE FROM embeddings WHERE file_id = :i"), {"i": state.id})
+                conn.execute(text("DELETE FROM files WHERE id = :i"), {"i": state.id})
+            for state, file in renames + touched:
+                conn.execute(
+                    text("UPDATE files SET path = :p, mtime_ns = :m WHERE id = :i"),
+                    {"p": file.path, "m": file.mtime_ns, "i": state.id},
+                )
+            for state in changed:
+                # Forget the stale vectors and facts; the next hash embeds the file again.
+                conn.execute(text("DELETE FROM embeddings WHERE file_id = :i"), {"i": state.id})
+                conn.execute(
+                    text("UPDATE files SET size = -1, error = NULL WHERE id = :i"), {"i": state.id}
+                )
+        store.compact()
+    report.bytes_after = _db_bytes(store.path)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _db_bytes(path: Path) -> int:
+    total = 0
+    for suffix in ("", "-wal"):
+        try:
+            total += os.path.getsize(str(path) + suffix)
+        except OSError:
+            pass
+    return total
