@@ -1,0 +1,101 @@
+"""Carrying out a plan from the CLI, shared by find, filename-clean (and cross): the options,
+the confirmation rule, the journal entry in the runs index, and the summary."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from dedup_cli.cli.common import err_console, human_bytes
+from dedup_cli.errors import DedupError, UsageError
+
+ActionOpt = Annotated[
+    str,
+    typer.Option("--action", help="report (change nothing), trash, move (needs --to) or delete."),
+]
+ToOpt = Annotated[
+    Path | None,
+    typer.Option("--to", help="Quarantine folder for --action move (outside the photo folder)."),
+]
+YesOpt = Annotated[
+    bool, typer.Option("--yes", "-y", help="Act without asking (for cron and scripts).")
+]
+
+
+class NotConfirmedError(DedupError):
+    """An action was asked for, but nobody confirmed it."""
+
+
+def check_action(action: str, to: Path | None) -> None:
+    from dedup_cli.act import ACTIONS
+
+    if action not in ("report", *ACTIONS):
+        raise UsageError(f"--action must be report, {', '.join(ACTIONS)}, not {action!r}")
+    if action == "move" and to is None:
+        raise UsageError("--action move needs --to DIR")
+
+
+def confirm(action: str, count: int, size: int, yes: bool) -> None:
+    """Ask on a terminal; without one, act only with --yes."""
+    if yes:
+        return
+    verb = {
+        "trash": "Send to the trash",
+        "move": "Move to quarantine",
+        "delete": "Delete permanently",
+    }[action]
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise NotConfirmedError(
+            f"nothing removed: {count} file(s) planned for {action}, but there is no terminal "
+            "to confirm on; pass --yes to act unattended"
+        )
+    if not typer.confirm(f"{verb} {count} file(s), {human_bytes(size)}?", default=False, err=True):
+        raise NotConfirmedError("nothing removed: not confirmed")
+
+
+def act_on_plan(
+    plan: Any,
+    store: Any,
+    document: dict[str, Any],
+    action: str,
+    to: Path | None,
+    yes: bool,
+    silent: bool,
+) -> None:
+    """Confirm and execute ``plan``; put the outcome (and run id) into the JSON ``document``."""
+    from dedup_cli.act import execute_plan
+    from dedup_cli.runs_index import record_run
+
+    document["action"] = None
+    if action != "report" and plan.files_to_remove:
+        confirm(action, plan.files_to_remove, plan.bytes_to_free, yes)
+        outcome = execute_plan(plan, store, action, move_to=to)
+        record_run(outcome.run_id, store.path)
+        document["action"] = outcome.as_dict()
+        document["run_id"] = outcome.run_id
+        if not silent:
+            print_action_summary(outcome)
+    elif action == "report" and plan.files_to_remove and not silent:
+        err_console.print(
+            "nothing was changed; to act, add --action trash, --action move --to DIR "
+            "or --action delete",
+            highlight=False,
+        )
+
+
+def print_action_summary(outcome: Any) -> None:
+    err_console.print(
+        f"run {outcome.run_id}: {outcome.action} {len(outcome.done)} file(s), "
+        f"{human_bytes(outcome.bytes_freed)}; {len(outcome.skipped)} skipped, "
+        f"{len(outcome.failed)} failed; journal {outcome.manifest}",
+        highlight=False,
+    )
+    for item in outcome.skipped[:20]:
+        err_console.print(
+            f"  [yellow]skipped[/yellow] {item['path']}: {item['reason']}", highlight=False
+        )
+    if outcome.action == "move":
+        err_console.print(f"undo with: dedup undo {outcome.run_id}", highlight=False)

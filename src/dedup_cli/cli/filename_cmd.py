@@ -1,0 +1,100 @@
+"""``dedup filename-clean``: a fast first pass by names, confirmed by content."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from dedup_cli.cli.acting import ActionOpt, ToOpt, YesOpt, act_on_plan, check_action
+from dedup_cli.cli.common import (
+    DbOpt,
+    HiddenOpt,
+    JsonOpt,
+    ModelOpt,
+    QuietOpt,
+    RootArg,
+    err_console,
+    handle_errors,
+    human_bytes,
+    open_store,
+    print_json,
+)
+from dedup_cli.config import DEFAULT_MODEL
+
+
+def filename_clean_command(
+    root: RootArg,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify/--no-verify",
+            help="Confirm each name pair by content (default). --no-verify acts on names alone.",
+        ),
+    ] = True,
+    keep: Annotated[str, typer.Option("--keep", help="base (name.jpg stays) or largest.")] = "base",
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            "--threshold",
+            "-t",
+            help="Embedding similarity when both are stored.",
+            show_default=False,
+        ),
+    ] = None,
+    model: ModelOpt = DEFAULT_MODEL,
+    action: ActionOpt = "report",
+    to: ToOpt = None,
+    yes: YesOpt = False,
+    db: DbOpt = None,
+    include_hidden: HiddenOpt = False,
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Find copies by name (name (1).jpg, Copy of name.jpg …) and confirm them by content."""
+    with handle_errors():
+        from dedup_cli.models import get_spec
+        from dedup_cli.name_clean import clean_by_names
+        from dedup_cli.service import validate_threshold
+
+        check_action(action, to)
+        if threshold is not None:
+            validate_threshold(threshold)
+        spec = get_spec(model)
+        silent = json_output or quiet
+        with open_store(root, db) as store:
+            result = clean_by_names(
+                root,
+                store,
+                spec,
+                threshold=threshold,
+                keep=keep,
+                verify=verify,
+                include_hidden=include_hidden,
+            )
+            document: dict[str, Any] = result.as_dict()
+            if not silent:
+                _print_summary(result)
+            act_on_plan(result.plan, store, document, action, to, yes, silent)
+        if json_output:
+            print_json(document)
+
+
+def _print_summary(result: Any) -> None:
+    plan = result.plan
+    if not result.verified:
+        err_console.print("[yellow]--no-verify: pairs are planned on their names alone[/yellow]")
+    for group in plan.groups[:50]:
+        err_console.print(f"[green]keep  [/green] {group.keep.path}", highlight=False)
+        for removal in group.remove:
+            err_console.print(
+                f"  [red]remove[/red] {removal.file.path} ({removal.method})", highlight=False
+            )
+    table = Table(title="dedup filename-clean", show_header=False)
+    table.add_row("name pairs", str(result.name_pairs))
+    table.add_row("confirmed", str(result.confirmed))
+    table.add_row("not confirmed (kept)", str(len(result.unconfirmed)))
+    table.add_row("files to remove", str(plan.files_to_remove))
+    table.add_row("space to free", human_bytes(plan.bytes_to_free))
+    err_console.print(table)

@@ -1,0 +1,220 @@
+"""``filename-clean``: copies found by name, confirmed by content before anything is planned.
+
+A name pair (``name (1).jpg`` beside ``name.jpg``) is confirmed by, in order: the same content
+hash; the stored embeddings of both files at the model's threshold together with the stored
+thumbnails' pixel check; or, when embeddings are missing, a fresh decode of both files with a
+perceptual-hash match (imagehash pHash) and the same pixel check. ``verify=False`` trusts the
+names alone, as the original tool did.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dedup_cli.errors import UsageError
+from dedup_cli.filenames import NamePair, name_pairs
+from dedup_cli.imageio import ImageDecodeError, content_hash, decode, read_file
+from dedup_cli.models import ModelSpec
+from dedup_cli.plan import FileInfo, Plan, PlannedGroup, Removal
+from dedup_cli.scan import ScannedFile, scan
+from dedup_cli.store import Store
+from dedup_cli.verify import confirm
+
+NAME_KEEP_STRATEGIES = ("base", "largest")
+# pHash bits (of 64) that may differ between a file and its re-encoded or resized copy.
+PHASH_MAX_DISTANCE = 8
+
+
+@dataclass
+class _Evidence:
+    """What is known of one file for confirming pairs."""
+
+    info: FileInfo
+    thumbnail: bytes | None = None
+    phash: Any = None
+    vector: np.ndarray | None = None
+    unreadable: str | None = None
+
+
+@dataclass
+class NameCleanResult:
+    plan: Plan
+    name_pairs: int = 0
+    confirmed: int = 0
+    unconfirmed: list[dict[str, Any]] = field(default_factory=list)
+    verified: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        document = self.plan.as_dict()
+        document["stats"] = {
+            "name_pairs": self.name_pairs,
+            "confirmed_pairs": self.confirmed,
+            "unconfirmed_pairs": len(self.unconfirmed),
+            "verified": self.verified,
+        }
+        document["unconfirmed"] = self.unconfirmed
+        return document
+
+
+class _Confirmer:
+    """Lazily gathers evidence per file: stored facts, vectors and thumbnails first."""
+
+    def __init__(
+        self,
+        store: Store,
+        threshold: float,
+        files: dict[str, ScannedFile],
+        involved: set[str],
+        model: tuple[int, int] | None,
+    ) -> None:
+        self.threshold = threshold
+        self.files = files
+        self.cache: dict[str, _Evidence] = {}
+        self.rows = store.file_rows(involved)
+        self.vectors: dict[str, np.ndarray] = {}
+        self.thumbnails: dict[str, bytes | None] = {}
+        if model is not None:
+            names, matrix = store.load_embeddings(model[0], model[1], involved)
+            self.vectors = dict(zip(names, matrix))
+            self.thumbnails = store.thumbnails(names)
+
+    def evidence(self, path: str) -> _Evidence:
+        if path in self.cache:
+            return self.cache[path]
+        scanned = self.files[path]
+        row = self.rows.get(path)
+        if row is not None and (row["size"], row["mtime_ns"]) == (scanned.size, scanned.mtime_ns):
+            info = FileInfo(
+                path,
+                scanned.absolute,
+                scanned.size,
+                scanned.mtime_ns,
+                row["content_hash"],
+                row["width"],
+                row["height"],
+            )
+            evidence = _Evidence(info, self.thumbnails.get(path), vector=self.vectors.get(path))
+        else:  # not hashed yet, or changed since: the stored facts do not apply
+            evidence = _Evidence(
+                FileInfo(path, scanned.absolute, scanned.size, scanned.mtime_ns, None, None, None)
+            )
+        if evidence.info.content_hash is None:
+            try:
+                data, size, mtime = read_file(scanned.absolute)
+                evidence.info = FileInfo(
+                    path, scanned.absolute, size, mtime, content_hash(data), None, None
+                )
+            except OSError as exc:
+                evidence.unreadable = exc.strerror or str(exc)
+        self.cache[path] = evidence
+        return evidence
+
+    def _decoded(self, evidence: _Evidence) -> None:
+        """Fresh pixels for files without stored embeddings: thumbnail and pHash."""
+        if evidence.phash is not None or evidence.unreadable:
+            return
+        import imagehash
+        from PIL import Image
+
+        try:
+            data, _size, _mtime = read_file(evidence.info.absolute)
+            decoded = decode(data, 256)
+        except (OSError, ImageDecodeError) as exc:
+            evidence.unreadable = str(exc)
+            return
+        evidence.thumbnail = evidence.thumbnail or decoded.thumbnail
+        evidence.phash = imagehash.phash(Image.fromarray(decoded.pixels))
+        evidence.info = FileInfo(
+            evidence.info.path,
+            evidence.info.absolute,
+            evidence.info.size,
+            evidence.info.mtime_ns,
+            evidence.info.content_hash,
+            decoded.width,
+            decoded.height,
+        )
+
+    def check(self, a: str, b: str) -> tuple[str | None, float]:
+        """(method, similarity) when the pair is confirmed, (None, similarity) otherwise."""
+        ea, eb = self.evidence(a), self.evidence(b)
+        if ea.unreadable or eb.unreadable:
+            return None, 0.0
+        if ea.info.content_hash == eb.info.content_hash:
+            return "exact", 1.0
+        if ea.vector is not None and eb.vector is not None:
+            similarity = float(ea.vector @ eb.vector)
+            ok = similarity >= self.threshold and confirm(ea.thumbnail, eb.thumbnail)
+            return ("embedding+pixels" if ok else None), similarity
+        self._decoded(ea)
+        self._decoded(eb)
+        if ea.phash is None or eb.phash is None:
+            return None, 0.0
+        distance = int(ea.phash - eb.phash)
+        similarity = 1.0 - distance / 64.0
+        ok = distance <= PHASH_MAX_DISTANCE and confirm(ea.thumbnail, eb.thumbnail)
+        return ("phash+pixels" if ok else None), similarity
+
+
+def clean_by_names(
+    root: Path,
+    store: Store,
+    spec: ModelSpec,
+    *,
+    threshold: float | None = None,
+    keep: str = "base",
+    verify: bool = True,
+    include_hidden: bool = False,
+) -> NameCleanResult:
+    """Plan the removal of name-pattern copies, confirmed by content unless ``verify=False``."""
+    if keep not in NAME_KEEP_STRATEGIES:
+        raise UsageError(f"--keep must be base or largest, not {keep!r}")
+    threshold = spec.default_threshold if threshold is None else threshold
+    root = root.resolve()
+    files = {
+        f.path: f for f in scan(root, include_hidden=include_hidden, exclude=[store.path]).files
+    }
+    pairs = name_pairs(files)
+    involved = {p.base for p in pairs} | {p.copy for p in pairs}
+    checker = _Confirmer(store, threshold, files, involved, store.model_id(spec.key))
+    by_base: dict[str, list[NamePair]] = defaultdict(list)
+    for pair in pairs:
+        by_base[pair.base].append(pair)
+    result = NameCleanResult(
+        plan=Plan(root, spec.key if verify else "names", threshold, f"filename-{keep}"),
+        name_pairs=len(pairs),
+        verified=verify,
+    )
+    groups: list[PlannedGroup] = []
+    for base, members in sorted(by_base.items()):
+        copies = [p.copy for p in members]
+        keeper = base
+        if keep == "largest":
+            keeper = max([base, *copies], key=lambda p: (files[p].size, p == base, p))
+        removals: list[Removal] = []
+        for path in [base, *copies]:
+            if path == keeper:
+                continue
+            if verify:
+                method, similarity = checker.check(keeper, path)
+            else:
+                method, similarity = "name", 0.0
+            if method is None:
+                result.unconfirmed.append(
+                    {
+                        "keep": str(root / keeper),
+                        "copy": str(root / path),
+                        "similarity": round(similarity, 6),
+                    }
+                )
+                continue
+            removals.append(Removal(checker.evidence(path).info, similarity, method))
+            result.confirmed += 1
+        if removals:
+            groups.append(PlannedGroup(checker.evidence(keeper).info, tuple(removals)))
+    result.plan.groups = groups
+    return result
