@@ -83,7 +83,7 @@ def check_before_action(file: FileInfo, keeper: FileInfo, root: Path) -> str | N
     for candidate, role in ((file, "file"), (keeper, "keeper")):
         if os.path.islink(candidate.absolute):
             return f"{role} is a symlink"
-        if not is_inside(candidate.absolute, root):
+        if not is_inside(candidate.absolute, candidate.root or root):
             return f"{role} is missing or outside the root"
     try:
         info = file.absolute.stat()
@@ -117,9 +117,15 @@ def execute_plan(
         if move_to is None:
             raise UsageError("--action move needs --to DIR")
         move_to = move_to.expanduser().resolve()
-        if move_to == root or move_to.is_relative_to(root):
+        roots = {root} | {
+            f.root.resolve()
+            for g in plan.groups
+            for f in (g.keep, *(r.file for r in g.remove))
+            if f.root
+        }
+        if any(move_to == r or move_to.is_relative_to(r) for r in roots):
             raise UsageError(
-                f"--to {move_to} is inside the scanned root; choose a folder outside it"
+                f"--to {move_to} is inside a scanned folder; choose a folder outside it"
             )
     run_id = run_id or new_run_id()
     manifest = store.path.parent / MANIFEST_FOLDER / f"{run_id}.json"

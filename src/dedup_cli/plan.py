@@ -24,6 +24,8 @@ class FileInfo:
     content_hash: str | None
     width: int | None
     height: int | None
+    # The folder this file belongs to when a plan spans two (``cross``); None: the plan's root.
+    root: Path | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -149,6 +149,47 @@ def similar_pairs(
     return Pairs(left[order], right[order], sim[order])
 
 
+def cross_pairs(
+    left: np.ndarray,
+    right: np.ndarray,
+    threshold: float,
+    *,
+    block: int | None = None,
+    device: torch.device | None = None,
+) -> Pairs:
+    """Pairs (i in ``left``, j in ``right``) with cosine >= threshold: only between the two
+    collections, never within one. Exact float32 products, in blocks of ``left`` rows."""
+    import torch
+
+    from dedup_cli.malloc_tuning import keep_freed_memory
+
+    if left.shape[0] == 0 or right.shape[0] == 0:
+        return Pairs.empty()
+    device = device or torch.device("cpu")
+    if device.type == "cpu":
+        keep_freed_memory()
+    a = torch.from_numpy(np.array(left, dtype=np.float32)).to(device)
+    b = torch.from_numpy(np.array(right, dtype=np.float32)).to(device)
+    block = block or block_rows(b.shape[0], memory_budget(device))
+    lefts: list[np.ndarray] = []
+    rights: list[np.ndarray] = []
+    sims: list[np.ndarray] = []
+    with torch.inference_mode():
+        for start in range(0, a.shape[0], block):
+            scores = a[start : start + block] @ b.T
+            rows, cols = torch.nonzero(scores >= threshold, as_tuple=True)
+            if rows.numel():
+                lefts.append(rows.cpu().numpy().astype(np.int64) + start)
+                rights.append(cols.cpu().numpy().astype(np.int64))
+                sims.append(scores[rows, cols].cpu().numpy().astype(np.float32))
+            del scores
+    if not lefts:
+        return Pairs.empty()
+    left_i, right_i, sim = np.concatenate(lefts), np.concatenate(rights), np.concatenate(sims)
+    order = np.lexsort((right_i, left_i))
+    return Pairs(left_i[order], right_i[order], sim[order])
+
+
 def brute_force_pairs(vectors: np.ndarray, threshold: float) -> Pairs:
     """Reference implementation for tests: the full matrix, small inputs only."""
     scores = vectors.astype(np.float64) @ vectors.astype(np.float64).T

@@ -8,7 +8,15 @@ from typing import Annotated
 import typer
 
 from dedup_cli import __version__
-from dedup_cli.cli import filename_cmd, find_cmd, hash_cmd, models_cmd, prune_cmd, undo_cmd
+from dedup_cli.cli import (
+    cross_cmd,
+    filename_cmd,
+    find_cmd,
+    hash_cmd,
+    models_cmd,
+    prune_cmd,
+    undo_cmd,
+)
 from dedup_cli.cli.common import state
 
 app = typer.Typer(
@@ -46,6 +54,7 @@ def _main(
 
 app.command("hash")(hash_cmd.hash_command)
 app.command("find")(find_cmd.find_command)
+app.command("cross")(cross_cmd.cross_command)
 app.command("filename-clean")(filename_cmd.filename_clean_command)
 app.command("prune-db")(prune_cmd.prune_command)
 app.command("undo")(undo_cmd.undo_command)

@@ -1,0 +1,142 @@
+"""``dedup cross A B``: duplicates between two folders, each with its own database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from dedup_cli.cli.acting import ActionOpt, ToOpt, YesOpt, act_on_plan, check_action
+from dedup_cli.cli.common import (
+    BatchOpt,
+    DeviceOpt,
+    EmbeddingTypeOpt,
+    HiddenOpt,
+    JsonOpt,
+    ModelOpt,
+    QuietOpt,
+    RichProgress,
+    WeightsOpt,
+    WorkersOpt,
+    err_console,
+    handle_errors,
+    human_bytes,
+    open_store,
+    print_json,
+)
+from dedup_cli.config import DEFAULT_BATCH_SIZE, DEFAULT_MODEL
+
+
+def cross_command(
+    folder_a: Annotated[Path, typer.Argument(help="Folder A.", show_default=False)],
+    folder_b: Annotated[Path, typer.Argument(help="Folder B.", show_default=False)],
+    keep: Annotated[
+        str,
+        typer.Option(
+            "--keep", help="largest (anywhere), db1 (keep all of A), db2 (keep all of B)."
+        ),
+    ] = "largest",
+    model: ModelOpt = DEFAULT_MODEL,
+    embedding_type: EmbeddingTypeOpt = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            "--threshold",
+            "-t",
+            help="Cosine similarity 0..1 (default: the model's).",
+            show_default=False,
+        ),
+    ] = None,
+    action: ActionOpt = "report",
+    to: ToOpt = None,
+    yes: YesOpt = False,
+    hash_missing: Annotated[
+        bool,
+        typer.Option(
+            "--hash/--no-hash",
+            help="Hash files missing from either database first (default); --no-hash "
+            "requires both databases to be complete.",
+        ),
+    ] = True,
+    verify: Annotated[
+        bool,
+        typer.Option("--verify/--no-verify", help="Confirm each pair at the pixel level."),
+    ] = True,
+    db_a: Annotated[
+        Path | None, typer.Option("--db-a", help="Database of A (default: in A).")
+    ] = None,
+    db_b: Annotated[
+        Path | None, typer.Option("--db-b", help="Database of B (default: in B).")
+    ] = None,
+    batch_size: BatchOpt = DEFAULT_BATCH_SIZE,
+    workers: WorkersOpt = None,
+    device: DeviceOpt = "auto",
+    weights: WeightsOpt = None,
+    include_hidden: HiddenOpt = False,
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Find duplicates between folders A and B only (never within one); act on copies."""
+    with handle_errors():
+        from dedup_cli.cross import check_roots, cross_find
+        from dedup_cli.models import check_device_choice, get_spec
+        from dedup_cli.service import HashOptions, validate_threshold
+
+        check_action(action, to)
+        if threshold is not None:
+            validate_threshold(threshold)
+        check_roots(folder_a, folder_b)
+        spec = get_spec(model, embedding_type)
+        options = HashOptions(
+            device=check_device_choice(device),
+            weights=weights,
+            batch_size=batch_size,
+            workers=workers,
+            include_hidden=include_hidden,
+        )
+        silent = json_output or quiet
+        with open_store(folder_a, db_a) as store_a, open_store(folder_b, db_b) as store_b:
+            result = cross_find(
+                folder_a,
+                store_a,
+                folder_b,
+                store_b,
+                spec,
+                options,
+                threshold=threshold,
+                keep=keep,
+                hash_missing=hash_missing,
+                verify=verify,
+                progress=RichProgress("hashing", silent),
+            )
+            document: dict[str, Any] = result.as_dict()
+            document["root_a"] = str(folder_a.resolve())
+            document["root_b"] = str(folder_b.resolve())
+            if not silent:
+                _print_summary(result)
+            # The journal of a cross run lives in A's database.
+            act_on_plan(result.plan, store_a, document, action, to, yes, silent)
+        if json_output:
+            print_json(document)
+
+
+def _print_summary(result: Any) -> None:
+    plan = result.plan
+    for group in plan.groups[:50]:
+        err_console.print(f"[green]keep  [/green] {group.keep.absolute}", highlight=False)
+        for removal in group.remove:
+            err_console.print(
+                f"  [red]remove[/red] {removal.file.absolute} "
+                f"(similarity {removal.similarity:.3f}, {removal.method})",
+                highlight=False,
+            )
+    table = Table(title=f"dedup cross · {plan.model} · {plan.keep_strategy}", show_header=False)
+    table.add_row("only in A", str(result.only_a))
+    table.add_row("only in B", str(result.only_b))
+    table.add_row("in both (A / B files)", f"{result.in_both_a} / {result.in_both_b}")
+    table.add_row("files to remove", str(plan.files_to_remove))
+    table.add_row("space to free", human_bytes(plan.bytes_to_free))
+    table.add_row("look-alikes not confirmed", str(len(result.unconfirmed)))
+    err_console.print(table)

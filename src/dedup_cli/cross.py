@@ -1,0 +1,270 @@
+"""``cross``: duplicates only *between* two collections, each with its own database.
+
+Pairs are searched only across the two folders (never within one), confirmed at the pixel
+level like ``find``, and grouped without chaining. ``keep="db1"`` protects folder A entirely
+(only B loses files), ``"db2"`` the reverse, ``"largest"`` keeps the largest file of each group
+wherever it is. Database rows are untrusted (a database can come from elsewhere): only files
+found by scanning each folder are ever compared, planned or acted on, and the action re-checks
+that every file lies inside its own folder.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dedup_cli.errors import DedupError, UsageError
+from dedup_cli.group import EMBEDDING, group_pairs
+from dedup_cli.models import ModelSpec, resolve_device
+from dedup_cli.pipeline import HashReport, Progress, hash_folder, needs_work
+from dedup_cli.plan import FileInfo, Plan, make_plan
+from dedup_cli.scan import ScanResult, scan
+from dedup_cli.search import Pairs, cross_pairs
+from dedup_cli.store import Store
+from dedup_cli.verify import PIXEL, confirm
+
+CROSS_KEEP = ("largest", "db1", "db2")
+
+
+class IncompleteDatabaseError(DedupError):
+    """``--no-hash`` was given but a database lacks embeddings of some files."""
+
+
+class ModelMismatchError(DedupError):
+    """The two databases hold embeddings of different models or dimensions."""
+
+
+@dataclass
+class _Side:
+    root: Path
+    store: Store
+    found: ScanResult
+    files: list[FileInfo] = field(default_factory=list)
+    matrix: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    hashing: HashReport | None = None
+
+
+@dataclass
+class CrossResult:
+    plan: Plan
+    only_a: int
+    only_b: int
+    in_both_a: int
+    in_both_b: int
+    candidate_pairs: int
+    confirmed_pairs: int
+    unconfirmed: list[dict[str, Any]]
+    hashing: list[HashReport]
+
+    def as_dict(self) -> dict[str, Any]:
+        document = self.plan.as_dict()
+        document["summary"].update(
+            {
+                "only_in_a": self.only_a,
+                "only_in_b": self.only_b,
+                "in_both_a": self.in_both_a,
+                "in_both_b": self.in_both_b,
+            }
+        )
+        document["stats"] = {
+            "candidate_pairs": self.candidate_pairs,
+            "confirmed_pairs": self.confirmed_pairs,
+            "unconfirmed_pairs": len(self.unconfirmed),
+            "embedded_now": sum(h.embedded for h in self.hashing),
+        }
+        document["unconfirmed"] = self.unconfirmed
+        return document
+
+
+def check_roots(root_a: Path, root_b: Path) -> tuple[Path, Path]:
+    """Two existing, distinct, non-nested folders."""
+    for root in (root_a, root_b):
+        if not root.is_dir():
+            raise UsageError(f"{root} is not a folder")
+    a, b = root_a.resolve(), root_b.resolve()
+    if a == b or a.is_relative_to(b) or b.is_relative_to(a):
+        raise UsageError(f"{root_a} and {root_b} overlap; cross compares two separate folders")
+    return a, b
+
+
+def _prepare(
+    side: _Side,
+    spec: ModelSpec,
+    options: Any,
+    hash_missing: bool,
+    label: str,
+    progress: Progress | None,
+) -> None:
+    known = side.store.model_id(spec.key)
+    if hash_missing:
+        side.hashing = hash_folder(
+            side.root,
+            side.store,
+            spec,
+            device=options.device,
+            weights=options.weights,
+            batch_size=options.batch_size,
+            workers=options.workers,
+            include_hidden=options.include_hidden,
+            progress=progress,
+            scanned=side.found,
+        )
+        known = side.store.model_id(spec.key)
+    else:
+        if known is None:
+            stored = ", ".join(side.store.model_names()) or "none"
+            raise ModelMismatchError(
+                f"the database of {label} ({side.store.path}) has no {spec.key} embeddings "
+                f"(it has: {stored}); run: dedup hash {side.root} --model {spec.key}"
+            )
+        states = side.store.file_states(known[0])
+        missing = sum(1 for f in side.found.files if needs_work(f, states.get(f.path)))
+        if missing:
+            raise IncompleteDatabaseError(
+                f"the database of {label} is incomplete: {missing} file(s) not hashed with "
+                f"{spec.key}; run: dedup hash {side.root} --model {spec.key} (or drop --no-hash)"
+            )
+    present = {f.path for f in side.found.files}
+    rows = {p: r for p, r in side.store.file_rows(present).items() if r["error"] is None}
+    if known is None:
+        names: list[str] = []
+        matrix = np.zeros((0, spec.dimension), np.float32)
+    else:
+        names, matrix = side.store.load_embeddings(known[0], known[1], set(rows))
+    side.matrix = matrix
+    side.files = [
+        FileInfo(
+            p,
+            side.root / p,
+            rows[p]["size"],
+            rows[p]["mtime_ns"],
+            rows[p]["content_hash"],
+            rows[p]["width"],
+            rows[p]["height"],
+            root=side.root,
+        )
+        for p in names
+    ]
+
+
+def cross_find(
+    root_a: Path,
+    store_a: Store,
+    root_b: Path,
+    store_b: Store,
+    spec: ModelSpec,
+    options: Any,
+    *,
+    threshold: float | None = None,
+    keep: str = "largest",
+    hash_missing: bool = True,
+    verify: bool = True,
+    progress: Progress | None = None,
+) -> CrossResult:
+    """Plan the removal of confirmed duplicates between two folders."""
+    if keep not in CROSS_KEEP:
+        raise UsageError(f"--keep must be one of {', '.join(CROSS_KEEP)}, not {keep!r}")
+    threshold = spec.default_threshold if threshold is None else threshold
+    a_root, b_root = check_roots(root_a, root_b)
+    sides = []
+    for root, store, label in ((a_root, store_a, "A"), (b_root, store_b, "B")):
+        side = _Side(
+            root,
+            store,
+            scan(root, include_hidden=options.include_hidden, exclude=[store_a.path, store_b.path]),
+        )
+        _prepare(side, spec, options, hash_missing, label, progress)
+        sides.append(side)
+    a, b = sides
+    if a.matrix.shape[1] != b.matrix.shape[1] and len(a.files) and len(b.files):
+        raise ModelMismatchError(
+            f"{spec.key} embeddings have dimension {a.matrix.shape[1]} in A but "
+            f"{b.matrix.shape[1]} in B (different weights); re-run dedup hash with the same "
+            f"--weights on both"
+        )
+    device = resolve_device(options.device) if isinstance(options.device, str) else options.device
+    candidates = cross_pairs(a.matrix, b.matrix, threshold, device=device)
+    offset = len(a.files)
+    files = a.files + b.files
+    thumbs_a = a.store.thumbnails({a.files[i].path for i in set(candidates.left.tolist())})
+    thumbs_b = b.store.thumbnails({b.files[j].path for j in set(candidates.right.tolist())})
+    keep_mask = np.zeros(len(candidates), dtype=bool)
+    unconfirmed: list[dict[str, Any]] = []
+    for k, (i, j, s) in enumerate(
+        zip(candidates.left.tolist(), candidates.right.tolist(), candidates.similarity.tolist())
+    ):
+        fa, fb = a.files[i], b.files[j]
+        same = fa.content_hash is not None and fa.content_hash == fb.content_hash
+        if same or not verify or confirm(thumbs_a.get(fa.path), thumbs_b.get(fb.path)):
+            keep_mask[k] = True
+        else:
+            unconfirmed.append(
+                {"a": str(fa.absolute), "b": str(fb.absolute), "similarity": round(float(s), 6)}
+            )
+    confirmed = Pairs(
+        candidates.left[keep_mask],
+        candidates.right[keep_mask] + offset,
+        candidates.similarity[keep_mask],
+    )
+    # Byte-identical files across the folders always pair, model or not.
+    by_hash: dict[str, list[int]] = defaultdict(list)
+    for index, f in enumerate(files):
+        if f.content_hash:
+            by_hash[f.content_hash].append(index)
+    exact = [
+        [i for i in group if i < offset] + [j for j in group if j >= offset]
+        for group in by_hash.values()
+    ]
+    exact_cross = [g for g in exact if any(i < offset for i in g) and any(i >= offset for i in g)]
+
+    def rank(i: int) -> tuple[Any, ...]:
+        f = files[i]
+        side = 0 if i < offset else 1
+        protected = {"db1": side, "db2": 1 - side}.get(keep, 0)
+        return (protected, -f.size, -((f.width or 0) * (f.height or 0)), side, f.path)
+
+    groups = group_pairs(confirmed, rank, _cross_only(exact_cross, offset))
+    for g in groups:
+        if keep == "db1":
+            g.members = [m for m in g.members if m >= offset]
+        elif keep == "db2":
+            g.members = [m for m in g.members if m < offset]
+        if verify:
+            g.method = {m: (PIXEL if how == EMBEDDING else how) for m, how in g.method.items()}
+    groups = [g for g in groups if g.members]
+    plan = make_plan(a_root, spec.key, threshold, f"cross-{keep}", files, groups)
+    matched = set(confirmed.left.tolist()) | set(confirmed.right.tolist())
+    for copies in exact_cross:
+        matched |= set(copies)
+    in_a = sum(1 for i in matched if i < offset)
+    in_b = sum(1 for i in matched if i >= offset)
+    return CrossResult(
+        plan=plan,
+        only_a=len(a.files) - in_a,
+        only_b=len(b.files) - in_b,
+        in_both_a=in_a,
+        in_both_b=in_b,
+        candidate_pairs=len(candidates),
+        confirmed_pairs=len(confirmed),
+        unconfirmed=unconfirmed,
+        hashing=[h for h in (a.hashing, b.hashing) if h is not None],
+    )
+
+
+def _cross_only(exact_sets: list[list[int]], offset: int) -> list[list[int]]:
+    """Exact-copy sets reduced to links across the folders: a file of A with each file of B.
+
+    ``group_pairs`` links every member of a set with every other, which would pair two
+    files of the same folder; a star per A file keeps only cross links."""
+    out: list[list[int]] = []
+    for group in exact_sets:
+        a_side = [i for i in group if i < offset]
+        b_side = [j for j in group if j >= offset]
+        for i in a_side:
+            for j in b_side:
+                out.append([i, j])
+    return out
