@@ -98,6 +98,28 @@ def decode(data: bytes, size: int) -> DecodedImage:
     return DecodedImage(np.asarray(square, dtype=np.uint8), width, height, thumb.tobytes())
 
 
+def decode_for_display(path: str | os.PathLike[str], side: int) -> Image.Image:
+    """An oriented RGB image at least ``side`` px on its long edge, decoded with JPEG draft
+    mode where possible (for review thumbnails)."""
+    _register_plugins()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+            img: Image.Image = Image.open(path)
+            if img.format == "JPEG" and isinstance(img, ImageFile.ImageFile):
+                img.draft("RGB", (side, side))
+            orientation = _orientation(img)
+            img = ImageOps.exif_transpose(img) if orientation not in (None, 1) else img
+            return _to_rgb(img)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageDecodeError("image too large") from None
+    except UnidentifiedImageError:
+        raise ImageDecodeError("not a readable image") from None
+    except (ValueError, SyntaxError, EOFError, TypeError, IndexError) as exc:
+        raise ImageDecodeError(f"corrupt image ({exc})") from None
+
+
 def _orientation(img: Image.Image) -> int | None:
     try:
         value = img.getexif().get(0x0112)

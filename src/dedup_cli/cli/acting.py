@@ -20,6 +20,10 @@ ToOpt = Annotated[
     Path | None,
     typer.Option("--to", help="Quarantine folder for --action move (outside the photo folder)."),
 ]
+HtmlOpt = Annotated[
+    Path | None,
+    typer.Option("--html", help="Also write a self-contained HTML report of the plan to FILE."),
+]
 YesOpt = Annotated[
     bool, typer.Option("--yes", "-y", help="Act without asking (for cron and scripts).")
 ]
@@ -54,6 +58,25 @@ def confirm(action: str, count: int, size: int, yes: bool) -> None:
         )
     if not typer.confirm(f"{verb} {count} file(s), {human_bytes(size)}?", default=False, err=True):
         raise NotConfirmedError("nothing removed: not confirmed")
+
+
+def write_report(
+    plan: Any, html_path: Path | None, document: dict[str, Any], title: str, silent: bool
+) -> None:
+    """Write the HTML report when asked; its path goes into the JSON document."""
+    if html_path is None:
+        return
+    from dedup_cli.review.html import write_html
+
+    try:
+        written = write_html(plan, html_path, title)
+    except OSError as exc:
+        raise DedupError(
+            f"cannot write the HTML report {html_path}: {exc.strerror or exc}"
+        ) from exc
+    document["html"] = str(written)
+    if not silent:
+        err_console.print(f"report written to {written}", highlight=False)
 
 
 def act_on_plan(

@@ -8,7 +8,15 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from dedup_cli.cli.acting import ActionOpt, ToOpt, YesOpt, act_on_plan, check_action
+from dedup_cli.cli.acting import (
+    ActionOpt,
+    HtmlOpt,
+    ToOpt,
+    YesOpt,
+    act_on_plan,
+    check_action,
+    write_report,
+)
 from dedup_cli.cli.common import (
     BatchOpt,
     DeviceOpt,
@@ -52,6 +60,7 @@ def cross_command(
     action: ActionOpt = "report",
     to: ToOpt = None,
     yes: YesOpt = False,
+    html: HtmlOpt = None,
     hash_missing: Annotated[
         bool,
         typer.Option(
@@ -117,6 +126,7 @@ def cross_command(
             if not silent:
                 _print_summary(result)
             # The journal of a cross run lives in A's database.
+            write_report(result.plan, html, document, "dedup cross", json_output or quiet)
             act_on_plan(result.plan, store_a, document, action, to, yes, silent)
         if json_output:
             print_json(document)

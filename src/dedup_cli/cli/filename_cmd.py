@@ -7,7 +7,15 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from dedup_cli.cli.acting import ActionOpt, ToOpt, YesOpt, act_on_plan, check_action
+from dedup_cli.cli.acting import (
+    ActionOpt,
+    HtmlOpt,
+    ToOpt,
+    YesOpt,
+    act_on_plan,
+    check_action,
+    write_report,
+)
 from dedup_cli.cli.common import (
     DbOpt,
     HiddenOpt,
@@ -47,6 +55,7 @@ def filename_clean_command(
     action: ActionOpt = "report",
     to: ToOpt = None,
     yes: YesOpt = False,
+    html: HtmlOpt = None,
     db: DbOpt = None,
     include_hidden: HiddenOpt = False,
     json_output: JsonOpt = False,
@@ -76,6 +85,7 @@ def filename_clean_command(
             document: dict[str, Any] = result.as_dict()
             if not silent:
                 _print_summary(result)
+            write_report(result.plan, html, document, "dedup filename-clean", json_output or quiet)
             act_on_plan(result.plan, store, document, action, to, yes, silent)
         if json_output:
             print_json(document)

@@ -7,7 +7,15 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from dedup_cli.cli.acting import ActionOpt, ToOpt, YesOpt, act_on_plan, check_action
+from dedup_cli.cli.acting import (
+    ActionOpt,
+    HtmlOpt,
+    ToOpt,
+    YesOpt,
+    act_on_plan,
+    check_action,
+    write_report,
+)
 from dedup_cli.cli.common import (
     BatchOpt,
     DbOpt,
@@ -53,6 +61,7 @@ def find_command(
     action: ActionOpt = "report",
     to: ToOpt = None,
     yes: YesOpt = False,
+    html: HtmlOpt = None,
     verify: Annotated[
         bool,
         typer.Option(
@@ -104,6 +113,7 @@ def find_command(
             document["action"] = None
             if not json_output and not quiet:
                 print_find_summary(result)
+            write_report(result.plan, html, document, "dedup find", json_output or quiet)
             act_on_plan(result.plan, store, document, action, to, yes, json_output or quiet)
         if json_output:
             print_json(document)

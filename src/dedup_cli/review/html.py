@@ -1,0 +1,100 @@
+"""A self-contained, offline HTML report of a plan: one page, thumbnails embedded.
+
+Meant for sharing and for cron jobs that mail a report: a summary at the top (groups, files,
+bytes to free), then one section per group with the keeper framed green and the files to
+remove framed red, each with its path, size, resolution and similarity to the keeper.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import time
+from pathlib import Path
+
+from dedup_cli.plan import FileInfo, Plan
+from dedup_cli.review.thumbnails import thumbnail_jpeg
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:1.5rem;background:#fafafa;color:#222}
+h1{font-size:1.4rem;margin:0 0 .5rem}
+.summary{display:flex;gap:1.5rem;flex-wrap:wrap;margin:1rem 0 2rem;padding:1rem;
+ background:#fff;border:1px solid #ddd;border-radius:8px}
+.summary div{min-width:8rem}.summary b{display:block;font-size:1.3rem}
+section.group{background:#fff;border:1px solid #ddd;border-radius:8px;padding:1rem;margin:0 0 1.2rem}
+section.group h2{font-size:1rem;margin:0 0 .8rem}
+.files{display:flex;gap:1rem;flex-wrap:wrap}
+figure{margin:0;width:260px;border:5px solid;border-radius:6px;padding:4px;background:#fff}
+figure.keep{border-color:#2e9d3a}figure.remove{border-color:#d33}
+figure img{width:100%;height:200px;object-fit:contain;background:#eee;display:block}
+figure .missing{height:200px;display:flex;align-items:center;justify-content:center;background:#eee}
+figcaption{font-size:.8rem;line-height:1.35;word-break:break-all;margin-top:4px}
+.tag{font-weight:bold;text-transform:uppercase;font-size:.75rem}
+.keep .tag{color:#2e9d3a}.remove .tag{color:#d33}
+"""
+
+
+def _bytes(count: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if count < 1000 or unit == "TB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1000
+    return f"{count:.1f} TB"
+
+
+def _figure(file: FileInfo, role: str, note: str, side: int) -> str:
+    thumb = thumbnail_jpeg(file.absolute, side)
+    if thumb is None:
+        picture = '<div class="missing">no preview</div>'
+    else:
+        data = base64.b64encode(thumb).decode("ascii")
+        picture = f'<img alt="{html.escape(file.path)}" src="data:image/jpeg;base64,{data}">'
+    size = f"{file.width}×{file.height}" if file.width and file.height else "?"
+    return (
+        f'<figure class="{role}" data-path="{html.escape(str(file.absolute))}">{picture}'
+        f'<figcaption><span class="tag">{role}</span> {html.escape(note)}<br>'
+        f"{html.escape(str(file.absolute))}<br>{_bytes(file.size)} · {size}</figcaption></figure>"
+    )
+
+
+def render_html(plan: Plan, title: str = "dedup report", thumbnail_side: int = 256) -> str:
+    """The whole page as a string; thumbnails are decoded one file at a time."""
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p>{html.escape(str(plan.root))} · model {html.escape(plan.model)} · threshold "
+        f"{plan.threshold:.3f} · keep {html.escape(plan.keep_strategy)} · "
+        f"{time.strftime('%Y-%m-%d %H:%M')}</p>",
+        "<div class='summary'>",
+        f"<div>groups<b id='n-groups'>{len(plan.groups)}</b></div>",
+        f"<div>files to remove<b id='n-remove'>{plan.files_to_remove}</b></div>",
+        f"<div>files kept<b id='n-keep'>{len(plan.groups)}</b></div>",
+        f"<div>space to free<b id='bytes'>{_bytes(plan.bytes_to_free)}</b></div>",
+        "</div>",
+    ]
+    if not plan.groups:
+        parts.append("<p>No duplicates found.</p>")
+    for number, group in enumerate(plan.groups, start=1):
+        parts.append(
+            f"<section class='group' id='group-{number}'><h2>Group {number} · "
+            f"{len(group.remove)} to remove · "
+            f"{_bytes(sum(r.file.size for r in group.remove))}</h2><div class='files'>"
+        )
+        parts.append(_figure(group.keep, "keep", "kept", thumbnail_side))
+        for removal in group.remove:
+            note = f"similarity {removal.similarity:.3f} ({removal.method})"
+            parts.append(_figure(removal.file, "remove", note, thumbnail_side))
+        parts.append("</div></section>")
+    parts.append("</body></html>")
+    return "".join(parts)
+
+
+def write_html(plan: Plan, path: Path, title: str = "dedup report") -> Path:
+    """Write the report atomically (a half-written report never replaces a good one)."""
+    path = path.expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(render_html(plan, title), encoding="utf-8")
+    tmp.replace(path)
+    return path
