@@ -24,6 +24,7 @@ from dedup_cli.pipeline import HashReport, Progress, hash_folder, needs_work
 from dedup_cli.plan import FileInfo, Plan, make_plan
 from dedup_cli.scan import ScanResult, scan
 from dedup_cli.search import Pairs, cross_pairs
+from dedup_cli.service import drop_remembered
 from dedup_cli.store import Store
 from dedup_cli.verify import PIXEL, confirm
 
@@ -188,6 +189,8 @@ def cross_find(
         )
     device = resolve_device(options.device) if isinstance(options.device, str) else options.device
     candidates = cross_pairs(a.matrix, b.matrix, threshold, device=device)
+    remembered = a.store.not_duplicate_pairs() | b.store.not_duplicate_pairs()
+    candidates = drop_remembered(candidates, a.files, b.files, remembered)
     offset = len(a.files)
     files = a.files + b.files
     thumbs_a = a.store.thumbnails({a.files[i].path for i in set(candidates.left.tolist())})

@@ -152,6 +152,7 @@ def find_duplicates(
     exact_sets = [members for members in by_hash.values() if len(members) > 1]
     device = resolve_device(options.device) if isinstance(options.device, str) else options.device
     candidates = similar_pairs(matrix, threshold, device=device)
+    candidates = drop_remembered(candidates, files, files, store.not_duplicate_pairs())
     confirmed, unconfirmed = _confirm_pairs(candidates, files, store, verify)
     groups = group_pairs(confirmed, keeper_rank(keep, files), exact_sets)
     if verify:  # say which check confirmed each pair: the same bytes, or the pixels
@@ -167,6 +168,20 @@ def find_duplicates(
         unconfirmed=unconfirmed,
         search_seconds=time.perf_counter() - started,
     )
+
+
+def drop_remembered(
+    pairs: Pairs, left: list[FileInfo], right: list[FileInfo], remembered: set[tuple[str, str]]
+) -> Pairs:
+    """Pairs a reviewer marked "not duplicates" (by content hash) never come back."""
+    if not remembered or len(pairs) == 0:
+        return pairs
+    keep = np.ones(len(pairs), dtype=bool)
+    for k, (i, j) in enumerate(zip(pairs.left.tolist(), pairs.right.tolist())):
+        a, b = left[i].content_hash, right[j].content_hash
+        if a and b and (min(a, b), max(a, b)) in remembered:
+            keep[k] = False
+    return Pairs(pairs.left[keep], pairs.right[keep], pairs.similarity[keep])
 
 
 def _confirm_pairs(

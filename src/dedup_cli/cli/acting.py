@@ -24,6 +24,15 @@ HtmlOpt = Annotated[
     Path | None,
     typer.Option("--html", help="Also write a self-contained HTML report of the plan to FILE."),
 ]
+ReviewOpt = Annotated[
+    str,
+    typer.Option(
+        "--review",
+        help="terminal (gallery), html (write the report), none, or auto: terminal when an "
+        "action is asked for on a terminal, none otherwise.",
+    ),
+]
+REVIEWS = ("auto", "terminal", "html", "none")
 YesOpt = Annotated[
     bool, typer.Option("--yes", "-y", help="Act without asking (for cron and scripts).")
 ]
@@ -33,7 +42,43 @@ class NotConfirmedError(DedupError):
     """An action was asked for, but nobody confirmed it."""
 
 
-def check_action(action: str, to: Path | None) -> None:
+def review_plan(
+    plan: Any,
+    store: Any,
+    review: str,
+    action: str,
+    html_path: Path | None,
+    document: dict[str, Any],
+    title: str,
+    silent: bool,
+) -> Any:
+    """Let the user review the plan; returns the reviewed plan (empty when cancelled).
+
+    Groups marked "not duplicates" are remembered in the database by content hash."""
+    if review == "auto":
+        interactive = sys.stdin.isatty() and sys.stdout.isatty()
+        review = "terminal" if action != "report" and interactive else "none"
+    if review == "html":
+        write_report(plan, html_path or Path("dedup-report.html"), document, title, silent)
+        return plan
+    if review != "terminal" or not plan.groups:
+        return plan
+    from dedup_cli.review.session import ReviewSession
+    from dedup_cli.review.terminal import review_in_terminal
+
+    session = review_in_terminal(ReviewSession(plan))
+    remembered = 0
+    for hashes in session.not_duplicate_groups():
+        remembered += store.remember_not_duplicates(hashes)
+    document["review"] = {"cancelled": session.cancelled, "not_duplicates_remembered": remembered}
+    if session.cancelled and not silent:
+        err_console.print("review cancelled: nothing will be removed", highlight=False)
+    return session.result()
+
+
+def check_action(action: str, to: Path | None, review: str = "auto") -> None:
+    if review not in REVIEWS:
+        raise UsageError(f"--review must be one of {', '.join(REVIEWS)}, not {review!r}")
     from dedup_cli.act import ACTIONS
 
     if action not in ("report", *ACTIONS):

@@ -11,10 +11,12 @@ from rich.table import Table
 from dedup_cli.cli.acting import (
     ActionOpt,
     HtmlOpt,
+    ReviewOpt,
     ToOpt,
     YesOpt,
     act_on_plan,
     check_action,
+    review_plan,
     write_report,
 )
 from dedup_cli.cli.common import (
@@ -61,6 +63,7 @@ def cross_command(
     to: ToOpt = None,
     yes: YesOpt = False,
     html: HtmlOpt = None,
+    review: ReviewOpt = "auto",
     hash_missing: Annotated[
         bool,
         typer.Option(
@@ -93,7 +96,7 @@ def cross_command(
         from dedup_cli.models import check_device_choice, get_spec
         from dedup_cli.service import HashOptions, validate_threshold
 
-        check_action(action, to)
+        check_action(action, to, review)
         if threshold is not None:
             validate_threshold(threshold)
         check_roots(folder_a, folder_b)
@@ -127,7 +130,10 @@ def cross_command(
                 _print_summary(result)
             # The journal of a cross run lives in A's database.
             write_report(result.plan, html, document, "dedup cross", json_output or quiet)
-            act_on_plan(result.plan, store_a, document, action, to, yes, silent)
+            plan = review_plan(
+                result.plan, store_a, review, action, html, document, "dedup cross", silent
+            )
+            act_on_plan(plan, store_a, document, action, to, yes, silent)
         if json_output:
             print_json(document)
 

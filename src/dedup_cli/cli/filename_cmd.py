@@ -10,10 +10,12 @@ from rich.table import Table
 from dedup_cli.cli.acting import (
     ActionOpt,
     HtmlOpt,
+    ReviewOpt,
     ToOpt,
     YesOpt,
     act_on_plan,
     check_action,
+    review_plan,
     write_report,
 )
 from dedup_cli.cli.common import (
@@ -56,6 +58,7 @@ def filename_clean_command(
     to: ToOpt = None,
     yes: YesOpt = False,
     html: HtmlOpt = None,
+    review: ReviewOpt = "auto",
     db: DbOpt = None,
     include_hidden: HiddenOpt = False,
     json_output: JsonOpt = False,
@@ -67,7 +70,7 @@ def filename_clean_command(
         from dedup_cli.name_clean import clean_by_names
         from dedup_cli.service import validate_threshold
 
-        check_action(action, to)
+        check_action(action, to, review)
         if threshold is not None:
             validate_threshold(threshold)
         spec = get_spec(model)
@@ -86,7 +89,10 @@ def filename_clean_command(
             if not silent:
                 _print_summary(result)
             write_report(result.plan, html, document, "dedup filename-clean", json_output or quiet)
-            act_on_plan(result.plan, store, document, action, to, yes, silent)
+            plan = review_plan(
+                result.plan, store, review, action, html, document, "dedup filename-clean", silent
+            )
+            act_on_plan(plan, store, document, action, to, yes, silent)
         if json_output:
             print_json(document)
 

@@ -10,10 +10,12 @@ from rich.table import Table
 from dedup_cli.cli.acting import (
     ActionOpt,
     HtmlOpt,
+    ReviewOpt,
     ToOpt,
     YesOpt,
     act_on_plan,
     check_action,
+    review_plan,
     write_report,
 )
 from dedup_cli.cli.common import (
@@ -62,6 +64,7 @@ def find_command(
     to: ToOpt = None,
     yes: YesOpt = False,
     html: HtmlOpt = None,
+    review: ReviewOpt = "auto",
     verify: Annotated[
         bool,
         typer.Option(
@@ -85,7 +88,7 @@ def find_command(
         from dedup_cli.plan import KEEP_STRATEGIES
         from dedup_cli.service import HashOptions, find_duplicates, validate_threshold
 
-        check_action(action, to)
+        check_action(action, to, review)
         if keep not in KEEP_STRATEGIES:
             raise UsageError(f"--keep must be one of {', '.join(KEEP_STRATEGIES)}, not {keep!r}")
         if threshold is not None:
@@ -114,7 +117,17 @@ def find_command(
             if not json_output and not quiet:
                 print_find_summary(result)
             write_report(result.plan, html, document, "dedup find", json_output or quiet)
-            act_on_plan(result.plan, store, document, action, to, yes, json_output or quiet)
+            plan = review_plan(
+                result.plan,
+                store,
+                review,
+                action,
+                html,
+                document,
+                "dedup find",
+                json_output or quiet,
+            )
+            act_on_plan(plan, store, document, action, to, yes, json_output or quiet)
         if json_output:
             print_json(document)
 

@@ -263,6 +263,30 @@ class Store:
                 names.append(path)
         return names, matrix if len(names) == count else matrix[: len(names)].copy()
 
+    # -- review decisions -----------------------------------------------------------------
+
+    def remember_not_duplicates(self, content_hashes: Iterable[str]) -> int:
+        """Remember every pair among these contents as "not duplicates"; returns pairs added."""
+        unique = sorted(set(content_hashes))
+        pairs = [(a, b) for k, a in enumerate(unique) for b in unique[k + 1 :]]
+        with self.transaction() as conn:
+            for a, b in pairs:
+                conn.execute(
+                    text(
+                        "INSERT OR IGNORE INTO not_duplicates (hash_a, hash_b, at) VALUES (:a, :b, :t)"
+                    ),
+                    {"a": a, "b": b, "t": time.time()},
+                )
+        return len(pairs)
+
+    def not_duplicate_pairs(self) -> set[tuple[str, str]]:
+        """Remembered pairs (sorted hash tuples)."""
+        with self.transaction() as conn:
+            return {
+                (r.hash_a, r.hash_b)
+                for r in conn.execute(text("SELECT hash_a, hash_b FROM not_duplicates"))
+            }
+
     # -- journal --------------------------------------------------------------------------
 
     def start_run(

@@ -18,7 +18,13 @@ def _m001_initial(conn: Connection) -> None:
     Base.metadata.create_all(conn)
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_m001_initial]
+def _m002_not_duplicates(conn: Connection) -> None:
+    from dedup_cli.store.schema import NotDuplicateRecord
+
+    NotDuplicateRecord.__table__.create(conn, checkfirst=True)  # type: ignore[attr-defined]
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_m001_initial, _m002_not_duplicates]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

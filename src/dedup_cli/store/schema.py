@@ -94,3 +94,13 @@ class ActionRecord(Base):
     status: Mapped[str] = mapped_column(String(20))
     reason: Mapped[str | None] = mapped_column(Text)
     at: Mapped[float] = mapped_column(Float)
+
+
+class NotDuplicateRecord(Base):
+    """Two files a reviewer said are not duplicates, by content hash (survives renames)."""
+
+    __tablename__ = "not_duplicates"
+
+    hash_a: Mapped[str] = mapped_column(String(32), primary_key=True)
+    hash_b: Mapped[str] = mapped_column(String(32), primary_key=True)
+    at: Mapped[float] = mapped_column(Float)

@@ -1,0 +1,134 @@
+"""The state of a review, independent of how it is shown (terminal, matplotlib, tests).
+
+A review walks the groups of a plan; in each group one file is the keeper (never removed),
+each other file is marked keep or remove, and a whole group can be marked "not duplicates",
+which drops it from the plan and is remembered in the database by content hash. The result
+is a new plan, which is what gets confirmed and carried out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dedup_cli.plan import FileInfo, Plan, PlannedGroup, Removal
+
+
+@dataclass
+class ReviewGroup:
+    """One group under review: its files, the keeper, and the files marked for removal."""
+
+    files: list[FileInfo]
+    keeper: int
+    remove: set[int]
+    similarity: dict[int, float] = field(default_factory=dict)
+    method: dict[int, str] = field(default_factory=dict)
+    not_duplicates: bool = False
+
+
+class ReviewSession:
+    """Cursor over groups and files, with the edits a reviewer can make."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.groups: list[ReviewGroup] = []
+        for g in plan.groups:
+            files = [g.keep, *(r.file for r in g.remove)]
+            self.groups.append(
+                ReviewGroup(
+                    files=files,
+                    keeper=0,
+                    remove=set(range(1, len(files))),
+                    similarity={k + 1: r.similarity for k, r in enumerate(g.remove)},
+                    method={k + 1: r.method for k, r in enumerate(g.remove)},
+                )
+            )
+        self.index = 0
+        self.selected = 0
+        self.finished = False
+        self.cancelled = False
+
+    @property
+    def group(self) -> ReviewGroup:
+        return self.groups[self.index]
+
+    # -- moving ---------------------------------------------------------------------------
+
+    def next_group(self) -> None:
+        if self.groups:
+            self.index = min(self.index + 1, len(self.groups) - 1)
+            self.selected = 0
+
+    def previous_group(self) -> None:
+        self.index = max(self.index - 1, 0)
+        self.selected = 0
+
+    def select(self, delta: int) -> None:
+        if self.groups:
+            self.selected = (self.selected + delta) % len(self.group.files)
+
+    # -- editing --------------------------------------------------------------------------
+
+    def make_keeper(self, position: int | None = None) -> None:
+        """The selected (or given) file stays; the previous keeper is kept too, unless the
+        reviewer marks it for removal, so a group never loses its last copy."""
+        if not self.groups:
+            return
+        group = self.group
+        position = self.selected if position is None else position
+        group.keeper = position
+        group.remove.discard(position)
+
+    def toggle(self, position: int | None = None) -> None:
+        """Switch the selected file between keep and remove (never the keeper)."""
+        if not self.groups:
+            return
+        group = self.group
+        position = self.selected if position is None else position
+        if position == group.keeper:
+            return
+        if position in group.remove:
+            group.remove.discard(position)
+        else:
+            group.remove.add(position)
+
+    def toggle_not_duplicates(self) -> None:
+        if self.groups:
+            self.group.not_duplicates = not self.group.not_duplicates
+
+    def finish(self) -> None:
+        self.finished = True
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    # -- result ---------------------------------------------------------------------------
+
+    def result(self) -> Plan:
+        """The reviewed plan; a cancelled review removes nothing."""
+        reviewed = Plan(
+            self.plan.root, self.plan.model, self.plan.threshold, self.plan.keep_strategy
+        )
+        if self.cancelled:
+            return reviewed
+        for group in self.groups:
+            if group.not_duplicates or not group.remove:
+                continue
+            removals = tuple(
+                Removal(
+                    group.files[i],
+                    group.similarity.get(i, 1.0),
+                    group.method.get(i, "reviewed") if group.keeper == 0 else "reviewed",
+                )
+                for i in sorted(group.remove)
+                if i != group.keeper
+            )
+            reviewed.groups.append(PlannedGroup(group.files[group.keeper], removals))
+        return reviewed
+
+    def not_duplicate_groups(self) -> list[list[str]]:
+        """Content hashes of the groups marked "not duplicates", to remember them."""
+        return [
+            [f.content_hash for f in g.files if f.content_hash]
+            for g in self.groups
+            if g.not_duplicates and not self.cancelled
+        ]

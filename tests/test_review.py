@@ -1,0 +1,176 @@
+"""Review: the session's edits, the Textual gallery driven by key presses, remembered
+"not duplicates" decisions, and nothing removed when a review is cancelled."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from dedup_cli.cli import app
+from dedup_cli.models import get_spec
+from dedup_cli.review.session import ReviewSession
+from dedup_cli.review.terminal import ReviewApp, halfblock_thumbnail
+from dedup_cli.service import HashOptions, find_duplicates
+from dedup_cli.store import Store
+
+runner = CliRunner()
+
+
+def plan_for(library: Path):  # type: ignore[no-untyped-def]
+    with Store(library / "image_database.db") as store:
+        return find_duplicates(
+            library, store, get_spec("effnet"), HashOptions(device="cpu", workers=0)
+        ).plan
+
+
+def group_named(session: ReviewSession, name: str) -> int:
+    for index, group in enumerate(session.groups):
+        if any(f.path.endswith(name) for f in group.files):
+            return index
+    raise AssertionError(name)
+
+
+def test_session_edits_and_result(library: Path) -> None:
+    plan = plan_for(library)
+    session = ReviewSession(plan)
+    session.index = group_named(session, "coffee.jpg")
+    session.selected = 1
+    session.make_keeper()  # the re-encoded copy stays; the old keeper is kept too
+    result = session.result()
+    coffee = [g for g in result.groups if g.keep.path.endswith("coffee_q40.jpg")]
+    assert coffee == [] or not coffee[0].remove
+    session.selected = 0
+    session.toggle()  # now remove the original
+    group = next(g for g in session.result().groups if g.keep.path.endswith("coffee_q40.jpg"))
+    assert [r.file.path for r in group.remove] == ["coffee.jpg"]
+    session.toggle(position=1)  # the keeper can never be marked for removal
+    assert 1 not in session.group.remove
+    session.cancel()
+    assert session.result().groups == []
+
+
+def test_terminal_gallery_driven_by_keys(library: Path) -> None:
+    plan = plan_for(library)
+    session = ReviewSession(plan)
+    first = session.groups[0]
+    keeper_before = first.files[first.keeper].path
+
+    async def drive() -> None:
+        app = ReviewApp(session, thumbnail_columns=12)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.press("down", "k")  # group 1: the copy becomes the keeper
+            await pilot.press("right", "down", "space")  # group 2: keep its copy
+            await pilot.press("right", "n")  # group 3: not duplicates
+            await pilot.press("enter")
+
+    asyncio.run(drive())
+    assert session.finished and not session.cancelled
+    assert session.groups[0].files[session.groups[0].keeper].path != keeper_before
+    assert session.groups[1].remove == set()
+    assert session.groups[2].not_duplicates
+    # Group 1 lost its only removal (old keeper kept), group 2 keeps its copy, group 3 is
+    # "not duplicates": only the fourth group is left to act on.
+    assert len(session.result().groups) == len(plan.groups) - 3
+
+
+def test_escape_cancels_and_nothing_is_planned(library: Path) -> None:
+    session = ReviewSession(plan_for(library))
+
+    async def drive() -> None:
+        async with ReviewApp(session, thumbnail_columns=12).run_test() as pilot:
+            await pilot.press("space", "escape")
+
+    asyncio.run(drive())
+    assert session.cancelled and session.result().groups == []
+
+
+def test_not_duplicates_are_remembered_across_renames(library: Path) -> None:
+    plan = plan_for(library)
+    session = ReviewSession(plan)
+    session.index = group_named(session, "astronaut.jpg")
+    session.toggle_not_duplicates()
+    with Store(library / "image_database.db") as store:
+        for hashes in session.not_duplicate_groups():
+            store.remember_not_duplicates(hashes)
+    (library / "trip" / "astronaut_small.jpg").rename(library / "renamed_astro.jpg")
+    result = runner.invoke(app, ["find", str(library), "--json", "--workers", "0"])
+    doc = json.loads(result.stdout)
+    names = {Path(p).name for g in doc["groups"] for p in [g["keep"], *g["remove"]]}
+    assert "renamed_astro.jpg" not in names and "astronaut.jpg" not in names
+    assert len(doc["groups"]) == len(plan.groups) - 1
+
+
+def test_halfblock_thumbnail_draws_colour_cells(library: Path) -> None:
+    text = halfblock_thumbnail(library / "coffee.jpg", columns=10, rows=4)
+    lines = text.plain.splitlines()
+    assert 2 <= len(lines) <= 4 and all(line == "▀" * 10 for line in lines)
+    assert any("on rgb(" in str(span.style) for span in text.spans)
+
+
+def test_cancelled_review_removes_nothing_even_with_yes(library: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import dedup_cli.review.terminal as terminal
+
+    def cancel(session: ReviewSession) -> ReviewSession:
+        session.cancel()
+        return session
+
+    monkeypatch.setattr(terminal, "review_in_terminal", cancel)
+    def images() -> list[str]:
+        return sorted(p.name for p in library.rglob("*") if p.suffix in (".jpg", ".png"))
+
+    before = images()
+    result = runner.invoke(
+        app,
+        [
+            "find",
+            str(library),
+            "--json",
+            "--workers",
+            "0",
+            "--review",
+            "terminal",
+            "--action",
+            "delete",
+            "--yes",
+        ],
+    )
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["review"]["cancelled"] is True and doc["action"] is None
+    assert images() == before
+
+
+def test_reviewed_plan_is_what_gets_carried_out(library: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import dedup_cli.review.terminal as terminal
+
+    def keep_coffee_copy(session: ReviewSession) -> ReviewSession:
+        session.index = group_named(session, "coffee.jpg")
+        session.toggle(position=1)  # keep the q40 copy after all
+        session.finish()
+        return session
+
+    monkeypatch.setattr(terminal, "review_in_terminal", keep_coffee_copy)
+    result = runner.invoke(
+        app,
+        [
+            "find",
+            str(library),
+            "--json",
+            "--workers",
+            "0",
+            "--review",
+            "terminal",
+            "--action",
+            "delete",
+            "--yes",
+        ],
+    )
+    doc = json.loads(result.stdout)
+    removed = {Path(d["path"]).name for d in doc["action"]["done"]}
+    assert (
+        "coffee_q40.jpg" not in removed and (library / "trip" / "day1" / "coffee_q40.jpg").exists()
+    )
+    assert removed == {"astronaut_small.jpg", "rocket.jpg", "chelsea_copy.jpg"}
