@@ -28,11 +28,11 @@ ReviewOpt = Annotated[
     str,
     typer.Option(
         "--review",
-        help="terminal (gallery), html (write the report), none, or auto: terminal when an "
-        "action is asked for on a terminal, none otherwise.",
+        help="terminal (gallery), gui (matplotlib window), html (write the report), none, or "
+        "auto: terminal when an action is asked for on a terminal, none otherwise.",
     ),
 ]
-REVIEWS = ("auto", "terminal", "html", "none")
+REVIEWS = ("auto", "terminal", "gui", "html", "none")
 YesOpt = Annotated[
     bool, typer.Option("--yes", "-y", help="Act without asking (for cron and scripts).")
 ]
@@ -61,12 +61,18 @@ def review_plan(
     if review == "html":
         write_report(plan, html_path or Path("dedup-report.html"), document, title, silent)
         return plan
-    if review != "terminal" or not plan.groups:
+    if review not in ("terminal", "gui") or not plan.groups:
         return plan
     from dedup_cli.review.session import ReviewSession
-    from dedup_cli.review.terminal import review_in_terminal
 
-    session = review_in_terminal(ReviewSession(plan))
+    if review == "gui":
+        from dedup_cli.review.gui import review_with_matplotlib
+
+        session = review_with_matplotlib(ReviewSession(plan))
+    else:
+        from dedup_cli.review.terminal import review_in_terminal
+
+        session = review_in_terminal(ReviewSession(plan))
     remembered = 0
     for hashes in session.not_duplicate_groups():
         remembered += store.remember_not_duplicates(hashes)
