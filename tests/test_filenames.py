@@ -132,3 +132,17 @@ def test_keep_largest_and_delete_only_confirmed(named: Path, photos) -> None:  #
     assert (named / "coffee (2).jpg").exists() and (named / "Copy of coffee.jpg").exists()
     assert not (named / "coffee (1).jpg").exists()
     assert (named / "IMG_0001.jpg").exists() and (named / "IMG_0002.jpg").exists()
+
+
+def test_remembered_not_duplicates_are_not_planned(named: Path) -> None:
+    from dedup_cli.imageio import content_hash
+    from dedup_cli.store import Store
+
+    with Store(named / "image_database.db") as store:
+        store.remember_not_duplicates(
+            [
+                content_hash((named / "coffee.jpg").read_bytes()),
+                content_hash((named / "coffee copy.jpg").read_bytes()),
+            ]
+        )
+    assert removals(clean(named)) == {"coffee (1).jpg": "exact"}

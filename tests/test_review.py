@@ -118,6 +118,7 @@ def test_cancelled_review_removes_nothing_even_with_yes(library: Path, monkeypat
         return session
 
     monkeypatch.setattr(terminal, "review_in_terminal", cancel)
+
     def images() -> list[str]:
         return sorted(p.name for p in library.rglob("*") if p.suffix in (".jpg", ".png"))
 

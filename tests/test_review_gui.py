@@ -23,8 +23,9 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 def session_for(library: Path) -> ReviewSession:
     with Store(library / "image_database.db") as store:
-        plan = find_duplicates(library, store, get_spec("effnet"),
-                               HashOptions(device="cpu", workers=0)).plan
+        plan = find_duplicates(
+            library, store, get_spec("effnet"), HashOptions(device="cpu", workers=0)
+        ).plan
     return ReviewSession(plan)
 
 
