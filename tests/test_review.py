@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from dedup_cli.cli import app
 from dedup_cli.models import get_spec
 from dedup_cli.review.session import ReviewSession
-from dedup_cli.review.terminal import ReviewApp, halfblock_thumbnail
+from dedup_cli.review.terminal import ReviewApp
 from dedup_cli.service import HashOptions, find_duplicates
 from dedup_cli.store import Store
 
@@ -59,9 +59,16 @@ def test_terminal_gallery_driven_by_keys(library: Path) -> None:
     keeper_before = first.files[first.keeper].path
 
     async def drive() -> None:
-        app = ReviewApp(session, thumbnail_columns=12)
+        app = ReviewApp(session)
         async with app.run_test(size=(120, 40)) as pilot:
+            cards = app.query(".card")
+            assert [c.has_class("keeper") for c in cards] == [True] + [False] * (len(cards) - 1)
+            assert all(c.has_class("remove") for c in list(cards)[1:])
+            assert len(app.query(".thumb")) == len(cards)
             await pilot.press("down", "k")  # group 1: the copy becomes the keeper
+            cards = list(app.query(".card"))
+            assert cards[1].has_class("keeper") and cards[1].has_class("selected")
+            assert not cards[0].has_class("remove")
             await pilot.press("right", "down", "space")  # group 2: keep its copy
             await pilot.press("right", "n")  # group 3: not duplicates
             await pilot.press("enter")
@@ -80,7 +87,7 @@ def test_escape_cancels_and_nothing_is_planned(library: Path) -> None:
     session = ReviewSession(plan_for(library))
 
     async def drive() -> None:
-        async with ReviewApp(session, thumbnail_columns=12).run_test() as pilot:
+        async with ReviewApp(session).run_test() as pilot:
             await pilot.press("space", "escape")
 
     asyncio.run(drive())
@@ -101,13 +108,6 @@ def test_not_duplicates_are_remembered_across_renames(library: Path) -> None:
     names = {Path(p).name for g in doc["groups"] for p in [g["keep"], *g["remove"]]}
     assert "renamed_astro.jpg" not in names and "astronaut.jpg" not in names
     assert len(doc["groups"]) == len(plan.groups) - 1
-
-
-def test_halfblock_thumbnail_draws_colour_cells(library: Path) -> None:
-    text = halfblock_thumbnail(library / "coffee.jpg", columns=10, rows=4)
-    lines = text.plain.splitlines()
-    assert 2 <= len(lines) <= 4 and all(line == "▀" * 10 for line in lines)
-    assert any("on rgb(" in str(span.style) for span in text.spans)
 
 
 def test_cancelled_review_removes_nothing_even_with_yes(library: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

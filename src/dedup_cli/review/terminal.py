@@ -1,4 +1,7 @@
-"""Terminal gallery (Textual): one group per screen, colour thumbnails in half-block characters.
+"""Terminal gallery (Textual): one group per screen, each file as a colour thumbnail.
+
+Thumbnails are drawn by ``textual-image`` with the sharpest protocol the terminal supports:
+Kitty's graphics protocol or Sixel where available, half-block characters everywhere else.
 
 Keys: ←/→ previous/next group, ↑/↓ select a file, k make the selected file the keeper,
 space toggle keep/remove, n mark the group "not duplicates", enter finish (the reviewed plan
@@ -10,40 +13,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-import numpy as np
-from rich.console import Group as RichGroup
-from rich.panel import Panel
-from rich.table import Table
-from rich.text import Text
+from PIL import Image as PILImage
 from textual.app import App, ComposeResult
 from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Static
 
 from dedup_cli.imageio import ImageDecodeError, decode_for_display
 from dedup_cli.review.session import ReviewSession
 
-
-def halfblock_thumbnail(path: Path, columns: int = 28, rows: int = 10) -> Text:
-    """The image as ``rows`` lines of ``columns`` "▀" characters: each character shows two
-    pixels (foreground above, background below), which every colour terminal can draw."""
-    try:
-        image = decode_for_display(path, columns * 4)
-    except (OSError, ImageDecodeError):
-        return Text("(no preview)", style="dim")
-    image.thumbnail((columns, rows * 2))
-    width, height = image.size
-    rgb = np.asarray(image.convert("RGB"))
-    text = Text()
-    for y in range(0, height - 1, 2):
-        for x in range(width):
-            top = rgb[y, x]
-            bottom = rgb[y + 1, x]
-            text.append(
-                "▀",
-                style=f"rgb({top[0]},{top[1]},{top[2]}) on rgb({bottom[0]},{bottom[1]},{bottom[2]})",
-            )
-        text.append("\n")
-    return text
+THUMBNAIL_PIXELS = 320
 
 
 def _size(count: int) -> str:
@@ -55,10 +34,29 @@ def _size(count: int) -> str:
     return f"{value:.1f} GB"
 
 
+def card_role(session: ReviewSession, position: int) -> str:
+    """``keeper``, ``keep`` or ``remove``: what will happen to this file of the group."""
+    group = session.group
+    if position == group.keeper:
+        return "keeper"
+    if position in group.remove and not group.not_duplicates:
+        return "remove"
+    return "keep"
+
+
 class ReviewApp(App[None]):
     """Review a plan group by group; ``session`` holds the result."""
 
-    CSS = "#group { padding: 0 1; }"
+    CSS = """
+    #header { padding: 0 1; text-style: bold; }
+    #cards { height: auto; }
+    .card { width: 34; height: auto; border: round green; margin: 0 1 0 0; }
+    .card.remove { border: round red; }
+    .card.selected { border: double green; }
+    .card.remove.selected { border: double red; }
+    .card .thumb { width: 32; height: 12; }
+    .card .caption { height: auto; }
+    """
     BINDINGS: ClassVar[list[Binding]] = [  # type: ignore[assignment]
         Binding("left", "previous", "prev group"),
         Binding("right", "next", "next group"),
@@ -71,85 +69,90 @@ class ReviewApp(App[None]):
         Binding("escape", "cancel", "cancel"),
     ]
 
-    def __init__(self, session: ReviewSession, thumbnail_columns: int = 28) -> None:
+    def __init__(self, session: ReviewSession) -> None:
         super().__init__()
         self.session = session
-        self.thumbnail_columns = thumbnail_columns
-        self._thumbs: dict[Path, Text] = {}
+        self._thumbs: dict[Path, PILImage.Image | None] = {}
 
     def compose(self) -> ComposeResult:
-        yield Static(id="group")
+        yield Static(id="header")
+        yield Horizontal(id="cards")
         yield Footer()
 
-    def on_mount(self) -> None:
+    async def on_mount(self) -> None:
         self.title = "dedup review"
-        self._show()
+        await self._show()
 
-    def _thumb(self, path: Path) -> Text:
+    def _thumb(self, path: Path) -> PILImage.Image | None:
+        """Decoded once per review, small (JPEG draft mode), never full size in memory."""
         if path not in self._thumbs:
-            self._thumbs[path] = halfblock_thumbnail(path, self.thumbnail_columns)
+            try:
+                image = decode_for_display(path, THUMBNAIL_PIXELS)
+                image.thumbnail((THUMBNAIL_PIXELS, THUMBNAIL_PIXELS))
+                self._thumbs[path] = image
+            except (OSError, ImageDecodeError):
+                self._thumbs[path] = None
         return self._thumbs[path]
 
-    def _show(self) -> None:
+    async def _show(self) -> None:
+        from textual_image.widget import Image as AutoImage
+
         session = self.session
-        widget = self.query_one("#group", Static)
+        header = self.query_one("#header", Static)
+        cards = self.query_one("#cards", Horizontal)
+        await cards.remove_children()
         if not session.groups:
-            widget.update("No duplicate groups.")
+            header.update("No duplicate groups.")
             return
         group = session.group
-        header = Text(
+        header.update(
             f"group {session.index + 1} of {len(session.groups)}"
-            + ("   NOT DUPLICATES (will be remembered)" if group.not_duplicates else ""),
-            style="bold yellow" if group.not_duplicates else "bold",
+            + ("   NOT DUPLICATES (will be remembered)" if group.not_duplicates else "")
         )
-        grid = Table.grid(padding=(0, 1))
-        panels = []
+        widgets = []
         for position, file in enumerate(group.files):
-            if position == group.keeper:
-                role, colour = "KEEPER", "green"
-            elif position in group.remove and not group.not_duplicates:
-                role, colour = "REMOVE", "red"
-            else:
-                role, colour = "KEEP", "green"
+            role = card_role(session, position)
             similarity = group.similarity.get(position)
-            caption = Text(f"{file.path}\n{_size(file.size)} · {file.width}×{file.height}")
+            caption = f"{file.path}\n{_size(file.size)} · {file.width}×{file.height}"
             if similarity is not None:
-                caption.append(f"\nsimilarity to keeper {similarity:.3f}")
-            marker = "▶ " if position == session.selected else ""
-            panels.append(
-                Panel(
-                    RichGroup(self._thumb(file.absolute), caption),
-                    title=f"{marker}{role}",
-                    border_style=f"bold {colour}" if marker else colour,
-                    width=self.thumbnail_columns + 4,
-                )
+                caption += f"\nsimilarity to keeper {similarity:.3f}"
+            thumb = self._thumb(file.absolute)
+            picture = (
+                AutoImage(thumb, classes="thumb")
+                if thumb is not None
+                else Static("(no preview)", classes="thumb")
             )
-        grid.add_row(*panels)
-        widget.update(RichGroup(header, grid))
+            selected = " selected" if position == session.selected else ""
+            card = Vertical(
+                picture, Static(caption, classes="caption"), classes=f"card {role}{selected}"
+            )
+            card.border_title = ("▶ " if selected else "") + role.upper()
+            widgets.append(card)
+        await cards.mount(*widgets)
 
-    def action_next(self) -> None:
+    async def action_next(self) -> None:
         self.session.next_group()
-        self._show()
+        await self._show()
 
-    def action_previous(self) -> None:
+    async def action_previous(self) -> None:
         self.session.previous_group()
-        self._show()
+        await self._show()
 
-    def action_select(self, delta: int) -> None:
+    async def action_select(self, delta: int) -> None:
         self.session.select(delta)
-        self._show()
+        await self._show()
 
-    def action_keeper(self) -> None:
+    async def action_keeper(self) -> None:
         self.session.make_keeper()
-        self._show()
+        await self._show()
 
-    def action_toggle_remove(self) -> None:
+    async def action_toggle_remove(self) -> None:
         self.session.toggle()
-        self._show()
+        await self._show()
 
-    def action_not_duplicates(self) -> None:
+    async def action_not_duplicates(self) -> None:
         self.session.toggle_not_duplicates()
-        self._show()
+        await self._show()
 
     def action_finish(self) -> None:
         self.session.finish()
