@@ -9,6 +9,7 @@ import typer
 
 from dedup_cli import __version__
 from dedup_cli.cli import (
+    bench_cmd,
     cross_cmd,
     filename_cmd,
     find_cmd,
@@ -58,6 +59,7 @@ app.command("cross")(cross_cmd.cross_command)
 app.command("filename-clean")(filename_cmd.filename_clean_command)
 app.command("prune-db")(prune_cmd.prune_command)
 app.command("undo")(undo_cmd.undo_command)
+app.command("bench")(bench_cmd.bench_command)
 app.command("models")(models_cmd.models_command)
 
 

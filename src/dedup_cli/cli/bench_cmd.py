@@ -1,0 +1,130 @@
+"""``dedup bench``: measure precision and recall on a sample of your own photos."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dedup_cli.cli.common import (
+    DeviceOpt,
+    JsonOpt,
+    RootArg,
+    WorkersOpt,
+    err_console,
+    handle_errors,
+    print_json,
+)
+
+
+def bench_command(
+    root: RootArg,
+    sample: Annotated[int, typer.Option("--sample", min=1, help="Photos to sample.")] = 200,
+    models: Annotated[
+        str, typer.Option("--models", help="Comma-separated models to measure.")
+    ] = "effnet",
+    target_precision: Annotated[
+        float,
+        typer.Option(
+            "--target-precision",
+            min=0.0,
+            max=1.0,
+            help="Precision the suggested threshold must reach (easy tier).",
+        ),
+    ] = 0.99,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Sampling seed (same seed, same sample).")
+    ] = 0,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Write a precision/recall PNG here.")
+    ] = None,
+    workers: WorkersOpt = None,
+    device: DeviceOpt = "auto",
+    json_output: JsonOpt = False,
+) -> None:
+    """Measure precision/recall on transformed copies of your photos (ROOT is never written)."""
+    with handle_errors():
+        from dedup_cli.benchmark import build_corpus, evaluate
+        from dedup_cli.benchmark import plot as draw_plot
+        from dedup_cli.models import check_device_choice, get_spec
+        from dedup_cli.service import HashOptions
+
+        specs = [get_spec(name.strip()) for name in models.split(",") if name.strip()]
+        options = HashOptions(device=check_device_choice(device), workers=workers)
+        results = []
+        with tempfile.TemporaryDirectory(prefix="dedup-bench-") as tmp:
+            corpus = Path(tmp) / "corpus"
+            corpus.mkdir()
+            samples, unreadable = build_corpus(root.resolve(), corpus, sample, seed)
+            if not json_output:
+                err_console.print(
+                    f"bench corpus: {sum(s.family == 'original' for s in samples)} photos, "
+                    f"{len(samples)} files ({unreadable} unreadable photos skipped)",
+                    highlight=False,
+                )
+            for spec in specs:
+                results.append(
+                    evaluate(corpus, samples, spec, options, Path(tmp), target_precision)
+                )
+        document: dict[str, Any] = {
+            "root": str(root.resolve()),
+            "sample": sample,
+            "seed": seed,
+            "models": [r.as_dict() for r in results],
+        }
+        if plot is not None:
+            document["plot"] = str(draw_plot(results, plot))
+        if json_output:
+            print_json(document)
+            return
+        console = Console()
+        for bench in results:
+            _print_model(console, bench)
+        if plot is not None:
+            err_console.print(f"plot written to {plot}", highlight=False)
+
+
+def _print_model(console: Console, bench: Any) -> None:
+    table = Table(
+        title=f"{bench.model}: {bench.photos} photos, {bench.files} files, "
+        f"{bench.images_per_second:.1f} images/s hashing"
+    )
+    for column in ("threshold", "easy P", "easy R", "easy F1", "hard P", "hard R", "hard F1"):
+        table.add_column(column, justify="right")
+    for t, scores in sorted(bench.by_threshold.items()):
+        marks = []
+        if t == bench.default_threshold:
+            marks.append("default")
+        if t == bench.chosen_threshold:
+            marks.append("suggested")
+        label = f"{t:.2f}" + (f" ({', '.join(marks)})" if marks else "")
+        e, h = scores["easy"], scores["hard"]
+        table.add_row(
+            label,
+            f"{e.precision:.3f}",
+            f"{e.recall:.3f}",
+            f"{e.f1:.3f}",
+            f"{h.precision:.3f}",
+            f"{h.recall:.3f}",
+            f"{h.f1:.3f}",
+        )
+    console.print(table)
+    t = bench.chosen_threshold or bench.default_threshold
+    families = Table(title=f"{bench.model}: recall per transform at threshold {t:.2f}")
+    families.add_column("transform")
+    families.add_column("recall", justify="right")
+    families.add_column("precision", justify="right")
+    for family, scores in bench.by_family[t].items():
+        families.add_row(family, f"{scores.recall:.3f}", f"{scores.precision:.3f}")
+    console.print(families)
+    if bench.chosen_threshold is None:
+        console.print(f"no threshold reaches precision {bench.target_precision} on the easy tier")
+    else:
+        console.print(
+            f"suggested: dedup find ROOT --model {bench.model} "
+            f"--threshold {bench.chosen_threshold:.2f}"
+        )

@@ -1,0 +1,63 @@
+"""``dedup bench`` on a few real photos: the corpus, the scores, and ROOT left untouched."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from conftest import encode, sample_photos
+from dedup_cli.benchmark import build_corpus
+from dedup_cli.cli import app
+from dedup_cli.transforms import EASY, HARD
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def photo_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("mine")
+    photos = sample_photos()
+    for name in ("coffee", "rocket", "astronaut", "chelsea"):
+        photo = photos[name]
+        photo.thumbnail((400, 400))
+        (root / f"{name}.jpg").write_bytes(encode(photo, quality=92))
+    (root / "broken.jpg").write_bytes(b"\xff\xd8\xff not really")
+    return root
+
+
+def test_corpus_is_seeded_and_has_every_transform(photo_folder: Path, tmp_path: Path) -> None:
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    first, bad = build_corpus(photo_folder, one, sample=3, seed=7)
+    second, _ = build_corpus(photo_folder, two, sample=3, seed=7)
+    assert [s.path for s in first] == [s.path for s in second]
+    assert {s.family for s in first} == {"original", *EASY, *HARD}
+    assert len(first) == 3 * (1 + len(EASY) + len(HARD))
+    for sample in first:
+        with Image.open(one / sample.path) as image:
+            assert image.size[0] > 0
+    assert bad in (0, 1)  # the broken file is skipped and counted if it was drawn
+
+
+def test_bench_reports_scores_and_never_writes_into_root(photo_folder: Path, tmp_path: Path) -> None:
+    before = sorted(p.name for p in photo_folder.iterdir())
+    plot = tmp_path / "pr.png"
+    result = runner.invoke(app, ["bench", str(photo_folder), "--sample", "3", "--json",
+                                 "--workers", "0", "--plot", str(plot)])
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    bench = doc["models"][0]
+    assert bench["model"] == "effnet" and bench["photos"] == 3 and bench["images_per_second"] > 0
+    default = bench["thresholds"][str(bench["default_threshold"])]
+    # Easy copies of real photos are found at the default threshold, with no false pair.
+    assert default["easy"]["recall"] >= 0.9 and default["easy"]["precision"] == 1.0
+    assert bench["chosen_threshold"] is not None
+    families = bench["families"][str(bench["default_threshold"])]
+    assert families["downscale"]["recall"] == 1.0 and families["png"]["recall"] == 1.0
+    assert plot.stat().st_size > 5_000
+    assert sorted(p.name for p in photo_folder.iterdir()) == before
