@@ -119,6 +119,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="effnet")
     parser.add_argument("--weights", default=None)
+    parser.add_argument(
+        "--flips",
+        action="store_true",
+        help="let the pixel check also try mirror images and quarter turns",
+    )
     args = parser.parse_args()
     spec = get_spec(args.model)
     model = load_model(spec, torch.device("cpu"), args.weights)
@@ -158,7 +163,7 @@ def main() -> None:
                         key = (i, j)
                         if key not in confirmed_cache:
                             confirmed_cache[key] = confirm(
-                                decoded[i].thumbnail, decoded[j].thumbnail
+                                decoded[i].thumbnail, decoded[j].thumbnail, flips=args.flips
                             )
                         if not confirmed_cache[key]:
                             continue

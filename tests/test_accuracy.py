@@ -108,3 +108,18 @@ def test_without_verification_lookalikes_would_be_removed(corpus) -> None:  # ty
     result = CliRunner().invoke(app, ["find", str(root), "--json", "--workers", "0", "--no-verify"])
     assert result.exit_code == 0, result.stderr
     assert grouped_pairs(json.loads(result.stdout)) & lookalikes
+
+
+def test_flip_tolerant_pixel_check_matches_mirror_images_and_quarter_turns(photos) -> None:  # type: ignore[no-untyped-def]
+    """The measured-but-off-by-default flip mode of the pixel check (see docs/models.md)."""
+    from PIL import ImageOps
+
+    from dedup_cli.imageio import decode
+    from dedup_cli.verify import confirm
+
+    photo = photos["coffee"]
+    original = decode(encode(photo, quality=95), 224).thumbnail
+    mirrored = decode(encode(ImageOps.mirror(photo), quality=95), 224).thumbnail
+    turned = decode(encode(photo.transpose(Image.Transpose.ROTATE_90), quality=95), 224).thumbnail
+    assert not confirm(original, mirrored) and confirm(original, mirrored, flips=True)
+    assert not confirm(original, turned) and confirm(original, turned, flips=True)

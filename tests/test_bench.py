@@ -44,11 +44,25 @@ def test_corpus_is_seeded_and_has_every_transform(photo_folder: Path, tmp_path: 
     assert bad in (0, 1)  # the broken file is skipped and counted if it was drawn
 
 
-def test_bench_reports_scores_and_never_writes_into_root(photo_folder: Path, tmp_path: Path) -> None:
+def test_bench_reports_scores_and_never_writes_into_root(
+    photo_folder: Path, tmp_path: Path
+) -> None:
     before = sorted(p.name for p in photo_folder.iterdir())
     plot = tmp_path / "pr.png"
-    result = runner.invoke(app, ["bench", str(photo_folder), "--sample", "3", "--json",
-                                 "--workers", "0", "--plot", str(plot)])
+    result = runner.invoke(
+        app,
+        [
+            "bench",
+            str(photo_folder),
+            "--sample",
+            "3",
+            "--json",
+            "--workers",
+            "0",
+            "--plot",
+            str(plot),
+        ],
+    )
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)
     bench = doc["models"][0]

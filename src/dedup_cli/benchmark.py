@@ -155,6 +155,7 @@ def evaluate(
     work: Path,
     target_precision: float = 0.99,
     thresholds: tuple[float, ...] = THRESHOLDS,
+    flips: bool = False,
 ) -> ModelBench:
     """Hash the corpus with one model and score every threshold."""
     with Store(work / f"bench-{spec.key.replace('/', '_')}.db") as store:
@@ -180,7 +181,7 @@ def evaluate(
     pairs = similar_pairs(matrix, min(all_t))
     confirmed: list[tuple[int, int, float]] = []
     for i, j, s in zip(pairs.left.tolist(), pairs.right.tolist(), pairs.similarity.tolist()):
-        if confirm(thumbs.get(names[i]), thumbs.get(names[j])):
+        if confirm(thumbs.get(names[i]), thumbs.get(names[j]), flips=flips):
             a, b = sorted((ids[i], ids[j]))
             confirmed.append((a, b, s))
     originals = {k for k, s in enumerate(samples) if s.family == "original"}
