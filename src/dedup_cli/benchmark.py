@@ -22,9 +22,9 @@ from PIL import Image, ImageOps
 
 from dedup_cli.errors import UsageError
 from dedup_cli.models import ModelSpec
-from dedup_cli.pipeline import hash_folder
 from dedup_cli.scan import scan
 from dedup_cli.search import similar_pairs
+from dedup_cli.service import hash_root
 from dedup_cli.store import Store
 from dedup_cli.transforms import TIERS
 from dedup_cli.verify import confirm
@@ -160,15 +160,7 @@ def evaluate(
     """Hash the corpus with one model and score every threshold."""
     with Store(work / f"bench-{spec.key.replace('/', '_')}.db") as store:
         started = time.perf_counter()
-        report = hash_folder(
-            folder,
-            store,
-            spec,
-            device=options.device,
-            weights=options.weights,
-            batch_size=options.batch_size,
-            workers=options.workers,
-        )
+        report = hash_root(folder, store, spec, options)
         seconds = time.perf_counter() - started
         known = store.model_id(spec.key)
         if known is None:

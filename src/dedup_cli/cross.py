@@ -20,11 +20,11 @@ import numpy as np
 from dedup_cli.errors import DedupError, UsageError
 from dedup_cli.group import EMBEDDING, group_pairs
 from dedup_cli.models import ModelSpec, resolve_device
-from dedup_cli.pipeline import HashReport, Progress, hash_folder, needs_work
+from dedup_cli.pipeline import HashReport, Progress, needs_work
 from dedup_cli.plan import FileInfo, Plan, make_plan
 from dedup_cli.scan import ScanResult, scan
 from dedup_cli.search import Pairs, cross_pairs
-from dedup_cli.service import drop_remembered
+from dedup_cli.service import drop_remembered, hash_root, load_collection
 from dedup_cli.store import Store
 from dedup_cli.verify import PIXEL, confirm
 
@@ -100,22 +100,10 @@ def _prepare(
     label: str,
     progress: Progress | None,
 ) -> None:
-    known = side.store.model_id(spec.key)
     if hash_missing:
-        side.hashing = hash_folder(
-            side.root,
-            side.store,
-            spec,
-            device=options.device,
-            weights=options.weights,
-            batch_size=options.batch_size,
-            workers=options.workers,
-            include_hidden=options.include_hidden,
-            progress=progress,
-            scanned=side.found,
-        )
-        known = side.store.model_id(spec.key)
+        side.hashing = hash_root(side.root, side.store, spec, options, progress, side.found)
     else:
+        known = side.store.model_id(spec.key)
         if known is None:
             stored = ", ".join(side.store.model_names()) or "none"
             raise ModelMismatchError(
@@ -129,27 +117,7 @@ def _prepare(
                 f"the database of {label} is incomplete: {missing} file(s) not hashed with "
                 f"{spec.key}; run: dedup hash {side.root} --model {spec.key} (or drop --no-hash)"
             )
-    present = {f.path for f in side.found.files}
-    rows = {p: r for p, r in side.store.file_rows(present).items() if r["error"] is None}
-    if known is None:
-        names: list[str] = []
-        matrix = np.zeros((0, spec.dimension), np.float32)
-    else:
-        names, matrix = side.store.load_embeddings(known[0], known[1], set(rows))
-    side.matrix = matrix
-    side.files = [
-        FileInfo(
-            p,
-            side.root / p,
-            rows[p]["size"],
-            rows[p]["mtime_ns"],
-            rows[p]["content_hash"],
-            rows[p]["width"],
-            rows[p]["height"],
-            root=side.root,
-        )
-        for p in names
-    ]
+    side.files, side.matrix = load_collection(side.root, side.store, spec, side.found)
 
 
 def cross_find(
@@ -187,8 +155,7 @@ def cross_find(
             f"{b.matrix.shape[1]} in B (different weights); re-run dedup hash with the same "
             f"--weights on both"
         )
-    device = resolve_device(options.device) if isinstance(options.device, str) else options.device
-    candidates = cross_pairs(a.matrix, b.matrix, threshold, device=device)
+    candidates = cross_pairs(a.matrix, b.matrix, threshold, device=resolve_device(options.device))
     remembered = a.store.not_duplicate_pairs() | b.store.not_duplicate_pairs()
     candidates = drop_remembered(candidates, a.files, b.files, remembered)
     offset = len(a.files)
@@ -218,11 +185,15 @@ def cross_find(
     for index, f in enumerate(files):
         if f.content_hash:
             by_hash[f.content_hash].append(index)
-    exact = [
-        [i for i in group if i < offset] + [j for j in group if j >= offset]
+    # As A-B links only: a set linking all its members would pair two files of one folder.
+    exact_links = [
+        [i, j]
         for group in by_hash.values()
+        for i in group
+        if i < offset
+        for j in group
+        if j >= offset
     ]
-    exact_cross = [g for g in exact if any(i < offset for i in g) and any(i >= offset for i in g)]
 
     def rank(i: int) -> tuple[Any, ...]:
         f = files[i]
@@ -230,7 +201,7 @@ def cross_find(
         protected = {"db1": side, "db2": 1 - side}.get(keep, 0)
         return (protected, -f.size, -((f.width or 0) * (f.height or 0)), side, f.path)
 
-    groups = group_pairs(confirmed, rank, _cross_only(exact_cross, offset))
+    groups = group_pairs(confirmed, rank, exact_links)
     for g in groups:
         if keep == "db1":
             g.members = [m for m in g.members if m >= offset]
@@ -241,8 +212,8 @@ def cross_find(
     groups = [g for g in groups if g.members]
     plan = make_plan(a_root, spec.key, threshold, f"cross-{keep}", files, groups)
     matched = set(confirmed.left.tolist()) | set(confirmed.right.tolist())
-    for copies in exact_cross:
-        matched |= set(copies)
+    for link in exact_links:
+        matched |= set(link)
     in_a = sum(1 for i in matched if i < offset)
     in_b = sum(1 for i in matched if i >= offset)
     return CrossResult(
@@ -256,18 +227,3 @@ def cross_find(
         unconfirmed=unconfirmed,
         hashing=[h for h in (a.hashing, b.hashing) if h is not None],
     )
-
-
-def _cross_only(exact_sets: list[list[int]], offset: int) -> list[list[int]]:
-    """Exact-copy sets reduced to links across the folders: a file of A with each file of B.
-
-    ``group_pairs`` links every member of a set with every other, which would pair two
-    files of the same folder; a star per A file keeps only cross links."""
-    out: list[list[int]] = []
-    for group in exact_sets:
-        a_side = [i for i in group if i < offset]
-        b_side = [j for j in group if j >= offset]
-        for i in a_side:
-            for j in b_side:
-                out.append([i, j])
-    return out

@@ -212,9 +212,8 @@ def hash_folder(
                 report.unchanged += 1
     if todo:
         # Resolved only now, so a rerun with nothing to embed never imports torch.
-        if isinstance(device, str):
-            device = resolve_device(device)
-            report.device = str(device)
+        device = resolve_device(device)
+        report.device = str(device)
         if device.type == "cpu":
             keep_freed_memory()
         model = model_factory() if model_factory else load_model(spec, device, weights)

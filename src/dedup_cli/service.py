@@ -20,7 +20,7 @@ from dedup_cli.group import EMBEDDING, group_pairs
 from dedup_cli.models import ModelSpec, resolve_device
 from dedup_cli.pipeline import HashReport, Progress, hash_folder
 from dedup_cli.plan import FileInfo, Plan, keeper_rank, make_plan
-from dedup_cli.scan import scan
+from dedup_cli.scan import ScanResult, scan
 from dedup_cli.search import Pairs, similar_pairs
 from dedup_cli.store import Store
 from dedup_cli.verify import PIXEL, confirm
@@ -81,8 +81,9 @@ def hash_root(
     spec: ModelSpec,
     options: HashOptions,
     progress: Progress | None = None,
+    scanned: ScanResult | None = None,
 ) -> HashReport:
-    """Embed every new or changed image under ``root``."""
+    """Embed every new or changed image under ``root`` (``scanned``: a scan already made)."""
     return hash_folder(
         root,
         store,
@@ -93,7 +94,35 @@ def hash_root(
         workers=options.workers,
         include_hidden=options.include_hidden,
         progress=progress,
+        scanned=scanned,
     )
+
+
+def load_collection(
+    root: Path, store: Store, spec: ModelSpec, found: ScanResult
+) -> tuple[list[FileInfo], np.ndarray]:
+    """The readable scanned files with an embedding of ``spec``, and their vectors (row k of
+    the matrix belongs to file k). Only scanned paths are used: database rows are untrusted."""
+    present = {f.path for f in found.files}
+    rows = {p: r for p, r in store.file_rows(present).items() if r["error"] is None}
+    known = store.model_id(spec.key)
+    if known is None:
+        return [], np.zeros((0, spec.dimension), dtype=np.float32)
+    names, matrix = store.load_embeddings(known[0], known[1], set(rows))
+    files = [
+        FileInfo(
+            path=p,
+            absolute=root / p,
+            size=rows[p]["size"],
+            mtime_ns=rows[p]["mtime_ns"],
+            content_hash=rows[p]["content_hash"],
+            width=rows[p]["width"],
+            height=rows[p]["height"],
+            root=root,
+        )
+        for p in names
+    ]
+    return files, matrix
 
 
 def find_duplicates(
@@ -111,47 +140,15 @@ def find_duplicates(
     threshold = validate_threshold(spec.default_threshold if threshold is None else threshold)
     root = root.resolve()
     found = scan(root, include_hidden=options.include_hidden, exclude=[store.path])
-    report = hash_folder(
-        root,
-        store,
-        spec,
-        device=options.device,
-        weights=options.weights,
-        batch_size=options.batch_size,
-        workers=options.workers,
-        include_hidden=options.include_hidden,
-        progress=progress,
-        scanned=found,
-    )
-    present = {f.path for f in found.files}
-    rows = {p: r for p, r in store.file_rows(present).items() if r["error"] is None}
+    report = hash_root(root, store, spec, options, progress, scanned=found)
     started = time.perf_counter()
-    known = store.model_id(spec.key)
-    if known is not None:
-        names, matrix = store.load_embeddings(known[0], known[1], set(rows))
-    else:
-        names, matrix = [], np.zeros((0, spec.dimension), dtype=np.float32)
-    # Files with a content hash but no embedding (none today) still join exact groups.
-    names += sorted(set(rows) - set(names))
-    files = [
-        FileInfo(
-            path=p,
-            absolute=root / p,
-            size=rows[p]["size"],
-            mtime_ns=rows[p]["mtime_ns"],
-            content_hash=rows[p]["content_hash"],
-            width=rows[p]["width"],
-            height=rows[p]["height"],
-        )
-        for p in names
-    ]
+    files, matrix = load_collection(root, store, spec, found)
     by_hash: dict[str, list[int]] = defaultdict(list)
     for index, f in enumerate(files):
         if f.content_hash:
             by_hash[f.content_hash].append(index)
     exact_sets = [members for members in by_hash.values() if len(members) > 1]
-    device = resolve_device(options.device) if isinstance(options.device, str) else options.device
-    candidates = similar_pairs(matrix, threshold, device=device)
+    candidates = similar_pairs(matrix, threshold, device=resolve_device(options.device))
     candidates = drop_remembered(candidates, files, files, store.not_duplicate_pairs())
     confirmed, unconfirmed = _confirm_pairs(candidates, files, store, verify)
     groups = group_pairs(confirmed, keeper_rank(keep, files), exact_sets)

@@ -9,8 +9,9 @@ from typing import Annotated, Any
 
 import typer
 
-from dedup_cli.cli.common import err_console, human_bytes
+from dedup_cli.cli.common import err_console
 from dedup_cli.errors import DedupError, UsageError
+from dedup_cli.units import human_bytes
 
 ActionOpt = Annotated[
     str,

@@ -162,11 +162,3 @@ class RichProgress(ProgressEvents):
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
-
-
-def human_bytes(count: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(count) < 1000 or unit == "TB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1000
-    return f"{count:.1f} TB"

@@ -32,11 +32,11 @@ from dedup_cli.cli.common import (
     WorkersOpt,
     err_console,
     handle_errors,
-    human_bytes,
     open_store,
     print_json,
 )
 from dedup_cli.config import DEFAULT_BATCH_SIZE, DEFAULT_MODEL
+from dedup_cli.units import human_bytes
 
 
 def cross_command(

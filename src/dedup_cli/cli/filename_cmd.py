@@ -27,11 +27,11 @@ from dedup_cli.cli.common import (
     RootArg,
     err_console,
     handle_errors,
-    human_bytes,
     open_store,
     print_json,
 )
 from dedup_cli.config import DEFAULT_MODEL
+from dedup_cli.units import human_bytes
 
 
 def filename_clean_command(

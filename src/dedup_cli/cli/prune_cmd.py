@@ -15,10 +15,10 @@ from dedup_cli.cli.common import (
     RootArg,
     err_console,
     handle_errors,
-    human_bytes,
     open_store,
     print_json,
 )
+from dedup_cli.units import human_bytes
 
 
 def prune_command(

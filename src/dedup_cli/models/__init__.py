@@ -122,10 +122,12 @@ def check_device_choice(choice: str) -> str:
     return choice
 
 
-def resolve_device(choice: str = "auto") -> torch.device:
+def resolve_device(choice: str | torch.device = "auto") -> torch.device:
     """``auto`` picks CUDA, then Apple's MPS, then the CPU."""
     import torch
 
+    if not isinstance(choice, str):  # already resolved
+        return choice
     check_device_choice(choice)
     if choice == "auto":
         if torch.cuda.is_available():

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from dedup_cli.plan import FileInfo, Plan
 from dedup_cli.review.thumbnails import thumbnail_jpeg
+from dedup_cli.units import human_bytes
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:1.5rem;background:#fafafa;color:#222}
@@ -34,14 +35,6 @@ figcaption{font-size:.8rem;line-height:1.35;word-break:break-all;margin-top:4px}
 """
 
 
-def _bytes(count: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if count < 1000 or unit == "TB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1000
-    return f"{count:.1f} TB"
-
-
 def _figure(file: FileInfo, role: str, note: str, side: int) -> str:
     thumb = thumbnail_jpeg(file.absolute, side)
     if thumb is None:
@@ -53,7 +46,7 @@ def _figure(file: FileInfo, role: str, note: str, side: int) -> str:
     return (
         f'<figure class="{role}" data-path="{html.escape(str(file.absolute))}">{picture}'
         f'<figcaption><span class="tag">{role}</span> {html.escape(note)}<br>'
-        f"{html.escape(str(file.absolute))}<br>{_bytes(file.size)} · {size}</figcaption></figure>"
+        f"{html.escape(str(file.absolute))}<br>{human_bytes(file.size)} · {size}</figcaption></figure>"
     )
 
 
@@ -70,7 +63,7 @@ def render_html(plan: Plan, title: str = "dedup report", thumbnail_side: int = 2
         f"<div>groups<b id='n-groups'>{len(plan.groups)}</b></div>",
         f"<div>files to remove<b id='n-remove'>{plan.files_to_remove}</b></div>",
         f"<div>files kept<b id='n-keep'>{len(plan.groups)}</b></div>",
-        f"<div>space to free<b id='bytes'>{_bytes(plan.bytes_to_free)}</b></div>",
+        f"<div>space to free<b id='bytes'>{human_bytes(plan.bytes_to_free)}</b></div>",
         "</div>",
     ]
     if not plan.groups:
@@ -79,7 +72,7 @@ def render_html(plan: Plan, title: str = "dedup report", thumbnail_side: int = 2
         parts.append(
             f"<section class='group' id='group-{number}'><h2>Group {number} · "
             f"{len(group.remove)} to remove · "
-            f"{_bytes(sum(r.file.size for r in group.remove))}</h2><div class='files'>"
+            f"{human_bytes(sum(r.file.size for r in group.remove))}</h2><div class='files'>"
         )
         parts.append(_figure(group.keep, "keep", "kept", thumbnail_side))
         for removal in group.remove:

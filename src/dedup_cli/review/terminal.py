@@ -21,17 +21,9 @@ from textual.widgets import Footer, Static
 
 from dedup_cli.imageio import ImageDecodeError, decode_for_display
 from dedup_cli.review.session import ReviewSession
+from dedup_cli.units import human_bytes
 
 THUMBNAIL_PIXELS = 320
-
-
-def _size(count: int) -> str:
-    value = float(count)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} GB"
 
 
 def card_role(session: ReviewSession, position: int) -> str:
@@ -113,7 +105,7 @@ class ReviewApp(App[None]):
         for position, file in enumerate(group.files):
             role = card_role(session, position)
             similarity = group.similarity.get(position)
-            caption = f"{file.path}\n{_size(file.size)} · {file.width}×{file.height}"
+            caption = f"{file.path}\n{human_bytes(file.size)} · {file.width}×{file.height}"
             if similarity is not None:
                 caption += f"\nsimilarity to keeper {similarity:.3f}"
             thumb = self._thumb(file.absolute)
