@@ -2,7 +2,9 @@
 
 Look-alikes are the hard negatives of this field: two shots of one scene (a stereo pair,
 a camera pan) and two patches of one texture. EfficientNet rates them as similar as real
-copies, so only the pixel-level confirmation keeps them apart.
+copies, so only the confirmation (pixels, geometry) keeps them apart. Each pan frame is also a
+crop of its full photo: that pair is a legitimate crop copy, planned only with the full photo
+as keeper.
 """
 
 from __future__ import annotations
@@ -81,21 +83,38 @@ def grouped_pairs(document: dict) -> set[frozenset[str]]:  # type: ignore[type-a
     return pairs
 
 
+def crop_pairs(lookalikes: set[frozenset[str]]) -> set[frozenset[str]]:
+    """(full-frame variant, pan frame) pairs: the frame is a 60%-wide crop of the photo."""
+    pairs = set()
+    for pair in lookalikes:
+        for frame in pair:
+            if "_pan_" in frame:
+                photo = frame.split("_pan_")[0]
+                for variant in (".jpg", "_half.jpg", "_q40.jpg", ".png"):
+                    pairs.add(frozenset({photo + variant, frame}))
+    return pairs
+
+
 def test_copies_found_and_lookalikes_never_grouped(corpus) -> None:  # type: ignore[no-untyped-def]
     root, copies, lookalikes = corpus
     result = CliRunner().invoke(app, ["find", str(root), "--json", "--workers", "0"])
     assert result.exit_code == 0, result.stderr
     document = json.loads(result.stdout)
     found = grouped_pairs(document)
-    # Every removal pairs a file with a copy of the same photo: no look-alike, no stranger.
-    assert found <= copies
+    # Every removal pairs a file with a copy or a crop of the same photo: no look-alike, no
+    # stranger.
+    crops = crop_pairs(lookalikes)
+    assert found <= copies | crops
     assert not found & lookalikes
+    keepers = {Path(g["keep"]).name for g in document["groups"]}
+    # A crop is removed in favour of the full photo, never the reverse.
+    assert not any("_pan_" in k for k in keepers)
     # Every copy is removed: one keeper per photo, the four other variants go.
-    removed = {name for pair in found for name in pair} - {
-        Path(g["keep"]).name for g in document["groups"]
-    }
+    removed = {name for pair in found for name in pair} - keepers
     assert len(document["groups"]) == len(copies) // 10
-    assert len(removed) == 4 * len(document["groups"])
+    assert len({r for r in removed if "_pan_" not in r}) == 4 * len(document["groups"])
+    methods = {m["method"] for g in document["groups"] for m in g["remove_files"]}
+    assert "geometry" in methods and "pixels" in methods
     # The embeddings alone would have grouped look-alikes: the confirmation step matters.
     unconfirmed = {
         frozenset({Path(u["a"]).name, Path(u["b"]).name}) for u in document["unconfirmed"]

@@ -68,3 +68,14 @@ def test_group_invariants(
     # A file is removed at most once and never is a keeper of any group.
     assert len(removed) == len(set(removed))
     assert not set(removed) & set(keepers)
+
+
+def test_full_picture_is_never_removed_in_favour_of_its_crop() -> None:
+    # 1 is a crop of 0 (crop_of=1: the right file is the crop). Ranked first, the crop 1 is
+    # the keeper, yet the fuller picture 0 must not go: it stays, ungrouped.
+    pairs = pairs_from({(0, 1): 0.95})
+    groups = group_pairs(pairs, rank=lambda i: -i, methods=["geometry"], crop_of=[1])
+    assert groups == []
+    # With the full picture as keeper, the crop may go, labelled with its check.
+    groups = group_pairs(pairs, rank=lambda i: i, methods=["geometry"], crop_of=[1])
+    assert [(g.keeper, g.members, g.method) for g in groups] == [(0, [1], {1: "geometry"})]

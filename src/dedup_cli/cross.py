@@ -1,7 +1,7 @@
 """``cross``: duplicates only *between* two collections, each with its own database.
 
-Pairs are searched only across the two folders (never within one), confirmed at the pixel
-level like ``find``, and grouped without chaining. ``keep="db1"`` protects folder A entirely
+Pairs are searched only across the two folders (never within one), confirmed like ``find``
+(same bytes, pixels, geometry), and grouped without chaining. ``keep="db1"`` protects folder A entirely
 (only B loses files), ``"db2"`` the reverse, ``"largest"`` keeps the largest file of each group
 wherever it is. Database rows are untrusted (a database can come from elsewhere): only files
 found by scanning each folder are ever compared, planned or acted on, and the action re-checks
@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from dedup_cli.confirmation import Confirmation, confirm_pairs
 from dedup_cli.errors import DedupError, UsageError
 from dedup_cli.group import EMBEDDING, group_pairs
 from dedup_cli.models import ModelSpec, resolve_device
@@ -26,7 +27,6 @@ from dedup_cli.scan import ScanResult, scan
 from dedup_cli.search import Pairs, cross_pairs
 from dedup_cli.service import drop_remembered, hash_root, load_collection
 from dedup_cli.store import Store
-from dedup_cli.verify import PIXEL, confirm
 
 CROSS_KEEP = ("largest", "db1", "db2")
 
@@ -132,6 +132,7 @@ def cross_find(
     keep: str = "largest",
     hash_missing: bool = True,
     verify: bool = True,
+    geometric: bool = True,
     progress: Progress | None = None,
 ) -> CrossResult:
     """Plan the removal of confirmed duplicates between two folders."""
@@ -160,26 +161,18 @@ def cross_find(
     candidates = drop_remembered(candidates, a.files, b.files, remembered)
     offset = len(a.files)
     files = a.files + b.files
-    thumbs_a = a.store.thumbnails({a.files[i].path for i in set(candidates.left.tolist())})
-    thumbs_b = b.store.thumbnails({b.files[j].path for j in set(candidates.right.tolist())})
-    keep_mask = np.zeros(len(candidates), dtype=bool)
-    unconfirmed: list[dict[str, Any]] = []
-    for k, (i, j, s) in enumerate(
-        zip(candidates.left.tolist(), candidates.right.tolist(), candidates.similarity.tolist())
-    ):
-        fa, fb = a.files[i], b.files[j]
-        same = fa.content_hash is not None and fa.content_hash == fb.content_hash
-        if same or not verify or confirm(thumbs_a.get(fa.path), thumbs_b.get(fb.path)):
-            keep_mask[k] = True
-        else:
-            unconfirmed.append(
-                {"a": str(fa.absolute), "b": str(fb.absolute), "similarity": round(float(s), 6)}
-            )
-    confirmed = Pairs(
-        candidates.left[keep_mask],
-        candidates.right[keep_mask] + offset,
-        candidates.similarity[keep_mask],
-    )
+    if verify:
+        thumbs_a = a.store.thumbnails({a.files[i].path for i in set(candidates.left.tolist())})
+        thumbs_b = b.store.thumbnails({b.files[j].path for j in set(candidates.right.tolist())})
+        confirmation = confirm_pairs(
+            candidates, a.files, b.files, thumbs_a, thumbs_b, geometric=geometric
+        )
+    else:
+        confirmation = Confirmation(
+            candidates, [EMBEDDING] * len(candidates), [-1] * len(candidates)
+        )
+    found = confirmation.pairs
+    confirmed = Pairs(found.left, found.right + offset, found.similarity)
     # Byte-identical files across the folders always pair, model or not.
     by_hash: dict[str, list[int]] = defaultdict(list)
     for index, f in enumerate(files):
@@ -201,14 +194,18 @@ def cross_find(
         protected = {"db1": side, "db2": 1 - side}.get(keep, 0)
         return (protected, -f.size, -((f.width or 0) * (f.height or 0)), side, f.path)
 
-    groups = group_pairs(confirmed, rank, exact_links)
+    groups = group_pairs(
+        confirmed,
+        rank,
+        exact_links,
+        methods=confirmation.methods,
+        crop_of=confirmation.crop_of,
+    )
     for g in groups:
         if keep == "db1":
             g.members = [m for m in g.members if m >= offset]
         elif keep == "db2":
             g.members = [m for m in g.members if m < offset]
-        if verify:
-            g.method = {m: (PIXEL if how == EMBEDDING else how) for m, how in g.method.items()}
     groups = [g for g in groups if g.members]
     plan = make_plan(a_root, spec.key, threshold, f"cross-{keep}", files, groups)
     matched = set(confirmed.left.tolist()) | set(confirmed.right.tolist())
@@ -224,6 +221,6 @@ def cross_find(
         in_both_b=in_b,
         candidate_pairs=len(candidates),
         confirmed_pairs=len(confirmed),
-        unconfirmed=unconfirmed,
+        unconfirmed=confirmation.unconfirmed,
         hashing=[h for h in (a.hashing, b.hashing) if h is not None],
     )

@@ -5,12 +5,13 @@ Here a component only proposes candidates: the best file by the keep strategy be
 keeper, and only files whose *own* similarity to that keeper reaches the threshold join its
 group. What is left of the component is grouped again the same way, so every group is a star
 around a keeper that stays, and nothing is removed for resembling a file that is removed.
+A picture is never removed in favour of a crop of it: it shows more than its keeper would.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from dedup_cli.search import Pairs
@@ -34,14 +35,19 @@ class _Links:
 
     def __init__(self) -> None:
         self.neighbours: dict[int, dict[int, tuple[float, str]]] = defaultdict(dict)
+        self.contains: set[tuple[int, int]] = set()  # (container, crop) pairs
 
-    def add(self, a: int, b: int, similarity: float, method: str) -> None:
+    def add(self, a: int, b: int, similarity: float, method: str, crop: int | None = None) -> None:
         if a == b:
             return
         old = self.neighbours[a].get(b)
         if old is None or old[1] != EXACT:
             self.neighbours[a][b] = (similarity, method)
             self.neighbours[b][a] = (similarity, method)
+            self.contains.discard((a, b))
+            self.contains.discard((b, a))
+            if crop is not None and method != EXACT:
+                self.contains.add((b, a) if crop == a else (a, b))
 
     def components(self, nodes: Iterable[int]) -> list[list[int]]:
         """Connected components among ``nodes`` using only links between them."""
@@ -68,15 +74,23 @@ def group_pairs(
     pairs: Pairs,
     rank: Callable[[int], Hashable],
     exact_sets: Iterable[Iterable[int]] = (),
+    methods: Sequence[str] | None = None,
+    crop_of: Sequence[int] | None = None,
 ) -> list[Group]:
     """Groups from candidate pairs (all at or above the threshold) and exact-copy sets.
 
     ``rank(i)`` orders files as keepers: the smallest rank is kept. Exact copies (same
-    content hash) are linked with similarity 1.0 and always group.
+    content hash) are linked with similarity 1.0 and always group. ``methods`` says how each
+    pair was confirmed; ``crop_of`` marks a pair whose left (0) or right (1) file is a crop of
+    the other: the fuller picture never joins a group whose keeper is its crop.
     """
     links = _Links()
-    for a, b, s in zip(pairs.left.tolist(), pairs.right.tolist(), pairs.similarity.tolist()):
-        links.add(a, b, float(s), EMBEDDING)
+    for k, (a, b, s) in enumerate(
+        zip(pairs.left.tolist(), pairs.right.tolist(), pairs.similarity.tolist())
+    ):
+        side = crop_of[k] if crop_of is not None else -1
+        crop = a if side == 0 else b if side == 1 else None
+        links.add(a, b, float(s), methods[k] if methods is not None else EMBEDDING, crop)
     for copies in exact_sets:
         members = sorted(set(copies))
         for a in members:
@@ -91,7 +105,9 @@ def group_pairs(
             continue
         keeper = min(component, key=lambda i: (rank(i), i))  # type: ignore[arg-type,return-value,unused-ignore]
         near = links.neighbours.get(keeper, {})
-        members = sorted(i for i in component if i != keeper and i in near)
+        members = sorted(
+            i for i in component if i != keeper and i in near and (i, keeper) not in links.contains
+        )
         if members:
             groups.append(
                 Group(

@@ -1,8 +1,9 @@
 """The jobs the CLI runs, as plain functions over the library: hash a folder, find duplicates.
 
 ``find_duplicates`` is the whole workflow: hash what is missing, find exact copies by content
-hash, propose near-duplicates by embedding similarity, confirm each pair at the pixel level,
-group without chaining, and plan what to remove under a keep strategy.
+hash, propose near-duplicates by embedding similarity, confirm each pair (same bytes,
+pixels, geometry: see ``confirmation``), group without chaining, and plan what to remove
+under a keep strategy.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dedup_cli.confirmation import Confirmation, confirm_pairs
 from dedup_cli.errors import UsageError
 from dedup_cli.group import EMBEDDING, group_pairs
 from dedup_cli.models import ModelSpec, resolve_device
@@ -23,7 +25,6 @@ from dedup_cli.plan import FileInfo, Plan, keeper_rank, make_plan
 from dedup_cli.scan import ScanResult, scan
 from dedup_cli.search import Pairs, similar_pairs
 from dedup_cli.store import Store
-from dedup_cli.verify import PIXEL, confirm
 
 if TYPE_CHECKING:
     import torch
@@ -49,6 +50,8 @@ class FindResult:
     files_compared: int = 0
     candidate_pairs: int = 0
     confirmed_pairs: int = 0
+    confirmed_by: dict[str, int] = field(default_factory=dict)
+    geometric_checks: int = 0
     unconfirmed: list[dict[str, Any]] = field(default_factory=list)
     search_seconds: float = 0.0
 
@@ -61,6 +64,8 @@ class FindResult:
             "unreadable": len(self.hashing.failed) + self.hashing.known_bad,
             "candidate_pairs": self.candidate_pairs,
             "confirmed_pairs": self.confirmed_pairs,
+            "confirmed_by": self.confirmed_by,
+            "geometric_checks": self.geometric_checks,
             "unconfirmed_pairs": len(self.unconfirmed),
             "search_seconds": round(self.search_seconds, 3),
         }
@@ -134,6 +139,7 @@ def find_duplicates(
     threshold: float | None = None,
     keep: str = "largest",
     verify: bool = True,
+    geometric: bool = True,
     progress: Progress | None = None,
 ) -> FindResult:
     """Hash what is missing, then plan the removal of confirmed duplicates."""
@@ -150,11 +156,22 @@ def find_duplicates(
     exact_sets = [members for members in by_hash.values() if len(members) > 1]
     candidates = similar_pairs(matrix, threshold, device=resolve_device(options.device))
     candidates = drop_remembered(candidates, files, files, store.not_duplicate_pairs())
-    confirmed, unconfirmed = _confirm_pairs(candidates, files, store, verify)
-    groups = group_pairs(confirmed, keeper_rank(keep, files), exact_sets)
-    if verify:  # say which check confirmed each pair: the same bytes, or the pixels
-        for g in groups:
-            g.method = {m: (PIXEL if how == EMBEDDING else how) for m, how in g.method.items()}
+    if verify:
+        involved = set(candidates.left.tolist()) | set(candidates.right.tolist())
+        thumbs = store.thumbnails(files[i].path for i in involved)
+        confirmation = confirm_pairs(candidates, files, files, thumbs, thumbs, geometric=geometric)
+    else:
+        confirmation = Confirmation(
+            candidates, [EMBEDDING] * len(candidates), [-1] * len(candidates)
+        )
+    confirmed = confirmation.pairs
+    groups = group_pairs(
+        confirmed,
+        keeper_rank(keep, files),
+        exact_sets,
+        methods=confirmation.methods,
+        crop_of=confirmation.crop_of,
+    )
     plan = make_plan(root, spec.key, threshold, keep, files, groups)
     return FindResult(
         hashing=report,
@@ -162,7 +179,9 @@ def find_duplicates(
         files_compared=len(files),
         candidate_pairs=len(candidates),
         confirmed_pairs=len(confirmed),
-        unconfirmed=unconfirmed,
+        confirmed_by=confirmation.counts(),
+        geometric_checks=confirmation.geometric_checks,
+        unconfirmed=confirmation.unconfirmed,
         search_seconds=time.perf_counter() - started,
     )
 
@@ -179,30 +198,3 @@ def drop_remembered(
         if a and b and (min(a, b), max(a, b)) in remembered:
             keep[k] = False
     return Pairs(pairs.left[keep], pairs.right[keep], pairs.similarity[keep])
-
-
-def _confirm_pairs(
-    candidates: Pairs, files: list[FileInfo], store: Store, verify: bool
-) -> tuple[Pairs, list[dict[str, Any]]]:
-    """Keep the candidate pairs that the pixel check confirms; list the others."""
-    if not verify or len(candidates) == 0:
-        return candidates, []
-    involved = set(candidates.left.tolist()) | set(candidates.right.tolist())
-    thumbs = store.thumbnails(files[i].path for i in involved)
-    keep = np.zeros(len(candidates), dtype=bool)
-    unconfirmed: list[dict[str, Any]] = []
-    for k, (a, b, s) in enumerate(
-        zip(candidates.left.tolist(), candidates.right.tolist(), candidates.similarity.tolist())
-    ):
-        fa, fb = files[a], files[b]
-        same_bytes = fa.content_hash is not None and fa.content_hash == fb.content_hash
-        if same_bytes or confirm(thumbs.get(fa.path), thumbs.get(fb.path)):
-            keep[k] = True
-        else:
-            unconfirmed.append(
-                {"a": str(fa.absolute), "b": str(fb.absolute), "similarity": round(float(s), 6)}
-            )
-    return (
-        Pairs(candidates.left[keep], candidates.right[keep], candidates.similarity[keep]),
-        unconfirmed,
-    )

@@ -75,6 +75,14 @@ WeightsOpt = Annotated[
 HiddenOpt = Annotated[
     bool, typer.Option("--include-hidden", help="Also scan hidden files and folders.")
 ]
+GeometricOpt = Annotated[
+    bool,
+    typer.Option(
+        "--geometric/--no-geometric",
+        help="Also confirm pairs by local features (crops, flips, rotations, overlays); "
+        "reads those files again. --no-geometric: exact and pixel checks only.",
+    ),
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 

@@ -23,6 +23,7 @@ from dedup_cli.cli.common import (
     BatchOpt,
     DeviceOpt,
     EmbeddingTypeOpt,
+    GeometricOpt,
     HiddenOpt,
     JsonOpt,
     ModelOpt,
@@ -74,8 +75,12 @@ def cross_command(
     ] = True,
     verify: Annotated[
         bool,
-        typer.Option("--verify/--no-verify", help="Confirm each pair at the pixel level."),
+        typer.Option(
+            "--verify/--no-verify",
+            help="Confirm each pair by bytes, pixels and geometry (default).",
+        ),
     ] = True,
+    geometric: GeometricOpt = True,
     db_a: Annotated[
         Path | None, typer.Option("--db-a", help="Database of A (default: in A).")
     ] = None,
@@ -121,6 +126,7 @@ def cross_command(
                 keep=keep,
                 hash_missing=hash_missing,
                 verify=verify,
+                geometric=geometric,
                 progress=RichProgress("hashing", silent),
             )
             document: dict[str, Any] = result.as_dict()

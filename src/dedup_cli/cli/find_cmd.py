@@ -23,6 +23,7 @@ from dedup_cli.cli.common import (
     DbOpt,
     DeviceOpt,
     EmbeddingTypeOpt,
+    GeometricOpt,
     HiddenOpt,
     JsonOpt,
     ModelOpt,
@@ -73,6 +74,7 @@ def find_command(
             "embedding alone and may remove look-alikes).",
         ),
     ] = True,
+    geometric: GeometricOpt = True,
     db: DbOpt = None,
     batch_size: BatchOpt = DEFAULT_BATCH_SIZE,
     workers: WorkersOpt = None,
@@ -110,6 +112,7 @@ def find_command(
                 threshold=threshold,
                 keep=keep,
                 verify=verify,
+                geometric=geometric,
                 progress=RichProgress("hashing", quiet or json_output),
             )
             document: dict[str, Any] = result.as_dict()
@@ -159,5 +162,8 @@ def print_find_summary(result: Any) -> None:
     table.add_row("duplicate groups", str(len(plan.groups)))
     table.add_row("files to remove", str(plan.files_to_remove))
     table.add_row("space to free", human_bytes(plan.bytes_to_free))
+    if result.confirmed_by:
+        how = ", ".join(f"{n} by {m}" for m, n in sorted(result.confirmed_by.items()))
+        table.add_row("pairs confirmed", how)
     table.add_row("look-alikes not confirmed", str(len(result.unconfirmed)))
     err_console.print(table)

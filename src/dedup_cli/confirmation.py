@@ -1,0 +1,123 @@
+"""The confirmation cascade every candidate pair goes through before it may be planned.
+
+Embeddings only *propose* pairs: they rate look-alikes (another shot of a scene, another
+patch of a texture) as high as real copies. A proposed pair becomes a duplicate only when,
+cheapest first:
+
+1. ``exact``: both files have the same bytes;
+2. ``pixels``: their stored 32x32 thumbnails agree after a small crop/resize (``verify``);
+3. ``geometry``: local features map one picture into the other, which explains crops,
+   mirror images, rotations and overlays, with the containment and dense checks of
+   ``geometry``. This reads the two files again, so it is bounded per file.
+
+Pairs that pass nothing are kept out of every group and listed as ``unconfirmed``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from dedup_cli.geometry import GEOMETRY, FeatureCache, GeometricMatch, match, opencv_error
+from dedup_cli.plan import FileInfo
+from dedup_cli.search import Pairs
+from dedup_cli.verify import PIXEL, confirm
+
+EXACT = "exact"
+CROP_AREA = 0.9  # a contained picture showing less of the other than this is a crop of it
+GEOMETRY_PER_FILE = 10  # geometric checks tried per file, best candidates first
+
+
+@dataclass
+class Confirmation:
+    """The confirmed subset of the candidates, and how each was confirmed."""
+
+    pairs: Pairs
+    methods: list[str]
+    crop_of: list[int]  # per confirmed pair: 0 = left is a crop of right, 1 = right of left, -1
+    unconfirmed: list[dict[str, Any]] = field(default_factory=list)
+    geometric_checks: int = 0
+    unreadable: int = 0
+
+    def counts(self) -> dict[str, int]:
+        return dict(Counter(self.methods))
+
+
+def confirm_pairs(
+    candidates: Pairs,
+    left: list[FileInfo],
+    right: list[FileInfo],
+    thumbs_left: Mapping[str, bytes | None],
+    thumbs_right: Mapping[str, bytes | None],
+    *,
+    geometric: bool = True,
+    per_file: int = GEOMETRY_PER_FILE,
+    features: FeatureCache | None = None,
+) -> Confirmation:
+    """Run the cascade on candidate pairs ``(left[i], right[j])``.
+
+    ``left`` and ``right`` may be the same list (one collection). Geometric checks go to the
+    most similar unconfirmed pairs first, at most ``per_file`` per file, so a folder of
+    hundreds of near-identical textures cannot make this quadratic in disk reads."""
+    n = len(candidates)
+    method: list[str | None] = [None] * n
+    crop: list[int] = [-1] * n
+    lefts, rights = candidates.left.tolist(), candidates.right.tolist()
+    for k, (i, j) in enumerate(zip(lefts, rights)):
+        fa, fb = left[i], right[j]
+        if fa.content_hash is not None and fa.content_hash == fb.content_hash:
+            method[k] = EXACT
+        elif confirm(thumbs_left.get(fa.path), thumbs_right.get(fb.path)):
+            method[k] = PIXEL
+    checks = 0
+    cache = features if features is not None else FeatureCache()
+    if geometric:
+        tried: Counter[str] = Counter()
+        order = np.argsort(-candidates.similarity, kind="stable")
+        for k in order.tolist():
+            if method[k] is not None:
+                continue
+            fa, fb = left[lefts[k]], right[rights[k]]
+            a_key, b_key = str(fa.absolute), str(fb.absolute)
+            if tried[a_key] >= per_file or tried[b_key] >= per_file:
+                continue
+            tried[a_key] += 1
+            tried[b_key] += 1
+            found = _geometric(cache, a_key, b_key)
+            checks += 1
+            if found is not None:
+                method[k] = GEOMETRY
+                if found.area < CROP_AREA:
+                    crop[k] = found.contained
+    keep = np.array([m is not None for m in method], dtype=bool)
+    unconfirmed = [
+        {
+            "a": str(left[lefts[k]].absolute),
+            "b": str(right[rights[k]].absolute),
+            "similarity": round(float(candidates.similarity[k]), 6),
+        }
+        for k in range(n)
+        if not keep[k]
+    ]
+    return Confirmation(
+        pairs=Pairs(candidates.left[keep], candidates.right[keep], candidates.similarity[keep]),
+        methods=[m for m in method if m is not None],
+        crop_of=[c for c, m in zip(crop, method) if m is not None],
+        unconfirmed=unconfirmed,
+        geometric_checks=checks,
+        unreadable=cache.unreadable,
+    )
+
+
+def _geometric(cache: FeatureCache, a: str, b: str) -> GeometricMatch | None:
+    fa, fb = cache.get(a), cache.get(b)
+    if fa is None or fb is None:
+        return None
+    try:
+        return match(fa, fb)
+    except opencv_error():  # an odd image must not stop the run: the pair stays unconfirmed
+        return None

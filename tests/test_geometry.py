@@ -1,0 +1,119 @@
+"""Geometric confirmation on real photos: crops, flips and rotations are confirmed with the
+right containment; pans, stereo pairs, texture patches, faces and small details are not."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+from typer.testing import CliRunner
+
+from conftest import encode
+from dedup_cli.cli import app
+from dedup_cli.geometry import Features, features_of_gray, match
+from dedup_cli.transforms import EASY, HARD
+
+
+def features(blob: bytes) -> Features:
+    image = ImageOps.exif_transpose(Image.open(io.BytesIO(blob))).convert("L")
+    image.thumbnail((512, 512))
+    return features_of_gray(np.asarray(image))
+
+
+@pytest.fixture(scope="module")
+def originals(photos) -> dict[str, Features]:  # type: ignore[no-untyped-def]
+    return {n: features(encode(p, quality=92)) for n, p in photos.items()}
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee", "rocket", "china"])
+@pytest.mark.parametrize("family", ["crop_35", "hflip", "rotate_90", "rotate_5", "grayscale"])
+def test_hard_copies_are_confirmed(photos, originals, name: str, family: str) -> None:  # type: ignore[no-untyped-def]
+    blob, _ext = HARD[family](photos[name])
+    found = match(originals[name], features(blob))
+    assert found is not None
+    assert found.mirrored == (family == "hflip")
+    if family == "crop_35":  # the copy (second) lies inside the original, covering ~42%
+        assert found.contained == 1 and 0.35 < found.area < 0.5
+    if family == "rotate_90":
+        assert abs(abs(found.rotation_degrees) - 90) < 2
+
+
+def test_easy_crop_is_confirmed_as_contained(photos, originals) -> None:  # type: ignore[no-untyped-def]
+    blob, _ext = EASY["crop_10"](photos["chelsea"])
+    found = match(originals["chelsea"], features(blob))
+    assert found is not None and found.contained == 1 and 0.75 < found.area < 0.9
+
+
+def frames(image: Image.Image, boxes: list[tuple[float, float, float, float]]) -> list[Features]:
+    w, h = image.size
+    return [
+        features(
+            encode(image.crop((int(x0 * w), int(y0 * h), int(x1 * w), int(y1 * h))), quality=92)
+        )
+        for x0, y0, x1, y1 in boxes
+    ]
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee", "rocket", "china", "camera"])
+@pytest.mark.parametrize("shift", [0.1, 0.25, 0.4])
+def test_camera_pans_are_not_copies(photos, name: str, shift: float) -> None:  # type: ignore[no-untyped-def]
+    a, b = frames(photos[name], [(0, 0, 0.6, 1), (shift, 0, shift + 0.6, 1)])
+    assert match(a, b) is None
+
+
+def test_stereo_pair_texture_patches_and_details_are_not_copies(photos, originals) -> None:  # type: ignore[no-untyped-def]
+    import skimage.data as data
+
+    left, right = data.stereo_motorcycle()[:2]
+    assert (
+        match(features(encode(Image.fromarray(left))), features(encode(Image.fromarray(right))))
+        is None
+    )
+    for name in ("brick", "grass", "gravel"):
+        texture = Image.fromarray(getattr(data, name)()).convert("RGB")
+        a, b, c, d = frames(
+            texture, [(0, 0, 0.5, 1), (0.5, 0, 1, 1), (0, 0, 0.5, 0.5), (0.5, 0.5, 1, 1)]
+        )
+        assert match(a, b) is None and match(c, d) is None
+    # A small detail (4% of the picture) is a new picture, not a copy.
+    (detail,) = frames(photos["astronaut"], [(0.3, 0.3, 0.5, 0.5)])
+    assert match(originals["astronaut"], detail) is None
+
+
+def test_faces_of_different_people_are_not_copies() -> None:
+    import skimage.data as data
+
+    faces = [
+        features_of_gray(np.clip(f * 255, 0, 255).astype(np.uint8).repeat(8, 0).repeat(8, 1))
+        for f in data.lfw_subset()[:25]
+    ]
+    confirmed = [(i, j) for i in range(25) for j in range(i + 1, 25) if match(faces[i], faces[j])]
+    assert confirmed == []
+
+
+def test_find_confirms_flips_and_crops_geometrically(tmp_path: Path, photos) -> None:  # type: ignore[no-untyped-def]
+    photo = photos["astronaut"]
+    (tmp_path / "original.png").write_bytes(encode(photo, "PNG"))
+    (tmp_path / "mirrored.jpg").write_bytes(HARD["hflip"](photo)[0])
+    (tmp_path / "cropped.jpg").write_bytes(HARD["crop_35"](photo)[0])
+    (tmp_path / "other.jpg").write_bytes(encode(photos["coffee"], quality=90))
+
+    def run(*extra: str) -> dict:  # type: ignore[type-arg]
+        result = CliRunner().invoke(
+            app, ["find", str(tmp_path), "--json", "--workers", "0", "-t", "0.5", *extra]
+        )
+        assert result.exit_code == 0, result.stderr
+        return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+    document = run()
+    assert [Path(g["keep"]).name for g in document["groups"]] == ["original.png"]
+    removed = {Path(f["path"]).name: f["method"] for f in document["groups"][0]["remove_files"]}
+    assert removed == {"mirrored.jpg": "geometry", "cropped.jpg": "geometry"}
+    # original~mirrored, original~cropped, and cropped~mirrored (the crop of the mirror image)
+    assert document["stats"]["confirmed_by"]["geometry"] == 3
+    # Without the geometric stage the thumbnails cannot explain either copy: nothing grouped.
+    assert run("--no-geometric")["groups"] == []
