@@ -10,7 +10,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import encode, sample_photos
-from dedup_cli.benchmark import build_corpus
+from dedup_cli.benchmark import LOOKALIKE, Sample, _scores, build_corpus
 from dedup_cli.cli import app
 from dedup_cli.transforms import EASY, HARD
 
@@ -36,8 +36,8 @@ def test_corpus_is_seeded_and_has_every_transform(photo_folder: Path, tmp_path: 
     first, bad = build_corpus(photo_folder, one, sample=3, seed=7)
     second, _ = build_corpus(photo_folder, two, sample=3, seed=7)
     assert [s.path for s in first] == [s.path for s in second]
-    assert {s.family for s in first} == {"original", *EASY, *HARD}
-    assert len(first) == 3 * (1 + len(EASY) + len(HARD))
+    assert {s.family for s in first} == {"original", *EASY, *HARD, "lookalike"}
+    assert len(first) == 3 * (1 + len(EASY) + len(HARD) + 2)  # two pan frames per photo
     for sample in first:
         with Image.open(one / sample.path) as image:
             assert image.size[0] > 0
@@ -75,3 +75,30 @@ def test_bench_reports_scores_and_never_writes_into_root(
     assert families["downscale"]["recall"] == 1.0 and families["png"]["recall"] == 1.0
     assert plot.stat().st_size > 5_000
     assert sorted(p.name for p in photo_folder.iterdir()) == before
+
+
+def test_scorer_on_hand_built_predictions() -> None:
+    """Two photos (0, 1) with two copies each and two pan frames each; known answers."""
+    samples = [
+        Sample("0_o", 0, "original", "original"),  # 0
+        Sample("0_a", 0, "downscale", "easy"),  # 1
+        Sample("0_b", 0, "hflip", "hard"),  # 2
+        Sample("1_o", 1, "original", "original"),  # 3
+        Sample("1_a", 1, "downscale", "easy"),  # 4
+        Sample("1_b", 1, "hflip", "hard"),  # 5
+        Sample("0_pa", 0, LOOKALIKE, LOOKALIKE),  # 6
+        Sample("0_pb", 0, LOOKALIKE, LOOKALIKE),  # 7
+    ]
+    positives = {(0, 1), (3, 4)}  # the easy tier
+    members = {0, 1, 3, 4, 6, 7}
+    # Right: (0,1). Wrong: (1,3) strangers, (6,7) the two frames of one scene. Not scored:
+    # (0,6) a frame with its own photo (it is a crop of it). Outside the tier: (2,5).
+    predicted = {(0, 1), (1, 3), (6, 7), (0, 6), (2, 5)}
+    scores = _scores(predicted, positives, members, samples)
+    assert (scores.true_pairs, scores.false_pairs, scores.lookalike_pairs) == (1, 2, 1)
+    assert scores.precision == 1 / 3
+    assert scores.recall == 1 / 2
+    assert abs(scores.f1 - 2 * (1 / 3) * (1 / 2) / (1 / 3 + 1 / 2)) < 1e-12
+    # Nothing predicted: precision is vacuous (1.0), recall 0.
+    empty = _scores(set(), positives, members, samples)
+    assert (empty.precision, empty.recall, empty.f1) == (1.0, 0.0, 0.0)

@@ -1,11 +1,16 @@
 """``dedup bench``: how accurate is dedup on *your* photos?
 
 Samples N of the user's photos (seeded), writes transformed copies of each into a temporary
-folder (never into the photo folder), runs the same hash -> search -> pixel confirmation as
-``find``, and reports pairwise precision, recall and F1 per threshold, per tier and per
-transform family, the threshold that reaches a target precision with the highest recall, and
-the hashing speed. A pair counts as predicted when ``find`` would group it: embedding
-similarity at the threshold and confirmed by the pixel check.
+folder (never into the photo folder), plus two look-alike frames of each photo (a camera pan:
+its left 60% and its right 60%, which are different pictures of one scene), runs the same
+hash -> search -> confirmation cascade as ``find``, and reports pairwise precision, recall
+and F1 per threshold, per tier and per transform family, how many look-alike pairs were
+grouped, the threshold that reaches a target precision with the highest recall, and the
+hashing speed. A pair counts as predicted when ``find`` would group it: embedding similarity
+at the threshold and confirmed by same bytes, pixels or geometry.
+
+Each pan frame is also a crop of its photo; those pairs are neither right nor wrong and are
+left out of the scores. A frame paired with the other frame, or with another photo, is false.
 """
 
 from __future__ import annotations
@@ -20,15 +25,16 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
+from dedup_cli.confirmation import confirm_pairs
 from dedup_cli.errors import UsageError
 from dedup_cli.models import ModelSpec
 from dedup_cli.scan import scan
 from dedup_cli.search import similar_pairs
-from dedup_cli.service import hash_root
+from dedup_cli.service import hash_root, load_collection
 from dedup_cli.store import Store
 from dedup_cli.transforms import TIERS
-from dedup_cli.verify import confirm
 
+LOOKALIKE = "lookalike"
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.70, 0.995, 0.02))
 MAX_SIDE = 1024  # sampled photos are shrunk to this, so a bench of 200 photos stays quick
 
@@ -39,8 +45,8 @@ class Sample:
 
     path: str
     source: int
-    family: str  # "original" or a transform name
-    tier: str  # "original", "easy" or "hard"
+    family: str  # "original", a transform name, or "lookalike"
+    tier: str  # "original", "easy", "hard" or "lookalike"
 
 
 def build_corpus(root: Path, out: Path, sample: int, seed: int = 0) -> tuple[list[Sample], int]:
@@ -76,6 +82,11 @@ def build_corpus(root: Path, out: Path, sample: int, seed: int = 0) -> tuple[lis
                 name = f"{source:04d}_{family}{ext}"
                 (out / name).write_bytes(data)
                 samples.append(Sample(name, source, family, tier))
+        w, h = image.size
+        for side, box in (("a", (0, 0, int(w * 0.6), h)), ("b", (int(w * 0.4), 0, w, h))):
+            name = f"{source:04d}_pan_{side}.jpg"
+            image.crop(box).save(out / name, "JPEG", quality=92)
+            samples.append(Sample(name, source, LOOKALIKE, LOOKALIKE))
         source += 1
     return samples, unreadable
 
@@ -87,6 +98,7 @@ class Scores:
     f1: float
     true_pairs: int
     false_pairs: int
+    lookalike_pairs: int = 0  # of the false pairs: the two pan frames of one photo
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -95,6 +107,7 @@ class Scores:
             "f1": round(self.f1, 4),
             "true_pairs": self.true_pairs,
             "false_pairs": self.false_pairs,
+            "lookalike_pairs": self.lookalike_pairs,
         }
 
 
@@ -109,6 +122,8 @@ class ModelBench:
     by_family: dict[float, dict[str, Scores]] = field(default_factory=dict)
     chosen_threshold: float | None = None
     target_precision: float = 0.99
+    confirmed_by: dict[str, int] = field(default_factory=dict)  # at the default threshold
+    geometric: bool = True
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -119,6 +134,8 @@ class ModelBench:
             "default_threshold": self.default_threshold,
             "target_precision": self.target_precision,
             "chosen_threshold": self.chosen_threshold,
+            "geometric": self.geometric,
+            "confirmed_by": self.confirmed_by,
             "thresholds": {
                 str(t): {k: s.as_dict() for k, s in scores.items()}
                 for t, scores in self.by_threshold.items()
@@ -137,14 +154,24 @@ def _scores(
     samples: list[Sample],
 ) -> Scores:
     """Precision over predicted pairs among ``members``; recall over ``positives``."""
-    within = {p for p in predicted if p[0] in members and p[1] in members}
-    true = sum(1 for a, b in within if samples[a].source == samples[b].source)
-    false = len(within) - true
+    true = false = lookalike = 0
+    for a, b in predicted:
+        if a not in members or b not in members:
+            continue
+        sa, sb = samples[a], samples[b]
+        if sa.source != sb.source:
+            false += 1
+        elif sa.tier == LOOKALIKE and sb.tier == LOOKALIKE:
+            false += 1
+            lookalike += 1
+        elif sa.tier != LOOKALIKE and sb.tier != LOOKALIKE:
+            true += 1
+        # else: a pan frame with a copy of its own photo, which it is a crop of: not scored
     found = len(predicted & positives)
-    precision = true / len(within) if within else 1.0
+    precision = true / (true + false) if true + false else 1.0
     recall = found / len(positives) if positives else 1.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return Scores(precision, recall, f1, true, false)
+    return Scores(precision, recall, f1, true, false, lookalike)
 
 
 def evaluate(
@@ -155,33 +182,40 @@ def evaluate(
     work: Path,
     target_precision: float = 0.99,
     thresholds: tuple[float, ...] = THRESHOLDS,
-    flips: bool = False,
+    geometric: bool = True,
 ) -> ModelBench:
     """Hash the corpus with one model and score every threshold."""
     with Store(work / f"bench-{spec.key.replace('/', '_')}.db") as store:
+        found = scan(folder, exclude=[store.path])
         started = time.perf_counter()
-        report = hash_root(folder, store, spec, options)
+        report = hash_root(folder, store, spec, options, scanned=found)
         seconds = time.perf_counter() - started
-        known = store.model_id(spec.key)
-        if known is None:
+        if store.model_id(spec.key) is None:
             raise UsageError("no embeddings were made; see the errors above")
-        names, matrix = store.load_embeddings(known[0], known[1])
-        thumbs = store.thumbnails(names)
+        files, matrix = load_collection(folder, store, spec, found)
+        all_t = sorted(set(thresholds) | {spec.default_threshold})
+        pairs = similar_pairs(matrix, min(all_t))
+        involved = set(pairs.left.tolist()) | set(pairs.right.tolist())
+        thumbs = store.thumbnails(files[i].path for i in involved)
+    # Geometric checks are bounded per file in find; here every candidate is checked, so
+    # the scores do not depend on which thresholds the grid holds.
+    confirmation = confirm_pairs(
+        pairs, files, files, thumbs, thumbs, geometric=geometric, per_file=len(files)
+    )
     index = {s.path: k for k, s in enumerate(samples)}
-    ids = [index[n] for n in names]
-    all_t = sorted(set(thresholds) | {spec.default_threshold})
-    pairs = similar_pairs(matrix, min(all_t))
+    ids = [index[f.path] for f in files]
+    kept = confirmation.pairs
     confirmed: list[tuple[int, int, float]] = []
-    for i, j, s in zip(pairs.left.tolist(), pairs.right.tolist(), pairs.similarity.tolist()):
-        if confirm(thumbs.get(names[i]), thumbs.get(names[j]), flips=flips):
-            a, b = sorted((ids[i], ids[j]))
-            confirmed.append((a, b, s))
+    for i, j, sim in zip(kept.left.tolist(), kept.right.tolist(), kept.similarity.tolist()):
+        a, b = sorted((ids[i], ids[j]))
+        confirmed.append((a, b, sim))
     originals = {k for k, s in enumerate(samples) if s.family == "original"}
     by_source_original = {samples[k].source: k for k in originals}
     positives: dict[str, set[tuple[int, int]]] = defaultdict(set)
-    members: dict[str, set[int]] = defaultdict(lambda: set(originals))
+    distractors = {k for k, s in enumerate(samples) if s.tier == LOOKALIKE}
+    members: dict[str, set[int]] = defaultdict(lambda: originals | distractors)
     for k, sample in enumerate(samples):
-        if sample.family == "original":
+        if sample.family == "original" or sample.tier == LOOKALIKE:
             continue
         pair = tuple(sorted((by_source_original[sample.source], k)))
         for key in (sample.family, sample.tier, "all"):
@@ -194,7 +228,11 @@ def evaluate(
         len(originals),
         len(samples),
         target_precision=target_precision,
+        geometric=geometric,
     )
+    for method, sim in zip(confirmation.methods, kept.similarity.tolist()):
+        if sim >= spec.default_threshold:
+            result.confirmed_by[method] = result.confirmed_by.get(method, 0) + 1
     for t in all_t:
         predicted = {(a, b) for a, b, s in confirmed if s >= t}
         result.by_threshold[t] = {

@@ -5,7 +5,8 @@ patch of a texture) as high as real copies. A proposed pair becomes a duplicate 
 cheapest first:
 
 1. ``exact``: both files have the same bytes;
-2. ``pixels``: their stored 32x32 thumbnails agree after a small crop/resize (``verify``);
+2. ``pixels``: their stored 32x32 thumbnails agree almost exactly after a small crop/resize
+   (``verify``; correlation >= 0.99, since same-template pictures reach 0.98);
 3. ``geometry``: local features map one picture into the other, which explains crops,
    mirror images, rotations and overlays, with the containment and dense checks of
    ``geometry``. This reads the two files again, so it is bounded per file.
@@ -25,10 +26,11 @@ import numpy as np
 from dedup_cli.geometry import GEOMETRY, FeatureCache, GeometricMatch, match, opencv_error
 from dedup_cli.plan import FileInfo
 from dedup_cli.search import Pairs
-from dedup_cli.verify import PIXEL, confirm
+from dedup_cli.verify import MIN_CORRELATION_ALONE, PIXEL, confirm
 
 EXACT = "exact"
 CROP_AREA = 0.9  # a contained picture showing less of the other than this is a crop of it
+MIN_DETAIL = 0.9  # a crop is removable only if its container shows it at this much resolution
 GEOMETRY_PER_FILE = 10  # geometric checks tried per file, best candidates first
 
 
@@ -71,7 +73,7 @@ def confirm_pairs(
         fa, fb = left[i], right[j]
         if fa.content_hash is not None and fa.content_hash == fb.content_hash:
             method[k] = EXACT
-        elif confirm(thumbs_left.get(fa.path), thumbs_right.get(fb.path)):
+        elif confirm(thumbs_left.get(fa.path), thumbs_right.get(fb.path), MIN_CORRELATION_ALONE):
             method[k] = PIXEL
     checks = 0
     cache = features if features is not None else FeatureCache()
@@ -89,10 +91,14 @@ def confirm_pairs(
             tried[b_key] += 1
             found = _geometric(cache, a_key, b_key)
             checks += 1
-            if found is not None:
-                method[k] = GEOMETRY
-                if found.area < CROP_AREA:
-                    crop[k] = found.contained
+            if found is None:
+                continue
+            if found.area < CROP_AREA:
+                inner, outer = (fa, fb) if found.contained == 0 else (fb, fa)
+                if _detail(found, cache, inner, outer) < MIN_DETAIL:
+                    continue  # e.g. a photo inside a screenshot: the photo has more detail
+                crop[k] = found.contained
+            method[k] = GEOMETRY
     keep = np.array([m is not None for m in method], dtype=bool)
     unconfirmed = [
         {
@@ -111,6 +117,20 @@ def confirm_pairs(
         geometric_checks=checks,
         unreadable=cache.unreadable,
     )
+
+
+def _detail(found: GeometricMatch, cache: FeatureCache, inner: FileInfo, outer: FileInfo) -> float:
+    """Container pixels per contained-picture pixel, in the files' own resolutions (the
+    match is measured on images shrunk to the working size)."""
+    inner_features = cache.get(inner.absolute)
+    outer_features = cache.get(outer.absolute)
+    if inner_features is None or outer_features is None:
+        return 0.0
+    inner_work = max(inner_features.gray.shape)
+    outer_work = max(outer_features.gray.shape)
+    inner_real = max(inner.width or 0, inner.height or 0) or inner_work
+    outer_real = max(outer.width or 0, outer.height or 0) or outer_work
+    return float(found.scale * (outer_real / outer_work) / (inner_real / inner_work))
 
 
 def _geometric(cache: FeatureCache, a: str, b: str) -> GeometricMatch | None:

@@ -10,9 +10,11 @@ Here local features find how one picture maps onto the other, and the mapping mu
    falls outside the larger must be blank fill (the black corners of a rotated copy, a
    letterbox bar). A camera pan or a stereo pair shows new content at its edge and fails.
 3. *Dense agreement*: the contained image, warped into the other's frame, must agree with it
-   block by block (local correlation, so tone changes and filters pass); overlays may hide a
-   minority of blocks. Another patch of the same texture or another moment of one scene
-   fails, even where keypoints happened to line up.
+   block by block (local correlation, so tone changes and filters pass) almost everywhere,
+   with no block showing different textured content on both sides. Another patch of the
+   same texture, another moment of one scene, or another photo in the same screenshot frame
+   fails, even where keypoints line up. Large overlays (stickers, captions) fail too: the
+   price of never confirming a same-template pair.
 4. The contained picture must show a large enough part of the other (``MIN_AREA``): a small
    detail cut from a photo is a new picture, not a copy.
 
@@ -41,9 +43,11 @@ MIN_AREA = 0.30  # the contained picture covers at least this share of the conta
 MAX_OUTSIDE_CONTENT = 0.02  # share of the contained picture allowed outside, unless blank
 BLOCK_GRID = 8
 BLOCK_AGREE = 0.70  # local correlation for a block to agree
-MIN_AGREEING = 0.60  # share of informative blocks that must agree (overlays hide some)
+MIN_AGREEING = 0.96  # share of informative blocks that must agree (same-template pairs: <= 0.95)
 MIN_INFORMATIVE = 12  # informative (non-flat) blocks needed to decide at all
-FLAT_STD = 4.0  # gray levels: a block or fill region flatter than this carries no evidence
+FLAT_STD = 8.0  # gray levels: a block or fill region flatter than this carries no evidence
+CONFLICT_CORRELATION = 0.3  # a block textured on both sides but this unrelated ...
+CONFLICT_STD = 12.0  # ... (both clearly textured) is different content: no copy
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,7 @@ class GeometricMatch:
     agreement: float
     area: float  # share of the container that the contained picture covers
     rotation_degrees: float
+    scale: float  # container pixels per contained pixel, at the working size
 
 
 def _cv2() -> Any:
@@ -164,7 +169,12 @@ def _outside_is_blank(
 
 def _dense_agreement(inner: np.ndarray, to_outer: np.ndarray, outer: np.ndarray) -> float | None:
     """Share of informative blocks where ``outer``, warped into the frame of ``inner``,
-    agrees with it; None when too few blocks carry any texture to decide.
+    agrees with it; 0.0 when any block shows different content on both sides; None when too
+    few blocks carry any texture to decide.
+
+    Strict on purpose: two screenshots of one app showing different photos, or two slides of
+    one template, agree on 82-96% of their blocks (measured), as much as a photo with a
+    sticker on it. Telling those apart is not possible at this level, so neither is confirmed.
 
     Compared in the contained picture's frame, both sides brought to the same scale by an
     area resize first, so a 40% crop is compared at full block resolution without aliasing."""
@@ -183,7 +193,7 @@ def _dense_agreement(inner: np.ndarray, to_outer: np.ndarray, outer: np.ndarray)
     valid = mask > 0.99
     a_img = cv2.GaussianBlur(small_inner.astype(np.float32), (0, 0), 1.0)
     b_img = cv2.GaussianBlur(warped, (0, 0), 1.0)
-    informative = agreeing = 0
+    informative = agreeing = conflicting = 0
     for by in range(BLOCK_GRID):
         for bx in range(BLOCK_GRID):
             rows = slice(ih * by // BLOCK_GRID, ih * (by + 1) // BLOCK_GRID)
@@ -202,8 +212,10 @@ def _dense_agreement(inner: np.ndarray, to_outer: np.ndarray, outer: np.ndarray)
             corr = float(((a - a.mean()) * (b - b.mean())).mean() / (sa * sb))
             if corr >= BLOCK_AGREE:
                 agreeing += 1
-    if informative < MIN_INFORMATIVE:
-        return None
+            elif corr < CONFLICT_CORRELATION and min(sa, sb) >= CONFLICT_STD:
+                conflicting += 1
+    if informative < MIN_INFORMATIVE or conflicting > 0:
+        return None if informative < MIN_INFORMATIVE else 0.0
     return agreeing / informative
 
 
@@ -232,7 +244,9 @@ def match(a: Features, b: Features) -> GeometricMatch | None:
             if agreement is None or agreement < MIN_AGREEING:
                 continue
             angle = float(np.degrees(np.arctan2(to_outer[1, 0], to_outer[0, 0])))
-            found = GeometricMatch(contained, mirrored, inliers, agreement, min(area, 1.0), angle)
+            found = GeometricMatch(
+                contained, mirrored, inliers, agreement, min(area, 1.0), angle, _scale(to_outer)
+            )
             if best is None or (found.agreement, found.inliers) > (best.agreement, best.inliers):
                 best = found
             break

@@ -4,7 +4,10 @@ Easy: what copies go through without anyone meaning to change the picture (resiz
 re-encoding, format conversion, a small crop, mild tone changes, a little blur, an EXIF
 orientation tag with rotated pixels). Hard: deliberate edits (big crops, flips, rotations,
 grayscale, strong filters, overlays, letterboxing). Each function returns encoded bytes and
-the file extension to store them under. Implemented with Pillow only.
+the file extension to store them under. Implemented with Pillow; where AugLy is installed
+(``pip install 'dedup-cli[bench]'``) the hard tier also gets its real emoji and font overlays
+and its social-media screenshot frame. Only AugLy functions that work with current
+Pillow/numpy are used (``meme_format`` and ``perspective_transform`` are broken there).
 """
 
 from __future__ import annotations
@@ -108,5 +111,27 @@ HARD: dict[str, Transform] = {
     "sticker_overlay": _sticker_overlay,
     "letterbox": _letterbox,
 }
+
+
+def _augly_transforms() -> dict[str, Transform]:
+    """AugLy's overlays, when AugLy (and the libmagic it imports) is available."""
+    try:
+        import augly.image as imaugs
+    except (ImportError, OSError):
+        return {}
+
+    def emoji(image: Image.Image) -> tuple[bytes, str]:
+        return _jpeg(imaugs.overlay_emoji(image.convert("RGB"), opacity=1.0, emoji_size=0.25))
+
+    def text(image: Image.Image) -> tuple[bytes, str]:
+        return _jpeg(imaugs.overlay_text(image.convert("RGB"), font_size=0.12, opacity=1.0))
+
+    def screenshot(image: Image.Image) -> tuple[bytes, str]:
+        return _jpeg(imaugs.overlay_onto_screenshot(image.convert("RGB")))
+
+    return {"augly_emoji": emoji, "augly_text": text, "augly_screenshot": screenshot}
+
+
+HARD.update(_augly_transforms())
 
 TIERS: dict[str, dict[str, Transform]] = {"easy": EASY, "hard": HARD}

@@ -18,6 +18,10 @@ import numpy as np
 from dedup_cli.imageio import THUMBNAIL_SIDE
 
 MIN_CORRELATION = 0.90
+# Alone (without the geometric check's dense comparison of the files), thumbnails confirm a
+# pair only at this: two screenshots of one app showing different photos correlate up to
+# 0.98 at 32x32; re-encodes, resizes, tone changes and blur of real photos at >= 0.994.
+MIN_CORRELATION_ALONE = 0.99
 MIN_COVERAGE = 0.80  # of each side: a crop of up to 20% per dimension is still a copy
 _SCALES = (1.0, 0.95, 0.9, 0.85, 0.8)
 _OFFSETS = 5  # positions tried along each axis for every scale

@@ -93,7 +93,8 @@ def _print_model(console: Console, bench: Any) -> None:
         title=f"{bench.model}: {bench.photos} photos, {bench.files} files, "
         f"{bench.images_per_second:.1f} images/s hashing"
     )
-    for column in ("threshold", "easy P", "easy R", "easy F1", "hard P", "hard R", "hard F1"):
+    columns = ("threshold", "easy P", "easy R", "easy F1", "hard P", "hard R", "hard F1")
+    for column in (*columns, "look-alikes grouped"):
         table.add_column(column, justify="right")
     for t, scores in sorted(bench.by_threshold.items()):
         marks = []
@@ -111,6 +112,7 @@ def _print_model(console: Console, bench: Any) -> None:
             f"{h.precision:.3f}",
             f"{h.recall:.3f}",
             f"{h.f1:.3f}",
+            str(scores["all"].lookalike_pairs),
         )
     console.print(table)
     t = bench.chosen_threshold or bench.default_threshold
@@ -121,6 +123,9 @@ def _print_model(console: Console, bench: Any) -> None:
     for family, scores in bench.by_family[t].items():
         families.add_row(family, f"{scores.recall:.3f}", f"{scores.precision:.3f}")
     console.print(families)
+    if bench.confirmed_by:
+        how = ", ".join(f"{n} by {m}" for m, n in sorted(bench.confirmed_by.items()))
+        console.print(f"pairs confirmed at the default threshold: {how}")
     if bench.chosen_threshold is None:
         console.print(f"no threshold reaches precision {bench.target_precision} on the easy tier")
     else:
