@@ -1,5 +1,6 @@
 """Geometric confirmation on real photos: crops, flips and rotations are confirmed with the
-right containment; pans, stereo pairs, texture patches, faces and small details are not."""
+right containment; pans, stereo pairs, texture patches, faces and small details are not;
+screenshots of one app showing different photos are at most *related*, never copies."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def originals(photos) -> dict[str, Features]:  # type: ignore[no-untyped-def]
 def test_hard_copies_are_confirmed(photos, originals, name: str, family: str) -> None:  # type: ignore[no-untyped-def]
     blob, _ext = HARD[family](photos[name])
     found = match(originals[name], features(blob))
-    assert found is not None
+    assert found is not None and found.is_copy
     assert found.mirrored == (family == "hflip")
     if family == "crop_35":  # the copy (second) lies inside the original, covering ~42%
         assert found.contained == 1 and 0.35 < found.area < 0.5
@@ -45,7 +46,8 @@ def test_hard_copies_are_confirmed(photos, originals, name: str, family: str) ->
 def test_easy_crop_is_confirmed_as_contained(photos, originals) -> None:  # type: ignore[no-untyped-def]
     blob, _ext = EASY["crop_10"](photos["chelsea"])
     found = match(originals["chelsea"], features(blob))
-    assert found is not None and found.contained == 1 and 0.75 < found.area < 0.9
+    assert found is not None and found.is_copy
+    assert found.contained == 1 and 0.75 < found.area < 0.9
 
 
 def frames(image: Image.Image, boxes: list[tuple[float, float, float, float]]) -> list[Features]:
@@ -62,7 +64,7 @@ def frames(image: Image.Image, boxes: list[tuple[float, float, float, float]]) -
 @pytest.mark.parametrize("shift", [0.1, 0.25, 0.4])
 def test_camera_pans_are_not_copies(photos, name: str, shift: float) -> None:  # type: ignore[no-untyped-def]
     a, b = frames(photos[name], [(0, 0, 0.6, 1), (shift, 0, shift + 0.6, 1)])
-    assert match(a, b) is None
+    assert match(a, b) is None  # not even related: neither frame lies inside the other
 
 
 def test_stereo_pair_texture_patches_and_details_are_not_copies(photos, originals) -> None:  # type: ignore[no-untyped-def]
@@ -84,6 +86,24 @@ def test_stereo_pair_texture_patches_and_details_are_not_copies(photos, original
     assert match(originals["astronaut"], detail) is None
 
 
+def test_screenshots_of_different_photos_in_one_frame_are_never_copies(photos) -> None:  # type: ignore[no-untyped-def]
+    """AugLy's social-media frame around different photos: the frame agrees, the photo not."""
+    pytest.importorskip("augly.image")
+    names = ["astronaut", "coffee", "rocket", "china", "camera", "moon"]
+    shots = {n: features(HARD["augly_screenshot"](photos[n])[0]) for n in names}
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            found = match(shots[a], shots[b])
+            assert found is None or not found.is_copy, (a, b, found)
+
+
+def test_overlay_is_related_not_a_copy(photos, originals) -> None:  # type: ignore[no-untyped-def]
+    """A big sticker hides part of the picture: found (related), not planned as a copy."""
+    blob, _ext = HARD["sticker_overlay"](photos["astronaut"])
+    found = match(originals["astronaut"], features(blob))
+    assert found is not None and not found.is_copy and found.agreement >= 0.6
+
+
 def test_faces_of_different_people_are_not_copies() -> None:
     import skimage.data as data
 
@@ -91,7 +111,12 @@ def test_faces_of_different_people_are_not_copies() -> None:
         features_of_gray(np.clip(f * 255, 0, 255).astype(np.uint8).repeat(8, 0).repeat(8, 1))
         for f in data.lfw_subset()[:25]
     ]
-    confirmed = [(i, j) for i in range(25) for j in range(i + 1, 25) if match(faces[i], faces[j])]
+    confirmed = [
+        (i, j)
+        for i in range(25)
+        for j in range(i + 1, 25)
+        if (found := match(faces[i], faces[j])) is not None and found.is_copy
+    ]
     assert confirmed == []
 
 
@@ -117,3 +142,19 @@ def test_find_confirms_flips_and_crops_geometrically(tmp_path: Path, photos) -> 
     assert document["stats"]["confirmed_by"]["geometry"] == 3
     # Without the geometric stage the thumbnails cannot explain either copy: nothing grouped.
     assert run("--no-geometric")["groups"] == []
+
+
+def test_find_reports_an_overlay_copy_as_related_and_plans_nothing(tmp_path: Path, photos) -> None:  # type: ignore[no-untyped-def]
+    photo = photos["astronaut"]
+    (tmp_path / "original.jpg").write_bytes(encode(photo, quality=92))
+    (tmp_path / "sticker.jpg").write_bytes(HARD["sticker_overlay"](photo)[0])
+    result = CliRunner().invoke(
+        app, ["find", str(tmp_path), "--json", "--workers", "0", "-t", "0.5"]
+    )
+    assert result.exit_code == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["groups"] == []
+    assert [sorted(Path(r[k]).name for k in ("a", "b")) for r in document["related"]] == [
+        ["original.jpg", "sticker.jpg"]
+    ]
+    assert document["stats"]["related_pairs"] == 1 and document["unconfirmed"] == []

@@ -99,6 +99,7 @@ class Scores:
     true_pairs: int
     false_pairs: int
     lookalike_pairs: int = 0  # of the false pairs: the two pan frames of one photo
+    recall_with_related: float = 0.0  # counting pairs found as related (reported, kept)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -108,6 +109,7 @@ class Scores:
             "true_pairs": self.true_pairs,
             "false_pairs": self.false_pairs,
             "lookalike_pairs": self.lookalike_pairs,
+            "recall_with_related": round(self.recall_with_related, 4),
         }
 
 
@@ -152,8 +154,10 @@ def _scores(
     positives: set[tuple[int, int]],
     members: set[int],
     samples: list[Sample],
+    related: set[tuple[int, int]] | None = None,
 ) -> Scores:
-    """Precision over predicted pairs among ``members``; recall over ``positives``."""
+    """Precision over predicted pairs among ``members``; recall over ``positives``
+    (also counting ``related`` pairs, which ``find`` reports but never plans)."""
     true = false = lookalike = 0
     for a, b in predicted:
         if a not in members or b not in members:
@@ -171,7 +175,9 @@ def _scores(
     precision = true / (true + false) if true + false else 1.0
     recall = found / len(positives) if positives else 1.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return Scores(precision, recall, f1, true, false, lookalike)
+    either = predicted | (related or set())
+    with_related = len(either & positives) / len(positives) if positives else 1.0
+    return Scores(precision, recall, f1, true, false, lookalike, with_related)
 
 
 def evaluate(
@@ -209,6 +215,11 @@ def evaluate(
     for i, j, sim in zip(kept.left.tolist(), kept.right.tolist(), kept.similarity.tolist()):
         a, b = sorted((ids[i], ids[j]))
         confirmed.append((a, b, sim))
+    by_path = {str(f.absolute): index[f.path] for f in files}
+    related: list[tuple[int, int, float]] = []
+    for entry in confirmation.related:
+        a, b = sorted((by_path[entry["a"]], by_path[entry["b"]]))
+        related.append((a, b, entry["similarity"]))
     originals = {k for k, s in enumerate(samples) if s.family == "original"}
     by_source_original = {samples[k].source: k for k in originals}
     positives: dict[str, set[tuple[int, int]]] = defaultdict(set)
@@ -235,13 +246,14 @@ def evaluate(
             result.confirmed_by[method] = result.confirmed_by.get(method, 0) + 1
     for t in all_t:
         predicted = {(a, b) for a, b, s in confirmed if s >= t}
+        near = {(a, b) for a, b, s in related if s >= t}
         result.by_threshold[t] = {
-            tier: _scores(predicted, positives[tier], members[tier], samples)
+            tier: _scores(predicted, positives[tier], members[tier], samples, near)
             for tier in ("easy", "hard", "all")
         }
         families = [f for transforms in TIERS.values() for f in transforms]
         result.by_family[t] = {
-            f: _scores(predicted, positives[f], members[f], samples) for f in families
+            f: _scores(predicted, positives[f], members[f], samples, near) for f in families
         }
     eligible = [t for t in all_t if result.by_threshold[t]["easy"].precision >= target_precision]
     if eligible:

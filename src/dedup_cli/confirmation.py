@@ -11,7 +11,9 @@ cheapest first:
    mirror images, rotations and overlays, with the containment and dense checks of
    ``geometry``. This reads the two files again, so it is bounded per file.
 
-Pairs that pass nothing are kept out of every group and listed as ``unconfirmed``.
+Pairs where one picture maps into the other but differs in part of it (an overlay, a caption,
+another photo in the same screenshot frame) are *related*: reported, never planned. Pairs
+that pass nothing are kept out of every group and listed as ``unconfirmed``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ EXACT = "exact"
 CROP_AREA = 0.9  # a contained picture showing less of the other than this is a crop of it
 MIN_DETAIL = 0.9  # a crop is removable only if its container shows it at this much resolution
 GEOMETRY_PER_FILE = 10  # geometric checks tried per file, best candidates first
+RELATED_REASON = (
+    "differs in part of the picture: an overlay or caption, or another photo in the same frame"
+)
+LESS_DETAIL_REASON = "shown smaller inside the other picture (e.g. a photo in a screenshot)"
 
 
 @dataclass
@@ -42,6 +48,8 @@ class Confirmation:
     methods: list[str]
     crop_of: list[int]  # per confirmed pair: 0 = left is a crop of right, 1 = right of left, -1
     unconfirmed: list[dict[str, Any]] = field(default_factory=list)
+    # Pairs where one picture is an edit of the other or shares its frame: reported, kept.
+    related: list[dict[str, Any]] = field(default_factory=list)
     geometric_checks: int = 0
     unreadable: int = 0
 
@@ -76,6 +84,7 @@ def confirm_pairs(
         elif confirm(thumbs_left.get(fa.path), thumbs_right.get(fb.path), MIN_CORRELATION_ALONE):
             method[k] = PIXEL
     checks = 0
+    related: list[tuple[int, str]] = []
     cache = features if features is not None else FeatureCache()
     if geometric:
         tried: Counter[str] = Counter()
@@ -93,27 +102,33 @@ def confirm_pairs(
             checks += 1
             if found is None:
                 continue
+            if not found.is_copy:
+                related.append((k, RELATED_REASON))
+                continue
             if found.area < CROP_AREA:
                 inner, outer = (fa, fb) if found.contained == 0 else (fb, fa)
                 if _detail(found, cache, inner, outer) < MIN_DETAIL:
+                    related.append((k, LESS_DETAIL_REASON))
                     continue  # e.g. a photo inside a screenshot: the photo has more detail
                 crop[k] = found.contained
             method[k] = GEOMETRY
     keep = np.array([m is not None for m in method], dtype=bool)
-    unconfirmed = [
-        {
+
+    def entry(k: int) -> dict[str, Any]:
+        return {
             "a": str(left[lefts[k]].absolute),
             "b": str(right[rights[k]].absolute),
             "similarity": round(float(candidates.similarity[k]), 6),
         }
-        for k in range(n)
-        if not keep[k]
-    ]
+
+    related_pairs = {k for k, _ in related}
+    unconfirmed = [entry(k) for k in range(n) if not keep[k] and k not in related_pairs]
     return Confirmation(
         pairs=Pairs(candidates.left[keep], candidates.right[keep], candidates.similarity[keep]),
         methods=[m for m in method if m is not None],
         crop_of=[c for c, m in zip(crop, method) if m is not None],
         unconfirmed=unconfirmed,
+        related=[{**entry(k), "reason": reason} for k, reason in related],
         geometric_checks=checks,
         unreadable=cache.unreadable,
     )

@@ -60,6 +60,7 @@ class CrossResult:
     confirmed_pairs: int
     unconfirmed: list[dict[str, Any]]
     hashing: list[HashReport]
+    related: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         document = self.plan.as_dict()
@@ -75,9 +76,11 @@ class CrossResult:
             "candidate_pairs": self.candidate_pairs,
             "confirmed_pairs": self.confirmed_pairs,
             "unconfirmed_pairs": len(self.unconfirmed),
+            "related_pairs": len(self.related),
             "embedded_now": sum(h.embedded for h in self.hashing),
         }
         document["unconfirmed"] = self.unconfirmed
+        document["related"] = self.related
         return document
 
 
@@ -222,5 +225,6 @@ def cross_find(
         candidate_pairs=len(candidates),
         confirmed_pairs=len(confirmed),
         unconfirmed=confirmation.unconfirmed,
+        related=confirmation.related,
         hashing=[h for h in (a.hashing, b.hashing) if h is not None],
     )

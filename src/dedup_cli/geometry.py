@@ -12,9 +12,10 @@ Here local features find how one picture maps onto the other, and the mapping mu
 3. *Dense agreement*: the contained image, warped into the other's frame, must agree with it
    block by block (local correlation, so tone changes and filters pass) almost everywhere,
    with no block showing different textured content on both sides. Another patch of the
-   same texture, another moment of one scene, or another photo in the same screenshot frame
-   fails, even where keypoints line up. Large overlays (stickers, captions) fail too: the
-   price of never confirming a same-template pair.
+   same texture or another moment of one scene fails, even where keypoints line up.
+   A pair that agrees on most of the picture but not all of it is only *related*: an overlay
+   or caption, or another photo in the same frame (two screenshots of one app). The two
+   cannot be told apart here, so related pairs are reported and never planned.
 4. The contained picture must show a large enough part of the other (``MIN_AREA``): a small
    detail cut from a photo is a new picture, not a copy.
 
@@ -44,6 +45,7 @@ MAX_OUTSIDE_CONTENT = 0.02  # share of the contained picture allowed outside, un
 BLOCK_GRID = 8
 BLOCK_AGREE = 0.70  # local correlation for a block to agree
 MIN_AGREEING = 0.96  # share of informative blocks that must agree (same-template pairs: <= 0.95)
+MIN_RELATED = 0.60  # below this the two are not even an edit of one another
 MIN_INFORMATIVE = 12  # informative (non-flat) blocks needed to decide at all
 FLAT_STD = 8.0  # gray levels: a block or fill region flatter than this carries no evidence
 CONFLICT_CORRELATION = 0.3  # a block textured on both sides but this unrelated ...
@@ -63,15 +65,26 @@ class Features:
 
 @dataclass(frozen=True)
 class GeometricMatch:
-    """How a pair was confirmed: ``contained`` (0 or 1) is the image inside the other."""
+    """One picture mapped into the other: ``contained`` (0 or 1) is the one inside."""
 
     contained: int
     mirrored: bool
     inliers: int
-    agreement: float
+    agreement: float  # share of textured blocks that agree
+    conflicts: int  # blocks with different textured content on both sides
     area: float  # share of the container that the contained picture covers
     rotation_degrees: float
     scale: float  # container pixels per contained pixel, at the working size
+
+    @property
+    def is_copy(self) -> bool:
+        """Agrees everywhere: a copy (crop, flip, rotation, filter) that may be planned.
+
+        Otherwise the two differ in part of the picture: an overlay or caption, or another
+        photo in the same frame (two screenshots of one app, two slides of one template
+        agree on 82-96% of their blocks, as much as a photo with a sticker). Such a pair is
+        *related* and reported, never planned for removal on its own."""
+        return self.agreement >= MIN_AGREEING and self.conflicts == 0
 
 
 def _cv2() -> Any:
@@ -167,14 +180,12 @@ def _outside_is_blank(
     return float(np.percentile(values, 95) - np.percentile(values, 5)) <= 2 * FLAT_STD
 
 
-def _dense_agreement(inner: np.ndarray, to_outer: np.ndarray, outer: np.ndarray) -> float | None:
+def _dense_agreement(
+    inner: np.ndarray, to_outer: np.ndarray, outer: np.ndarray
+) -> tuple[float, int] | None:
     """Share of informative blocks where ``outer``, warped into the frame of ``inner``,
-    agrees with it; 0.0 when any block shows different content on both sides; None when too
-    few blocks carry any texture to decide.
-
-    Strict on purpose: two screenshots of one app showing different photos, or two slides of
-    one template, agree on 82-96% of their blocks (measured), as much as a photo with a
-    sticker on it. Telling those apart is not possible at this level, so neither is confirmed.
+    agrees with it, and how many blocks show different textured content on both sides;
+    None when too few blocks carry any texture to decide.
 
     Compared in the contained picture's frame, both sides brought to the same scale by an
     area resize first, so a 40% crop is compared at full block resolution without aliasing."""
@@ -214,13 +225,15 @@ def _dense_agreement(inner: np.ndarray, to_outer: np.ndarray, outer: np.ndarray)
                 agreeing += 1
             elif corr < CONFLICT_CORRELATION and min(sa, sb) >= CONFLICT_STD:
                 conflicting += 1
-    if informative < MIN_INFORMATIVE or conflicting > 0:
-        return None if informative < MIN_INFORMATIVE else 0.0
-    return agreeing / informative
+    if informative < MIN_INFORMATIVE:
+        return None
+    return agreeing / informative, conflicting
 
 
 def match(a: Features, b: Features) -> GeometricMatch | None:
-    """A geometric confirmation that ``a`` and ``b`` show the same picture, or None."""
+    """How ``a`` maps into ``b`` or back, when one contains the other and they agree on at
+    least ``MIN_RELATED`` of their blocks; None otherwise. ``is_copy`` says whether the
+    match confirms a duplicate."""
     best: GeometricMatch | None = None
     for mirrored in (False, True):
         pb = b.mirror_points if mirrored else b.points
@@ -240,17 +253,28 @@ def match(a: Features, b: Features) -> GeometricMatch | None:
                 continue
             if not _outside_is_blank(inner, to_outer, outer.shape):
                 continue
-            agreement = _dense_agreement(inner, to_outer, outer)
-            if agreement is None or agreement < MIN_AGREEING:
+            dense = _dense_agreement(inner, to_outer, outer)
+            if dense is None or dense[0] < MIN_RELATED:
                 continue
             angle = float(np.degrees(np.arctan2(to_outer[1, 0], to_outer[0, 0])))
             found = GeometricMatch(
-                contained, mirrored, inliers, agreement, min(area, 1.0), angle, _scale(to_outer)
+                contained,
+                mirrored,
+                inliers,
+                dense[0],
+                dense[1],
+                min(area, 1.0),
+                angle,
+                _scale(to_outer),
             )
-            if best is None or (found.agreement, found.inliers) > (best.agreement, best.inliers):
+            if best is None or _rank(found) > _rank(best):
                 best = found
             break
     return best
+
+
+def _rank(found: GeometricMatch) -> tuple[bool, float, int]:
+    return (found.is_copy, found.agreement, found.inliers)
 
 
 class FeatureCache:

@@ -53,6 +53,7 @@ class FindResult:
     confirmed_by: dict[str, int] = field(default_factory=dict)
     geometric_checks: int = 0
     unconfirmed: list[dict[str, Any]] = field(default_factory=list)
+    related: list[dict[str, Any]] = field(default_factory=list)
     search_seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -67,10 +68,12 @@ class FindResult:
             "confirmed_by": self.confirmed_by,
             "geometric_checks": self.geometric_checks,
             "unconfirmed_pairs": len(self.unconfirmed),
+            "related_pairs": len(self.related),
             "search_seconds": round(self.search_seconds, 3),
         }
         document["unreadable"] = [{"path": p, "error": e} for p, e in self.hashing.failed]
         document["unconfirmed"] = self.unconfirmed
+        document["related"] = self.related
         return document
 
 
@@ -182,6 +185,7 @@ def find_duplicates(
         confirmed_by=confirmation.counts(),
         geometric_checks=confirmation.geometric_checks,
         unconfirmed=confirmation.unconfirmed,
+        related=confirmation.related,
         search_seconds=time.perf_counter() - started,
     )
 

@@ -120,8 +120,14 @@ def _print_model(console: Console, bench: Any) -> None:
     families.add_column("transform")
     families.add_column("recall", justify="right")
     families.add_column("precision", justify="right")
+    families.add_column("found incl. related", justify="right")
     for family, scores in bench.by_family[t].items():
-        families.add_row(family, f"{scores.recall:.3f}", f"{scores.precision:.3f}")
+        families.add_row(
+            family,
+            f"{scores.recall:.3f}",
+            f"{scores.precision:.3f}",
+            f"{scores.recall_with_related:.3f}",
+        )
     console.print(families)
     if bench.confirmed_by:
         how = ", ".join(f"{n} by {m}" for m, n in sorted(bench.confirmed_by.items()))
