@@ -1,28 +1,38 @@
-"""Calibrate a model's default threshold on real photos available offline.
+"""Calibrate a model's default threshold on real photos available offline, with hundreds of
+look-alike distractors, and compare with imagededup's perceptual hashes on the same corpus.
 
-Corpus: scikit-image and scikit-learn sample photos; easy copies of each (half size, JPEG
-quality 30, 10% crop, PNG); look-alikes (camera pans of 25-40%, a stereo pair, halves and
-quarters of texture photos); every other photo as a distractor. For each threshold it prints
-pairwise precision and recall of the easy copies, with the embedding alone and with the
-pixel-level confirmation that ``find`` applies.
+Corpus (written to a temporary folder):
+- 21 real photos (scikit-image, scikit-learn, matplotlib samples), each with every easy and
+  hard transform of ``dedup_cli.transforms`` (the AugLy overlays too when AugLy is installed);
+- look-alike distractors: three overlapping frames of a camera pan across each photo, four
+  patches of each texture-like photo, the stereo pair, and 200 faces of different people
+  (scikit-image's LFW subset, upscaled). A pan frame with its own photo is a crop of it and is
+  not scored; every other pair involving a distractor counts as false.
+
+For each threshold it prints pairwise precision and recall per tier, and how many look-alike
+pairs were grouped, for three ways of deciding: the embedding alone (``find --no-verify``),
+exact + thumbnail checks (``--no-geometric``), and the full cascade (the default). Then
+imagededup's PHash, DHash and WHash at several Hamming distances, scored the same way.
 
     python benchmarks/calibrate_threshold.py --model effnet
+    python benchmarks/calibrate_threshold.py --model effnet --no-imagededup --faces 50
 """
 
 from __future__ import annotations
 
 import argparse
-import io
-import itertools
+import tempfile
+import time
+from pathlib import Path
 
 import numpy as np
 import skimage.data as data
-import torch
 from PIL import Image
 
-from dedup_cli.imageio import decode
-from dedup_cli.models import get_spec, load_model
-from dedup_cli.verify import confirm
+from dedup_cli.benchmark import LOOKALIKE, ModelBench, Sample, _scores, evaluate
+from dedup_cli.models import get_spec, resolve_device
+from dedup_cli.service import HashOptions
+from dedup_cli.transforms import TIERS
 
 PHOTOS = [
     "astronaut",
@@ -39,146 +49,209 @@ PHOTOS = [
     "page",
     "text",
     "cell",
+    "brick",
+    "grass",
+    "gravel",
 ]
+TEXTURES = ["brick", "grass", "gravel", "moon", "hubble_deep_field", "retina", "cell"]
+THRESHOLDS = (0.60, 0.65, 0.70, 0.75, 0.78, 0.80, 0.82, 0.84, 0.86, 0.88, 0.90, 0.94)
 
 
-def encode(image: Image.Image, fmt: str = "JPEG", **options: object) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **options)
-    return buffer.getvalue()
-
-
-def build_corpus() -> tuple[list[str], list[bytes], set[frozenset[int]], set[frozenset[int]]]:
+def photos() -> dict[str, Image.Image]:
+    import matplotlib.cbook
     from sklearn.datasets import load_sample_images
 
-    photos = {n: Image.fromarray(getattr(data, n)()).convert("RGB") for n in PHOTOS}
+    out = {n: Image.fromarray(getattr(data, n)()).convert("RGB") for n in PHOTOS}
     china, flower = load_sample_images().images
-    photos["china"], photos["flower"] = Image.fromarray(china), Image.fromarray(flower)
-    names: list[str] = []
-    blobs: list[bytes] = []
-    copies: set[frozenset[int]] = set()
-    lookalikes: set[frozenset[int]] = set()
+    out["china"], out["flower"] = Image.fromarray(china), Image.fromarray(flower)
+    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
+        out["grace_hopper"] = Image.open(f).convert("RGB")
+    return out
 
-    def add(name: str, blob: bytes) -> int:
-        names.append(name)
-        blobs.append(blob)
-        return len(names) - 1
 
-    for name, im in photos.items():
-        w, h = im.size
-        group = [
-            add(name, encode(im, quality=95)),
-            add(name + "_half", encode(im.resize((w // 2, h // 2)), quality=90)),
-            add(name + "_q30", encode(im, quality=30)),
-            add(name + "_crop10", encode(im.crop((w // 20, h // 20, w - w // 20, h - h // 20)))),
-            add(name + "_png", encode(im, "PNG")),
-        ]
-        copies |= {frozenset(p) for p in itertools.combinations(group, 2)}
+def build_corpus(folder: Path, faces: int) -> list[Sample]:
+    samples: list[Sample] = []
+
+    def add(name: str, image: Image.Image, source: int, family: str, tier: str) -> None:
+        image.convert("RGB").save(folder / name, "JPEG", quality=92)
+        samples.append(Sample(name, source, family, tier))
+
+    sources = photos()
+    for source, (name, image) in enumerate(sources.items()):
+        add(f"{name}.jpg", image, source, "original", "original")
+        for tier, transforms in TIERS.items():
+            for family, transform in transforms.items():
+                blob, ext = transform(image)
+                (folder / f"{name}_{family}{ext}").write_bytes(blob)
+                samples.append(Sample(f"{name}_{family}{ext}", source, family, tier))
+        w, h = image.size
         span = int(w * 0.6)
-        a = add(f"{name}_pan_a", encode(im.crop((0, 0, span, h))))
-        for shift in (0.25, 0.4):
-            b = add(
-                f"{name}_pan{shift}", encode(im.crop((int(w * shift), 0, int(w * shift) + span, h)))
+        for k, start in enumerate((0, int(w * 0.2), w - span)):
+            add(
+                f"{name}_pan{k}.jpg",
+                image.crop((start, 0, start + span, h)),
+                source,
+                LOOKALIKE,
+                LOOKALIKE,
             )
-            lookalikes.add(frozenset((a, b)))
-    left, right = data.stereo_motorcycle()[:2]
-    lookalikes.add(
-        frozenset(
-            (
-                add("moto_l", encode(Image.fromarray(left))),
-                add("moto_r", encode(Image.fromarray(right))),
-            )
-        )
-    )
-    for name in ("brick", "grass", "gravel", "hubble_deep_field", "moon", "retina"):
-        im = Image.fromarray(getattr(data, name)()).convert("RGB")
-        w, h = im.size
-        parts = [
-            im.crop((0, 0, w // 2, h)),
-            im.crop((w // 2, 0, w, h)),
-            im.crop((0, 0, w // 2, h // 2)),
-            im.crop((w // 2, h // 2, w, h)),
+    next_source = len(sources)
+    for name in TEXTURES:
+        image = sources[name]
+        w, h = image.size
+        boxes = [
+            (0, 0, w // 2, h // 2),
+            (w // 2, 0, w, h // 2),
+            (0, h // 2, w // 2, h),
+            (w // 2, h // 2, w, h),
         ]
-        ids = [add(f"{name}_part{k}", encode(p)) for k, p in enumerate(parts)]
-        lookalikes |= {frozenset((ids[0], ids[1])), frozenset((ids[2], ids[3]))}
-    return names, blobs, copies, lookalikes
+        for k, box in enumerate(boxes):
+            # A source of its own: a patch is no crop of a copy of the texture in the corpus
+            # worth scoring, and two patches are look-alikes of each other.
+            add(f"{name}_patch{k}.jpg", image.crop(box), next_source, LOOKALIKE, LOOKALIKE)
+        next_source += 1
+    left, right = data.stereo_motorcycle()[:2]
+    add("moto_left.jpg", Image.fromarray(left), next_source, LOOKALIKE, LOOKALIKE)
+    add("moto_right.jpg", Image.fromarray(right), next_source, LOOKALIKE, LOOKALIKE)
+    next_source += 1
+    for k, face in enumerate(data.lfw_subset()[:faces]):
+        pixels = np.clip(face * 255, 0, 255).astype(np.uint8)
+        add(
+            f"face{k:03d}.jpg",
+            Image.fromarray(pixels).resize((100, 100)),
+            next_source + k,
+            LOOKALIKE,
+            LOOKALIKE,
+        )
+    return samples
 
 
-def source(name: str) -> str:
-    """The photo a file was made from; pairs of one source that are neither copies nor
-    look-alikes (a copy against a 40% pan frame) are left out of the scores."""
-    for prefix in sorted(
-        [*PHOTOS, "china", "flower", "moto", "brick", "grass", "gravel"], key=len, reverse=True
-    ):
-        if name.startswith(prefix):
-            return prefix
-    return name
+def print_bench(label: str, bench: ModelBench) -> None:
+    print(f"\n{label}")
+    print(
+        f"{'threshold':>9} | {'easy P':>7} {'easy R':>7} | {'hard P':>7} {'hard R':>7}"
+        f" {'R+rel':>6} | {'false':>5} {'lookalk':>7}"
+    )
+    for t, scores in sorted(bench.by_threshold.items()):
+        e, h, a = scores["easy"], scores["hard"], scores["all"]
+        mark = " *" if t == bench.default_threshold else ""
+        print(
+            f"{t:9.2f} | {e.precision:7.3f} {e.recall:7.3f} | {h.precision:7.3f} {h.recall:7.3f}"
+            f" {h.recall_with_related:6.3f} | {a.false_pairs:5d} {a.lookalike_pairs:7d}{mark}"
+        )
+    if bench.confirmed_by:
+        print(f"confirmed at the default threshold: {bench.confirmed_by}")
+
+
+def family_table(bench: ModelBench, threshold: float) -> None:
+    print(f"\nrecall per transform at {threshold:.2f} (full cascade; R+rel counts related pairs)")
+    for family, s in bench.by_family[threshold].items():
+        print(f"  {family:18s} {s.recall:6.3f}  R+rel {s.recall_with_related:6.3f}")
+
+
+def imagededup_scores(folder: Path, samples: list[Sample]) -> None:
+    try:
+        from imagededup.methods import DHash, PHash, WHash
+    except ImportError:
+        print("\nimagededup not installed (pip install imagededup): comparison skipped")
+        return
+    import logging
+
+    logging.getLogger("imagededup").setLevel(logging.WARNING)
+    index = {s.path: k for k, s in enumerate(samples)}
+    originals = {k for k, s in enumerate(samples) if s.family == "original"}
+    distractors = {k for k, s in enumerate(samples) if s.tier == LOOKALIKE}
+    by_original = {samples[k].source: k for k in originals}
+    positives: dict[str, set[tuple[int, int]]] = {"easy": set(), "hard": set()}
+    members: dict[str, set[int]] = {t: originals | distractors for t in positives}
+    for k, s in enumerate(samples):
+        if s.tier in positives:
+            a, b = sorted((by_original[s.source], k))
+            positives[s.tier].add((a, b))
+            members[s.tier].add(k)
+    print("\nimagededup (same corpus, same scoring)")
+    print(
+        f"{'method':>8} {'dist':>4} | {'easy P':>7} {'easy R':>7} | {'hard P':>7} {'hard R':>7}"
+        f" | {'false':>5} {'lookalk':>7} | {'s':>5}"
+    )
+    for method in (PHash, DHash, WHash):
+        hasher = method(verbose=False)
+        started = time.perf_counter()
+        encodings = hasher.encode_images(image_dir=str(folder))
+        seconds = time.perf_counter() - started
+        for distance in (0, 4, 8, 10, 12):
+            found = hasher.find_duplicates(encoding_map=encodings, max_distance_threshold=distance)
+            predicted = {
+                tuple(sorted((index[a], index[b])))
+                for a, others in found.items()
+                for b in others
+                if a in index and b in index
+            }
+            e = _scores(predicted, positives["easy"], members["easy"], samples)  # type: ignore[arg-type]
+            h = _scores(predicted, positives["hard"], members["hard"], samples)  # type: ignore[arg-type]
+            false = sum(
+                1
+                for a, b in predicted
+                if samples[a].source != samples[b].source
+                or (samples[a].tier == LOOKALIKE and samples[b].tier == LOOKALIKE)
+            )
+            lookalike = sum(
+                1
+                for a, b in predicted
+                if LOOKALIKE in (samples[a].tier, samples[b].tier)
+                and (samples[a].source != samples[b].source or samples[a].tier == samples[b].tier)
+            )
+            print(
+                f"{method.__name__:>8} {distance:4d} | {e.precision:7.3f} {e.recall:7.3f} |"
+                f" {h.precision:7.3f} {h.recall:7.3f} | {false:5d} {lookalike:7d} |"
+                f" {seconds:5.1f}"
+            )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="effnet")
     parser.add_argument("--weights", default=None)
-    parser.add_argument(
-        "--flips",
-        action="store_true",
-        help="let the pixel check also try mirror images and quarter turns",
-    )
+    parser.add_argument("--faces", type=int, default=200, help="LFW faces as distractors")
+    parser.add_argument("--no-imagededup", action="store_true")
     args = parser.parse_args()
     spec = get_spec(args.model)
-    model = load_model(spec, torch.device("cpu"), args.weights)
-    names, blobs, copies, lookalikes = build_corpus()
-    decoded = [decode(b, spec.preprocessing.size) for b in blobs]
-    vectors = np.concatenate(
-        [
-            model.embed_batch(
-                torch.from_numpy(np.stack([d.pixels for d in decoded[i : i + 32]])).permute(
-                    0, 3, 1, 2
-                )
+    options = HashOptions(device=resolve_device("auto"), weights=args.weights, workers=2)
+    with tempfile.TemporaryDirectory(prefix="dedup-calibrate-") as tmp:
+        folder = Path(tmp) / "corpus"
+        folder.mkdir()
+        samples = build_corpus(folder, args.faces)
+        copies = sum(1 for s in samples if s.tier in ("easy", "hard"))
+        distractors = sum(1 for s in samples if s.tier == LOOKALIKE)
+        print(
+            f"model {spec.key}: {len(samples)} images: "
+            f"{sum(s.family == 'original' for s in samples)} photos, {copies} copies, "
+            f"{distractors} look-alike distractors"
+        )
+        runs = {}
+        for label, verify, geometric in (
+            ("embedding alone (--no-verify)", False, False),
+            ("exact + thumbnails (--no-geometric)", True, False),
+            ("full cascade: exact + thumbnails + geometry (default)", True, True),
+        ):
+            started = time.perf_counter()
+            runs[label] = evaluate(
+                folder,
+                samples,
+                spec,
+                options,
+                Path(tmp),
+                0.99,
+                THRESHOLDS,
+                geometric=geometric,
+                verify=verify,
             )
-            for i in range(0, len(decoded), 32)
-        ]
-    )
-    sims = vectors @ vectors.T
-    n = len(names)
-    print(
-        f"model {spec.key}: {n} images, {len(copies)} copy pairs, {len(lookalikes)} look-alike pairs"
-    )
-    print("FP: look-alikes and pairs of different photos; lookalk: look-alike pairs grouped")
-    print(f"{'threshold':>9} | {'embedding only':^31} | {'with pixel confirmation':^31}")
-    print(
-        f"{'':>9} | {'precision':>9} {'recall':>7} {'lookalk':>7} {'FP':>5} |"
-        f" {'precision':>9} {'recall':>7} {'lookalk':>7} {'FP':>5}"
-    )
-    confirmed_cache: dict[tuple[int, int], bool] = {}
-    for threshold in np.arange(0.70, 0.99, 0.02):
-        row = []
-        for verify in (False, True):
-            found = set()
-            for i in range(n):
-                for j in range(i + 1, n):
-                    if sims[i, j] < threshold:
-                        continue
-                    if verify:
-                        key = (i, j)
-                        if key not in confirmed_cache:
-                            confirmed_cache[key] = confirm(
-                                decoded[i].thumbnail, decoded[j].thumbnail, flips=args.flips
-                            )
-                        if not confirmed_cache[key]:
-                            continue
-                    found.add(frozenset((i, j)))
-            tp = len(found & copies)
-            fp = sum(
-                1
-                for pair in found - copies
-                if pair in lookalikes or len({source(names[k]) for k in pair}) == 2
+            print_bench(
+                f"{label}  [{time.perf_counter() - started:.0f} s incl. hashing]", runs[label]
             )
-            precision = tp / (tp + fp) if tp + fp else 1.0
-            row.append(
-                f"{precision:9.3f} {tp / len(copies):7.3f} {len(found & lookalikes):7d} {fp:5d}"
-            )
-        print(f"{threshold:9.2f} | {row[0]} | {row[1]}")
+        full = runs["full cascade: exact + thumbnails + geometry (default)"]
+        family_table(full, spec.default_threshold)
+        if not args.no_imagededup:
+            imagededup_scores(folder, samples)
 
 
 if __name__ == "__main__":

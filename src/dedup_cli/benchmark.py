@@ -25,8 +25,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
-from dedup_cli.confirmation import confirm_pairs
+from dedup_cli.confirmation import Confirmation, confirm_pairs
 from dedup_cli.errors import UsageError
+from dedup_cli.group import EMBEDDING
 from dedup_cli.models import ModelSpec
 from dedup_cli.scan import scan
 from dedup_cli.search import similar_pairs
@@ -98,7 +99,7 @@ class Scores:
     f1: float
     true_pairs: int
     false_pairs: int
-    lookalike_pairs: int = 0  # of the false pairs: the two pan frames of one photo
+    lookalike_pairs: int = 0  # of the false pairs: those with a look-alike distractor
     recall_with_related: float = 0.0  # counting pairs found as related (reported, kept)
 
     def as_dict(self) -> dict[str, Any]:
@@ -165,6 +166,7 @@ def _scores(
         sa, sb = samples[a], samples[b]
         if sa.source != sb.source:
             false += 1
+            lookalike += int(LOOKALIKE in (sa.tier, sb.tier))
         elif sa.tier == LOOKALIKE and sb.tier == LOOKALIKE:
             false += 1
             lookalike += 1
@@ -189,8 +191,10 @@ def evaluate(
     target_precision: float = 0.99,
     thresholds: tuple[float, ...] = THRESHOLDS,
     geometric: bool = True,
+    verify: bool = True,
 ) -> ModelBench:
-    """Hash the corpus with one model and score every threshold."""
+    """Hash the corpus with one model and score every threshold (``verify=False``: the
+    embedding alone, as ``find --no-verify``)."""
     with Store(work / f"bench-{spec.key.replace('/', '_')}.db") as store:
         found = scan(folder, exclude=[store.path])
         started = time.perf_counter()
@@ -205,9 +209,12 @@ def evaluate(
         thumbs = store.thumbnails(files[i].path for i in involved)
     # Geometric checks are bounded per file in find; here every candidate is checked, so
     # the scores do not depend on which thresholds the grid holds.
-    confirmation = confirm_pairs(
-        pairs, files, files, thumbs, thumbs, geometric=geometric, per_file=len(files)
-    )
+    if verify:
+        confirmation = confirm_pairs(
+            pairs, files, files, thumbs, thumbs, geometric=geometric, per_file=len(files)
+        )
+    else:
+        confirmation = Confirmation(pairs, [EMBEDDING] * len(pairs), [-1] * len(pairs))
     index = {s.path: k for k, s in enumerate(samples)}
     ids = [index[f.path] for f in files]
     kept = confirmation.pairs
@@ -227,6 +234,8 @@ def evaluate(
     members: dict[str, set[int]] = defaultdict(lambda: originals | distractors)
     for k, sample in enumerate(samples):
         if sample.family == "original" or sample.tier == LOOKALIKE:
+            continue
+        if sample.source not in by_source_original:
             continue
         pair = tuple(sorted((by_source_original[sample.source], k)))
         for key in (sample.family, sample.tier, "all"):
@@ -251,7 +260,7 @@ def evaluate(
             tier: _scores(predicted, positives[tier], members[tier], samples, near)
             for tier in ("easy", "hard", "all")
         }
-        families = [f for transforms in TIERS.values() for f in transforms]
+        families = [f for transforms in TIERS.values() for f in transforms if f in positives]
         result.by_family[t] = {
             f: _scores(predicted, positives[f], members[f], samples, near) for f in families
         }

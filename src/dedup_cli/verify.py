@@ -29,42 +29,50 @@ PIXEL = "pixels"
 
 
 @lru_cache(maxsize=1)
-def _sampling_grid() -> tuple[np.ndarray, np.ndarray]:
-    """Source coordinates (candidates x side x side) for every crop window tried."""
+def _resampling() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bilinear resampling along one axis for every (scale, offset) window tried, as
+    ``(n, side, side)`` matrices ``R`` (output x source), their column sums and ``R.T @ R``.
+
+    A crop window of image X is ``R_i @ X @ R_j.T`` (the resampling is separable), so the
+    correlation of every window with a target follows from a few small matrix products,
+    without materialising the windows."""
     side = THUMBNAIL_SIDE
     unit = (np.arange(side) + 0.5) / side
-    ys, xs = [], []
-    for sy in _SCALES:
-        for sx in _SCALES:
-            for oy in np.linspace(0.0, 1.0 - sy, _OFFSETS if sy < 1 else 1):
-                for ox in np.linspace(0.0, 1.0 - sx, _OFFSETS if sx < 1 else 1):
-                    y = (oy + sy * unit) * side - 0.5
-                    x = (ox + sx * unit) * side - 0.5
-                    ys.append(np.broadcast_to(y[:, None], (side, side)))
-                    xs.append(np.broadcast_to(x[None, :], (side, side)))
-    return np.stack(ys), np.stack(xs)
+    blocks = []
+    for scale in _SCALES:
+        for offset in np.linspace(0.0, 1.0 - scale, _OFFSETS if scale < 1 else 1):
+            coords = np.clip((offset + scale * unit) * side - 0.5, 0, side - 1)
+            low = np.floor(coords).astype(np.int64)
+            high = np.minimum(low + 1, side - 1)
+            weight = coords - low
+            block = np.zeros((side, side))
+            np.add.at(block, (np.arange(side), low), 1 - weight)
+            np.add.at(block, (np.arange(side), high), weight)
+            blocks.append(block)
+    resample = np.stack(blocks)
+    return resample, resample.sum(axis=1), resample.transpose(0, 2, 1) @ resample
 
 
-def _bilinear(image: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
-    side = image.shape[0]
-    ys = np.clip(ys, 0, side - 1)
-    xs = np.clip(xs, 0, side - 1)
-    y0 = np.floor(ys).astype(np.int64)
-    x0 = np.floor(xs).astype(np.int64)
-    y1 = np.minimum(y0 + 1, side - 1)
-    x1 = np.minimum(x0 + 1, side - 1)
-    wy = ys - y0
-    wx = xs - x0
-    top = image[y0, x0] * (1 - wx) + image[y0, x1] * wx
-    bottom = image[y1, x0] * (1 - wx) + image[y1, x1] * wx
-    result: np.ndarray = top * (1 - wy) + bottom * wy
+def _window_correlations(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """Pearson correlation of every crop window of ``outer`` (resampled to full size) with
+    ``inner``; -1 where a window is flat."""
+    resample, column_sums, gram = _resampling()
+    n = resample.shape[0]
+    pixels = float(inner.size)
+    target = inner - inner.mean()
+    rows = resample @ outer  # rows[i] = R_i @ X: the row resampling of every window
+    # <R_i X R_j^T, T> = <R_i X, T R_j>
+    dots = rows.reshape(n, -1) @ (target @ resample).reshape(n, -1).T
+    sums = rows.sum(axis=1) @ column_sums.T
+    # ||R_i X R_j^T||^2 = <(R_i X)^T (R_i X), R_j^T R_j>
+    squares = (rows.transpose(0, 2, 1) @ rows).reshape(n, -1) @ gram.reshape(n, -1).T
+    spread = np.sqrt(np.maximum(squares - sums * sums / pixels, 0.0))
+    target_norm = float(np.sqrt((target * target).sum()))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = dots / (spread * target_norm)
+    corr[spread < 1e-3] = -1.0
+    result: np.ndarray = np.nan_to_num(corr, nan=-1.0).ravel()
     return result
-
-
-def _standardise(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    flat = values.reshape(values.shape[0], -1)
-    centred = flat - flat.mean(axis=1, keepdims=True)
-    return centred, np.sqrt((centred * centred).sum(axis=1))
 
 
 def dihedral(image: np.ndarray) -> list[np.ndarray]:
@@ -85,23 +93,14 @@ def aligned_correlation(a: bytes, b: bytes, flips: bool = False) -> float:
 
 
 def _aligned(img_a: np.ndarray, img_b: np.ndarray) -> float:
-    ys, xs = _sampling_grid()
     best = -1.0
     for outer, inner in ((img_a, img_b), (img_b, img_a)):
-        windows = _bilinear(outer, ys, xs)
-        centred, norms = _standardise(windows)
-        target, target_norm = _standardise(inner[None])
-        if float(target_norm[0]) < 1e-6:
+        if float(inner.std()) < 1e-6:
             # A flat image: a copy only if the other is flat too, at the same level.
-            flat = norms < 1e-6
-            level = np.abs(windows.reshape(len(windows), -1).mean(axis=1) - inner.mean())
-            if np.any(flat & (level < 4)):
+            if float(outer.std()) < 4 and abs(float(outer.mean() - inner.mean())) < 4:
                 return 1.0
             continue
-        with np.errstate(invalid="ignore", divide="ignore"):
-            corr = (centred @ target[0]) / (norms * target_norm[0])
-        corr = np.nan_to_num(corr, nan=-1.0)
-        best = max(best, float(corr.max()))
+        best = max(best, float(_window_correlations(outer, inner).max()))
     return best
 
 

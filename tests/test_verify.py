@@ -1,0 +1,64 @@
+"""The thumbnail check: its fast separable form equals a direct computation of every crop
+window, and it accepts resized/re-encoded copies while rejecting a different picture."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from conftest import encode
+from dedup_cli.imageio import THUMBNAIL_SIDE, decode
+from dedup_cli.verify import _OFFSETS, _SCALES, aligned_correlation, confirm
+
+
+def direct_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Every crop window of one thumbnail, bilinearly resampled pixel by pixel, against the
+    other, both ways: the definition the fast form must match."""
+    side = THUMBNAIL_SIDE
+    unit = (np.arange(side) + 0.5) / side
+    best = -1.0
+    for outer, inner in ((a, b), (b, a)):
+        target = inner.ravel() - inner.mean()
+        for sy in _SCALES:
+            for oy in np.linspace(0.0, 1.0 - sy, _OFFSETS if sy < 1 else 1):
+                for sx in _SCALES:
+                    for ox in np.linspace(0.0, 1.0 - sx, _OFFSETS if sx < 1 else 1):
+                        ys = np.clip((oy + sy * unit) * side - 0.5, 0, side - 1)
+                        xs = np.clip((ox + sx * unit) * side - 0.5, 0, side - 1)
+                        window = np.empty((side, side))
+                        for r, y in enumerate(ys):
+                            y0 = int(np.floor(y))
+                            y1, wy = min(y0 + 1, side - 1), y - np.floor(y)
+                            for c, x in enumerate(xs):
+                                x0 = int(np.floor(x))
+                                x1, wx = min(x0 + 1, side - 1), x - np.floor(x)
+                                top = outer[y0, x0] * (1 - wx) + outer[y0, x1] * wx
+                                bottom = outer[y1, x0] * (1 - wx) + outer[y1, x1] * wx
+                                window[r, c] = top * (1 - wy) + bottom * wy
+                        centred = window.ravel() - window.mean()
+                        norm = np.linalg.norm(centred) * np.linalg.norm(target)
+                        if norm > 0:
+                            best = max(best, float(centred @ target / norm))
+    return best
+
+
+def test_fast_form_equals_direct_computation() -> None:
+    rng = np.random.default_rng(3)
+    base = rng.integers(0, 256, (32, 32)).astype(np.float64)
+    shifted = np.roll(base, 2, axis=1)
+    noisy = np.clip(base + rng.normal(0, 30, base.shape), 0, 255)
+    other = rng.integers(0, 256, (32, 32)).astype(np.float64)
+    for b in (shifted, noisy, other):
+        fast = aligned_correlation(base.astype(np.uint8).tobytes(), b.astype(np.uint8).tobytes())
+        direct = direct_correlation(np.floor(base), np.floor(b).astype(np.uint8).astype(float))
+        assert abs(fast - direct) < 1e-9
+
+
+def test_copies_pass_and_another_photo_fails(photos) -> None:  # type: ignore[no-untyped-def]
+    photo = photos["coffee"]
+    original = decode(encode(photo, quality=95), 224).thumbnail
+    half = decode(encode(photo.resize((300, 200)), quality=60), 224).thumbnail
+    other = decode(encode(photos["rocket"], quality=95), 224).thumbnail
+    assert confirm(original, half, 0.99)
+    assert not confirm(original, other)
+    flat = bytes([100]) * 1024
+    assert confirm(flat, bytes([102]) * 1024) and not confirm(flat, bytes([150]) * 1024)
