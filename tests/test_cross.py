@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import crop_fraction, encode
+from conftest import encode
 from dedup_cli.cli import app
 from dedup_cli.store import Store
 
@@ -27,7 +27,9 @@ def folders(tmp_path: Path, photos) -> tuple[Path, Path]:  # type: ignore[no-unt
     (a / "rocket.jpg").write_bytes(encode(photos["rocket"], quality=80))
     (a / "only_a.jpg").write_bytes(encode(photos["camera"], quality=90))
     (b / "coffee_small.jpg").write_bytes(encode(photos["coffee"].resize((300, 200)), quality=85))
-    (b / "rocket_big.png").write_bytes(encode(crop_fraction(photos["rocket"], 0.06), "PNG"))
+    # The same picture, larger (a crop would not do: the full picture is never removed in
+    # favour of a crop of it).
+    (b / "rocket_big.png").write_bytes(encode(photos["rocket"].resize((800, 534)), "PNG"))
     (b / "only_b.jpg").write_bytes(encode(photos["chelsea"], quality=90))
     (b / "only_b_too.jpg").write_bytes(encode(photos["chelsea"], quality=92))  # copy within B
     return a, b

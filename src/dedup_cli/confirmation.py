@@ -5,11 +5,12 @@ patch of a texture) as high as real copies. A proposed pair becomes a duplicate 
 cheapest first:
 
 1. ``exact``: both files have the same bytes;
-2. ``pixels``: their stored 32x32 thumbnails agree almost exactly after a small crop/resize
-   (``verify``; correlation >= 0.99, since same-template pictures reach 0.98);
-3. ``geometry``: local features map one picture into the other, which explains crops,
-   mirror images, rotations and overlays, with the containment and dense checks of
-   ``geometry``. This reads the two files again, so it is bounded per file.
+2. ``pixels``: their stored 32x32 thumbnails agree almost exactly (``verify``; correlation
+   >= 0.99), *and* the two files, read again and laid frame on frame, differ nowhere
+   (``geometry.match_aligned``): thumbnails alone also agree for two screenshots of one app
+   showing different photos, or two aligned portraits of different people;
+3. ``geometry``: keypoints map one picture into the other (crops, mirror images, rotations)
+   and the dense comparison of ``geometry`` finds no difference. Bounded per file.
 
 Pairs where one picture maps into the other but differs in part of it (an overlay, a caption,
 another photo in the same screenshot frame) are *related*: reported, never planned. Pairs
@@ -19,13 +20,21 @@ that pass nothing are kept out of every group and listed as ``unconfirmed``.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from dedup_cli.geometry import GEOMETRY, FeatureCache, GeometricMatch, match, opencv_error
+from dedup_cli.geometry import (
+    GEOMETRY,
+    GeometricMatch,
+    Picture,
+    PictureCache,
+    match,
+    match_aligned,
+    opencv_error,
+)
 from dedup_cli.plan import FileInfo
 from dedup_cli.search import Pairs
 from dedup_cli.verify import MIN_CORRELATION_ALONE, PIXEL, confirm
@@ -66,26 +75,31 @@ def confirm_pairs(
     *,
     geometric: bool = True,
     per_file: int = GEOMETRY_PER_FILE,
-    features: FeatureCache | None = None,
+    pictures: PictureCache | None = None,
 ) -> Confirmation:
     """Run the cascade on candidate pairs ``(left[i], right[j])``.
 
-    ``left`` and ``right`` may be the same list (one collection). Geometric checks go to the
+    ``left`` and ``right`` may be the same list (one collection). Keypoint checks go to the
     most similar unconfirmed pairs first, at most ``per_file`` per file, so a folder of
-    hundreds of near-identical textures cannot make this quadratic in disk reads."""
+    hundreds of near-identical textures cannot make this quadratic in work."""
     n = len(candidates)
     method: list[str | None] = [None] * n
     crop: list[int] = [-1] * n
+    reason: dict[int, str] = {}
+    cache = pictures if pictures is not None else PictureCache()
     lefts, rights = candidates.left.tolist(), candidates.right.tolist()
     for k, (i, j) in enumerate(zip(lefts, rights)):
         fa, fb = left[i], right[j]
         if fa.content_hash is not None and fa.content_hash == fb.content_hash:
             method[k] = EXACT
         elif confirm(thumbs_left.get(fa.path), thumbs_right.get(fb.path), MIN_CORRELATION_ALONE):
-            method[k] = PIXEL
+            a, b = cache.get(fa.absolute), cache.get(fb.absolute)
+            found = _safely(match_aligned, a, b)
+            if found is not None and found.is_copy:
+                method[k] = PIXEL
+            elif found is not None:
+                reason[k] = RELATED_REASON
     checks = 0
-    related: list[tuple[int, str]] = []
-    cache = features if features is not None else FeatureCache()
     if geometric:
         tried: Counter[str] = Counter()
         order = np.argsort(-candidates.similarity, kind="stable")
@@ -98,19 +112,20 @@ def confirm_pairs(
                 continue
             tried[a_key] += 1
             tried[b_key] += 1
-            found = _geometric(cache, a_key, b_key)
+            found = _safely(match, cache.get(a_key), cache.get(b_key))
             checks += 1
             if found is None:
                 continue
             if not found.is_copy:
-                related.append((k, RELATED_REASON))
+                reason[k] = RELATED_REASON
                 continue
             if found.area < CROP_AREA:
                 inner, outer = (fa, fb) if found.contained == 0 else (fb, fa)
                 if _detail(found, cache, inner, outer) < MIN_DETAIL:
-                    related.append((k, LESS_DETAIL_REASON))
+                    reason[k] = LESS_DETAIL_REASON
                     continue  # e.g. a photo inside a screenshot: the photo has more detail
                 crop[k] = found.contained
+            reason.pop(k, None)
             method[k] = GEOMETRY
     keep = np.array([m is not None for m in method], dtype=bool)
 
@@ -121,38 +136,40 @@ def confirm_pairs(
             "similarity": round(float(candidates.similarity[k]), 6),
         }
 
-    related_pairs = {k for k, _ in related}
-    unconfirmed = [entry(k) for k in range(n) if not keep[k] and k not in related_pairs]
     return Confirmation(
         pairs=Pairs(candidates.left[keep], candidates.right[keep], candidates.similarity[keep]),
         methods=[m for m in method if m is not None],
         crop_of=[c for c, m in zip(crop, method) if m is not None],
-        unconfirmed=unconfirmed,
-        related=[{**entry(k), "reason": reason} for k, reason in related],
+        unconfirmed=[entry(k) for k in range(n) if not keep[k] and k not in reason],
+        related=[{**entry(k), "reason": why} for k, why in sorted(reason.items())],
         geometric_checks=checks,
         unreadable=cache.unreadable,
     )
 
 
-def _detail(found: GeometricMatch, cache: FeatureCache, inner: FileInfo, outer: FileInfo) -> float:
+def _detail(found: GeometricMatch, cache: PictureCache, inner: FileInfo, outer: FileInfo) -> float:
     """Container pixels per contained-picture pixel, in the files' own resolutions (the
     match is measured on images shrunk to the working size)."""
-    inner_features = cache.get(inner.absolute)
-    outer_features = cache.get(outer.absolute)
-    if inner_features is None or outer_features is None:
+    inner_picture = cache.get(inner.absolute)
+    outer_picture = cache.get(outer.absolute)
+    if inner_picture is None or outer_picture is None:
         return 0.0
-    inner_work = max(inner_features.gray.shape)
-    outer_work = max(outer_features.gray.shape)
+    inner_work = max(inner_picture.gray.shape)
+    outer_work = max(outer_picture.gray.shape)
     inner_real = max(inner.width or 0, inner.height or 0) or inner_work
     outer_real = max(outer.width or 0, outer.height or 0) or outer_work
     return float(found.scale * (outer_real / outer_work) / (inner_real / inner_work))
 
 
-def _geometric(cache: FeatureCache, a: str, b: str) -> GeometricMatch | None:
-    fa, fb = cache.get(a), cache.get(b)
-    if fa is None or fb is None:
+def _safely(
+    check: Callable[[Picture, Picture], GeometricMatch | None],
+    a: Picture | None,
+    b: Picture | None,
+) -> GeometricMatch | None:
+    """Run one check; an unreadable file or an OpenCV error leaves the pair unconfirmed."""
+    if a is None or b is None:
         return None
     try:
-        return match(fa, fb)
-    except opencv_error():  # an odd image must not stop the run: the pair stays unconfirmed
+        return check(a, b)
+    except opencv_error():
         return None
