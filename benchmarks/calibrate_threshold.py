@@ -91,9 +91,10 @@ def build_corpus(folder: Path, faces: int) -> list[Sample]:
                 f"{name}_pan{k}.jpg",
                 image.crop((start, 0, start + span, h)),
                 source,
-                LOOKALIKE,
+                "pan",
                 LOOKALIKE,
             )
+    index = {name: k for k, name in enumerate(sources)}
     next_source = len(sources)
     for name in TEXTURES:
         image = sources[name]
@@ -105,13 +106,12 @@ def build_corpus(folder: Path, faces: int) -> list[Sample]:
             (w // 2, h // 2, w, h),
         ]
         for k, box in enumerate(boxes):
-            # A source of its own: a patch is no crop of a copy of the texture in the corpus
-            # worth scoring, and two patches are look-alikes of each other.
-            add(f"{name}_patch{k}.jpg", image.crop(box), next_source, LOOKALIKE, LOOKALIKE)
-        next_source += 1
+            # Two patches of one texture are look-alikes; a patch inside a pan frame or a
+            # copy of its photo is a crop of it, which the scorer leaves out.
+            add(f"{name}_patch{k}.jpg", image.crop(box), index[name], "patch", LOOKALIKE)
     left, right = data.stereo_motorcycle()[:2]
-    add("moto_left.jpg", Image.fromarray(left), next_source, LOOKALIKE, LOOKALIKE)
-    add("moto_right.jpg", Image.fromarray(right), next_source, LOOKALIKE, LOOKALIKE)
+    add("moto_left.jpg", Image.fromarray(left), next_source, "stereo", LOOKALIKE)
+    add("moto_right.jpg", Image.fromarray(right), next_source, "stereo", LOOKALIKE)
     next_source += 1
     for k, face in enumerate(data.lfw_subset()[:faces]):
         pixels = np.clip(face * 255, 0, 255).astype(np.uint8)
@@ -119,7 +119,7 @@ def build_corpus(folder: Path, faces: int) -> list[Sample]:
             f"face{k:03d}.jpg",
             Image.fromarray(pixels).resize((100, 100)),
             next_source + k,
-            LOOKALIKE,
+            "face",
             LOOKALIKE,
         )
     return samples
@@ -161,13 +161,14 @@ def imagededup_scores(folder: Path, samples: list[Sample]) -> None:
     originals = {k for k, s in enumerate(samples) if s.family == "original"}
     distractors = {k for k, s in enumerate(samples) if s.tier == LOOKALIKE}
     by_original = {samples[k].source: k for k in originals}
-    positives: dict[str, set[tuple[int, int]]] = {"easy": set(), "hard": set()}
+    positives: dict[str, set[tuple[int, int]]] = {"easy": set(), "hard": set(), "all": set()}
     members: dict[str, set[int]] = {t: originals | distractors for t in positives}
     for k, s in enumerate(samples):
-        if s.tier in positives:
+        if s.tier in ("easy", "hard"):
             a, b = sorted((by_original[s.source], k))
-            positives[s.tier].add((a, b))
-            members[s.tier].add(k)
+            for tier in (s.tier, "all"):
+                positives[tier].add((a, b))
+                members[tier].add(k)
     print("\nimagededup (same corpus, same scoring)")
     print(
         f"{'method':>8} {'dist':>4} | {'easy P':>7} {'easy R':>7} | {'hard P':>7} {'hard R':>7}"
@@ -188,18 +189,8 @@ def imagededup_scores(folder: Path, samples: list[Sample]) -> None:
             }
             e = _scores(predicted, positives["easy"], members["easy"], samples)  # type: ignore[arg-type]
             h = _scores(predicted, positives["hard"], members["hard"], samples)  # type: ignore[arg-type]
-            false = sum(
-                1
-                for a, b in predicted
-                if samples[a].source != samples[b].source
-                or (samples[a].tier == LOOKALIKE and samples[b].tier == LOOKALIKE)
-            )
-            lookalike = sum(
-                1
-                for a, b in predicted
-                if LOOKALIKE in (samples[a].tier, samples[b].tier)
-                and (samples[a].source != samples[b].source or samples[a].tier == samples[b].tier)
-            )
+            every = _scores(predicted, positives["all"], members["all"], samples)  # type: ignore[arg-type]
+            false, lookalike = every.false_pairs, every.lookalike_pairs
             print(
                 f"{method.__name__:>8} {distance:4d} | {e.precision:7.3f} {e.recall:7.3f} |"
                 f" {h.precision:7.3f} {h.recall:7.3f} | {false:5d} {lookalike:7d} |"

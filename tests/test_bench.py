@@ -36,7 +36,7 @@ def test_corpus_is_seeded_and_has_every_transform(photo_folder: Path, tmp_path: 
     first, bad = build_corpus(photo_folder, one, sample=3, seed=7)
     second, _ = build_corpus(photo_folder, two, sample=3, seed=7)
     assert [s.path for s in first] == [s.path for s in second]
-    assert {s.family for s in first} == {"original", *EASY, *HARD, "lookalike"}
+    assert {s.family for s in first} == {"original", *EASY, *HARD, "pan"}
     assert len(first) == 3 * (1 + len(EASY) + len(HARD) + 2)  # two pan frames per photo
     for sample in first:
         with Image.open(one / sample.path) as image:
@@ -86,19 +86,22 @@ def test_scorer_on_hand_built_predictions() -> None:
         Sample("1_o", 1, "original", "original"),  # 3
         Sample("1_a", 1, "downscale", "easy"),  # 4
         Sample("1_b", 1, "hflip", "hard"),  # 5
-        Sample("0_pa", 0, LOOKALIKE, LOOKALIKE),  # 6
-        Sample("0_pb", 0, LOOKALIKE, LOOKALIKE),  # 7
+        Sample("0_pa", 0, "pan", LOOKALIKE),  # 6
+        Sample("0_pb", 0, "pan", LOOKALIKE),  # 7
+        Sample("0_patch", 0, "patch", LOOKALIKE),  # 8: a patch of photo 0, inside frame 6
+        Sample("9_face", 9, "face", LOOKALIKE),  # 9: a stranger among the distractors
     ]
     positives = {(0, 1), (3, 4)}  # the easy tier
-    members = {0, 1, 3, 4, 6, 7}
-    # Right: (0,1). Wrong: (1,3) strangers, (6,7) the two frames of one scene. Not scored:
-    # (0,6) a frame with its own photo (it is a crop of it). Outside the tier: (2,5).
-    predicted = {(0, 1), (1, 3), (6, 7), (0, 6), (2, 5)}
+    members = {0, 1, 3, 4, 6, 7, 8, 9}
+    # Right: (0,1). Wrong: (1,3) strangers, (6,7) the two frames of one scene, (3,9) a
+    # distractor of another source. Not scored: (0,6) a frame with its own photo and (6,8) a
+    # patch inside a frame (crops). Outside the tier: (2,5).
+    predicted = {(0, 1), (1, 3), (6, 7), (3, 9), (0, 6), (6, 8), (2, 5)}
     scores = _scores(predicted, positives, members, samples)
-    assert (scores.true_pairs, scores.false_pairs, scores.lookalike_pairs) == (1, 2, 1)
-    assert scores.precision == 1 / 3
+    assert (scores.true_pairs, scores.false_pairs, scores.lookalike_pairs) == (1, 3, 2)
+    assert scores.precision == 1 / 4
     assert scores.recall == 1 / 2
-    assert abs(scores.f1 - 2 * (1 / 3) * (1 / 2) / (1 / 3 + 1 / 2)) < 1e-12
+    assert abs(scores.f1 - 2 * (1 / 4) * (1 / 2) / (1 / 4 + 1 / 2)) < 1e-12
     # Nothing predicted: precision is vacuous (1.0), recall 0.
     empty = _scores(set(), positives, members, samples)
     assert (empty.precision, empty.recall, empty.f1) == (1.0, 0.0, 0.0)

@@ -35,7 +35,8 @@ from dedup_cli.service import hash_root, load_collection
 from dedup_cli.store import Store
 from dedup_cli.transforms import TIERS
 
-LOOKALIKE = "lookalike"
+LOOKALIKE = "lookalike"  # the tier of distractors
+PAN = "pan"  # the family of camera-pan frames
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.70, 0.995, 0.02))
 MAX_SIDE = 1024  # sampled photos are shrunk to this, so a bench of 200 photos stays quick
 
@@ -46,7 +47,7 @@ class Sample:
 
     path: str
     source: int
-    family: str  # "original", a transform name, or "lookalike"
+    family: str  # "original", a transform name, or a kind of distractor ("pan", ...)
     tier: str  # "original", "easy", "hard" or "lookalike"
 
 
@@ -87,7 +88,7 @@ def build_corpus(root: Path, out: Path, sample: int, seed: int = 0) -> tuple[lis
         for side, box in (("a", (0, 0, int(w * 0.6), h)), ("b", (int(w * 0.4), 0, w, h))):
             name = f"{source:04d}_pan_{side}.jpg"
             image.crop(box).save(out / name, "JPEG", quality=92)
-            samples.append(Sample(name, source, LOOKALIKE, LOOKALIKE))
+            samples.append(Sample(name, source, PAN, LOOKALIKE))
         source += 1
     return samples, unreadable
 
@@ -168,8 +169,10 @@ def _scores(
             false += 1
             lookalike += int(LOOKALIKE in (sa.tier, sb.tier))
         elif sa.tier == LOOKALIKE and sb.tier == LOOKALIKE:
-            false += 1
-            lookalike += 1
+            if sa.family == sb.family:  # two frames of one pan, two patches of one texture
+                false += 1
+                lookalike += 1
+            # else: a patch inside a pan frame of the same photo: a crop, not scored
         elif sa.tier != LOOKALIKE and sb.tier != LOOKALIKE:
             true += 1
         # else: a pan frame with a copy of its own photo, which it is a crop of: not scored
