@@ -68,7 +68,7 @@ def frames(image: Image.Image, boxes: list[tuple[float, float, float, float]]) -
     ]
 
 
-@pytest.mark.parametrize("name", ["astronaut", "coffee", "rocket", "china", "camera"])
+@pytest.mark.parametrize("name", ["astronaut", "coffee", "rocket", "china", "camera", "moon"])
 @pytest.mark.parametrize("shift", [0.1, 0.25, 0.4])
 def test_camera_pans_are_not_copies(photos, name: str, shift: float) -> None:  # type: ignore[no-untyped-def]
     a, b = frames(photos[name], [(0, 0, 0.6, 1), (shift, 0, shift + 0.6, 1)])

@@ -49,7 +49,7 @@ MIN_INLIERS = 15
 MIN_INLIER_RATIO = 0.25
 MIN_AREA = 0.30  # the contained picture covers at least this share of the container
 MAX_OUTSIDE_CONTENT = 0.02  # share of the contained picture allowed outside, unless blank
-BLANK_RANGE = 16.0  # gray levels (5th to 95th percentile) of what counts as blank fill
+BLANK_RANGE = 6.0  # gray levels (5th to 95th percentile) of what counts as blank fill
 BLOCK_GRID = 16
 MAX_RESIDUAL = 0.65  # per-block RMS residual, as a share of the block's contrast
 CONTRAST_FLOOR = 0.25  # a block's residual is judged against its own contrast, or this share
@@ -211,6 +211,8 @@ def block_residuals(
     # Clipped pixels (pure black or white in either) carry no evidence: a brightened copy
     # loses its highlights, and both frames of a screenshot share their white background.
     valid = inside & (small_inner > 4) & (small_inner < 251) & (warped > 4) & (warped < 251)
+    if valid.sum() < 0.25 * valid.size:
+        return None  # mostly clipped: too little to compare
     a = cv2.GaussianBlur(small_inner.astype(np.float32), (0, 0), 1.5).astype(np.float64)
     b = cv2.GaussianBlur(warped, (0, 0), 1.5).astype(np.float64)
     spread = float(a[valid].std())
