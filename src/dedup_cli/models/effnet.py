@@ -109,7 +109,7 @@ SPEC = register_model(
         name="effnet",
         dimension=1280,
         preprocessing=PREPROCESSING,
-        default_threshold=0.82,
+        default_threshold=0.75,
         description="EfficientNet-Lite0 ImageNet features, bundled weights, offline (default)",
         loader=_load,
     )
