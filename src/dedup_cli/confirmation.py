@@ -19,8 +19,10 @@ that pass nothing are kept out of every group and listed as ``unconfirmed``.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +45,7 @@ EXACT = "exact"
 CROP_AREA = 0.9  # a contained picture showing less of the other than this is a crop of it
 MIN_DETAIL = 0.9  # a crop is removable only if its container shows it at this much resolution
 GEOMETRY_PER_FILE = 10  # geometric checks tried per file, best candidates first
+CHUNK = 256  # pairs checked together (at most 512 files: well inside the picture cache)
 RELATED_REASON = (
     "differs in part of the picture: an overlay or caption, or another photo in the same frame"
 )
@@ -76,57 +79,72 @@ def confirm_pairs(
     geometric: bool = True,
     per_file: int = GEOMETRY_PER_FILE,
     pictures: PictureCache | None = None,
+    workers: int | None = None,
 ) -> Confirmation:
     """Run the cascade on candidate pairs ``(left[i], right[j])``.
 
     ``left`` and ``right`` may be the same list (one collection). Keypoint checks go to the
     most similar unconfirmed pairs first, at most ``per_file`` per file, so a folder of
-    hundreds of near-identical textures cannot make this quadratic in work."""
+    hundreds of near-identical textures cannot make this quadratic in work. The checks run
+    on ``workers`` threads (default: one per CPU; decoding and OpenCV release the GIL)."""
     n = len(candidates)
     method: list[str | None] = [None] * n
     crop: list[int] = [-1] * n
     reason: dict[int, str] = {}
     cache = pictures if pictures is not None else PictureCache()
     lefts, rights = candidates.left.tolist(), candidates.right.tolist()
+    aligned: list[int] = []
     for k, (i, j) in enumerate(zip(lefts, rights)):
         fa, fb = left[i], right[j]
         if fa.content_hash is not None and fa.content_hash == fb.content_hash:
             method[k] = EXACT
         elif confirm(thumbs_left.get(fa.path), thumbs_right.get(fb.path), MIN_CORRELATION_ALONE):
-            a, b = cache.get(fa.absolute), cache.get(fb.absolute)
-            found = _safely(match_aligned, a, b)
-            if found is not None and found.is_copy:
-                method[k] = PIXEL
-            elif found is not None:
-                reason[k] = RELATED_REASON
-    checks = 0
+            aligned.append(k)
+
+    def files(k: int) -> tuple[FileInfo, FileInfo]:
+        return left[lefts[k]], right[rights[k]]
+
+    def check_aligned(k: int) -> GeometricMatch | None:
+        fa, fb = files(k)
+        return _safely(match_aligned, cache.get(fa.absolute), cache.get(fb.absolute))
+
+    for k, found in _in_parallel(check_aligned, aligned, workers):
+        if found is not None and found.is_copy:
+            method[k] = PIXEL
+        elif found is not None:
+            reason[k] = RELATED_REASON
+    keypoint_checks: list[int] = []
     if geometric:
         tried: Counter[str] = Counter()
-        order = np.argsort(-candidates.similarity, kind="stable")
-        for k in order.tolist():
+        for k in np.argsort(-candidates.similarity, kind="stable").tolist():
             if method[k] is not None:
                 continue
-            fa, fb = left[lefts[k]], right[rights[k]]
-            a_key, b_key = str(fa.absolute), str(fb.absolute)
-            if tried[a_key] >= per_file or tried[b_key] >= per_file:
-                continue
-            tried[a_key] += 1
-            tried[b_key] += 1
-            found = _safely(match, cache.get(a_key), cache.get(b_key))
-            checks += 1
-            if found is None:
-                continue
-            if not found.is_copy:
-                reason[k] = RELATED_REASON
-                continue
-            if found.area < CROP_AREA:
-                inner, outer = (fa, fb) if found.contained == 0 else (fb, fa)
-                if _detail(found, cache, inner, outer) < MIN_DETAIL:
-                    reason[k] = LESS_DETAIL_REASON
-                    continue  # e.g. a photo inside a screenshot: the photo has more detail
-                crop[k] = found.contained
-            reason.pop(k, None)
-            method[k] = GEOMETRY
+            a_key, b_key = (str(f.absolute) for f in files(k))
+            if tried[a_key] < per_file and tried[b_key] < per_file:
+                tried[a_key] += 1
+                tried[b_key] += 1
+                keypoint_checks.append(k)
+
+    def check_keypoints(k: int) -> GeometricMatch | None:
+        fa, fb = files(k)
+        return _safely(match, cache.get(fa.absolute), cache.get(fb.absolute))
+
+    for k, found in _in_parallel(check_keypoints, keypoint_checks, workers):
+        if found is None:
+            continue
+        if not found.is_copy:
+            reason[k] = RELATED_REASON
+            continue
+        fa, fb = files(k)
+        if found.area < CROP_AREA:
+            inner, outer = (fa, fb) if found.contained == 0 else (fb, fa)
+            if _detail(found, cache, inner, outer) < MIN_DETAIL:
+                reason[k] = LESS_DETAIL_REASON
+                continue  # e.g. a photo inside a screenshot: the photo has more detail
+            crop[k] = found.contained
+        reason.pop(k, None)
+        method[k] = GEOMETRY
+    checks = len(keypoint_checks)
     keep = np.array([m is not None for m in method], dtype=bool)
 
     def entry(k: int) -> dict[str, Any]:
@@ -159,6 +177,21 @@ def _detail(found: GeometricMatch, cache: PictureCache, inner: FileInfo, outer: 
     inner_real = max(inner.width or 0, inner.height or 0) or inner_work
     outer_real = max(outer.width or 0, outer.height or 0) or outer_work
     return float(found.scale * (outer_real / outer_work) / (inner_real / inner_work))
+
+
+def _in_parallel(
+    check: Callable[[int], GeometricMatch | None], items: list[int], workers: int | None
+) -> Iterator[tuple[int, GeometricMatch | None]]:
+    """``(item, check(item))`` in order, computed on a thread pool in chunks, so that the
+    pictures a chunk needs stay in the cache while it runs."""
+    threads = workers or os.cpu_count() or 1
+    if threads == 1 or len(items) < 2:
+        yield from ((k, check(k)) for k in items)
+        return
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="dedup-verify") as pool:
+        for start in range(0, len(items), CHUNK):
+            chunk = items[start : start + CHUNK]
+            yield from zip(chunk, pool.map(check, chunk))
 
 
 def _safely(

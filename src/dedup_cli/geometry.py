@@ -32,9 +32,9 @@ the full picture.
 from __future__ import annotations
 
 import os
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -108,9 +108,15 @@ def opencv_error() -> type[Exception]:
     return error
 
 
-@lru_cache(maxsize=1)
+_local = threading.local()
+
+
 def _orb() -> Any:
-    return _cv2().ORB_create(nfeatures=1000, fastThreshold=10)
+    """One ORB detector per thread (OpenCV objects are not shared across threads)."""
+    orb = getattr(_local, "orb", None)
+    if orb is None:
+        orb = _local.orb = _cv2().ORB_create(nfeatures=1000, fastThreshold=10)
+    return orb
 
 
 def _detect(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -332,22 +338,31 @@ class PictureCache:
     def __init__(self, capacity: int = 1024) -> None:
         self._cache: OrderedDict[str, Picture | None] = OrderedDict()
         self._failed: set[str] = set()
+        self._lock = threading.Lock()
         self.capacity = capacity
         self.unreadable = 0
 
     def get(self, path: str | os.PathLike[str]) -> Picture | None:
+        """The picture of a file, or None when it cannot be read (counted once). Safe to
+        call from several threads; two threads may rarely read one file twice."""
         key = os.fspath(path)
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key]
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+            if key in self._failed:
+                return None
         picture: Picture | None = None
-        if key not in self._failed:
-            try:
-                picture = load_picture(key)
-            except (ImageDecodeError, OSError):
-                self._failed.add(key)
-                self.unreadable += 1
-        self._cache[key] = picture
-        if len(self._cache) > self.capacity:
-            self._cache.popitem(last=False)
+        try:
+            picture = load_picture(key)
+        except (ImageDecodeError, OSError):
+            with self._lock:
+                if key not in self._failed:
+                    self._failed.add(key)
+                    self.unreadable += 1
+            return None
+        with self._lock:
+            self._cache[key] = picture
+            if len(self._cache) > self.capacity:
+                self._cache.popitem(last=False)
         return picture
