@@ -10,7 +10,14 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import encode, sample_photos
-from dedup_cli.benchmark import LOOKALIKE, Sample, _scores, build_corpus
+from dedup_cli.benchmark import (
+    LOOKALIKE,
+    Sample,
+    Scores,
+    _scores,
+    build_corpus,
+    suggest_threshold,
+)
 from dedup_cli.cli import app
 from dedup_cli.transforms import EASY, HARD
 
@@ -105,3 +112,22 @@ def test_scorer_on_hand_built_predictions() -> None:
     # Nothing predicted: precision is vacuous (1.0), recall 0.
     empty = _scores(set(), positives, members, samples)
     assert (empty.precision, empty.recall, empty.f1) == (1.0, 0.0, 0.0)
+
+
+def test_suggested_threshold_prefers_recall_then_fewer_pairs() -> None:
+    def row(easy_p: float, easy_r: float, hard_r: float) -> dict[str, Scores]:
+        return {
+            "easy": Scores(easy_p, easy_r, 0.0, 0, 0),
+            "hard": Scores(1.0, hard_r, 0.0, 0, 0),
+        }
+
+    grid = {
+        0.70: row(0.98, 1.00, 0.60),  # misses the precision target
+        0.75: row(1.00, 1.00, 0.50),  # best easy and hard recall among the eligible
+        0.80: row(1.00, 1.00, 0.40),
+        0.85: row(1.00, 0.90, 0.30),
+    }
+    assert suggest_threshold(grid, 0.99) == 0.75
+    grid[0.80] = row(1.00, 1.00, 0.50)  # a tie on both recalls: the higher threshold wins
+    assert suggest_threshold(grid, 0.99) == 0.80
+    assert suggest_threshold(grid, 1.01) is None

@@ -267,12 +267,22 @@ def evaluate(
         result.by_family[t] = {
             f: _scores(predicted, positives[f], members[f], samples, near) for f in families
         }
-    eligible = [t for t in all_t if result.by_threshold[t]["easy"].precision >= target_precision]
-    if eligible:
-        result.chosen_threshold = max(
-            eligible, key=lambda t: (result.by_threshold[t]["easy"].recall, t)
-        )
+    result.chosen_threshold = suggest_threshold(result.by_threshold, target_precision)
     return result
+
+
+def suggest_threshold(
+    by_threshold: dict[float, dict[str, Scores]], target_precision: float
+) -> float | None:
+    """Among thresholds whose easy-tier precision reaches the target: the best easy recall,
+    then the best hard recall, then the highest threshold (fewer pairs to verify)."""
+    eligible = [t for t, s in by_threshold.items() if s["easy"].precision >= target_precision]
+    if not eligible:
+        return None
+    return max(
+        eligible,
+        key=lambda t: (by_threshold[t]["easy"].recall, by_threshold[t]["hard"].recall, t),
+    )
 
 
 def plot(results: list[ModelBench], path: Path) -> Path:
