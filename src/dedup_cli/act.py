@@ -13,6 +13,8 @@ import json
 import os
 import secrets
 import shutil
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +39,7 @@ class ActionReport:
     done: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
     failed: list[dict[str, Any]] = field(default_factory=list)
+    interrupted: bool = False  # Ctrl-C: stopped between two files, the rest untouched
 
     @property
     def bytes_freed(self) -> int:
@@ -51,6 +54,7 @@ class ActionReport:
             "skipped": self.skipped,
             "failed": self.failed,
             "bytes_freed": self.bytes_freed,
+            "interrupted": self.interrupted,
         }
 
 
@@ -59,9 +63,15 @@ class UndoReport:
     run_id: str
     restored: list[str] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
+    interrupted: bool = False  # Ctrl-C: stopped between two files; undo again for the rest
 
     def as_dict(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "restored": self.restored, "skipped": self.skipped}
+        return {
+            "run_id": self.run_id,
+            "restored": self.restored,
+            "skipped": self.skipped,
+            "interrupted": self.interrupted,
+        }
 
 
 def new_run_id() -> str:
@@ -132,12 +142,44 @@ def execute_plan(
     report = ActionReport(run_id=run_id, action=action, manifest=str(manifest))
     store.start_run(run_id, str(root), action, plan.model, plan.threshold, str(manifest))
     try:
-        for group in plan.groups:
-            for removal in group.remove:
-                _act_on_one(removal.file, group.keep, root, action, move_to, store, report)
+        with _DeferredInterrupt() as interrupt:
+            for group in plan.groups:
+                for removal in group.remove:
+                    if interrupt.requested:
+                        report.interrupted = True
+                        return report
+                    _act_on_one(removal.file, group.keep, root, action, move_to, store, report)
+            report.interrupted = interrupt.requested
     finally:
         _write_manifest(manifest, plan, report)
     return report
+
+
+class _DeferredInterrupt:
+    """Ctrl-C (SIGINT) during an action only asks to stop: the file being handled is
+    finished and journaled first, so no action is ever left half done (a move across file
+    systems is a copy and a delete). Only possible in the main thread; elsewhere, and on a
+    second Ctrl-C, the interrupt is immediate."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+        self._installed = False
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> _DeferredInterrupt:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def _act_on_one(
@@ -216,30 +258,42 @@ def undo_run(store: Store, run_id: str | None = None) -> UndoReport:
     if run["undone_at"] is not None:
         raise NothingToUndoError(f"run {run_id} was already undone")
     report = UndoReport(run_id=run_id)
-    for action in store.run_actions(run_id):
-        if action["status"] != "done":
-            continue
-        original = Path(action["path"])
-        if action["action"] != "move" or not action["destination"]:
-            why = (
-                "sent to the system trash: restore it from there"
-                if action["action"] == "trash"
-                else "deleted: cannot be restored"
-            )
-            report.skipped.append({"path": str(original), "reason": why})
-            continue
-        destination = Path(action["destination"])
-        if original.exists():
-            report.skipped.append({"path": str(original), "reason": "a file is back at that path"})
-            continue
-        if not destination.exists():
-            report.skipped.append(
-                {"path": str(original), "reason": f"quarantined copy {destination} is gone"}
-            )
-            continue
-        original.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(destination), str(original))
-        store.set_action_status(action["id"], "undone")
-        report.restored.append(str(original))
+    with _DeferredInterrupt() as interrupt:
+        for action in store.run_actions(run_id):
+            if interrupt.requested:
+                report.interrupted = True
+                return report  # files restored so far are marked; undo again for the rest
+            _undo_one(action, store, report)
+        if interrupt.requested:
+            report.interrupted = True
+            return report
     store.mark_run_undone(run_id)
     return report
+
+
+def _undo_one(action: dict[str, Any], store: Store, report: UndoReport) -> None:
+    """Move one quarantined file back, or say why it cannot be."""
+    if action["status"] != "done":
+        return
+    original = Path(action["path"])
+    if action["action"] != "move" or not action["destination"]:
+        why = (
+            "sent to the system trash: restore it from there"
+            if action["action"] == "trash"
+            else "deleted: cannot be restored"
+        )
+        report.skipped.append({"path": str(original), "reason": why})
+        return
+    destination = Path(action["destination"])
+    if original.exists():
+        report.skipped.append({"path": str(original), "reason": "a file is back at that path"})
+        return
+    if not destination.exists():
+        report.skipped.append(
+            {"path": str(original), "reason": f"quarantined copy {destination} is gone"}
+        )
+        return
+    original.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(destination), str(original))
+    store.set_action_status(action["id"], "undone")
+    report.restored.append(str(original))

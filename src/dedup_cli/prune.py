@@ -120,7 +120,7 @@ def prune_database(
     report.renamed.sort()
 
     if not dry_run:
-        with store.transaction() as conn:
+        with store.transaction(write=True) as conn:
             for state in ghosts.values():
                 conn.execute(text("DELETE FROM embeddings WHERE file_id = :i"), {"i": state.id})
                 conn.execute(text("DELETE FROM files WHERE id = :i"), {"i": state.id})

@@ -39,6 +39,12 @@ YesOpt = Annotated[
 ]
 
 
+class ActionInterrupted(DedupError):
+    """Ctrl-C during an action: stopped cleanly between two files."""
+
+    exit_code = 130
+
+
 class NotConfirmedError(DedupError):
     """An action was asked for, but nobody confirmed it."""
 
@@ -158,6 +164,17 @@ def act_on_plan(
             "nothing was changed; to act, add --action trash, --action move --to DIR "
             "or --action delete",
             highlight=False,
+        )
+
+
+def raise_if_interrupted(document: dict[str, Any]) -> None:
+    """After the JSON document is out: a Ctrl-C during the action ends with exit code 130."""
+    outcome = document.get("action") or {}
+    if outcome.get("interrupted"):
+        undo = f"; undo with: dedup undo {outcome['run_id']}" if outcome["action"] == "move" else ""
+        raise ActionInterrupted(
+            f"interrupted: {len(outcome['done'])} file(s) done and journaled, the rest "
+            f"untouched{undo}"
         )
 
 

@@ -16,6 +16,7 @@ from dedup_cli.cli.acting import (
     YesOpt,
     act_on_plan,
     check_action,
+    raise_if_interrupted,
     review_plan,
     write_report,
 )
@@ -142,6 +143,7 @@ def cross_command(
             act_on_plan(plan, store_a, document, action, to, yes, silent)
         if json_output:
             print_json(document)
+        raise_if_interrupted(document)
 
 
 def _print_summary(result: Any) -> None:

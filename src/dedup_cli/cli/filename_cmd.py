@@ -15,6 +15,7 @@ from dedup_cli.cli.acting import (
     YesOpt,
     act_on_plan,
     check_action,
+    raise_if_interrupted,
     review_plan,
     write_report,
 )
@@ -95,6 +96,7 @@ def filename_clean_command(
             act_on_plan(plan, store, document, action, to, yes, silent)
         if json_output:
             print_json(document)
+        raise_if_interrupted(document)
 
 
 def _print_summary(result: Any) -> None:

@@ -15,6 +15,7 @@ from dedup_cli.cli.acting import (
     YesOpt,
     act_on_plan,
     check_action,
+    raise_if_interrupted,
     review_plan,
     write_report,
 )
@@ -133,6 +134,7 @@ def find_command(
             act_on_plan(plan, store, document, action, to, yes, json_output or quiet)
         if json_output:
             print_json(document)
+        raise_if_interrupted(document)
 
 
 def print_find_summary(result: Any) -> None:

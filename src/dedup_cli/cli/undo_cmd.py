@@ -39,11 +39,19 @@ def undo_command(
             report = undo_run(store, run_id)
         if json_output:
             print_json(report.as_dict())
-            return
-        err_console.print(
-            f"run {report.run_id}: {len(report.restored)} file(s) restored", highlight=False
-        )
-        for item in report.skipped:
+        else:
             err_console.print(
-                f"  [yellow]not restored[/yellow] {item['path']}: {item['reason']}", highlight=False
+                f"run {report.run_id}: {len(report.restored)} file(s) restored", highlight=False
+            )
+            for item in report.skipped:
+                err_console.print(
+                    f"  [yellow]not restored[/yellow] {item['path']}: {item['reason']}",
+                    highlight=False,
+                )
+        if report.interrupted:
+            from dedup_cli.cli.acting import ActionInterrupted
+
+            raise ActionInterrupted(
+                f"interrupted: {len(report.restored)} file(s) restored; run "
+                f"dedup undo {report.run_id} again to restore the rest"
             )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -108,7 +109,7 @@ class Store:
 
     def ensure_model(self, name: str, dimension: int, preprocessing: str) -> int:
         """The model's id, registering it on first use; a dimension change is an error."""
-        with self.transaction() as conn:
+        with self.transaction(write=True) as conn:
             row = conn.execute(
                 text("SELECT id, dimension FROM models WHERE name = :n"), {"n": name}
             ).first()
@@ -164,7 +165,7 @@ class Store:
         vector can never be compared again.
         """
         now = time.time()
-        with self.transaction() as conn:
+        with self.transaction(write=True) as conn:
             for f in facts:
                 old = conn.execute(
                     text("SELECT id, content_hash FROM files WHERE path = :p"), {"p": f.path}
@@ -269,7 +270,7 @@ class Store:
         """Remember every pair among these contents as "not duplicates"; returns pairs added."""
         unique = sorted(set(content_hashes))
         pairs = [(a, b) for k, a in enumerate(unique) for b in unique[k + 1 :]]
-        with self.transaction() as conn:
+        with self.transaction(write=True) as conn:
             for a, b in pairs:
                 conn.execute(
                     text(
@@ -298,7 +299,7 @@ class Store:
         threshold: float,
         manifest: str | None,
     ) -> None:
-        with self.transaction() as conn:
+        with self.transaction(write=True) as conn:
             conn.execute(
                 text(
                     "INSERT INTO runs (id, created_at, root, action, model, threshold, manifest) "
@@ -317,7 +318,7 @@ class Store:
 
     def journal(self, run_id: str, entry: dict[str, Any]) -> int:
         """Record one action; written before and updated after the filesystem change."""
-        with self.transaction() as conn:
+        with self.transaction(write=True) as conn:
             return int(
                 conn.execute(
                     text(
@@ -330,7 +331,7 @@ class Store:
             )
 
     def set_action_status(self, action_id: int, status: str, reason: str | None = None) -> None:
-        with self.transaction() as conn:
+        with self.transaction(write=True) as conn:
             conn.execute(
                 text("UPDATE actions SET status = :s, reason = :r, at = :a WHERE id = :i"),
                 {"s": status, "r": reason, "a": time.time(), "i": action_id},
@@ -356,7 +357,7 @@ class Store:
             return [dict(r._mapping) for r in rows]
 
     def mark_run_undone(self, run_id: str) -> None:
-        with self.transaction() as conn:
+        with self.transaction(write=True) as conn:
             conn.execute(
                 text("UPDATE runs SET undone_at = :t WHERE id = :i"),
                 {"t": time.time(), "i": run_id},
@@ -364,10 +365,12 @@ class Store:
 
     # -- helpers --------------------------------------------------------------------------
 
-    def transaction(self) -> Any:
+    def transaction(self, write: bool = False) -> Any:
         """``with store.transaction() as conn``: one transaction; lock, read-only and disk-full
-        errors become a StoreError with one clear line."""
-        return _Transaction(self)
+        errors become a StoreError with one clear line. ``write=True`` takes the write lock
+        at the start (waiting up to the busy timeout), so a read-then-write cannot race
+        another dedup process writing the same rows."""
+        return _Transaction(self, write)
 
     def compact(self) -> None:
         """Checkpoint the WAL and VACUUM, so removed rows give their space back."""
@@ -382,14 +385,22 @@ class Store:
 class _Transaction:
     """``engine.begin()`` that turns lock and disk errors into one clear StoreError."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, write: bool = False) -> None:
         self.store = store
+        self.write = write
         self.ctx: Any = None
 
     def __enter__(self) -> Any:
         try:
             self.ctx = self.store.engine.begin()
-            return self.ctx.__enter__()
+            conn = self.ctx.__enter__()
+            if self.write:
+                try:
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                except BaseException:
+                    self.ctx.__exit__(*sys.exc_info())
+                    raise
+            return conn
         except OperationalError as exc:
             raise StoreError(_explain(exc, self.store.path)) from exc
 

@@ -40,6 +40,12 @@ def migrate(conn: Connection) -> int:
             f"database schema version {version} is newer than this dedup supports "
             f"({SCHEMA_VERSION}); upgrade dedup"
         )
+    if version == SCHEMA_VERSION:
+        return version
+    # Two processes may open a new database at once: take the write lock (waiting for the
+    # other one's migration, up to the busy timeout) and look at the version again.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    version = current_version(conn)
     for number in range(version, SCHEMA_VERSION):
         MIGRATIONS[number](conn)
         conn.execute(text(f"PRAGMA user_version = {number + 1}"))
