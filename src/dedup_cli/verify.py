@@ -109,6 +109,7 @@ def confirm(
 ) -> bool:
     """True when the thumbnails show the same picture up to resize, re-encode and small crop
     (and, with ``flips``, a mirror image or a quarter turn)."""
-    if a is None or b is None:
-        return False
+    side = THUMBNAIL_SIDE * THUMBNAIL_SIDE
+    if a is None or b is None or len(a) != side or len(b) != side:
+        return False  # missing, or damaged in the database: no evidence
     return aligned_correlation(a, b, flips) >= min_correlation

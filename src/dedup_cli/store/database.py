@@ -141,11 +141,15 @@ class Store:
     # -- files ----------------------------------------------------------------------------
 
     def file_states(self, model_id: int | None) -> dict[str, FileState]:
-        """Every known file, with whether it has an embedding for the model; one query."""
+        """Every known file, with whether it has an embedding for the model; one query.
+
+        A vector blob of the wrong length (a damaged or foreign database) does not count,
+        so the next ``hash`` embeds that file again and overwrites it."""
         sql = (
             "SELECT f.id, f.path, f.size, f.mtime_ns, f.content_hash, f.error, "
             "e.file_id IS NOT NULL AS has_embedding FROM files f "
-            "LEFT JOIN embeddings e ON e.file_id = f.id AND e.model_id = :m"
+            "LEFT JOIN embeddings e ON e.file_id = f.id AND e.model_id = :m "
+            "AND length(e.vector) = (SELECT dimension * 4 FROM models WHERE id = :m)"
         )
         with self.transaction() as conn:
             rows = conn.execute(text(sql), {"m": model_id if model_id is not None else -1})
@@ -260,6 +264,8 @@ class Store:
             for path, blob in raw.execute(sql, (model_id,)):
                 if paths is not None and path not in paths:
                     continue
+                if not isinstance(blob, bytes) or len(blob) != 4 * dimension:
+                    continue  # damaged: never compared (``file_states`` has it re-embedded)
                 matrix[len(names)] = np.frombuffer(blob, dtype="<f4")
                 names.append(path)
         return names, matrix if len(names) == count else matrix[: len(names)].copy()
