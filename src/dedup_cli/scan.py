@@ -52,7 +52,8 @@ def scan(
 
     Symlinks are never followed (so a link loop cannot trap the walk, and a removal can never
     reach outside the root through one); they are counted in ``skipped_symlinks``. Hidden
-    files and folders (a leading dot) are skipped unless ``include_hidden``.
+    files and folders (a leading dot) are skipped unless ``include_hidden``. Names that are
+    not valid UTF-8 cannot be stored in the database: they are reported in ``errors``.
     """
     root_list = [roots] if isinstance(roots, Path) else list(roots)
     excluded = {os.path.realpath(p) for base in exclude for p in _db_family(Path(base))}
@@ -86,18 +87,47 @@ def _walk(
             continue
         try:
             if entry.is_symlink():
-                if entry.is_dir() or is_image_name(name):
+                if is_image_name(name) or _leads_to_folder(entry):
                     result.skipped_symlinks += 1
                 continue
-            if entry.is_dir(follow_symlinks=False):
+            is_folder = entry.is_dir(follow_symlinks=False)
+            if not _is_utf8(name):
+                # Paths are stored as UTF-8 text: report such a name (escaped), leave it alone.
+                if is_folder or is_image_name(name):
+                    result.errors.append((_printable(child), "name is not valid UTF-8"))
+                continue
+            if is_folder:
                 _walk(root, child, result, include_hidden, excluded)
                 continue
             if not is_image_name(name) or entry.path in excluded:
                 continue
             info = entry.stat(follow_symlinks=False)
         except OSError as exc:
-            result.errors.append((child, exc.strerror or str(exc)))
+            result.errors.append((_printable(child), exc.strerror or str(exc)))
             continue
         if not stat.S_ISREG(info.st_mode):
             continue
         result.files.append(ScannedFile(root, child, info.st_size, info.st_mtime_ns))
+
+
+def _leads_to_folder(link: os.DirEntry[str]) -> bool:
+    """Whether a symlink points to a folder; a dangling link or a loop leads nowhere (asking
+    must not turn a loop into an error: the link is skipped either way)."""
+    try:
+        return link.is_dir()
+    except OSError:
+        return False
+
+
+def _is_utf8(name: str) -> bool:
+    """False for a name with bytes that are not UTF-8 (Python carries them as surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(path: str) -> str:
+    """``path`` with undecodable bytes escaped (``caf\\xe9.jpg``), safe to print and store."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
