@@ -67,7 +67,7 @@ def main() -> None:
         with Store(Path(tmp) / "db.sqlite") as store:
             found = scan(folder)
             hash_root(folder, store, spec, HashOptions(device=resolve_device("cpu")), None, found)
-            files, matrix = load_collection(folder, store, spec, found)
+            files, matrix, _unreadable = load_collection(folder, store, spec, found)
             pairs = similar_pairs(matrix, spec.default_threshold)
             involved = set(pairs.left.tolist()) | set(pairs.right.tolist())
             thumbs = store.thumbnails(files[i].path for i in involved)

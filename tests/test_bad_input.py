@@ -391,11 +391,6 @@ def test_rerun_counts_known_bad_files_without_reading_them_again(zoo: Zoo) -> No
     assert sorted(map(sorted, zoo.groups(zoo.rerun))) == sorted(map(sorted, zoo.groups()))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug in service.FindResult.as_dict: `unreadable` lists only files that failed in "
-    "this run, so a rerun counts known bad files in stats.unreadable but lists none",
-)
 def test_rerun_lists_every_unreadable_file_it_counts(zoo: Zoo) -> None:
     assert len(zoo.rerun["unreadable"]) == zoo.rerun["stats"]["unreadable"]
 
@@ -449,12 +444,6 @@ def test_names_that_are_not_utf8_are_reported_and_left_alone(
     assert bad_file.read_bytes() == data and (bad_folder / "x.jpg").read_bytes() == data
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug in cli/find_cmd.print_find_summary (and cli/hash_cmd.print_hash_summary, "
-    "cli/common.handle_errors): paths are printed as Rich markup, so a path like "
-    "'x[/a].jpg' raises MarkupError, and printing that error raises again: traceback, exit 1",
-)
 def test_markup_like_path_does_not_break_the_human_summary(
     tmp_path: Path, photos: dict[str, Image.Image]
 ) -> None:

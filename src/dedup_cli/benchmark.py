@@ -205,7 +205,7 @@ def evaluate(
         seconds = time.perf_counter() - started
         if store.model_id(spec.key) is None:
             raise UsageError("no embeddings were made; see the errors above")
-        files, matrix = load_collection(folder, store, spec, found)
+        files, matrix, _unreadable = load_collection(folder, store, spec, found)
         all_t = sorted(set(thresholds) | {spec.default_threshold})
         pairs = similar_pairs(matrix, min(all_t))
         involved = set(pairs.left.tolist()) | set(pairs.right.tolist())

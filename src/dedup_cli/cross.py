@@ -120,7 +120,7 @@ def _prepare(
                 f"the database of {label} is incomplete: {missing} file(s) not hashed with "
                 f"{spec.key}; run: dedup hash {side.root} --model {spec.key} (or drop --no-hash)"
             )
-    side.files, side.matrix = load_collection(side.root, side.store, spec, side.found)
+    side.files, side.matrix, _unreadable = load_collection(side.root, side.store, spec, side.found)
 
 
 def cross_find(

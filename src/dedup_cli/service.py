@@ -12,7 +12,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -54,6 +54,7 @@ class FindResult:
     geometric_checks: int = 0
     unconfirmed: list[dict[str, Any]] = field(default_factory=list)
     related: list[dict[str, Any]] = field(default_factory=list)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # this run's and known
     search_seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -62,7 +63,8 @@ class FindResult:
             "files_scanned": self.hashing.scanned,
             "files_compared": self.files_compared,
             "files_embedded_now": self.hashing.embedded,
-            "unreadable": len(self.hashing.failed) + self.hashing.known_bad,
+            "unreadable": len(self.unreadable),
+            "skipped_symlinks": self.hashing.skipped_symlinks,
             "candidate_pairs": self.candidate_pairs,
             "confirmed_pairs": self.confirmed_pairs,
             "confirmed_by": self.confirmed_by,
@@ -71,7 +73,8 @@ class FindResult:
             "related_pairs": len(self.related),
             "search_seconds": round(self.search_seconds, 3),
         }
-        document["unreadable"] = [{"path": p, "error": e} for p, e in self.hashing.failed]
+        document["unreadable"] = [{"path": p, "error": e} for p, e in self.unreadable]
+        document["scan_errors"] = [{"path": p, "error": e} for p, e in self.hashing.scan_errors]
         document["unconfirmed"] = self.unconfirmed
         document["related"] = self.related
         return document
@@ -106,16 +109,25 @@ def hash_root(
     )
 
 
-def load_collection(
-    root: Path, store: Store, spec: ModelSpec, found: ScanResult
-) -> tuple[list[FileInfo], np.ndarray]:
-    """The readable scanned files with an embedding of ``spec``, and their vectors (row k of
-    the matrix belongs to file k). Only scanned paths are used: database rows are untrusted."""
+class Collection(NamedTuple):
+    """The scanned files of a root as the database knows them."""
+
+    files: list[FileInfo]  # readable, with an embedding of the model
+    matrix: np.ndarray  # row k is the vector of files[k]
+    unreadable: list[tuple[str, str]]  # (path, error) of every scanned file that cannot be read
+
+
+def load_collection(root: Path, store: Store, spec: ModelSpec, found: ScanResult) -> Collection:
+    """The readable scanned files with an embedding of ``spec``, their vectors, and the
+    scanned files known to be unreadable. Only scanned paths are used: database rows are
+    untrusted."""
     present = {f.path for f in found.files}
-    rows = {p: r for p, r in store.file_rows(present).items() if r["error"] is None}
+    every = store.file_rows(present)
+    unreadable = sorted((p, str(r["error"])) for p, r in every.items() if r["error"] is not None)
+    rows = {p: r for p, r in every.items() if r["error"] is None}
     known = store.model_id(spec.key)
     if known is None:
-        return [], np.zeros((0, spec.dimension), dtype=np.float32)
+        return Collection([], np.zeros((0, spec.dimension), dtype=np.float32), unreadable)
     names, matrix = store.load_embeddings(known[0], known[1], set(rows))
     files = [
         FileInfo(
@@ -130,7 +142,7 @@ def load_collection(
         )
         for p in names
     ]
-    return files, matrix
+    return Collection(files, matrix, unreadable)
 
 
 def find_duplicates(
@@ -151,7 +163,7 @@ def find_duplicates(
     found = scan(root, include_hidden=options.include_hidden, exclude=[store.path])
     report = hash_root(root, store, spec, options, progress, scanned=found)
     started = time.perf_counter()
-    files, matrix = load_collection(root, store, spec, found)
+    files, matrix, unreadable = load_collection(root, store, spec, found)
     by_hash: dict[str, list[int]] = defaultdict(list)
     for index, f in enumerate(files):
         if f.content_hash:
@@ -186,6 +198,7 @@ def find_duplicates(
         geometric_checks=confirmation.geometric_checks,
         unconfirmed=confirmation.unconfirmed,
         related=confirmation.related,
+        unreadable=unreadable,
         search_seconds=time.perf_counter() - started,
     )
 

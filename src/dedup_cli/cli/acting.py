@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from dedup_cli.cli.common import err_console
 from dedup_cli.errors import DedupError, UsageError
@@ -134,7 +135,7 @@ def write_report(
         ) from exc
     document["html"] = str(written)
     if not silent:
-        err_console.print(f"report written to {written}", highlight=False)
+        err_console.print(f"report written to {escape(str(written))}", highlight=False)
 
 
 def act_on_plan(
@@ -182,12 +183,13 @@ def print_action_summary(outcome: Any) -> None:
     err_console.print(
         f"run {outcome.run_id}: {outcome.action} {len(outcome.done)} file(s), "
         f"{human_bytes(outcome.bytes_freed)}; {len(outcome.skipped)} skipped, "
-        f"{len(outcome.failed)} failed; journal {outcome.manifest}",
+        f"{len(outcome.failed)} failed; journal {escape(str(outcome.manifest))}",
         highlight=False,
     )
     for item in outcome.skipped[:20]:
         err_console.print(
-            f"  [yellow]skipped[/yellow] {item['path']}: {item['reason']}", highlight=False
+            f"  [yellow]skipped[/yellow] {escape(item['path'])}: {escape(item['reason'])}",
+            highlight=False,
         )
     if outcome.action == "move":
         err_console.print(f"undo with: dedup undo {outcome.run_id}", highlight=False)

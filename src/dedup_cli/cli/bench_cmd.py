@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from dedup_cli.cli.common import (
@@ -85,7 +86,7 @@ def bench_command(
         for bench in results:
             _print_model(console, bench)
         if plot is not None:
-            err_console.print(f"plot written to {plot}", highlight=False)
+            err_console.print(f"plot written to {escape(str(plot))}", highlight=False)
 
 
 def _print_model(console: Console, bench: Any) -> None:

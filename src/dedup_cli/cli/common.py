@@ -12,6 +12,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -99,7 +100,7 @@ def handle_errors() -> Iterator[None]:
     except DedupError as exc:
         if state.debug:
             raise
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         err_console.print(
@@ -111,7 +112,8 @@ def handle_errors() -> Iterator[None]:
         if state.debug:
             raise
         err_console.print(
-            f"[red]error:[/red] {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+            f"[red]error:[/red] {type(exc).__name__}: {escape(str(exc))} "
+            "(rerun with --debug for the traceback)",
             highlight=False,
             soft_wrap=True,
         )

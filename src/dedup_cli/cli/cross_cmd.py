@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from dedup_cli.cli.acting import (
@@ -149,10 +150,12 @@ def cross_command(
 def _print_summary(result: Any) -> None:
     plan = result.plan
     for group in plan.groups[:50]:
-        err_console.print(f"[green]keep  [/green] {group.keep.absolute}", highlight=False)
+        err_console.print(
+            f"[green]keep  [/green] {escape(str(group.keep.absolute))}", highlight=False
+        )
         for removal in group.remove:
             err_console.print(
-                f"  [red]remove[/red] {removal.file.absolute} "
+                f"  [red]remove[/red] {escape(str(removal.file.absolute))} "
                 f"(similarity {removal.similarity:.3f}, {removal.method})",
                 highlight=False,
             )

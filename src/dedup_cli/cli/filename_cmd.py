@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from dedup_cli.cli.acting import (
@@ -104,10 +105,11 @@ def _print_summary(result: Any) -> None:
     if not result.verified:
         err_console.print("[yellow]--no-verify: pairs are planned on their names alone[/yellow]")
     for group in plan.groups[:50]:
-        err_console.print(f"[green]keep  [/green] {group.keep.path}", highlight=False)
+        err_console.print(f"[green]keep  [/green] {escape(group.keep.path)}", highlight=False)
         for removal in group.remove:
             err_console.print(
-                f"  [red]remove[/red] {removal.file.path} ({removal.method})", highlight=False
+                f"  [red]remove[/red] {escape(removal.file.path)} ({removal.method})",
+                highlight=False,
             )
     table = Table(title="dedup filename-clean", show_header=False)
     table.add_row("name pairs", str(result.name_pairs))

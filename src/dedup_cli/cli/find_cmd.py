@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from dedup_cli.cli.acting import (
@@ -142,14 +143,14 @@ def print_find_summary(result: Any) -> None:
     for number, group in enumerate(plan.groups[:50], start=1):
         err_console.print(f"[bold]group {number}[/bold]", highlight=False)
         err_console.print(
-            f"  [green]keep  [/green] {group.keep.path} "
+            f"  [green]keep  [/green] {escape(group.keep.path)} "
             f"({human_bytes(group.keep.size)}, {group.keep.width}x{group.keep.height})",
             highlight=False,
         )
         for removal in group.remove:
             f = removal.file
             err_console.print(
-                f"  [red]remove[/red] {f.path} ({human_bytes(f.size)}, {f.width}x{f.height}, "
+                f"  [red]remove[/red] {escape(f.path)} ({human_bytes(f.size)}, {f.width}x{f.height}, "
                 f"similarity {removal.similarity:.3f}, {removal.method})",
                 highlight=False,
             )
@@ -160,7 +161,7 @@ def print_find_summary(result: Any) -> None:
     )
     table.add_row("files compared", str(result.files_compared))
     table.add_row("embedded now", str(result.hashing.embedded))
-    table.add_row("unreadable", str(len(result.hashing.failed) + result.hashing.known_bad))
+    table.add_row("unreadable", str(len(result.unreadable)))
     table.add_row("duplicate groups", str(len(plan.groups)))
     table.add_row("files to remove", str(plan.files_to_remove))
     table.add_row("space to free", human_bytes(plan.bytes_to_free))

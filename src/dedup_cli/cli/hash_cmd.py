@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from rich.table import Table
 
 from dedup_cli.cli.common import (
@@ -75,6 +76,8 @@ def print_hash_summary(report: HashReport) -> None:
     table.add_row("database", report.database)
     err_console.print(table)
     for path, error in report.failed[:20]:
-        err_console.print(f"  [yellow]skipped[/yellow] {path}: {error}", highlight=False)
+        err_console.print(
+            f"  [yellow]skipped[/yellow] {escape(str(path))}: {escape(str(error))}", highlight=False
+        )
     if len(report.failed) > 20:
         err_console.print(f"  … and {len(report.failed) - 20} more (see --json)")

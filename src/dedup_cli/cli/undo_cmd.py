@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from dedup_cli.cli.common import JsonOpt, err_console, handle_errors, print_json
 
@@ -45,7 +46,7 @@ def undo_command(
             )
             for item in report.skipped:
                 err_console.print(
-                    f"  [yellow]not restored[/yellow] {item['path']}: {item['reason']}",
+                    f"  [yellow]not restored[/yellow] {escape(item['path'])}: {escape(item['reason'])}",
                     highlight=False,
                 )
         if report.interrupted:
