@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -156,3 +157,24 @@ def test_journal_records_every_decision(tmp_path: Path) -> None:
     report = execute_plan(plan, store, "delete")
     statuses = sorted((Path(a["path"]).name, a["status"]) for a in store.run_actions(report.run_id))
     assert statuses == [("copy.jpg", "done"), ("gone.jpg", "skipped")]
+
+
+def test_undo_restores_a_move_left_pending_by_a_killed_run(tmp_path: Path) -> None:
+    """SIGKILL after the move but before the journal said ``done``: the file is in quarantine
+    with a ``pending`` row. Undo restores it; a pending row whose move never happened is left
+    alone."""
+    root, store = setup(tmp_path)
+    plan = plan_of(root, info(root, "keep.jpg"), info(root, "copy.jpg"))
+    report = execute_plan(plan, store, "move", move_to=tmp_path / "q")
+    moved = Path(report.done[0]["destination"])
+    with sqlite3.connect(store.path) as connection:
+        connection.execute("UPDATE actions SET status = 'pending'")  # as a kill would leave it
+        connection.execute(
+            "INSERT INTO actions (run_id, path, keeper, action, destination, size, mtime_ns, "
+            "content_hash, status, at) SELECT run_id, ?, keeper, action, ?, size, mtime_ns, "
+            "content_hash, 'pending', at FROM actions",
+            (str(root / "never_moved.jpg"), str(tmp_path / "q" / "never_moved.jpg")),
+        )
+    undone = undo_run(store, report.run_id)
+    assert undone.restored == [str(root / "copy.jpg")]
+    assert (root / "copy.jpg").read_bytes() == b"copy bytes" and not moved.exists()

@@ -252,3 +252,88 @@ def test_full_disk_for_the_database_is_one_clear_line(
     # With space again, the same command finishes the work.
     again = runner.invoke(app, ["hash", str(library), "--workers", "0", "--json"])
     assert again.exit_code == 0 and json.loads(again.stdout)["embedded"] >= 1
+
+
+def test_ctrl_c_while_hashing_stops_cleanly_and_the_rerun_resumes(tmp_path: Path) -> None:
+    root = tmp_path / "photos"
+    total = 120
+    make_photos(root, total, side=160)
+    db = root / "image_database.db"
+    process = hash_process(root)
+    while process.poll() is None and embedded_so_far(db) < 8:
+        time.sleep(0.005)
+    assert process.poll() is None, "Ctrl-C should land while hashing"
+    process.send_signal(signal.SIGINT)
+    _out, err = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "interrupted: finished batches are saved" in err and "Traceback" not in err
+    assert integrity(db) == "ok"
+    saved, _files = embedding_rows(db)
+    assert 8 <= saved < total
+    rerun = subprocess.run(
+        [DEDUP, "hash", str(root), "--workers", "0", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    assert json.loads(rerun.stdout)["embedded"] == total - saved
+    assert embedding_rows(db) == (total, total)
+
+
+def actions_so_far(db: Path) -> int:
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(db, timeout=1) as connection:
+            return int(connection.execute("SELECT COUNT(*) FROM actions").fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0
+
+
+def test_sigkill_during_a_move_then_undo_restores_every_file(tmp_path: Path) -> None:
+    """Killed in the middle of moving copies away: nothing is lost, and ``dedup undo`` (which
+    finds the killed run) puts every moved file back, the one in flight included."""
+    root = tmp_path / "photos"
+    make_photos(root, 10, side=96)
+    for k in range(10):  # ten byte copies of each photo: 100 planned moves
+        for c in range(10):
+            (root / f"copy_{k}_{c}.jpg").write_bytes((root / f"img_{k:03d}.jpg").read_bytes())
+    before = {p.name: p.read_bytes() for p in root.iterdir()}
+    assert runner.invoke(app, ["hash", str(root), "--workers", "0", "-q"]).exit_code == 0
+    db = root / "image_database.db"
+    process = subprocess.Popen(
+        [
+            DEDUP,
+            "find",
+            str(root),
+            "--workers",
+            "0",
+            "--action",
+            "move",
+            "--to",
+            str(tmp_path / "quarantine"),
+            "--yes",
+            "--quiet",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    while process.poll() is None and actions_so_far(db) < 20:
+        time.sleep(0.001)
+    assert process.poll() is None, "the kill should land while moving"
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    assert integrity(db) == "ok"
+    remaining = {p.name for p in root.iterdir()}
+    quarantined = {p.name for p in (tmp_path / "quarantine").rglob("*") if p.is_file()}
+    assert (
+        set(before)
+        == (remaining - {db.name, f"{db.name}-wal", f"{db.name}-shm", ".dedup-runs"}) | quarantined
+    )  # nothing lost
+    assert 20 <= len(quarantined) < 100
+    undo = subprocess.run([DEDUP, "undo", "--json"], capture_output=True, text=True, timeout=60)
+    assert undo.returncode == 0, undo.stderr
+    assert len(json.loads(undo.stdout)["restored"]) == len(quarantined)
+    for name, content in before.items():
+        assert (root / name).read_bytes() == content

@@ -272,10 +272,18 @@ def undo_run(store: Store, run_id: str | None = None) -> UndoReport:
 
 
 def _undo_one(action: dict[str, Any], store: Store, report: UndoReport) -> None:
-    """Move one quarantined file back, or say why it cannot be."""
-    if action["status"] != "done":
+    """Move one quarantined file back, or say why it cannot be.
+
+    A ``pending`` move is one whose process was killed mid-action: if its file reached the
+    quarantine (and is gone from its place) the move happened, so it is restored too."""
+    if action["status"] not in ("done", "pending"):
         return
     original = Path(action["path"])
+    if action["status"] == "pending":
+        destination = Path(action["destination"] or "")
+        moved = action["action"] == "move" and destination.is_file() and not original.exists()
+        if not moved:
+            return  # it never happened (or cannot have: trash and delete are not undoable)
     if action["action"] != "move" or not action["destination"]:
         why = (
             "sent to the system trash: restore it from there"

@@ -148,14 +148,15 @@ def act_on_plan(
     silent: bool,
 ) -> None:
     """Confirm and execute ``plan``; put the outcome (and run id) into the JSON ``document``."""
-    from dedup_cli.act import execute_plan
+    from dedup_cli.act import execute_plan, new_run_id
     from dedup_cli.runs_index import record_run
 
     document["action"] = None
     if action != "report" and plan.files_to_remove:
         confirm(action, plan.files_to_remove, plan.bytes_to_free, yes)
-        outcome = execute_plan(plan, store, action, move_to=to)
-        record_run(outcome.run_id, store.path)
+        run_id = new_run_id()
+        record_run(run_id, store.path)  # first, so `dedup undo` finds even a killed run
+        outcome = execute_plan(plan, store, action, move_to=to, run_id=run_id)
         document["action"] = outcome.as_dict()
         document["run_id"] = outcome.run_id
         if not silent:
