@@ -52,6 +52,10 @@ def hash_process(root: Path, *extra: str, env: dict[str, str] | None = None) -> 
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, **(env or {})},
+        # A shell starts background jobs with SIGINT ignored and children inherit it: give
+        # dedup the default, so that the Ctrl-C test also works when pytest runs in the
+        # background.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
