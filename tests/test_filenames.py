@@ -146,3 +146,31 @@ def test_remembered_not_duplicates_are_not_planned(named: Path) -> None:
             ]
         )
     assert removals(clean(named)) == {"coffee (1).jpg": "exact"}
+
+
+@pytest.mark.parametrize("hashed_first", [False, True])
+def test_numbered_screenshots_of_one_app_are_not_copies(
+    tmp_path: Path, photos, hashed_first: bool
+) -> None:  # type: ignore[no-untyped-def]
+    """Windows names screenshots "Screenshot (1).png", "Screenshot (2).png": name pairs whose
+    32 px thumbnails agree (one app frame), yet different pictures. Only the files can tell."""
+    pytest.importorskip("augly.image")
+    from dedup_cli.transforms import HARD
+
+    root = tmp_path / "shots"
+    root.mkdir()
+    for name, photo in (
+        ("Screenshot", "astronaut"),
+        ("Screenshot (1)", "coffee"),
+        ("Screenshot (2)", "rocket"),
+    ):
+        blob, _ext = HARD["augly_screenshot"](photos[photo])
+        (root / f"{name}.jpg").write_bytes(blob)
+    (root / "Screenshot (3).jpg").write_bytes((root / "Screenshot.jpg").read_bytes())  # a copy
+    if hashed_first:  # the embedding path, as after `dedup hash`
+        assert runner.invoke(app, ["hash", str(root), "--workers", "0", "-q"]).exit_code == 0
+    result = runner.invoke(app, ["filename-clean", str(root), "--json"])
+    assert result.exit_code == 0, result.stderr
+    document = json.loads(result.stdout)
+    removed = {Path(p).name for g in document["groups"] for p in g["remove"]}
+    assert removed == {"Screenshot (3).jpg"}

@@ -1,10 +1,12 @@
 """``filename-clean``: copies found by name, confirmed by content before anything is planned.
 
 A name pair (``name (1).jpg`` beside ``name.jpg``) is confirmed by, in order: the same content
-hash; the stored embeddings of both files at the model's threshold together with the stored
-thumbnails' pixel check; or, when embeddings are missing, a fresh decode of both files with a
-perceptual-hash match (imagehash pHash) and the same pixel check. ``verify=False`` trusts the
-names alone, as the original tool did.
+hash; or a proposal (the stored embeddings of both files at the model's threshold, or, when
+embeddings are missing, a perceptual-hash match, imagehash pHash) whose thumbnails agree and
+whose files, read again, are proven the same picture by ``geometry`` (frame on frame, or
+aligned by keypoints; never a crop). Names alone prove nothing: Windows calls successive
+screenshots "Screenshot (1).png", "Screenshot (2).png", and those of one app agree at 32 px.
+``verify=False`` trusts the names alone, as the original tool did.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from dedup_cli.confirmation import CROP_AREA
 from dedup_cli.errors import UsageError
 from dedup_cli.filenames import NamePair, name_pairs
+from dedup_cli.geometry import PictureCache, match, match_aligned, opencv_error
 from dedup_cli.imageio import ImageDecodeError, content_hash, decode, read_file
 from dedup_cli.models import ModelSpec
 from dedup_cli.plan import FileInfo, Plan, PlannedGroup, Removal
@@ -75,6 +79,7 @@ class _Confirmer:
         self.threshold = threshold
         self.files = files
         self.cache: dict[str, _Evidence] = {}
+        self.pictures = PictureCache()
         self.rows = store.file_rows(involved)
         self.vectors: dict[str, np.ndarray] = {}
         self.thumbnails: dict[str, bytes | None] = {}
@@ -149,6 +154,7 @@ class _Confirmer:
         if ea.vector is not None and eb.vector is not None:
             similarity = float(ea.vector @ eb.vector)
             ok = similarity >= self.threshold and confirm(ea.thumbnail, eb.thumbnail)
+            ok = ok and self._same_picture(ea, eb)
             return ("embedding+pixels" if ok else None), similarity
         self._decoded(ea)
         self._decoded(eb)
@@ -157,7 +163,22 @@ class _Confirmer:
         distance = int(ea.phash - eb.phash)
         similarity = 1.0 - distance / 64.0
         ok = distance <= PHASH_MAX_DISTANCE and confirm(ea.thumbnail, eb.thumbnail)
+        ok = ok and self._same_picture(ea, eb)
         return ("phash+pixels" if ok else None), similarity
+
+    def _same_picture(self, a: _Evidence, b: _Evidence) -> bool:
+        """The files, read again, show the same whole picture (not a crop of it)."""
+        pa, pb = self.pictures.get(a.info.absolute), self.pictures.get(b.info.absolute)
+        if pa is None or pb is None:
+            return False
+        for check in (match_aligned, match):
+            try:
+                found = check(pa, pb)
+            except opencv_error():
+                continue
+            if found is not None and found.is_copy and found.area >= CROP_AREA:
+                return True
+        return False
 
 
 def clean_by_names(
