@@ -155,6 +155,7 @@ def find_duplicates(
     keep: str = "largest",
     verify: bool = True,
     geometric: bool = True,
+    index: str = "auto",
     progress: Progress | None = None,
 ) -> FindResult:
     """Hash what is missing, then plan the removal of confirmed duplicates."""
@@ -165,11 +166,11 @@ def find_duplicates(
     started = time.perf_counter()
     files, matrix, unreadable = load_collection(root, store, spec, found)
     by_hash: dict[str, list[int]] = defaultdict(list)
-    for index, f in enumerate(files):
+    for position, f in enumerate(files):
         if f.content_hash:
-            by_hash[f.content_hash].append(index)
+            by_hash[f.content_hash].append(position)
     exact_sets = [members for members in by_hash.values() if len(members) > 1]
-    candidates = similar_pairs(matrix, threshold, device=resolve_device(options.device))
+    candidates = search_pairs(matrix, threshold, index, resolve_device(options.device))
     candidates = drop_remembered(candidates, files, files, store.not_duplicate_pairs())
     if verify:
         involved = set(candidates.left.tolist()) | set(candidates.right.tolist())
@@ -201,6 +202,25 @@ def find_duplicates(
         unreadable=unreadable,
         search_seconds=time.perf_counter() - started,
     )
+
+
+INDEXES = ("auto", "exact", "ann")
+# Below this many files exact search is as fast as building an approximate index on a CPU
+# (docs/benchmarks.md, bench_ann.py); on a GPU exact search is always used.
+ANN_CUTOVER = 200_000
+
+
+def search_pairs(matrix: np.ndarray, threshold: float, index: str, device: Any) -> Pairs:
+    """Candidate pairs by exact search, or by the approximate index (``ann``) for large
+    collections on a CPU; ``auto`` picks by size and device."""
+    if index not in INDEXES:
+        raise UsageError(f"--index must be one of {', '.join(INDEXES)}, not {index!r}")
+    on_gpu = getattr(device, "type", "cpu") in ("cuda", "mps")
+    if index == "ann" or (index == "auto" and not on_gpu and len(matrix) >= ANN_CUTOVER):
+        from dedup_cli.ann import ann_pairs
+
+        return ann_pairs(matrix, threshold)
+    return similar_pairs(matrix, threshold, device=device)
 
 
 def drop_remembered(

@@ -77,6 +77,14 @@ def find_command(
         ),
     ] = True,
     geometric: GeometricOpt = True,
+    index: Annotated[
+        str,
+        typer.Option(
+            "--index",
+            help="auto (default: exact on a GPU or under 200,000 files, ann otherwise), "
+            "exact, or ann (faiss inverted lists, every pair re-scored exactly).",
+        ),
+    ] = "auto",
     db: DbOpt = None,
     batch_size: BatchOpt = DEFAULT_BATCH_SIZE,
     workers: WorkersOpt = None,
@@ -115,6 +123,7 @@ def find_command(
                 keep=keep,
                 verify=verify,
                 geometric=geometric,
+                index=index,
                 progress=RichProgress("hashing", quiet or json_output),
             )
             document: dict[str, Any] = result.as_dict()

@@ -1,0 +1,74 @@
+"""Approximate search: every pair it returns is exact, and it finds (nearly) all of them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from dedup_cli.ann import ann_pairs
+from dedup_cli.cli import app
+from dedup_cli.search import brute_force_pairs, similar_pairs
+from dedup_cli.service import search_pairs
+
+
+def planted(n: int, dim: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    rows = rng.standard_normal((n, dim)).astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    for k in range(0, n // 10):  # 10% of rows are near copies, cosine 0.76-0.99
+        i, j = 2 * k, 2 * k + 1
+        cosine = rng.uniform(0.76, 0.99)
+        noise = rng.standard_normal(dim).astype(np.float32)
+        noise -= (noise @ rows[i]) * rows[i]
+        noise /= np.linalg.norm(noise)
+        rows[j] = cosine * rows[i] + np.sqrt(1 - cosine**2) * noise
+    return rows
+
+
+def as_set(pairs) -> set[tuple[int, int]]:  # type: ignore[no-untyped-def]
+    return set(zip(pairs.left.tolist(), pairs.right.tolist()))
+
+
+def test_ann_returns_exact_pairs_with_high_recall() -> None:
+    rows = planted(20_000, 256)
+    exact = similar_pairs(rows, 0.75)
+    approximate = ann_pairs(rows, 0.75)
+    found, truth = as_set(approximate), as_set(exact)
+    assert found <= truth  # never a pair exact search would not return
+    assert len(found & truth) / len(truth) >= 0.99
+    assert len(truth) >= 1000
+    # Scores are the exact float32 cosines, sorted by (i, j) like exact search.
+    index = {p: k for k, p in enumerate(zip(exact.left.tolist(), exact.right.tolist()))}
+    for k, p in enumerate(zip(approximate.left.tolist(), approximate.right.tolist())):
+        assert abs(float(approximate.similarity[k]) - float(exact.similarity[index[p]])) < 1e-5
+    assert list(zip(approximate.left, approximate.right)) == sorted(found)
+
+
+def test_ann_on_tiny_and_degenerate_inputs() -> None:
+    assert len(ann_pairs(np.zeros((1, 8), np.float32), 0.5)) == 0
+    rows = planted(40, 16)
+    assert as_set(ann_pairs(rows, 0.75)) == as_set(brute_force_pairs(rows, 0.75))
+
+
+def test_index_choice() -> None:
+    rows = planted(2_000, 32)
+    exact = as_set(search_pairs(rows, 0.8, "exact", None))
+    assert as_set(search_pairs(rows, 0.8, "auto", None)) == exact  # small: exact
+    assert as_set(search_pairs(rows, 0.8, "ann", None)) <= exact
+    with pytest.raises(Exception, match="--index must be one of"):
+        search_pairs(rows, 0.8, "hnsw", None)
+
+
+def test_find_with_the_approximate_index_groups_the_same(library: Path) -> None:
+    runner = CliRunner()
+
+    def groups(*extra: str) -> list:  # type: ignore[type-arg]
+        result = runner.invoke(app, ["find", str(library), "--json", "--workers", "0", *extra])
+        assert result.exit_code == 0, result.stderr
+        return json.loads(result.stdout)["groups"]  # type: ignore[no-any-return]
+
+    assert groups("--index", "ann") == groups("--index", "exact")
