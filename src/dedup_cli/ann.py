@@ -76,9 +76,12 @@ def ann_pairs(
         limits, _scores, found = index.range_search(block, threshold - FP16_MARGIN)
         counts = np.diff(limits.astype(np.int64))
         queries = np.repeat(np.arange(start, start + len(block), dtype=np.int64), counts)
-        keep = found > queries  # each pair once, from its smaller index; never a row itself
-        lefts.append(queries[keep])
-        rights.append(found[keep].astype(np.int64))
+        found = found.astype(np.int64)
+        # A pair counts if either row finds the other (each probes its own cells): both
+        # directions are kept, ordered (small, large); duplicates go in the re-scoring.
+        other = found != queries
+        lefts.append(np.minimum(queries, found)[other])
+        rights.append(np.maximum(queries, found)[other])
     del index
     left = np.concatenate(lefts) if lefts else np.zeros(0, np.int64)
     right = np.concatenate(rights) if rights else np.zeros(0, np.int64)
