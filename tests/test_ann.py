@@ -72,3 +72,14 @@ def test_find_with_the_approximate_index_groups_the_same(library: Path) -> None:
         return json.loads(result.stdout)["groups"]  # type: ignore[no-any-return]
 
     assert groups("--index", "ann") == groups("--index", "exact")
+
+
+def test_a_pair_found_from_either_row_counts() -> None:
+    """Rows 10 and 11 (a block starting at 10): 10 finds only itself, 11 finds 3 and 10.
+    The pair (3, 11) was found only from its larger row; it must be kept (it was dropped)."""
+    from dedup_cli.ann import ranges_to_pairs
+
+    limits = np.array([0, 1, 3], dtype=np.uint64)
+    found = np.array([10, 3, 10], dtype=np.int64)
+    left, right = ranges_to_pairs(10, limits, found)
+    assert sorted(zip(left.tolist(), right.tolist())) == [(3, 11), (10, 11)]

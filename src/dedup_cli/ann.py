@@ -74,18 +74,26 @@ def ann_pairs(
     for start in range(0, n, QUERY_ROWS):
         block = rows[start : start + QUERY_ROWS]
         limits, _scores, found = index.range_search(block, threshold - FP16_MARGIN)
-        counts = np.diff(limits.astype(np.int64))
-        queries = np.repeat(np.arange(start, start + len(block), dtype=np.int64), counts)
-        found = found.astype(np.int64)
-        # A pair counts if either row finds the other (each probes its own cells): both
-        # directions are kept, ordered (small, large); duplicates go in the re-scoring.
-        other = found != queries
-        lefts.append(np.minimum(queries, found)[other])
-        rights.append(np.maximum(queries, found)[other])
+        left, right = ranges_to_pairs(start, limits, found)
+        lefts.append(left)
+        rights.append(right)
     del index
-    left = np.concatenate(lefts) if lefts else np.zeros(0, np.int64)
-    right = np.concatenate(rights) if rights else np.zeros(0, np.int64)
-    return _rescored(rows, left, right, threshold)
+    first = np.concatenate(lefts) if lefts else np.zeros(0, np.int64)
+    second = np.concatenate(rights) if rights else np.zeros(0, np.int64)
+    return _rescored(rows, first, second, threshold)
+
+
+def ranges_to_pairs(
+    start: int, limits: np.ndarray, found: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """faiss range-search results for rows ``start, start + 1, ...`` as (small, large) index
+    pairs. A pair counts when either row finds the other (each probes only its own nearest
+    cells), so both directions are kept; duplicates are removed when re-scoring."""
+    counts: np.ndarray = np.diff(np.asarray(limits, dtype=np.int64))
+    queries = np.repeat(np.arange(start, start + len(counts), dtype=np.int64), counts)
+    found = found.astype(np.int64)
+    other = found != queries
+    return np.minimum(queries, found)[other], np.maximum(queries, found)[other]
 
 
 def _rescored(rows: np.ndarray, left: np.ndarray, right: np.ndarray, threshold: float) -> Pairs:
