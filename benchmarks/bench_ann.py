@@ -97,8 +97,8 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default="100000x512,100000x1280,1000000x512")
-    parser.add_argument("--nprobe", type=int, default=16)
-    parser.add_argument("--cells", type=float, default=8.0, help="nlist = CELLS * sqrt(N)")
+    parser.add_argument("--nprobe", type=int, default=48)
+    parser.add_argument("--cells", type=float, default=4.0, help="nlist = CELLS * sqrt(N)")
     parser.add_argument("--exact-up-to", type=int, default=200_000)
     parser.add_argument("--no-exact", action="store_true", help="ann only")
     parser.add_argument("--json", default=None)

@@ -205,11 +205,11 @@ def find_duplicates(
 
 
 INDEXES = ("auto", "exact", "ann")
-# ``auto`` switches to the approximate index only where it is both faster and at least 0.99
-# in recall. Measured (docs/benchmarks.md): at 100k rows exact is faster (14.1 s vs 17.9 s);
-# at 1M x 512 the index is 3-5x faster than exact but finds 0.86-0.96 of the pairs at the
-# default threshold, so for now ``auto`` always searches exactly; ``--index ann`` is opt-in.
-ANN_CUTOVER: int | None = None
+# ``auto`` switches to the approximate index where it is both faster than exact search and at
+# least 0.99 in recall, measured on a 2-core CPU (docs/benchmarks.md, bench_ann.py, 512 dims):
+# 100k: exact 14.1 s, faster; 250k: exact 66.2 s, ann 49.3 s at 0.997; 1M: ann 307 s at 0.990
+# (exact about 25 minutes). On a GPU exact search is always used.
+ANN_CUTOVER: int | None = 250_000
 
 
 def search_pairs(matrix: np.ndarray, threshold: float, index: str, device: Any) -> Pairs:
