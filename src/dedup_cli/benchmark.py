@@ -27,7 +27,6 @@ from PIL import Image, ImageOps
 
 from dedup_cli.confirmation import Confirmation, confirm_pairs
 from dedup_cli.errors import UsageError
-from dedup_cli.group import EMBEDDING
 from dedup_cli.models import ModelSpec
 from dedup_cli.scan import scan
 from dedup_cli.search import similar_pairs
@@ -217,7 +216,7 @@ def evaluate(
             pairs, files, files, thumbs, thumbs, geometric=geometric, per_file=len(files)
         )
     else:
-        confirmation = Confirmation(pairs, [EMBEDDING] * len(pairs), [-1] * len(pairs))
+        confirmation = Confirmation.unverified(pairs)
     index = {s.path: k for k, s in enumerate(samples)}
     ids = [index[f.path] for f in files]
     kept = confirmation.pairs

@@ -37,6 +37,7 @@ from dedup_cli.geometry import (
     match_aligned,
     opencv_error,
 )
+from dedup_cli.group import EMBEDDING
 from dedup_cli.plan import FileInfo
 from dedup_cli.search import Pairs
 from dedup_cli.verify import MIN_CORRELATION_ALONE, PIXEL, confirm
@@ -67,6 +68,11 @@ class Confirmation:
 
     def counts(self) -> dict[str, int]:
         return dict(Counter(self.methods))
+
+    @classmethod
+    def unverified(cls, candidates: Pairs) -> Confirmation:
+        """Every candidate taken on the embedding alone (``--no-verify``)."""
+        return cls(candidates, [EMBEDDING] * len(candidates), [-1] * len(candidates))
 
 
 def confirm_pairs(
@@ -106,7 +112,7 @@ def confirm_pairs(
 
     def check_aligned(k: int) -> GeometricMatch | None:
         fa, fb = files(k)
-        return _safely(match_aligned, cache.get(fa.absolute), cache.get(fb.absolute))
+        return checked(match_aligned, cache.get(fa.absolute), cache.get(fb.absolute))
 
     for k, found in _in_parallel(check_aligned, aligned, workers):
         if found is not None and found.is_copy:
@@ -127,7 +133,7 @@ def confirm_pairs(
 
     def check_keypoints(k: int) -> GeometricMatch | None:
         fa, fb = files(k)
-        return _safely(match, cache.get(fa.absolute), cache.get(fb.absolute))
+        return checked(match, cache.get(fa.absolute), cache.get(fb.absolute))
 
     for k, found in _in_parallel(check_keypoints, keypoint_checks, workers):
         if found is None:
@@ -194,12 +200,13 @@ def _in_parallel(
             yield from zip(chunk, pool.map(check, chunk))
 
 
-def _safely(
+def checked(
     check: Callable[[Picture, Picture], GeometricMatch | None],
     a: Picture | None,
     b: Picture | None,
 ) -> GeometricMatch | None:
-    """Run one check; an unreadable file or an OpenCV error leaves the pair unconfirmed."""
+    """Run one check; an unreadable file or an OpenCV error leaves the pair unconfirmed
+    (None)."""
     if a is None or b is None:
         return None
     try:

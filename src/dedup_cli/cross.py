@@ -19,7 +19,7 @@ import numpy as np
 
 from dedup_cli.confirmation import Confirmation, confirm_pairs
 from dedup_cli.errors import DedupError, UsageError
-from dedup_cli.group import EMBEDDING, group_pairs
+from dedup_cli.group import group_pairs
 from dedup_cli.models import ModelSpec, resolve_device
 from dedup_cli.pipeline import HashReport, Progress, needs_work
 from dedup_cli.plan import FileInfo, Plan, make_plan
@@ -171,9 +171,7 @@ def cross_find(
             candidates, a.files, b.files, thumbs_a, thumbs_b, geometric=geometric
         )
     else:
-        confirmation = Confirmation(
-            candidates, [EMBEDDING] * len(candidates), [-1] * len(candidates)
-        )
+        confirmation = Confirmation.unverified(candidates)
     found = confirmation.pairs
     confirmed = Pairs(found.left, found.right + offset, found.similarity)
     # Byte-identical files across the folders always pair, model or not.

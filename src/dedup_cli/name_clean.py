@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from dedup_cli.confirmation import CROP_AREA
+from dedup_cli.confirmation import CROP_AREA, checked
 from dedup_cli.errors import UsageError
 from dedup_cli.filenames import NamePair, name_pairs
-from dedup_cli.geometry import PictureCache, match, match_aligned, opencv_error
+from dedup_cli.geometry import PictureCache, match, match_aligned
 from dedup_cli.imageio import ImageDecodeError, content_hash, decode, read_file
 from dedup_cli.models import ModelSpec
 from dedup_cli.plan import FileInfo, Plan, PlannedGroup, Removal
@@ -172,10 +172,7 @@ class _Confirmer:
         if pa is None or pb is None:
             return False
         for check in (match_aligned, match):
-            try:
-                found = check(pa, pb)
-            except opencv_error():
-                continue
+            found = checked(check, pa, pb)
             if found is not None and found.is_copy and found.area >= CROP_AREA:
                 return True
         return False

@@ -18,7 +18,7 @@ import numpy as np
 
 from dedup_cli.confirmation import Confirmation, confirm_pairs
 from dedup_cli.errors import UsageError
-from dedup_cli.group import EMBEDDING, group_pairs
+from dedup_cli.group import group_pairs
 from dedup_cli.models import ModelSpec, resolve_device
 from dedup_cli.pipeline import HashReport, Progress, hash_folder
 from dedup_cli.plan import FileInfo, Plan, keeper_rank, make_plan
@@ -177,9 +177,7 @@ def find_duplicates(
         thumbs = store.thumbnails(files[i].path for i in involved)
         confirmation = confirm_pairs(candidates, files, files, thumbs, thumbs, geometric=geometric)
     else:
-        confirmation = Confirmation(
-            candidates, [EMBEDDING] * len(candidates), [-1] * len(candidates)
-        )
+        confirmation = Confirmation.unverified(candidates)
     confirmed = confirmation.pairs
     groups = group_pairs(
         confirmed,
