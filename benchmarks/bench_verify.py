@@ -20,12 +20,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from dedup_cli.collection import load_collection
 from dedup_cli.confirmation import confirm_pairs
 from dedup_cli.geometry import PictureCache
 from dedup_cli.models import get_spec, resolve_device
 from dedup_cli.scan import scan
 from dedup_cli.search import similar_pairs
-from dedup_cli.service import HashOptions, hash_root, load_collection
+from dedup_cli.service import HashOptions, hash_root
 from dedup_cli.store import Store
 
 
@@ -67,7 +68,7 @@ def main() -> None:
         with Store(Path(tmp) / "db.sqlite") as store:
             found = scan(folder)
             hash_root(folder, store, spec, HashOptions(device=resolve_device("cpu")), None, found)
-            files, matrix, _unreadable = load_collection(folder, store, spec, found)
+            files, matrix, *_ = load_collection(folder, store, spec, found)
             pairs = similar_pairs(matrix, spec.default_threshold)
             involved = set(pairs.left.tolist()) | set(pairs.right.tolist())
             thumbs = store.thumbnails(files[i].path for i in involved)

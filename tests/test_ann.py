@@ -83,3 +83,48 @@ def test_a_pair_found_from_either_row_counts() -> None:
     found = np.array([10, 3, 10], dtype=np.int64)
     left, right = ranges_to_pairs(10, limits, found)
     assert sorted(zip(left.tolist(), right.tolist())) == [(3, 11), (10, 11)]
+
+
+def test_ann_takes_a_half_precision_matrix() -> None:
+    rows = planted(5_000, 64).astype(np.float16)
+    truth = as_set(brute_force_pairs(rows.astype(np.float32), 0.8))
+    found = as_set(ann_pairs(rows, 0.8))
+    assert found <= truth and len(found) / len(truth) >= 0.99 and len(truth) >= 300
+
+
+def test_find_on_a_half_precision_collection_groups_the_same(
+    library: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above ``HALF_PRECISION_ABOVE_BYTES`` the matrix is float16; the groups do not change."""
+    import dedup_cli.collection as collection
+
+    runner = CliRunner()
+    args = ["find", str(library), "--json", "--workers", "0"]
+    full = runner.invoke(app, args)
+    monkeypatch.setattr(collection, "HALF_PRECISION_ABOVE_BYTES", 0)
+    loaded: list[np.dtype] = []
+    original = collection.Store.load_collection
+
+    def spy(self, *a, **k):  # type: ignore[no-untyped-def]
+        result = original(self, *a, **k)
+        loaded.append(result.matrix.dtype)
+        return result
+
+    monkeypatch.setattr(collection.Store, "load_collection", spy)
+    half = runner.invoke(app, args)
+    assert full.exit_code == 0 == half.exit_code, half.stderr
+    assert loaded == [np.dtype(np.float16)]
+    half_groups, full_groups = json.loads(half.stdout)["groups"], json.loads(full.stdout)["groups"]
+    strip = lambda gs: [  # noqa: E731
+        {k: v for k, v in g.items() if "similar" not in k and k != "remove_files"} for g in gs
+    ]
+    assert full_groups and strip(half_groups) == strip(full_groups)
+    removals = [
+        (f, r)
+        for g, h in zip(half_groups, full_groups)
+        for f, r in zip(g["remove_files"], h["remove_files"])
+    ]
+    assert len(removals) == sum(len(g["remove_files"]) for g in full_groups)
+    for f, r in removals:
+        assert (f["path"], f["method"]) == (r["path"], r["method"])
+        assert abs(f["similarity"] - r["similarity"]) < 0.002

@@ -124,7 +124,10 @@ def test_rows_pointing_outside_their_folder_are_never_used(
             "thumbnail, updated_at) VALUES (?, ?, ?, ?, 1, 1, NULL, ?, 0)",
             (evil, *row),
         )
-        db.execute("INSERT INTO embeddings VALUES (?, ?, ?)", (cur.lastrowid, *vector))
+        db.execute(
+            "INSERT INTO embeddings (file_id, model_id, vector) VALUES (?, ?, ?)",
+            (cur.lastrowid, *vector),
+        )
     db.commit()
     doc = cross(a, b, "--keep", "db1", "--action", "delete", "--yes")
     touched = {d["path"] for d in doc["action"]["done"]} | {r for _k, r in pairs(doc)}

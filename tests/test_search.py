@@ -73,3 +73,19 @@ def test_half_precision_gpu_search_is_rescored_exactly() -> None:
     gpu = similar_pairs(vectors, 0.9, device=torch.device("cuda"))
     assert as_set(cpu, 0.9) == as_set(gpu, 0.9)
     np.testing.assert_allclose(cpu.similarity, gpu.similarity, atol=1e-5)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_half_precision_matrix_is_searched_without_widening_it_whole(precision: str) -> None:
+    """A large collection is held in float16; search and re-scoring use its values
+    (widened a slice at a time), so the pairs are those of the float16 rows."""
+    vectors = unit_rows(3, 400, 48, planted=30).astype(np.float16)
+    widened = vectors.astype(np.float32)
+    found = similar_pairs(vectors, 0.9, block=64, screen_precision=precision)
+    assert as_set(found, 0.9) == as_set(brute_force_pairs(widened, 0.9), 0.9)
+    assert len(found) >= 30
+    np.testing.assert_allclose(
+        found.similarity,
+        np.einsum("ij,ij->i", widened[found.left], widened[found.right]),
+        atol=1e-6,
+    )

@@ -91,3 +91,45 @@ def test_unwritable_location_is_one_clear_error(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(StoreError, match="cannot create"):
         Store(blocker / "sub" / "x.db")
+
+
+def test_every_batch_of_vectors_gets_a_newer_sequence_number(tmp_path: Path) -> None:
+    """``find --new-only`` takes vectors written after the last search by this number; a
+    re-embedded file must count as new even when its row was the newest one."""
+    with Store(tmp_path / "x.db") as store:
+        m = store.ensure_model("m", 2, "{}")
+        assert store.embedding_seq() == 0
+        store.write_batch(m, [facts("a.jpg", "1")], {"a.jpg": np.ones(2, np.float32)})
+        store.write_batch(m, [facts("b.jpg", "2")], {"b.jpg": np.ones(2, np.float32)})
+        store.write_batch(m, [facts("bad.jpg", None)], {})  # no vector: no number used
+        assert store.embedding_seq() == 2
+        store.write_batch(m, [facts("b.jpg", "3")], {"b.jpg": np.zeros(2, np.float32)})
+        ids, vectors = store.vectors_since(m, 2, 2)
+        stored = store.load_collection(m, 2, {"a.jpg", "b.jpg"})
+    assert stored.paths == ["a.jpg", "b.jpg"] and stored.seqs.tolist() == [1, 3]
+    assert ids.tolist() == [stored.ids[1]] and vectors.tolist() == [[0.0, 0.0]]
+
+
+def test_collection_loads_as_columns_and_half_precision(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(50, 8)).astype(np.float32)
+    names = [f"{i:03d}.jpg" for i in range(50)]
+    with Store(tmp_path / "x.db") as store:
+        m = store.ensure_model("m", 8, "{}")
+        store.write_batch(m, [facts(n, f"h{n}") for n in names], dict(zip(names, vectors)))
+        store.write_batch(m, [FileFacts("x.jpg", 1, 1, None, None, None, "broken", None)], {})
+        sqlite_db = sqlite3.connect(tmp_path / "x.db")
+        sqlite_db.execute("UPDATE embeddings SET vector = x'00' WHERE file_id = 3")  # damaged
+        sqlite_db.commit()
+        wanted = set(names[:10]) | {"x.jpg", "not-scanned.jpg"}
+        full = store.load_collection(m, 8, wanted)
+        half = store.load_collection(m, 8, wanted, np.float16)
+        assert store.unreadable(wanted) == [("x.jpg", "broken")]
+    expected = [n for n in names[:10] if n != "002.jpg"]
+    assert full.paths == expected == half.paths
+    assert full.content_hashes == [f"h{n}" for n in expected]
+    rows = [names.index(n) for n in expected]
+    np.testing.assert_array_equal(full.matrix, vectors[rows])
+    assert half.matrix.dtype == np.float16
+    np.testing.assert_allclose(half.matrix, vectors[rows], rtol=1e-3, atol=1e-3)
+    assert full.sizes.tolist() == [10] * 9 and full.widths.tolist() == [4] * 9

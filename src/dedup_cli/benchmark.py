@@ -25,12 +25,13 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
+from dedup_cli.collection import load_collection
 from dedup_cli.confirmation import Confirmation, confirm_pairs
 from dedup_cli.errors import UsageError
 from dedup_cli.models import ModelSpec
 from dedup_cli.scan import scan
 from dedup_cli.search import similar_pairs
-from dedup_cli.service import hash_root, load_collection
+from dedup_cli.service import hash_root
 from dedup_cli.store import Store
 from dedup_cli.transforms import TIERS
 
@@ -204,7 +205,7 @@ def evaluate(
         seconds = time.perf_counter() - started
         if store.model_id(spec.key) is None:
             raise UsageError("no embeddings were made; see the errors above")
-        files, matrix, _unreadable = load_collection(folder, store, spec, found)
+        files, matrix, *_ = load_collection(folder, store, spec, found)
         all_t = sorted(set(thresholds) | {spec.default_threshold})
         pairs = similar_pairs(matrix, min(all_t))
         involved = set(pairs.left.tolist()) | set(pairs.right.tolist())

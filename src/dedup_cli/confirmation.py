@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,8 +77,8 @@ class Confirmation:
 
 def confirm_pairs(
     candidates: Pairs,
-    left: list[FileInfo],
-    right: list[FileInfo],
+    left: Sequence[FileInfo],
+    right: Sequence[FileInfo],
     thumbs_left: Mapping[str, bytes | None],
     thumbs_right: Mapping[str, bytes | None],
     *,

@@ -11,12 +11,14 @@ that every file lies inside its own folder.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from dedup_cli.collection import load_collection
 from dedup_cli.confirmation import Confirmation, confirm_pairs
 from dedup_cli.errors import DedupError, UsageError
 from dedup_cli.group import group_pairs
@@ -25,7 +27,7 @@ from dedup_cli.pipeline import HashReport, Progress, needs_work
 from dedup_cli.plan import FileInfo, Plan, make_plan
 from dedup_cli.scan import ScanResult, scan
 from dedup_cli.search import Pairs, cross_pairs
-from dedup_cli.service import drop_remembered, hash_root, load_collection
+from dedup_cli.service import drop_remembered, hash_root
 from dedup_cli.store import Store
 
 CROSS_KEEP = ("largest", "db1", "db2")
@@ -44,7 +46,7 @@ class _Side:
     root: Path
     store: Store
     found: ScanResult
-    files: list[FileInfo] = field(default_factory=list)
+    files: Sequence[FileInfo] = field(default_factory=list)
     matrix: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     hashing: HashReport | None = None
 
@@ -120,7 +122,7 @@ def _prepare(
                 f"the database of {label} is incomplete: {missing} file(s) not hashed with "
                 f"{spec.key}; run: dedup hash {side.root} --model {spec.key} (or drop --no-hash)"
             )
-    side.files, side.matrix, _unreadable = load_collection(side.root, side.store, spec, side.found)
+    side.files, side.matrix, *_ = load_collection(side.root, side.store, spec, side.found)
 
 
 def cross_find(
@@ -163,7 +165,7 @@ def cross_find(
     remembered = a.store.not_duplicate_pairs() | b.store.not_duplicate_pairs()
     candidates = drop_remembered(candidates, a.files, b.files, remembered)
     offset = len(a.files)
-    files = a.files + b.files
+    files = [*a.files, *b.files]
     if verify:
         thumbs_a = a.store.thumbnails({a.files[i].path for i in set(candidates.left.tolist())})
         thumbs_b = b.store.thumbnails({b.files[j].path for j in set(candidates.right.tolist())})

@@ -111,7 +111,11 @@ def similar_pairs(
     if device.type == "cpu":
         keep_freed_memory()
     block = block or block_rows(n, memory_budget(device))
-    exact_rows = np.ascontiguousarray(vectors, dtype=np.float32)
+    # A float16 matrix (a large collection) goes to the screening dtype without a float32
+    # copy of the whole; candidates are re-scored from float32 copies of their own rows.
+    exact_rows = np.ascontiguousarray(vectors)
+    if exact_rows.dtype not in (np.float16, np.float32):
+        exact_rows = exact_rows.astype(np.float32)
     source = exact_rows if exact_rows.flags.writeable else exact_rows.copy()
     matrix = torch.from_numpy(source).to(device, dtype=dtype)
     cut = threshold - margin
@@ -134,7 +138,7 @@ def similar_pairs(
             i = rows.cpu().numpy().astype(np.int64) + start
             j = cols.cpu().numpy().astype(np.int64) + start
             if rescore:
-                exact = np.einsum("ij,ij->i", exact_rows[i], exact_rows[j]).astype(np.float32)
+                exact = row_dots(exact_rows, i, j)
             else:
                 exact = scores[rows, cols].cpu().numpy().astype(np.float32)
             del scores
@@ -147,6 +151,18 @@ def similar_pairs(
     left, right, sim = np.concatenate(lefts), np.concatenate(rights), np.concatenate(sims)
     order = np.lexsort((right, left))
     return Pairs(left[order], right[order], sim[order])
+
+
+def row_dots(rows: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Inner products of rows ``left[k]`` and ``right[k]`` in float32, in slices so a float16
+    matrix is only widened a slice at a time."""
+    out = np.empty(len(left), dtype=np.float32)
+    step = 1 << 16
+    for s in range(0, len(left), step):
+        a = rows[left[s : s + step]].astype(np.float32, copy=False)
+        b = rows[right[s : s + step]].astype(np.float32, copy=False)
+        out[s : s + step] = np.einsum("ij,ij->i", a, b)
+    return out
 
 
 def cross_pairs(

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dedup_cli.collection import load_collection
 from dedup_cli.confirmation import Confirmation, confirm_pairs
 from dedup_cli.errors import UsageError
 from dedup_cli.group import group_pairs
@@ -109,42 +111,6 @@ def hash_root(
     )
 
 
-class Collection(NamedTuple):
-    """The scanned files of a root as the database knows them."""
-
-    files: list[FileInfo]  # readable, with an embedding of the model
-    matrix: np.ndarray  # row k is the vector of files[k]
-    unreadable: list[tuple[str, str]]  # (path, error) of every scanned file that cannot be read
-
-
-def load_collection(root: Path, store: Store, spec: ModelSpec, found: ScanResult) -> Collection:
-    """The readable scanned files with an embedding of ``spec``, their vectors, and the
-    scanned files known to be unreadable. Only scanned paths are used: database rows are
-    untrusted."""
-    present = {f.path for f in found.files}
-    every = store.file_rows(present)
-    unreadable = sorted((p, str(r["error"])) for p, r in every.items() if r["error"] is not None)
-    rows = {p: r for p, r in every.items() if r["error"] is None}
-    known = store.model_id(spec.key)
-    if known is None:
-        return Collection([], np.zeros((0, spec.dimension), dtype=np.float32), unreadable)
-    names, matrix = store.load_embeddings(known[0], known[1], set(rows))
-    files = [
-        FileInfo(
-            path=p,
-            absolute=root / p,
-            size=rows[p]["size"],
-            mtime_ns=rows[p]["mtime_ns"],
-            content_hash=rows[p]["content_hash"],
-            width=rows[p]["width"],
-            height=rows[p]["height"],
-            root=root,
-        )
-        for p in names
-    ]
-    return Collection(files, matrix, unreadable)
-
-
 def find_duplicates(
     root: Path,
     store: Store,
@@ -164,11 +130,11 @@ def find_duplicates(
     found = scan(root, include_hidden=options.include_hidden, exclude=[store.path])
     report = hash_root(root, store, spec, options, progress, scanned=found)
     started = time.perf_counter()
-    files, matrix, unreadable = load_collection(root, store, spec, found)
+    files, matrix, unreadable, _model_id = load_collection(root, store, spec, found)
     by_hash: dict[str, list[int]] = defaultdict(list)
-    for position, f in enumerate(files):
-        if f.content_hash:
-            by_hash[f.content_hash].append(position)
+    for position, digest in enumerate(files.content_hashes):
+        if digest:
+            by_hash[digest].append(position)
     exact_sets = [members for members in by_hash.values() if len(members) > 1]
     candidates = search_pairs(matrix, threshold, index, resolve_device(options.device))
     candidates = drop_remembered(candidates, files, files, store.not_duplicate_pairs())
@@ -225,7 +191,10 @@ def search_pairs(matrix: np.ndarray, threshold: float, index: str, device: Any) 
 
 
 def drop_remembered(
-    pairs: Pairs, left: list[FileInfo], right: list[FileInfo], remembered: set[tuple[str, str]]
+    pairs: Pairs,
+    left: Sequence[FileInfo],
+    right: Sequence[FileInfo],
+    remembered: set[tuple[str, str]],
 ) -> Pairs:
     """Pairs a reviewer marked "not duplicates" (by content hash) never come back."""
     if not remembered or len(pairs) == 0:

@@ -68,6 +68,36 @@ class FileFacts:
     thumbnail: bytes | None
 
 
+@dataclass(frozen=True)
+class StoredCollection:
+    """A model's vectors and the facts of their files, column by column (row k: one file)."""
+
+    paths: list[str]
+    content_hashes: list[str | None]
+    ids: np.ndarray  # file ids, int64
+    sizes: np.ndarray  # int64
+    mtimes_ns: np.ndarray  # int64
+    widths: np.ndarray  # int32, -1 unknown
+    heights: np.ndarray  # int32, -1 unknown
+    seqs: np.ndarray  # int64: the write sequence number of each vector
+    matrix: np.ndarray  # N x dimension
+
+
+EMBEDDING_SEQ = "embedding_seq"
+
+
+def _next_embedding_seq(conn: Any) -> int:
+    """The next write sequence number; called inside the batch's write transaction."""
+    row = conn.execute(
+        text(
+            "INSERT INTO counters (name, value) VALUES (:n, 1) "
+            "ON CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING value"
+        ),
+        {"n": EMBEDDING_SEQ},
+    ).first()
+    return int(row.value)
+
+
 def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
     cursor = dbapi_conn.cursor()
     cursor.execute(f"PRAGMA busy_timeout = {busy_timeout_ms()}")
@@ -170,6 +200,7 @@ class Store:
         """
         now = time.time()
         with self.transaction(write=True) as conn:
+            seq = _next_embedding_seq(conn) if vectors else 0
             for f in facts:
                 old = conn.execute(
                     text("SELECT id, content_hash FROM files WHERE path = :p"), {"p": f.path}
@@ -210,10 +241,15 @@ class Store:
                 if vector is not None:
                     conn.execute(
                         text(
-                            "INSERT OR REPLACE INTO embeddings (file_id, model_id, vector) "
-                            "VALUES (:f, :m, :v)"
+                            "INSERT OR REPLACE INTO embeddings (file_id, model_id, vector, seq) "
+                            "VALUES (:f, :m, :v, :q)"
                         ),
-                        {"f": file_id, "m": model_id, "v": vector.astype("<f4").tobytes()},
+                        {
+                            "f": file_id,
+                            "m": model_id,
+                            "v": vector.astype("<f4").tobytes(),
+                            "q": seq,
+                        },
                     )
 
     def file_rows(self, paths: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -241,6 +277,133 @@ class Store:
                 )
                 out.update({r.path: r.thumbnail for r in rows})
         return out
+
+    def load_collection(
+        self, model_id: int, dimension: int, paths: set[str], dtype: Any = np.float32
+    ) -> StoredCollection:
+        """The readable files among ``paths`` with a vector of the model, as columns, and
+        their vectors as one matrix of ``dtype`` (float16 halves the memory of a large
+        collection), in path order.
+
+        One pass of the raw sqlite3 cursor: the matrix is sized once from a count and each
+        blob is copied into its row, so there is no Python object per value, and the file
+        facts go into arrays rather than one object per row.
+        """
+        sql = (
+            "SELECT f.id, f.path, f.size, f.mtime_ns, f.content_hash, f.width, f.height, e.seq, "
+            "e.vector FROM embeddings e JOIN files f ON f.id = e.file_id "
+            "WHERE e.model_id = ? AND f.error IS NULL ORDER BY f.path"
+        )
+        with self.transaction() as conn:
+            raw = conn.connection.driver_connection
+            (count,) = raw.execute(
+                "SELECT COUNT(*) FROM embeddings WHERE model_id = ?", (model_id,)
+            ).fetchone()
+            matrix = np.empty((count, dimension), dtype=dtype)
+            numbers = np.empty((count, 6), dtype=np.int64)  # id, size, mtime, w, h, seq
+            names: list[str] = []
+            hashes: list[str | None] = []
+            n = 0
+            for file_id, path, size, mtime, digest, w, h, seq, blob in raw.execute(
+                sql, (model_id,)
+            ):
+                if path not in paths:
+                    continue
+                if not isinstance(blob, bytes) or len(blob) != 4 * dimension:
+                    continue  # damaged: never compared (``file_states`` has it re-embedded)
+                matrix[n] = np.frombuffer(blob, dtype="<f4")
+                numbers[n] = (
+                    file_id,
+                    size,
+                    mtime,
+                    -1 if w is None else w,
+                    -1 if h is None else h,
+                    seq or 0,
+                )
+                names.append(path)
+                hashes.append(digest)
+                n += 1
+        if n != count:
+            matrix, numbers = matrix[:n].copy(), numbers[:n].copy()
+        return StoredCollection(
+            paths=names,
+            content_hashes=hashes,
+            ids=numbers[:, 0].copy(),
+            sizes=numbers[:, 1].copy(),
+            mtimes_ns=numbers[:, 2].copy(),
+            widths=numbers[:, 3].astype(np.int32),
+            heights=numbers[:, 4].astype(np.int32),
+            seqs=numbers[:, 5].copy(),
+            matrix=matrix,
+        )
+
+    def unreadable(self, paths: set[str]) -> list[tuple[str, str]]:
+        """(path, error) of the files among ``paths`` known to be undecodable, sorted."""
+        with self.transaction() as conn:
+            raw = conn.connection.driver_connection
+            rows = raw.execute("SELECT path, error FROM files WHERE error IS NOT NULL")
+            return sorted((p, str(e)) for p, e in rows if p in paths)
+
+    def vectors_by_id(self, model_id: int, dimension: int, ids: Sequence[int]) -> np.ndarray:
+        """float32 vectors of the given file ids, in that order (zeros where missing)."""
+        out = np.zeros((len(ids), dimension), dtype=np.float32)
+        position = {int(i): k for k, i in enumerate(ids)}
+        wanted = list(position)
+        with self.transaction() as conn:
+            raw = conn.connection.driver_connection
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                marks = ", ".join("?" * len(chunk))
+                rows = raw.execute(
+                    f"SELECT file_id, vector FROM embeddings WHERE model_id = ? "
+                    f"AND file_id IN ({marks})",
+                    (model_id, *chunk),
+                )
+                for file_id, blob in rows:
+                    if isinstance(blob, bytes) and len(blob) == 4 * dimension:
+                        out[position[file_id]] = np.frombuffer(blob, dtype="<f4")
+        return out
+
+    def vectors_since(
+        self, model_id: int, dimension: int, seq: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(file ids, float32 vectors) of the model written after sequence number ``seq``."""
+        ids: list[int] = []
+        blobs: list[bytes] = []
+        with self.transaction() as conn:
+            raw = conn.connection.driver_connection
+            for file_id, blob in raw.execute(
+                "SELECT file_id, vector FROM embeddings WHERE model_id = ? AND seq > ?",
+                (model_id, seq),
+            ):
+                if isinstance(blob, bytes) and len(blob) == 4 * dimension:
+                    ids.append(file_id)
+                    blobs.append(blob)
+        matrix = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(ids), dimension)
+        return np.asarray(ids, dtype=np.int64), matrix.astype(np.float32)
+
+    # -- counters -------------------------------------------------------------------------
+
+    def counter(self, name: str) -> int | None:
+        with self.transaction() as conn:
+            row = conn.execute(
+                text("SELECT value FROM counters WHERE name = :n"), {"n": name}
+            ).first()
+        return None if row is None else int(row.value)
+
+    def set_counter(self, name: str, value: int) -> None:
+        with self.transaction(write=True) as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO counters (name, value) VALUES (:n, :v) "
+                    "ON CONFLICT(name) DO UPDATE SET value = excluded.value"
+                ),
+                {"n": name, "v": value},
+            )
+
+    def embedding_seq(self) -> int:
+        """The sequence number of the last batch of vectors written (0: none yet)."""
+        return self.counter(EMBEDDING_SEQ) or 0
 
     def load_embeddings(
         self, model_id: int, dimension: int, paths: set[str] | None = None

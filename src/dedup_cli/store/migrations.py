@@ -24,7 +24,22 @@ def _m002_not_duplicates(conn: Connection) -> None:
     NotDuplicateRecord.__table__.create(conn, checkfirst=True)  # type: ignore[attr-defined]
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_m001_initial, _m002_not_duplicates]
+def _m003_embedding_sequence(conn: Connection) -> None:
+    """A write sequence number per embedding, and the counters table that hands them out."""
+    from dedup_cli.store.schema import CounterRecord
+
+    columns = {row[1] for row in conn.exec_driver_sql("PRAGMA table_info(embeddings)")}
+    if "seq" not in columns:
+        conn.exec_driver_sql("ALTER TABLE embeddings ADD COLUMN seq INTEGER NOT NULL DEFAULT 0")
+    conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_embeddings_seq ON embeddings (seq)")
+    CounterRecord.__table__.create(conn, checkfirst=True)  # type: ignore[attr-defined]
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [
+    _m001_initial,
+    _m002_not_duplicates,
+    _m003_embedding_sequence,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

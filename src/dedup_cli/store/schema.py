@@ -59,6 +59,9 @@ class EmbeddingRecord(Base):
         ForeignKey("models.id", ondelete="CASCADE"), primary_key=True, index=True
     )
     vector: Mapped[bytes] = mapped_column(LargeBinary)
+    # When the vector was written, from the ``embedding_seq`` counter: ``find --new-only``
+    # and the persisted ANN index take the rows written after the last search.
+    seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0", index=True)
 
 
 class RunRecord(Base):
@@ -104,3 +107,13 @@ class NotDuplicateRecord(Base):
     hash_a: Mapped[str] = mapped_column(String(32), primary_key=True)
     hash_b: Mapped[str] = mapped_column(String(32), primary_key=True)
     at: Mapped[float] = mapped_column(Float)
+
+
+class CounterRecord(Base):
+    """Named monotonic counters: the embedding write sequence, and per model the sequence
+    number the last ``find`` searched up to (``searched:<model id>``)."""
+
+    __tablename__ = "counters"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[int] = mapped_column(Integer)
