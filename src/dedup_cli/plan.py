@@ -13,7 +13,7 @@ from dedup_cli.group import Group
 KEEP_STRATEGIES = ("largest", "resolution", "oldest", "newest", "shortest-path")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileInfo:
     """The facts of a file at planning time; an action checks them again before acting."""
 

@@ -17,7 +17,7 @@ IMAGE_EXTENSIONS = frozenset(
 DB_SUFFIXES = ("", "-wal", "-shm", "-journal")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ScannedFile:
     """An image file found under a root; ``path`` is relative to the root, POSIX style."""
 

@@ -41,7 +41,7 @@ def default_db_path(root: Path) -> Path:
     return root / DEFAULT_DB_NAME
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileState:
     """What the database knows of one file, for change detection."""
 
@@ -54,7 +54,7 @@ class FileState:
     has_embedding: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileFacts:
     """A file's facts after decoding, ready to be written."""
 
