@@ -12,7 +12,6 @@ from typer.testing import CliRunner
 from dedup_cli.ann import ann_pairs
 from dedup_cli.cli import app
 from dedup_cli.search import brute_force_pairs, similar_pairs
-from dedup_cli.service import search_pairs
 
 
 def planted(n: int, dim: int, seed: int = 0) -> np.ndarray:
@@ -55,12 +54,21 @@ def test_ann_on_tiny_and_degenerate_inputs() -> None:
 
 
 def test_index_choice() -> None:
-    rows = planted(2_000, 32)
-    exact = as_set(search_pairs(rows, 0.8, "exact", None))
-    assert as_set(search_pairs(rows, 0.8, "auto", None)) == exact  # small: exact
-    assert as_set(search_pairs(rows, 0.8, "ann", None)) <= exact
+    from dedup_cli.candidates import ANN_CUTOVER, choose_index
+
+    assert ANN_CUTOVER is not None
+    assert choose_index("auto", 2_000, None) == "exact"  # small: exact
+    assert choose_index("auto", ANN_CUTOVER, None) == "ann"
+    assert choose_index("auto", ANN_CUTOVER, torch_device("cuda")) == "exact"  # GPU: exact
+    assert choose_index("ann", 10, None) == "ann" and choose_index("exact", 10**7, None) == "exact"
     with pytest.raises(Exception, match="--index must be one of"):
-        search_pairs(rows, 0.8, "hnsw", None)
+        choose_index("hnsw", 10, None)
+
+
+def torch_device(kind: str):  # type: ignore[no-untyped-def]
+    import torch
+
+    return torch.device(kind)
 
 
 def test_find_with_the_approximate_index_groups_the_same(library: Path) -> None:
@@ -75,13 +83,13 @@ def test_find_with_the_approximate_index_groups_the_same(library: Path) -> None:
 
 
 def test_a_pair_found_from_either_row_counts() -> None:
-    """Rows 10 and 11 (a block starting at 10): 10 finds only itself, 11 finds 3 and 10.
-    The pair (3, 11) was found only from its larger row; it must be kept (it was dropped)."""
-    from dedup_cli.ann import ranges_to_pairs
+    """Rows 10 and 11: 10 finds only itself, 11 finds 3 and 10. The pair (3, 11) was found
+    only from its larger row; it must be kept (it was dropped once)."""
+    from dedup_cli.ann import undirected
 
-    limits = np.array([0, 1, 3], dtype=np.uint64)
+    queries = np.array([10, 11, 11], dtype=np.int64)
     found = np.array([10, 3, 10], dtype=np.int64)
-    left, right = ranges_to_pairs(10, limits, found)
+    left, right = undirected(queries, found)
     assert sorted(zip(left.tolist(), right.tolist())) == [(3, 11), (10, 11)]
 
 

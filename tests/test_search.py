@@ -89,3 +89,17 @@ def test_half_precision_matrix_is_searched_without_widening_it_whole(precision: 
         np.einsum("ij,ij->i", widened[found.left], widened[found.right]),
         atol=1e-6,
     )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_pairs_of_rows_are_the_pairs_that_touch_them(dtype: type) -> None:
+    """``find --new-only``: every pair with at least one of the given rows, none other."""
+    from dedup_cli.search import pairs_of_rows
+
+    vectors = unit_rows(5, 300, 32, planted=40).astype(dtype)
+    rows = np.array([0, 3, 7, 259, 260, 299, 150])
+    everything = brute_force_pairs(vectors.astype(np.float32), 0.9)
+    expected = {p for p in as_set(everything, 0.9) if p[0] in rows or p[1] in rows}
+    found = pairs_of_rows(vectors, rows, 0.9, block=50)
+    assert as_set(found, 0.9) == expected and len(expected) >= 4
+    assert list(zip(found.left.tolist(), found.right.tolist())) == sorted(as_set(found))

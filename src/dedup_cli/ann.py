@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from dedup_cli.errors import DedupError
-from dedup_cli.search import Pairs, row_dots
+from dedup_cli.search import Pairs, rescored, rescored_between, undirected
 
 FP16_MARGIN = 0.01  # float16 storage moves inner products of unit rows by < 0.002
 CELLS_PER_SQRT_N = 4  # nlist = 4 sqrt(N): with 48 probes, 0.990 recall at 1M x 512 in 307 s
@@ -38,6 +38,72 @@ def _faiss() -> Any:
     return faiss
 
 
+def build_index(
+    vectors: np.ndarray,
+    ids: np.ndarray | None = None,
+    *,
+    cells_per_sqrt_n: float = CELLS_PER_SQRT_N,
+    seed: int = 0,
+) -> Any:
+    """An IVF index (float16 codes, inner product) over unit rows, labelled by ``ids``
+    (default: row numbers) so it can be kept and updated as files come and go."""
+    faiss = _faiss()
+    n, dim = vectors.shape
+    nlist = max(1, min(n // TRAINING_PER_CELL, int(cells_per_sqrt_n * math.sqrt(n))))
+    quantizer = faiss.IndexFlatIP(dim)
+    index = faiss.IndexIVFScalarQuantizer(
+        quantizer, dim, nlist, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
+    )
+    rng = np.random.default_rng(seed)
+    size = min(n, TRAINING_PER_CELL * nlist, MAX_TRAINING)
+    sample = _f32(vectors[np.sort(rng.choice(n, size, replace=False))])
+    index.cp.seed = seed
+    index.cp.niter = KMEANS_ITERATIONS
+    index.cp.min_points_per_centroid = 1  # a capped sample is fine: no warning
+    index.cp.max_points_per_centroid = 1 << 30
+    index.train(sample)
+    del sample
+    labels = np.arange(n, dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
+    add_rows(index, vectors, labels)
+    # Kept on the index itself, so the index file knows how large it was trained for.
+    index.nprobe = min(DEFAULT_NPROBE, nlist)
+    return index
+
+
+def add_rows(index: Any, vectors: np.ndarray, ids: np.ndarray) -> None:
+    """Add rows under their ids, a block at a time (a float16 matrix is widened per block)."""
+    for start in range(0, len(vectors), QUERY_ROWS):
+        block = _f32(vectors[start : start + QUERY_ROWS])
+        index.add_with_ids(block, np.ascontiguousarray(ids[start : start + QUERY_ROWS]))
+
+
+def remove_ids(index: Any, ids: np.ndarray) -> int:
+    """Drop these ids from the index (one pass over its lists); returns how many it held."""
+    if len(ids) == 0:
+        return 0
+    faiss = _faiss()
+    return int(index.remove_ids(faiss.IDSelectorBatch(np.ascontiguousarray(ids, dtype=np.int64))))
+
+
+def query_index(
+    index: Any, queries: np.ndarray, threshold: float, *, nprobe: int = DEFAULT_NPROBE
+) -> tuple[np.ndarray, np.ndarray]:
+    """(query row, found id) for every stored row within reach of each query at
+    ``threshold`` minus the float16 margin; the caller re-scores them exactly."""
+    index.nprobe = min(nprobe, index.nlist)
+    rows: list[np.ndarray] = []
+    found_ids: list[np.ndarray] = []
+    for start in range(0, len(queries), QUERY_ROWS):
+        block = _f32(queries[start : start + QUERY_ROWS])
+        limits, _scores, found = index.range_search(block, threshold - FP16_MARGIN)
+        counts: np.ndarray = np.diff(np.asarray(limits, dtype=np.int64))
+        rows.append(np.repeat(np.arange(start, start + len(counts), dtype=np.int64), counts))
+        found_ids.append(np.asarray(found, dtype=np.int64))
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(rows), np.concatenate(found_ids)
+
+
 def ann_pairs(
     vectors: np.ndarray,
     threshold: float,
@@ -48,68 +114,25 @@ def ann_pairs(
 ) -> Pairs:
     """Pairs (i < j) with cosine >= threshold among unit rows, proposed by an IVF index and
     re-scored exactly; may miss a few pairs that exact search finds, never adds one."""
-    n, dim = vectors.shape
+    n = vectors.shape[0]
     if n < 2:
         return Pairs.empty()
-    faiss = _faiss()
-    rows = vectors  # float32, or float16 for a large collection: widened a block at a time
-    nlist = max(1, min(n // TRAINING_PER_CELL, int(cells_per_sqrt_n * math.sqrt(n))))
-    quantizer = faiss.IndexFlatIP(dim)
-    index = faiss.IndexIVFScalarQuantizer(
-        quantizer, dim, nlist, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
-    )
-    rng = np.random.default_rng(seed)
-    size = min(n, TRAINING_PER_CELL * nlist, MAX_TRAINING)
-    sample = _f32(rows[np.sort(rng.choice(n, size, replace=False))])
-    index.cp.seed = seed
-    index.cp.niter = KMEANS_ITERATIONS
-    index.cp.min_points_per_centroid = 1  # a capped sample is fine: no warning
-    index.cp.max_points_per_centroid = 1 << 30
-    index.train(sample)
-    del sample
-    for start in range(0, n, QUERY_ROWS):
-        index.add(_f32(rows[start : start + QUERY_ROWS]))
-    index.nprobe = min(nprobe, nlist)
-    lefts: list[np.ndarray] = []
-    rights: list[np.ndarray] = []
-    for start in range(0, n, QUERY_ROWS):
-        block = _f32(rows[start : start + QUERY_ROWS])
-        limits, _scores, found = index.range_search(block, threshold - FP16_MARGIN)
-        left, right = ranges_to_pairs(start, limits, found)
-        lefts.append(left)
-        rights.append(right)
+    index = build_index(vectors, cells_per_sqrt_n=cells_per_sqrt_n, seed=seed)
+    queries, found = query_index(index, vectors, threshold, nprobe=nprobe)
     del index
-    first = np.concatenate(lefts) if lefts else np.zeros(0, np.int64)
-    second = np.concatenate(rights) if rights else np.zeros(0, np.int64)
-    return _rescored(rows, first, second, threshold)
+    left, right = undirected(queries, found)
+    return rescored(vectors, left, right, threshold)
 
 
-def ranges_to_pairs(
-    start: int, limits: np.ndarray, found: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """faiss range-search results for rows ``start, start + 1, ...`` as (small, large) index
-    pairs. A pair counts when either row finds the other (each probes only its own nearest
-    cells), so both directions are kept; duplicates are removed when re-scoring."""
-    counts: np.ndarray = np.diff(np.asarray(limits, dtype=np.int64))
-    queries = np.repeat(np.arange(start, start + len(counts), dtype=np.int64), counts)
-    found = found.astype(np.int64)
-    other = found != queries
-    return np.minimum(queries, found)[other], np.maximum(queries, found)[other]
-
-
-def _rescored(rows: np.ndarray, left: np.ndarray, right: np.ndarray, threshold: float) -> Pairs:
-    """Exact float32 similarity of each proposed pair; those at or above the threshold,
-    unique and sorted by (i, j)."""
-    if len(left) == 0:
+def ann_cross_pairs(left: np.ndarray, right: np.ndarray, threshold: float) -> Pairs:
+    """Pairs (i in ``left``, j in ``right``) at cosine >= threshold: ``right`` is indexed,
+    ``left`` queries it; every pair re-scored exactly (``cross --index ann``)."""
+    if len(left) == 0 or len(right) == 0:
         return Pairs.empty()
-    order = np.lexsort((right, left))
-    left, right = left[order], right[order]
-    unique = np.ones(len(left), dtype=bool)
-    unique[1:] = (left[1:] != left[:-1]) | (right[1:] != right[:-1])
-    left, right = left[unique], right[unique]
-    similarity = row_dots(rows, left, right)
-    keep = similarity >= threshold
-    return Pairs(left[keep], right[keep], similarity[keep])
+    index = build_index(right)
+    rows, found = query_index(index, left, threshold)
+    del index
+    return rescored_between(left, right, rows, found, threshold)
 
 
 def _f32(block: np.ndarray) -> np.ndarray:

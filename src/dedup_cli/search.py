@@ -165,6 +165,47 @@ def row_dots(rows: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarra
     return out
 
 
+def undirected(queries: np.ndarray, found: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(query row, found row) results as (small, large) pairs, self-matches dropped. A pair
+    counts when either row finds the other (each probes only its own nearest cells), so
+    both directions are kept; duplicates are removed when re-scoring."""
+    other = found != queries
+    return np.minimum(queries, found)[other], np.maximum(queries, found)[other]
+
+
+def rescored(rows: np.ndarray, left: np.ndarray, right: np.ndarray, threshold: float) -> Pairs:
+    """Exact float32 similarity of each proposed pair of rows; those at or above the
+    threshold, unique and sorted by (i, j)."""
+    return rescored_between(rows, rows, left, right, threshold)
+
+
+def rescored_between(
+    left: np.ndarray, right: np.ndarray, i: np.ndarray, j: np.ndarray, threshold: float
+) -> Pairs:
+    """Exact float32 cosine of (left[i], right[j]) pairs; unique, at or above the
+    threshold, sorted by (i, j)."""
+    if len(i) == 0:
+        return Pairs.empty()
+    order = np.lexsort((j, i))
+    i, j = i[order], j[order]
+    unique = np.ones(len(i), dtype=bool)
+    unique[1:] = (i[1:] != i[:-1]) | (j[1:] != j[:-1])
+    i, j = i[unique], j[unique]
+    similarity = row_dots(left, i, j) if left is right else _dots_between(left, right, i, j)
+    keep = similarity >= threshold
+    return Pairs(i[keep], j[keep], similarity[keep])
+
+
+def _dots_between(left: np.ndarray, right: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    out = np.empty(len(i), dtype=np.float32)
+    step = 1 << 16
+    for s in range(0, len(i), step):
+        a = left[i[s : s + step]].astype(np.float32, copy=False)
+        b = right[j[s : s + step]].astype(np.float32, copy=False)
+        out[s : s + step] = np.einsum("ij,ij->i", a, b)
+    return out
+
+
 def cross_pairs(
     left: np.ndarray,
     right: np.ndarray,
@@ -211,3 +252,41 @@ def brute_force_pairs(vectors: np.ndarray, threshold: float) -> Pairs:
     scores = vectors.astype(np.float64) @ vectors.astype(np.float64).T
     i, j = np.nonzero(np.triu(scores >= threshold, k=1))
     return Pairs(i.astype(np.int64), j.astype(np.int64), scores[i, j].astype(np.float32))
+
+
+def pairs_of_rows(
+    vectors: np.ndarray,
+    rows: np.ndarray,
+    threshold: float,
+    *,
+    block: int | None = None,
+    device: torch.device | None = None,
+) -> Pairs:
+    """Pairs (i < j) at cosine >= threshold with i or j among ``rows``: those rows against
+    the whole matrix (``find --new-only``), exact float32 products, in blocks of the matrix
+    so a float16 collection is only widened a block at a time."""
+    import torch
+
+    rows = np.asarray(rows, dtype=np.int64)
+    n = vectors.shape[0]
+    if len(rows) == 0 or n < 2:
+        return Pairs.empty()
+    device = device or torch.device("cpu")
+    queries = torch.from_numpy(np.array(vectors[rows], dtype=np.float32)).to(device)
+    block = block or block_rows(len(rows), memory_budget(device))
+    block = max(block, 4096)
+    lefts: list[np.ndarray] = []
+    rights: list[np.ndarray] = []
+    with torch.inference_mode():
+        for start in range(0, n, block):
+            part = np.array(vectors[start : start + block], dtype=np.float32)
+            scores = queries @ torch.from_numpy(part).to(device).T
+            q, col = torch.nonzero(scores >= threshold, as_tuple=True)
+            if q.numel():
+                lefts.append(rows[q.cpu().numpy()])
+                rights.append(col.cpu().numpy().astype(np.int64) + start)
+            del scores
+    if not lefts:
+        return Pairs.empty()
+    left, right = undirected(np.concatenate(lefts), np.concatenate(rights))
+    return rescored(vectors, left, right, threshold)

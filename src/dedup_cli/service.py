@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dedup_cli.candidates import find_candidates, mark_searched
 from dedup_cli.collection import load_collection
 from dedup_cli.confirmation import Confirmation, confirm_pairs
 from dedup_cli.errors import UsageError
@@ -25,7 +26,7 @@ from dedup_cli.models import ModelSpec, resolve_device
 from dedup_cli.pipeline import HashReport, Progress, hash_folder
 from dedup_cli.plan import FileInfo, Plan, keeper_rank, make_plan
 from dedup_cli.scan import ScanResult, scan
-from dedup_cli.search import Pairs, similar_pairs
+from dedup_cli.search import Pairs
 from dedup_cli.store import Store
 
 if TYPE_CHECKING:
@@ -58,6 +59,9 @@ class FindResult:
     related: list[dict[str, Any]] = field(default_factory=list)
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # this run's and known
     search_seconds: float = 0.0
+    index: str = "exact"  # how candidates were searched: exact | ann
+    index_file: dict[str, Any] | None = None  # the kept ANN index: built, updated, saved
+    new_files: int | None = None  # --new-only: files compared against the whole collection
 
     def as_dict(self) -> dict[str, Any]:
         document = self.plan.as_dict()
@@ -74,7 +78,10 @@ class FindResult:
             "unconfirmed_pairs": len(self.unconfirmed),
             "related_pairs": len(self.related),
             "search_seconds": round(self.search_seconds, 3),
+            "index": self.index,
+            "new_files": self.new_files,
         }
+        document["index_file"] = self.index_file
         document["unreadable"] = [{"path": p, "error": e} for p, e in self.unreadable]
         document["scan_errors"] = [{"path": p, "error": e} for p, e in self.hashing.scan_errors]
         document["unconfirmed"] = self.unconfirmed
@@ -122,21 +129,40 @@ def find_duplicates(
     verify: bool = True,
     geometric: bool = True,
     index: str = "auto",
+    new_only: bool = False,
     progress: Progress | None = None,
 ) -> FindResult:
-    """Hash what is missing, then plan the removal of confirmed duplicates."""
+    """Hash what is missing, then plan the removal of confirmed duplicates (``new_only``:
+    among pairs with a file added since the last ``find``)."""
     threshold = validate_threshold(spec.default_threshold if threshold is None else threshold)
     root = root.resolve()
     found = scan(root, include_hidden=options.include_hidden, exclude=[store.path])
     report = hash_root(root, store, spec, options, progress, scanned=found)
     started = time.perf_counter()
-    files, matrix, unreadable, _model_id = load_collection(root, store, spec, found)
+    files, matrix, unreadable, model_id = load_collection(root, store, spec, found)
+    found_by = find_candidates(
+        store,
+        model_id,
+        spec.key,
+        files.ids,
+        files.seqs,
+        matrix,
+        threshold,
+        index=index,
+        device=resolve_device(options.device),
+        new_only=new_only,
+    )
+    new_rows = None if found_by.new_rows is None else set(found_by.new_rows.tolist())
     by_hash: dict[str, list[int]] = defaultdict(list)
     for position, digest in enumerate(files.content_hashes):
         if digest:
             by_hash[digest].append(position)
-    exact_sets = [members for members in by_hash.values() if len(members) > 1]
-    candidates = search_pairs(matrix, threshold, index, resolve_device(options.device))
+    exact_sets = [
+        members
+        for members in by_hash.values()
+        if len(members) > 1 and (new_rows is None or not new_rows.isdisjoint(members))
+    ]
+    candidates = found_by.pairs
     candidates = drop_remembered(candidates, files, files, store.not_duplicate_pairs())
     if verify:
         involved = set(candidates.left.tolist()) | set(candidates.right.tolist())
@@ -153,6 +179,8 @@ def find_duplicates(
         crop_of=confirmation.crop_of,
     )
     plan = make_plan(root, spec.key, threshold, keep, files, groups)
+    if model_id is not None:
+        mark_searched(store, model_id, files.seqs)
     return FindResult(
         hashing=report,
         plan=plan,
@@ -165,29 +193,10 @@ def find_duplicates(
         related=confirmation.related,
         unreadable=unreadable,
         search_seconds=time.perf_counter() - started,
+        index=found_by.method,
+        index_file=found_by.index,
+        new_files=None if new_rows is None else len(new_rows),
     )
-
-
-INDEXES = ("auto", "exact", "ann")
-# ``auto`` switches to the approximate index where it is both faster than exact search and at
-# least 0.99 in recall, measured on a 2-core CPU (docs/benchmarks.md, bench_ann.py, 512 dims):
-# 100k: exact 14.1 s, faster; 250k: exact 66.2 s, ann 49.3 s at 0.997; 1M: ann 307 s at 0.990
-# (exact about 25 minutes). On a GPU exact search is always used.
-ANN_CUTOVER: int | None = 250_000
-
-
-def search_pairs(matrix: np.ndarray, threshold: float, index: str, device: Any) -> Pairs:
-    """Candidate pairs by exact search, or by the approximate index (``ann``) for large
-    collections on a CPU; ``auto`` picks by size and device."""
-    if index not in INDEXES:
-        raise UsageError(f"--index must be one of {', '.join(INDEXES)}, not {index!r}")
-    on_gpu = getattr(device, "type", "cpu") in ("cuda", "mps")
-    large = ANN_CUTOVER is not None and len(matrix) >= ANN_CUTOVER
-    if index == "ann" or (index == "auto" and not on_gpu and large):
-        from dedup_cli.ann import ann_pairs
-
-        return ann_pairs(matrix, threshold)
-    return similar_pairs(matrix, threshold, device=device)
 
 
 def drop_remembered(

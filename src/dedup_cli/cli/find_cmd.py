@@ -86,6 +86,14 @@ def find_command(
             "recall >= 0.99 against exact).",
         ),
     ] = "auto",
+    new_only: Annotated[
+        bool,
+        typer.Option(
+            "--new-only",
+            help="Compare only the files added or changed since the last find against the "
+            "whole collection (pairs among older files are not looked at again).",
+        ),
+    ] = False,
     db: DbOpt = None,
     batch_size: BatchOpt = DEFAULT_BATCH_SIZE,
     workers: WorkersOpt = None,
@@ -125,6 +133,7 @@ def find_command(
                 verify=verify,
                 geometric=geometric,
                 index=index,
+                new_only=new_only,
                 progress=RichProgress("hashing", quiet or json_output),
             )
             document: dict[str, Any] = result.as_dict()
@@ -170,6 +179,14 @@ def print_find_summary(result: Any) -> None:
         title=f"dedup find · {plan.model} · threshold {plan.threshold:.3f}", show_header=False
     )
     table.add_row("files compared", str(result.files_compared))
+    if result.new_files is not None:
+        table.add_row("new since the last find", str(result.new_files))
+    if result.index_file is not None:
+        kept = result.index_file
+        state = f"{kept['status']}, {kept['added']} added, {kept['removed']} removed"
+        if not kept["saved"]:
+            state += f" ({kept['reason']})"
+        table.add_row("approximate index", escape(state))
     table.add_row("embedded now", str(result.hashing.embedded))
     table.add_row("unreadable", str(len(result.unreadable)))
     table.add_row("duplicate groups", str(len(plan.groups)))

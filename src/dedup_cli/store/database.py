@@ -392,14 +392,19 @@ class Store:
         return None if row is None else int(row.value)
 
     def set_counter(self, name: str, value: int) -> None:
+        self.set_counters({name: value})
+
+    def set_counters(self, values: dict[str, int]) -> None:
+        """Set several counters in one transaction."""
         with self.transaction(write=True) as conn:
-            conn.execute(
-                text(
-                    "INSERT INTO counters (name, value) VALUES (:n, :v) "
-                    "ON CONFLICT(name) DO UPDATE SET value = excluded.value"
-                ),
-                {"n": name, "v": value},
-            )
+            for name, value in values.items():
+                conn.execute(
+                    text(
+                        "INSERT INTO counters (name, value) VALUES (:n, :v) "
+                        "ON CONFLICT(name) DO UPDATE SET value = excluded.value"
+                    ),
+                    {"n": name, "v": value},
+                )
 
     def embedding_seq(self) -> int:
         """The sequence number of the last batch of vectors written (0: none yet)."""

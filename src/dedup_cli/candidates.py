@@ -1,0 +1,133 @@
+"""Which pairs ``find`` confirms: every pair of the collection above the threshold, or only
+those that touch files added since the last ``find`` (``--new-only``), by exact search or
+through the kept approximate index.
+
+Exact search is chunked matrix products (``search``); the approximate one is the IVF index
+kept beside the database (``persistent_index``), queried and re-scored exactly (``ann``).
+``auto`` uses exact search on a GPU and below ``ANN_CUTOVER`` files, measured on a 2-core
+CPU (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dedup_cli.errors import UsageError
+from dedup_cli.search import Pairs, pairs_of_rows, rescored, similar_pairs, undirected
+from dedup_cli.store import Store
+
+INDEXES = ("auto", "exact", "ann")
+# ``auto`` switches to the approximate index where it is both faster than exact search and at
+# least 0.99 in recall, measured on a 2-core CPU (docs/benchmarks.md, bench_ann.py, 512 dims):
+# 100k: exact 14.1 s, faster; 250k: exact 66.2 s, ann 49.3 s at 0.997; 1M: ann 307 s at 0.990
+# (exact about 25 minutes). On a GPU exact search is always used.
+ANN_CUTOVER: int | None = 250_000
+
+
+def searched_key(model_id: int) -> str:
+    """The counter holding the write sequence number the last ``find`` searched up to."""
+    return f"searched:{model_id}"
+
+
+def choose_index(index: str, n: int, device: Any) -> str:
+    """``exact`` or ``ann`` for ``--index`` (``auto`` decides by size and device)."""
+    if index not in INDEXES:
+        raise UsageError(f"--index must be one of {', '.join(INDEXES)}, not {index!r}")
+    if index != "auto":
+        return index
+    on_gpu = getattr(device, "type", "cpu") in ("cuda", "mps")
+    large = ANN_CUTOVER is not None and n >= ANN_CUTOVER
+    return "ann" if large and not on_gpu else "exact"
+
+
+@dataclass
+class Candidates:
+    """The pairs to confirm and how they were found."""
+
+    pairs: Pairs
+    method: str  # exact | ann
+    new_rows: np.ndarray | None  # --new-only: the rows searched against everything
+    index: dict[str, Any] | None = None  # the kept ANN index: built, updated, saved...
+
+
+def find_candidates(
+    store: Store,
+    model_id: int | None,
+    model_key: str,
+    ids: np.ndarray,
+    seqs: np.ndarray,
+    matrix: np.ndarray,
+    threshold: float,
+    *,
+    index: str = "auto",
+    device: Any = None,
+    new_only: bool = False,
+) -> Candidates:
+    """Candidate pairs (row indices) of a collection whose row k is file ``ids[k]`` with
+    vector ``matrix[k]`` written at ``seqs[k]``. ``new_only``: only pairs with a row
+    written after the last ``mark_searched``."""
+    method = choose_index(index, len(ids), device)
+    new_rows: np.ndarray | None = None
+    if new_only and model_id is not None:
+        since = store.counter(searched_key(model_id)) or 0
+        new_rows = np.flatnonzero(seqs > since)
+    report: dict[str, Any] | None = None
+    if model_id is None or len(ids) < 2 or (new_rows is not None and len(new_rows) == 0):
+        pairs = Pairs.empty()
+    elif method == "ann":
+        pairs, report = _ann_candidates(
+            store, model_id, model_key, ids, seqs, matrix, threshold, new_rows
+        )
+    elif new_rows is None:
+        pairs = similar_pairs(matrix, threshold, device=device)
+    else:
+        pairs = pairs_of_rows(matrix, new_rows, threshold, device=device)
+    return Candidates(pairs, method, new_rows, report)
+
+
+def mark_searched(store: Store, model_id: int, seqs: np.ndarray) -> None:
+    """Record that every vector up to these has been compared, once ``find`` has planned:
+    the next ``--new-only`` starts after them."""
+    if len(seqs):
+        store.set_counter(
+            searched_key(model_id), max(int(seqs.max()), store.counter(searched_key(model_id)) or 0)
+        )
+
+
+def _ann_candidates(
+    store: Store,
+    model_id: int,
+    model_key: str,
+    ids: np.ndarray,
+    seqs: np.ndarray,
+    matrix: np.ndarray,
+    threshold: float,
+    new_rows: np.ndarray | None,
+) -> tuple[Pairs, dict[str, Any]]:
+    from dedup_cli.ann import query_index
+    from dedup_cli.persistent_index import current_index
+
+    kept, report = current_index(store, model_id, model_key, ids, seqs, matrix)
+    queries = matrix if new_rows is None else matrix[new_rows]
+    query_rows, found_ids = query_index(kept, queries, threshold)
+    del kept
+    if new_rows is not None:
+        query_rows = new_rows[query_rows]
+    found_rows = rows_of_ids(ids, found_ids)
+    known = found_rows >= 0  # ids of files not in this collection are dropped
+    left, right = undirected(query_rows[known], found_rows[known])
+    return rescored(matrix, left, right, threshold), report.as_dict()
+
+
+def rows_of_ids(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """The row of each wanted id in ``ids``, -1 where it is not there."""
+    if len(ids) == 0:
+        return np.full(len(wanted), -1, dtype=np.int64)
+    order = np.argsort(ids, kind="stable")
+    ordered = ids[order]
+    position = np.minimum(np.searchsorted(ordered, wanted), len(ids) - 1)
+    hit = ordered[position] == wanted
+    return np.where(hit, order[position], -1).astype(np.int64)

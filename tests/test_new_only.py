@@ -1,0 +1,162 @@
+"""``find --new-only`` and the approximate index kept beside the database."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from conftest import crop_fraction, encode
+from dedup_cli.candidates import rows_of_ids
+from dedup_cli.cli import app
+from dedup_cli.persistent_index import current_index, index_path, stored_ids
+from dedup_cli.store import Store
+from dedup_cli.store.database import FileFacts
+
+runner = CliRunner()
+
+
+def find(root: Path, *extra: str) -> dict:  # type: ignore[type-arg]
+    result = runner.invoke(app, ["find", str(root), "--json", "--workers", "0", *extra])
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def removed(document: dict) -> set[str]:  # type: ignore[type-arg]
+    return {Path(p).name for g in document["groups"] for p in g["remove"]}
+
+
+@pytest.mark.parametrize("index", ["exact", "ann"])
+def test_new_only_compares_new_files_against_everything(
+    library: Path,
+    photos: dict,
+    index: str,  # type: ignore[type-arg]
+) -> None:
+    first = find(library, "--index", index)
+    assert first["stats"]["new_files"] is None
+    assert removed(first) >= {"astronaut_small.jpg", "chelsea_copy.jpg"}
+    # Nothing new: nothing compared, nothing planned.
+    again = find(library, "--index", index, "--new-only")
+    assert again["stats"]["new_files"] == 0 and again["groups"] == []
+    # A new copy of an old photo and a new distinct one: only the copy's group comes back.
+    (library / "later").mkdir()
+    (library / "later" / "coffee_again.png").write_bytes(
+        encode(crop_fraction(photos["coffee"], 0.05), "PNG")
+    )
+    (library / "later" / "moon.png").write_bytes(encode(photos["moon"], "PNG"))
+    new = find(library, "--index", index, "--new-only")
+    assert new["stats"]["new_files"] == 2
+    assert new["stats"]["files_compared"] == first["stats"]["files_compared"] + 2
+    assert len(new["groups"]) == 1
+    members = {Path(p).name for p in [new["groups"][0]["keep"], *new["groups"][0]["remove"]]}
+    assert "coffee_again.png" in members and members <= {
+        "coffee.jpg",
+        "coffee_q40.jpg",
+        "coffee_again.png",
+    }
+    # A byte copy of an old file is new too, and pairs with it by content hash.
+    shutil.copy(library / "camera.png", library / "later" / "camera_copy.png")
+    byte_copy = find(library, "--index", index, "--new-only")
+    assert byte_copy["stats"]["new_files"] == 1 and removed(byte_copy) == {"camera_copy.png"}
+    # A full find still sees everything.
+    assert removed(find(library, "--index", index)) >= removed(first) | {"camera_copy.png"}
+
+
+def test_new_only_on_a_fresh_database_compares_everything(library: Path) -> None:
+    assert removed(find(library, "--new-only")) == removed(
+        find(library, "--db", str(library.parent / "other.db"))
+    )
+
+
+def unit(rng: np.random.Generator, n: int, dim: int = 16) -> np.ndarray:
+    rows = rng.standard_normal((n, dim)).astype(np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def write(store: Store, model: int, names: list[str], vectors: np.ndarray) -> None:
+    facts = [FileFacts(n, 1, 1, n, 8, 8, None, None) for n in names]
+    store.write_batch(model, facts, dict(zip(names, vectors)))
+
+
+def load(store: Store, model: int, names: list[str]):  # type: ignore[no-untyped-def]
+    return store.load_collection(model, 16, set(names))
+
+
+def test_kept_index_is_updated_not_rebuilt(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    names = [f"{k:04d}.jpg" for k in range(3000)]
+    with Store(tmp_path / "image_database.db") as store:
+        model = store.ensure_model("m", 16, "{}")
+        write(store, model, names, unit(rng, 3000))
+        stored = load(store, model, names)
+        _, report = current_index(store, model, "m", stored.ids, stored.seqs, stored.matrix)
+        path = index_path(store.path, "m")
+        assert (report.status, report.added, report.saved) == ("built", 3000, True)
+        assert path.name == "image_database.db.m.ivf" and path.exists()
+        saved_at = path.stat().st_mtime_ns
+
+        _, report = current_index(store, model, "m", stored.ids, stored.seqs, stored.matrix)
+        assert (report.status, report.added, report.removed) == ("updated", 0, 0)
+        assert path.stat().st_mtime_ns == saved_at  # nothing changed: not written again
+
+        # One file re-embedded, one new file that copies row 5, one file gone.
+        write(store, model, ["0001.jpg"], unit(rng, 1))
+        copy = stored.matrix[5] + 0.01 * unit(rng, 1)[0]
+        write(store, model, ["new.jpg"], (copy / np.linalg.norm(copy))[None])
+        now = [*names[1:2999], "new.jpg", "0000.jpg"]
+        current = load(store, model, now)
+        kept, report = current_index(store, model, "m", current.ids, current.seqs, current.matrix)
+        assert (report.status, report.added, report.removed) == ("updated", 2, 2)
+        assert sorted(stored_ids(kept).tolist()) == sorted(current.ids.tolist())
+        from dedup_cli.ann import query_index
+
+        _rows, found = query_index(kept, current.matrix[current.paths.index("new.jpg")][None], 0.9)
+        assert stored.ids[5] in found.tolist()
+
+
+def test_a_foreign_or_damaged_index_file_is_rebuilt(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    names = [f"{k:04d}.jpg" for k in range(500)]
+    with Store(tmp_path / "image_database.db") as store:
+        model = store.ensure_model("m", 16, "{}")
+        write(store, model, names, unit(rng, 500))
+        stored = load(store, model, names)
+        current_index(store, model, "m", stored.ids, stored.seqs, stored.matrix)
+        path = index_path(store.path, "m")
+        path.write_bytes(b"not an index")
+        _, report = current_index(store, model, "m", stored.ids, stored.seqs, stored.matrix)
+        assert report.status == "rebuilt" and "not the one this database saved" in str(
+            report.reason
+        )
+        # A file with the recorded size and mtime but garbage inside cannot be read.
+        info = path.stat()
+        path.write_bytes(b"\0" * info.st_size)
+        import os
+
+        os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns))
+        _, report = current_index(store, model, "m", stored.ids, stored.seqs, stored.matrix)
+        assert report.status == "rebuilt" and "cannot be read" in str(report.reason)
+
+
+def test_an_index_that_cannot_be_saved_is_reported_and_used(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    names = [f"{k:04d}.jpg" for k in range(400)]
+    with Store(tmp_path / "image_database.db") as store:
+        model = store.ensure_model("m", 16, "{}")
+        write(store, model, names, unit(rng, 400))
+        stored = load(store, model, names)
+        index_path(store.path, "m").mkdir()  # a folder where the file should go
+        kept, report = current_index(store, model, "m", stored.ids, stored.seqs, stored.matrix)
+    assert not report.saved and "index not saved" in str(report.reason)
+    assert kept.ntotal == 400
+    assert not list(tmp_path.glob("*.tmp-*"))
+
+
+def test_rows_of_ids() -> None:
+    ids = np.array([40, 7, 19, 3])
+    assert rows_of_ids(ids, np.array([3, 40, 5, 19, 100, 1])).tolist() == [3, 0, -1, 2, -1, -1]
+    assert rows_of_ids(np.zeros(0, np.int64), np.array([1])).tolist() == [-1]
