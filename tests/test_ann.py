@@ -136,3 +136,36 @@ def test_find_on_a_half_precision_collection_groups_the_same(
     for f, r in removals:
         assert (f["path"], f["method"]) == (r["path"], r["method"])
         assert abs(f["similarity"] - r["similarity"]) < 0.002
+
+
+def test_ann_between_two_collections_returns_exact_cross_pairs() -> None:
+    from dedup_cli.ann import ann_cross_pairs
+    from dedup_cli.search import cross_pairs
+
+    rows = planted(6_000, 64, seed=4)
+    a, b = rows[0::2], rows[1::2]  # each planted pair is split across the two sides
+    truth = as_set(cross_pairs(a, b, 0.8))
+    for left, right in ((a, b[:500]), (a[:500], b), (b, a[:700])):  # either side larger
+        found = ann_cross_pairs(left, right, 0.8)
+        exact = as_set(cross_pairs(left, right, 0.8))
+        assert as_set(found) <= exact and len(as_set(found)) >= 0.99 * len(exact)
+        assert list(zip(found.left.tolist(), found.right.tolist())) == sorted(as_set(found))
+    assert len(truth) >= 250
+
+
+def test_cross_with_the_approximate_index_groups_the_same(tmp_path: Path, library: Path) -> None:
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(library / "trip", other)
+    runner = CliRunner()
+
+    def cross(index: str) -> dict:  # type: ignore[type-arg]
+        args = ["cross", str(library), str(other), "--json", "--workers", "0", "--index", index]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.stderr
+        return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+    exact, approximate = cross("exact"), cross("ann")
+    assert (exact["stats"]["index"], approximate["stats"]["index"]) == ("exact", "ann")
+    assert approximate["groups"] == exact["groups"] and len(exact["groups"]) >= 3

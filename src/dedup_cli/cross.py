@@ -10,6 +10,7 @@ that every file lies inside its own folder.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from dedup_cli.candidates import choose_index
 from dedup_cli.collection import load_collection
 from dedup_cli.confirmation import Confirmation, confirm_pairs
 from dedup_cli.errors import DedupError, UsageError
@@ -63,6 +65,7 @@ class CrossResult:
     unconfirmed: list[dict[str, Any]]
     hashing: list[HashReport]
     related: list[dict[str, Any]] = field(default_factory=list)
+    index: str = "exact"  # how candidates were searched: exact | ann
 
     def as_dict(self) -> dict[str, Any]:
         document = self.plan.as_dict()
@@ -76,6 +79,7 @@ class CrossResult:
         )
         document["stats"] = {
             "candidate_pairs": self.candidate_pairs,
+            "index": self.index,
             "confirmed_pairs": self.confirmed_pairs,
             "unconfirmed_pairs": len(self.unconfirmed),
             "related_pairs": len(self.related),
@@ -138,6 +142,7 @@ def cross_find(
     hash_missing: bool = True,
     verify: bool = True,
     geometric: bool = True,
+    index: str = "auto",
     progress: Progress | None = None,
 ) -> CrossResult:
     """Plan the removal of confirmed duplicates between two folders."""
@@ -161,7 +166,15 @@ def cross_find(
             f"{b.matrix.shape[1]} in B (different weights); re-run dedup hash with the same "
             f"--weights on both"
         )
-    candidates = cross_pairs(a.matrix, b.matrix, threshold, device=resolve_device(options.device))
+    device = resolve_device(options.device)
+    # As many products as all-pairs search over sqrt(2 |A| |B|) files: the same cut-over.
+    method = choose_index(index, int(math.sqrt(2 * len(a.files) * len(b.files))), device)
+    if method == "ann":
+        from dedup_cli.ann import ann_cross_pairs
+
+        candidates = ann_cross_pairs(a.matrix, b.matrix, threshold)
+    else:
+        candidates = cross_pairs(a.matrix, b.matrix, threshold, device=device)
     remembered = a.store.not_duplicate_pairs() | b.store.not_duplicate_pairs()
     candidates = drop_remembered(candidates, a.files, b.files, remembered)
     offset = len(a.files)
@@ -178,9 +191,9 @@ def cross_find(
     confirmed = Pairs(found.left, found.right + offset, found.similarity)
     # Byte-identical files across the folders always pair, model or not.
     by_hash: dict[str, list[int]] = defaultdict(list)
-    for index, f in enumerate(files):
+    for position, f in enumerate(files):
         if f.content_hash:
-            by_hash[f.content_hash].append(index)
+            by_hash[f.content_hash].append(position)
     # As A-B links only: a set linking all its members would pair two files of one folder.
     exact_links = [
         [i, j]
@@ -227,4 +240,5 @@ def cross_find(
         unconfirmed=confirmation.unconfirmed,
         related=confirmation.related,
         hashing=[h for h in (a.hashing, b.hashing) if h is not None],
+        index=method,
     )

@@ -27,6 +27,7 @@ from dedup_cli.cli.common import (
     EmbeddingTypeOpt,
     GeometricOpt,
     HiddenOpt,
+    IndexOpt,
     JsonOpt,
     ModelOpt,
     QuietOpt,
@@ -83,6 +84,7 @@ def cross_command(
         ),
     ] = True,
     geometric: GeometricOpt = True,
+    index: IndexOpt = "auto",
     db_a: Annotated[
         Path | None, typer.Option("--db-a", help="Database of A (default: in A).")
     ] = None,
@@ -129,6 +131,7 @@ def cross_command(
                 hash_missing=hash_missing,
                 verify=verify,
                 geometric=geometric,
+                index=index,
                 progress=RichProgress("hashing", silent),
             )
             document: dict[str, Any] = result.as_dict()

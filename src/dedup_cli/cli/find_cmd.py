@@ -27,6 +27,7 @@ from dedup_cli.cli.common import (
     EmbeddingTypeOpt,
     GeometricOpt,
     HiddenOpt,
+    IndexOpt,
     JsonOpt,
     ModelOpt,
     QuietOpt,
@@ -77,15 +78,7 @@ def find_command(
         ),
     ] = True,
     geometric: GeometricOpt = True,
-    index: Annotated[
-        str,
-        typer.Option(
-            "--index",
-            help="auto (default: exact on a GPU or below 250,000 files, ann otherwise), "
-            "exact, or ann (faiss inverted lists, every pair re-scored exactly; measured "
-            "recall >= 0.99 against exact).",
-        ),
-    ] = "auto",
+    index: IndexOpt = "auto",
     new_only: Annotated[
         bool,
         typer.Option(
