@@ -133,3 +133,23 @@ def test_collection_loads_as_columns_and_half_precision(tmp_path: Path) -> None:
     assert half.matrix.dtype == np.float16
     np.testing.assert_allclose(half.matrix, vectors[rows], rtol=1e-3, atol=1e-3)
     assert full.sizes.tolist() == [10] * 9 and full.widths.tolist() == [4] * 9
+
+
+def test_a_version_2_database_gains_sequence_numbers(tmp_path: Path) -> None:
+    """Databases written before schema 3 open, keep their vectors (as sequence 0) and
+    number every vector written afterwards."""
+    db = tmp_path / "x.db"
+    with Store(db) as store:
+        m = store.ensure_model("m", 2, "{}")
+        store.write_batch(m, [facts("old.jpg", "1")], {"old.jpg": np.ones(2, np.float32)})
+    conn = sqlite3.connect(db)
+    conn.executescript(
+        "DROP INDEX ix_embeddings_seq; ALTER TABLE embeddings DROP COLUMN seq; "
+        "DROP TABLE counters; PRAGMA user_version = 2;"
+    )
+    conn.close()
+    with Store(db) as store:
+        store.write_batch(m, [facts("new.jpg", "2")], {"new.jpg": np.ones(2, np.float32)})
+        stored = store.load_collection(m, 2, {"old.jpg", "new.jpg"})
+    assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert dict(zip(stored.paths, stored.seqs.tolist())) == {"new.jpg": 1, "old.jpg": 0}
