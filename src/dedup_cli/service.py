@@ -58,7 +58,8 @@ class FindResult:
     unconfirmed: list[dict[str, Any]] = field(default_factory=list)
     related: list[dict[str, Any]] = field(default_factory=list)
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # this run's and known
-    search_seconds: float = 0.0
+    search_seconds: float = 0.0  # from loading the collection to the plan
+    load_seconds: float = 0.0  # loading the collection from the database
     index: str = "exact"  # how candidates were searched: exact | ann
     index_file: dict[str, Any] | None = None  # the kept ANN index: built, updated, saved
     new_files: int | None = None  # --new-only: files compared against the whole collection
@@ -78,6 +79,7 @@ class FindResult:
             "unconfirmed_pairs": len(self.unconfirmed),
             "related_pairs": len(self.related),
             "search_seconds": round(self.search_seconds, 3),
+            "load_seconds": round(self.load_seconds, 3),
             "index": self.index,
             "new_files": self.new_files,
         }
@@ -140,6 +142,7 @@ def find_duplicates(
     report = hash_root(root, store, spec, options, progress, scanned=found)
     started = time.perf_counter()
     files, matrix, unreadable, model_id = load_collection(root, store, spec, found)
+    loaded = time.perf_counter()
     found_by = find_candidates(
         store,
         model_id,
@@ -193,6 +196,7 @@ def find_duplicates(
         related=confirmation.related,
         unreadable=unreadable,
         search_seconds=time.perf_counter() - started,
+        load_seconds=loaded - started,
         index=found_by.method,
         index_file=found_by.index,
         new_files=None if new_rows is None else len(new_rows),
