@@ -12,7 +12,7 @@ Then ``--new`` more files are added (with their vectors, 10% planted as copies o
 rows) and ``find --new-only`` is timed: it compares only them against everything, through
 the kept index. Last, a whole ``find`` again, with the kept index updated, not rebuilt.
 
-``find`` runs as a child process: its peak RSS is ``ru_maxrss`` of the children.
+``find`` runs as a child process: its peak RSS is its own ``ru_maxrss`` (``os.wait4``).
 
     python benchmarks/bench_find_scale.py --n 1000000 --dim 512 --workdir /tmp/scale512
 """
@@ -22,9 +22,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -75,33 +75,37 @@ def build(root: Path, vectors: np.ndarray, first: int, model: str) -> None:
 
 
 def run_find(root: Path, model: str, *extra: str) -> dict[str, object]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     started = time.perf_counter()
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dedup_cli",
-            "find",
-            str(root),
-            "--model",
-            model,
-            "--json",
-            "--threshold",
-            str(THRESHOLD),
-            "--workers",
-            "0",
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    if out.returncode != 0:
-        raise SystemExit(f"find failed ({out.returncode}): {out.stderr[-2000:]}")
-    document = json.loads(out.stdout)
+    with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
+        child = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "dedup_cli",
+                "find",
+                str(root),
+                "--model",
+                model,
+                "--json",
+                "--threshold",
+                str(THRESHOLD),
+                "--workers",
+                "0",
+                *extra,
+            ],
+            stdout=stdout,
+            stderr=stderr,
+            text=True,
+        )
+        _pid, status, usage = os.wait4(child.pid, 0)  # this child's own peak RSS
+        child.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.perf_counter() - started
+        stdout.seek(0)
+        stderr.seek(0)
+        text, errors = stdout.read(), stderr.read()
+    if child.returncode != 0:
+        raise SystemExit(f"find failed ({child.returncode}): {errors[-2000:]}")
+    document = json.loads(text)
     pairs = set()
     for group in document["groups"]:
         members = [group["keep"], *group["remove"]]
@@ -109,7 +113,7 @@ def run_find(root: Path, model: str, *extra: str) -> dict[str, object]:
         pairs.update((a, b) for i, a in enumerate(rows) for b in rows[i + 1 :])
     return {
         "seconds": round(seconds, 1),
-        "peak_rss_mb": round(peak / 1024) if peak > before else None,
+        "peak_rss_mb": round(usage.ru_maxrss / 1024),
         "pairs": pairs,
         "stats": document["stats"],
         "index_file": document.get("index_file"),
