@@ -160,3 +160,13 @@ def test_rows_of_ids() -> None:
     ids = np.array([40, 7, 19, 3])
     assert rows_of_ids(ids, np.array([3, 40, 5, 19, 100, 1])).tolist() == [3, 0, -1, 2, -1, -1]
     assert rows_of_ids(np.zeros(0, np.int64), np.array([1])).tolist() == [-1]
+
+
+def test_a_file_changed_in_place_counts_as_new(library: Path, photos: dict) -> None:  # type: ignore[type-arg]
+    find(library)
+    # rocket.jpg now holds coffee: it is new content and pairs with the coffee files.
+    (library / "rocket.jpg").write_bytes(encode(photos["coffee"], quality=80))
+    changed = find(library, "--new-only")
+    assert changed["stats"]["new_files"] == 1
+    members = {Path(p).name for g in changed["groups"] for p in [g["keep"], *g["remove"]]}
+    assert "rocket.jpg" in members and members <= {"rocket.jpg", "coffee.jpg", "coffee_q40.jpg"}

@@ -5,7 +5,9 @@ through the kept approximate index.
 Exact search is chunked matrix products (``search``); the approximate one is the IVF index
 kept beside the database (``persistent_index``), queried and re-scored exactly (``ann``).
 ``auto`` uses exact search on a GPU and below ``ANN_CUTOVER`` files, measured on a 2-core
-CPU (docs/benchmarks.md).
+CPU (docs/benchmarks.md). GPU faiss is not used: its indexes have no range search
+(facebookresearch/faiss#565), and on a GPU exact half-precision products over 1M rows are
+seconds anyway.
 """
 
 from __future__ import annotations
