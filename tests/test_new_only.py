@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -11,9 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import crop_fraction, encode
-from dedup_cli.candidates import rows_of_ids
+from dedup_cli.candidates import find_candidates, rows_of_ids
 from dedup_cli.cli import app
-from dedup_cli.persistent_index import current_index, index_path, stored_ids
+from dedup_cli.persistent_index import current_cells, index_path
 from dedup_cli.store import Store
 from dedup_cli.store.database import FileFacts
 
@@ -86,36 +87,70 @@ def load(store: Store, model: int, names: list[str]):  # type: ignore[no-untyped
     return store.load_collection(model, 16, set(names))
 
 
-def test_kept_index_is_updated_not_rebuilt(tmp_path: Path) -> None:
+def test_kept_cells_are_updated_not_rebuilt(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     names = [f"{k:04d}.jpg" for k in range(3000)]
     with Store(tmp_path / "image_database.db") as store:
         model = store.ensure_model("m", 16, "{}")
         write(store, model, names, unit(rng, 3000))
         stored = load(store, model, names)
-        _, report = current_index(store, model, "m", stored.ids, stored.seqs, stored.matrix)
+        built = current_cells(store, model, "m", stored.ids, stored.seqs, stored.matrix)
         path = index_path(store.path, "m")
-        assert (report.status, report.added, report.saved) == ("built", 3000, True)
-        assert path.name == "image_database.db.m.ivf" and path.exists()
+        assert (built.report.status, built.report.assigned, built.report.saved) == (
+            "built",
+            3000,
+            True,
+        )
+        assert path.name == "image_database.db.m.ann.npz" and path.exists()
         saved_at = path.stat().st_mtime_ns
 
-        _, report = current_index(store, model, "m", stored.ids, stored.seqs, stored.matrix)
-        assert (report.status, report.added, report.removed) == ("updated", 0, 0)
+        again = current_cells(store, model, "m", stored.ids, stored.seqs, stored.matrix)
+        assert (again.report.status, again.report.removed) == ("updated", 0)
+        np.testing.assert_array_equal(again.centroids, built.centroids)  # not retrained
+        np.testing.assert_array_equal(again.cells, built.cells)
         assert path.stat().st_mtime_ns == saved_at  # nothing changed: not written again
 
-        # One file re-embedded, one new file that copies row 5, one file gone.
-        write(store, model, ["0001.jpg"], unit(rng, 1))
-        copy = stored.matrix[5] + 0.01 * unit(rng, 1)[0]
-        write(store, model, ["new.jpg"], (copy / np.linalg.norm(copy))[None])
+        # One file re-embedded (now a copy of row 7), one new copy of row 5, one file gone.
+        def near(row: int) -> np.ndarray:
+            v = stored.matrix[row] + 0.01 * unit(rng, 1)[0]
+            return (v / np.linalg.norm(v))[None]
+
+        write(store, model, ["0001.jpg"], near(7))
+        write(store, model, ["new.jpg"], near(5))
         now = [*names[1:2999], "new.jpg", "0000.jpg"]
         current = load(store, model, now)
-        kept, report = current_index(store, model, "m", current.ids, current.seqs, current.matrix)
-        assert (report.status, report.added, report.removed) == ("updated", 2, 2)
-        assert sorted(stored_ids(kept).tolist()) == sorted(current.ids.tolist())
-        from dedup_cli.ann import query_index
-
-        _rows, found = query_index(kept, current.matrix[current.paths.index("new.jpg")][None], 0.9)
-        assert stored.ids[5] in found.tolist()
+        fresh = np.flatnonzero(current.seqs > stored.seqs.max())
+        assert [current.paths[k] for k in fresh] == ["0001.jpg", "new.jpg"]
+        update = current_cells(store, model, "m", current.ids, current.seqs, current.matrix, fresh)
+        assert (update.report.status, update.report.assigned, update.report.removed) == (
+            "updated",
+            2,
+            1,
+        )
+        assert path.stat().st_mtime_ns != saved_at
+        # The cell of every file is where its current vector belongs (to bfloat16 rounding).
+        scores = current.matrix @ update.centroids.T
+        chosen = scores[np.arange(len(scores)), update.cells]
+        assert (chosen >= scores.max(axis=1) - 0.02).all()
+        kept_rows = [current.paths.index(n) for n in names[2:2999]]
+        np.testing.assert_array_equal(update.cells[kept_rows], built.cells[2:2999])
+        # Only the new rows are searched, and they find what they copy.
+        found = find_candidates(
+            store,
+            model,
+            "m",
+            current.ids,
+            current.seqs,
+            current.matrix,
+            0.9,
+            index="ann",
+            new_only=False,
+        )
+        pairs = {
+            (current.paths[i], current.paths[j])
+            for i, j in zip(found.pairs.left, found.pairs.right)
+        }
+        assert {("0005.jpg", "new.jpg"), ("0001.jpg", "0007.jpg")} <= pairs
 
 
 def test_a_foreign_or_damaged_index_file_is_rebuilt(tmp_path: Path) -> None:
@@ -125,21 +160,32 @@ def test_a_foreign_or_damaged_index_file_is_rebuilt(tmp_path: Path) -> None:
         model = store.ensure_model("m", 16, "{}")
         write(store, model, names, unit(rng, 500))
         stored = load(store, model, names)
-        current_index(store, model, "m", stored.ids, stored.seqs, stored.matrix)
+        args = (store, model, "m", stored.ids, stored.seqs, stored.matrix)
+        current_cells(*args)
         path = index_path(store.path, "m")
         path.write_bytes(b"not an index")
-        _, report = current_index(store, model, "m", stored.ids, stored.seqs, stored.matrix)
+        report = current_cells(*args).report
         assert report.status == "rebuilt" and "not the one this database saved" in str(
             report.reason
         )
         # A file with the recorded size and mtime but garbage inside cannot be read.
         info = path.stat()
         path.write_bytes(b"\0" * info.st_size)
-        import os
-
         os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns))
-        _, report = current_index(store, model, "m", stored.ids, stored.seqs, stored.matrix)
+        report = current_cells(*args).report
         assert report.status == "rebuilt" and "cannot be read" in str(report.reason)
+        # Cells for other vectors (another dimension) are not used.
+        other = load(store, model, names)
+        wider = np.hstack([other.matrix, np.zeros((500, 4), np.float32)])
+        report = current_cells(store, model, "m", other.ids, other.seqs, wider).report
+        assert report.status == "rebuilt" and "other vectors" in str(report.reason)
+        # Four times the rows it was trained on: trained again.
+        assert current_cells(*args).report.status == "rebuilt"  # back to 16 dimensions
+        more = [f"x{k:04d}.jpg" for k in range(1600)]
+        write(store, model, more, unit(rng, 1600))
+        grown = load(store, model, set(names) | set(more))
+        report = current_cells(store, model, "m", grown.ids, grown.seqs, grown.matrix).report
+        assert report.status == "rebuilt" and "changed size" in str(report.reason)
 
 
 def test_an_index_that_cannot_be_saved_is_reported_and_used(tmp_path: Path) -> None:
@@ -150,9 +196,9 @@ def test_an_index_that_cannot_be_saved_is_reported_and_used(tmp_path: Path) -> N
         write(store, model, names, unit(rng, 400))
         stored = load(store, model, names)
         index_path(store.path, "m").mkdir()  # a folder where the file should go
-        kept, report = current_index(store, model, "m", stored.ids, stored.seqs, stored.matrix)
-    assert not report.saved and "index not saved" in str(report.reason)
-    assert kept.ntotal == 400
+        kept = current_cells(store, model, "m", stored.ids, stored.seqs, stored.matrix)
+    assert not kept.report.saved and "index not saved" in str(kept.report.reason)
+    assert len(kept.cells) == 400 and (kept.cells >= 0).all()
     assert not list(tmp_path.glob("*.tmp-*"))
 
 

@@ -1,14 +1,19 @@
-"""Approximate all-pairs search for large collections on the CPU: faiss proposes, float32
+"""Approximate all-pairs search for large collections on the CPU: cells propose, float32
 decides.
 
-Exact search costs N^2 products (1M x 512 is hours on a 2-core CPU). Near-duplicates sit far
-closer to each other than ordinary neighbours, so an inverted-file index with a few probes
-finds them while scanning a small share of the collection: the rows are clustered into
-``nlist`` cells (k-means on a sample), stored in float16 per cell, and every row looks for
-partners in its ``nprobe`` nearest cells (faiss ``range_search`` at the threshold minus the
-float16 margin). Every proposed pair is then re-scored exactly in float32 and kept only at or
-above the threshold, so the result is a subset of the exact answer; its recall against exact
-search is measured in ``benchmarks/bench_ann.py`` (docs/benchmarks.md).
+Exact search costs N^2 products (1M x 512 is about 25 minutes on a 2-core CPU).
+Near-duplicates sit far closer to each other than ordinary neighbours, so clustering the rows
+into ``nlist`` cells (k-means on a sample) and comparing each row only with the members of
+its ``nprobe`` nearest cells finds them while scanning a small share of the collection; that
+is an inverted-file (IVF) search. It is run here as a *cell join*: for each cell, every row
+that probes it is multiplied against all its members in one matrix product (bfloat16 where
+the CPU has it), instead of one query at a time through an index. The products are the same
+as IVF probing; done as large matrix products they run 3-4x faster than faiss's IVF range
+search on this machine (docs/benchmarks.md). Every proposed pair is then re-scored in
+float32 and kept only at or above the threshold, so the result is a subset of the exact
+answer; its recall against exact search is measured in ``benchmarks/bench_ann.py``.
+
+faiss is used for the k-means only.
 """
 
 from __future__ import annotations
@@ -19,15 +24,17 @@ from typing import Any
 import numpy as np
 
 from dedup_cli.errors import DedupError
-from dedup_cli.search import Pairs, rescored, rescored_between, undirected
+from dedup_cli.search import BF16_MARGIN, Pairs, rescored, rescored_between, undirected
 
-FP16_MARGIN = 0.01  # float16 storage moves inner products of unit rows by < 0.002
-CELLS_PER_SQRT_N = 4  # nlist = 4 sqrt(N): with 48 probes, 0.990 recall at 1M x 512 in 307 s
-DEFAULT_NPROBE = 48
+# nlist = 4 sqrt(N); 64 probes: 0.995 recall at 1M x 512 (docs/benchmarks.md)
+CELLS_PER_SQRT_N = 4
+DEFAULT_NPROBE = 64
 TRAINING_PER_CELL = 40  # k-means sample size per cell (faiss wants at least 39)
 MAX_TRAINING = 256_000  # k-means sample cap: training cost grows with sample x cells
 KMEANS_ITERATIONS = 10
-QUERY_ROWS = 16384  # rows per range-search call: bounds the result buffers
+ASSIGN_ROWS = 32768  # rows per block when finding nearest cells
+JOIN_QUERIES = 131072  # query rows per pass of the join: bounds the probe-sorting buffers
+FP32_MARGIN = 1e-4  # float32 matrix products against float32 re-scoring: rounding only
 
 
 def _faiss() -> Any:
@@ -38,70 +45,111 @@ def _faiss() -> Any:
     return faiss
 
 
-def build_index(
-    vectors: np.ndarray,
-    ids: np.ndarray | None = None,
-    *,
-    cells_per_sqrt_n: float = CELLS_PER_SQRT_N,
-    seed: int = 0,
-) -> Any:
-    """An IVF index (float16 codes, inner product) over unit rows, labelled by ``ids``
-    (default: row numbers) so it can be kept and updated as files come and go."""
-    faiss = _faiss()
+def cell_count(n: int, cells_per_sqrt_n: float = CELLS_PER_SQRT_N) -> int:
+    return max(1, min(n // TRAINING_PER_CELL, int(cells_per_sqrt_n * math.sqrt(n))))
+
+
+def train_cells(
+    vectors: np.ndarray, *, cells_per_sqrt_n: float = CELLS_PER_SQRT_N, seed: int = 0
+) -> np.ndarray:
+    """k-means centroids (unit rows, float32) of a sample of the collection."""
     n, dim = vectors.shape
-    nlist = max(1, min(n // TRAINING_PER_CELL, int(cells_per_sqrt_n * math.sqrt(n))))
-    quantizer = faiss.IndexFlatIP(dim)
-    index = faiss.IndexIVFScalarQuantizer(
-        quantizer, dim, nlist, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
-    )
+    nlist = cell_count(n, cells_per_sqrt_n)
     rng = np.random.default_rng(seed)
     size = min(n, TRAINING_PER_CELL * nlist, MAX_TRAINING)
-    sample = _f32(vectors[np.sort(rng.choice(n, size, replace=False))])
-    index.cp.seed = seed
-    index.cp.niter = KMEANS_ITERATIONS
-    index.cp.min_points_per_centroid = 1  # a capped sample is fine: no warning
-    index.cp.max_points_per_centroid = 1 << 30
-    index.train(sample)
-    del sample
-    labels = np.arange(n, dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
-    add_rows(index, vectors, labels)
-    # Kept on the index itself, so the index file knows how large it was trained for.
-    index.nprobe = min(DEFAULT_NPROBE, nlist)
-    return index
+    sample = np.ascontiguousarray(
+        vectors[np.sort(rng.choice(n, size, replace=False))], dtype=np.float32
+    )
+    if nlist == 1:
+        centroid: np.ndarray = sample.mean(axis=0, keepdims=True)
+        return np.asarray(centroid / max(float(np.linalg.norm(centroid)), 1e-12), np.float32)
+    kmeans = _faiss().Kmeans(
+        dim,
+        nlist,
+        niter=KMEANS_ITERATIONS,
+        seed=seed,
+        spherical=True,
+        min_points_per_centroid=1,  # a capped sample is fine: no warning
+        max_points_per_centroid=1 << 30,
+    )
+    kmeans.train(sample)
+    return np.ascontiguousarray(kmeans.centroids, dtype=np.float32)
 
 
-def add_rows(index: Any, vectors: np.ndarray, ids: np.ndarray) -> None:
-    """Add rows under their ids, a block at a time (a float16 matrix is widened per block)."""
-    for start in range(0, len(vectors), QUERY_ROWS):
-        block = _f32(vectors[start : start + QUERY_ROWS])
-        index.add_with_ids(block, np.ascontiguousarray(ids[start : start + QUERY_ROWS]))
+def _compute_dtype() -> Any:
+    import torch
+
+    from dedup_cli.search import _cpu_has_bf16
+
+    return torch.bfloat16 if _cpu_has_bf16() else torch.float32
 
 
-def remove_ids(index: Any, ids: np.ndarray) -> int:
-    """Drop these ids from the index (one pass over its lists); returns how many it held."""
-    if len(ids) == 0:
-        return 0
-    faiss = _faiss()
-    return int(index.remove_ids(faiss.IDSelectorBatch(np.ascontiguousarray(ids, dtype=np.int64))))
+def nearest_cells(centroids: np.ndarray, vectors: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` cells nearest each row (largest inner product first), int32 N x k."""
+    import torch
+
+    k = min(k, len(centroids))
+    out = np.empty((len(vectors), k), dtype=np.int32)
+    dtype = _compute_dtype()
+    centres = torch.from_numpy(centroids).to(dtype)
+    with torch.inference_mode():
+        for start in range(0, len(vectors), ASSIGN_ROWS):
+            block = torch.from_numpy(np.asarray(vectors[start : start + ASSIGN_ROWS]))
+            scores = (block.to(dtype) @ centres.T).float()
+            out[start : start + ASSIGN_ROWS] = torch.topk(scores, k, dim=1).indices.numpy()
+    return out
 
 
-def query_index(
-    index: Any, queries: np.ndarray, threshold: float, *, nprobe: int = DEFAULT_NPROBE
+def cell_join(
+    vectors: np.ndarray,
+    cells: np.ndarray,
+    query_rows: np.ndarray,
+    probes: np.ndarray,
+    threshold: float,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(query row, found id) for every stored row within reach of each query at
-    ``threshold`` minus the float16 margin; the caller re-scores them exactly."""
-    index.nprobe = min(nprobe, index.nlist)
-    rows: list[np.ndarray] = []
-    found_ids: list[np.ndarray] = []
-    for start in range(0, len(queries), QUERY_ROWS):
-        block = _f32(queries[start : start + QUERY_ROWS])
-        limits, _scores, found = index.range_search(block, threshold - FP16_MARGIN)
-        counts: np.ndarray = np.diff(np.asarray(limits, dtype=np.int64))
-        rows.append(np.repeat(np.arange(start, start + len(counts), dtype=np.int64), counts))
-        found_ids.append(np.asarray(found, dtype=np.int64))
-    if not rows:
+    """(query row, member row) candidates: each query row (``query_rows[k]``) against every
+    row whose cell (``cells``, -1: none) is one of its probed cells (``probes[k]``), one
+    matrix product per cell, screened at the threshold minus the rounding margin."""
+    import torch
+
+    from dedup_cli.malloc_tuning import keep_freed_memory
+
+    keep_freed_memory()
+    nlist = int(probes.max()) + 1 if probes.size else 0
+    nlist = max(nlist, int(cells.max()) + 1 if cells.size else 0)
+    dtype = _compute_dtype()
+    cut = threshold - (BF16_MARGIN if dtype == torch.bfloat16 else FP32_MARGIN)
+    members = np.argsort(cells, kind="stable")
+    member_starts = np.searchsorted(cells[members], np.arange(nlist + 1))
+    source = np.asarray(vectors)
+    table = torch.from_numpy(source if source.flags.writeable else source.copy())
+    found_q: list[np.ndarray] = []
+    found_m: list[np.ndarray] = []
+    width = probes.shape[1] if probes.ndim == 2 else 0
+    with torch.inference_mode():
+        for start in range(0, len(query_rows), JOIN_QUERIES):
+            block = probes[start : start + JOIN_QUERIES].ravel()
+            owners = np.repeat(query_rows[start : start + JOIN_QUERIES], width)
+            order = np.argsort(block, kind="stable")
+            block, owners = block[order], owners[order]
+            bounds = np.searchsorted(block, np.arange(nlist + 1))
+            for cell in range(nlist):
+                q0, q1 = bounds[cell], bounds[cell + 1]
+                m0, m1 = member_starts[cell], member_starts[cell + 1]
+                if q0 == q1 or m0 == m1:
+                    continue
+                asking, held = owners[q0:q1], members[m0:m1]
+                scores = (
+                    table[torch.from_numpy(asking)].to(dtype)
+                    @ table[torch.from_numpy(held)].to(dtype).T
+                )
+                a, b = torch.nonzero(scores >= cut, as_tuple=True)
+                if a.numel():
+                    found_q.append(asking[a.numpy()])
+                    found_m.append(held[b.numpy()])
+    if not found_q:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    return np.concatenate(rows), np.concatenate(found_ids)
+    return np.concatenate(found_q).astype(np.int64), np.concatenate(found_m).astype(np.int64)
 
 
 def ann_pairs(
@@ -112,35 +160,47 @@ def ann_pairs(
     cells_per_sqrt_n: float = CELLS_PER_SQRT_N,
     seed: int = 0,
 ) -> Pairs:
-    """Pairs (i < j) with cosine >= threshold among unit rows, proposed by an IVF index and
+    """Pairs (i < j) with cosine >= threshold among unit rows, proposed by the cell join and
     re-scored exactly; may miss a few pairs that exact search finds, never adds one."""
     n = vectors.shape[0]
     if n < 2:
         return Pairs.empty()
-    index = build_index(vectors, cells_per_sqrt_n=cells_per_sqrt_n, seed=seed)
-    queries, found = query_index(index, vectors, threshold, nprobe=nprobe)
-    del index
+    centroids = train_cells(vectors, cells_per_sqrt_n=cells_per_sqrt_n, seed=seed)
+    probes = nearest_cells(centroids, vectors, nprobe)
+    queries, found = cell_join(
+        vectors, probes[:, 0].copy(), np.arange(n, dtype=np.int64), probes, threshold
+    )
     left, right = undirected(queries, found)
     return rescored(vectors, left, right, threshold)
 
 
-def ann_cross_pairs(left: np.ndarray, right: np.ndarray, threshold: float) -> Pairs:
+def ann_cross_pairs(
+    left: np.ndarray, right: np.ndarray, threshold: float, *, nprobe: int = DEFAULT_NPROBE
+) -> Pairs:
     """Pairs (i in ``left``, j in ``right``) at cosine >= threshold (``cross --index ann``):
-    the larger side is indexed and the smaller queries it (a query scans about
-    12 sqrt(N) stored rows, so this is the cheaper way round); every pair is re-scored."""
+    the larger side is clustered and the smaller one probes it (a probe scans about
+    nprobe / (4 sqrt(N)) of the clustered side, so this is the cheaper way round); every
+    pair is re-scored exactly."""
     if len(left) == 0 or len(right) == 0:
         return Pairs.empty()
-    if len(left) > len(right):
-        index = build_index(left)
-        rows, found = query_index(index, right, threshold)
-        del index
+    swap = len(left) > len(right)
+    held, asking = (left, right) if swap else (right, left)
+    centroids = train_cells(held)
+    cells = nearest_cells(centroids, held, 1)[:, 0].copy()
+    probes = nearest_cells(centroids, asking, nprobe)
+    # One matrix: the probing side's rows after the clustered side's (cells -1: never held).
+    stacked = np.concatenate([np.asarray(held), np.asarray(asking).astype(held.dtype)])
+    offset = len(held)
+    all_cells = np.concatenate([cells, np.full(len(asking), -1, dtype=np.int32)])
+    rows, found = cell_join(
+        stacked,
+        all_cells,
+        np.arange(offset, offset + len(asking), dtype=np.int64),
+        probes,
+        threshold,
+    )
+    del stacked
+    rows -= offset
+    if swap:
         return rescored_between(left, right, found, rows, threshold)
-    index = build_index(right)
-    rows, found = query_index(index, left, threshold)
-    del index
     return rescored_between(left, right, rows, found, threshold)
-
-
-def _f32(block: np.ndarray) -> np.ndarray:
-    """A C-contiguous float32 copy (or view) of a block of rows, as faiss wants."""
-    return np.ascontiguousarray(block, dtype=np.float32)

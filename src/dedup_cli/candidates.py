@@ -109,19 +109,15 @@ def _ann_candidates(
     threshold: float,
     new_rows: np.ndarray | None,
 ) -> tuple[Pairs, dict[str, Any]]:
-    from dedup_cli.ann import query_index
-    from dedup_cli.persistent_index import current_index
+    from dedup_cli.ann import cell_join
+    from dedup_cli.persistent_index import current_cells
 
-    kept, report = current_index(store, model_id, model_key, ids, seqs, matrix)
-    queries = matrix if new_rows is None else matrix[new_rows]
-    query_rows, found_ids = query_index(kept, queries, threshold)
+    kept = current_cells(store, model_id, model_key, ids, seqs, matrix, new_rows)
+    query_rows, found_rows = cell_join(matrix, kept.cells, kept.query_rows, kept.probes, threshold)
+    report = kept.report.as_dict()
     del kept
-    if new_rows is not None:
-        query_rows = new_rows[query_rows]
-    found_rows = rows_of_ids(ids, found_ids)
-    known = found_rows >= 0  # ids of files not in this collection are dropped
-    left, right = undirected(query_rows[known], found_rows[known])
-    return rescored(matrix, left, right, threshold), report.as_dict()
+    left, right = undirected(query_rows, found_rows)
+    return rescored(matrix, left, right, threshold), report
 
 
 def rows_of_ids(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:

@@ -1,13 +1,14 @@
-"""The approximate index of a collection, kept beside its database and brought up to date
-instead of rebuilt.
+"""The cells of the approximate search, kept beside the database and brought up to date
+instead of recomputed.
 
-Building the IVF index of a million vectors (k-means, then adding every row) is a minute of
-a 2-core CPU; most of it would be repeated on every ``find`` although only a few files
-changed. The index is saved next to the database (``image_database.db.<model>.ivf``) with
-file ids as labels; the next search loads it and makes it hold exactly the current files:
-vectors written since it was saved (new or re-embedded files, found by their write sequence
-number) are replaced, files gone are removed, files it lacks are added. It is trained anew
-when the collection has grown (or shrunk) four-fold since its cells were trained.
+Training the cells of a million vectors (k-means on a 256,000-row sample) is half a minute
+of a 2-core CPU, and assigning every row to its cell another; both would be repeated on every
+``find`` although only a few files changed. The centroids and the cell of every file (by
+file id) are saved next to the database (``image_database.db.<model>.ann.npz``). The next
+search loads them and brings them up to date: files whose vectors were written since (new or
+re-embedded, found by their write sequence number) and files it lacks are assigned, files
+gone are dropped. The centroids are trained anew when the collection has grown (or shrunk)
+four-fold since.
 
 The database records the sequence number the file covers, the rows it was trained on and
 the file's size and mtime. A file that does not match (replaced, half written, from another
@@ -19,13 +20,14 @@ from __future__ import annotations
 
 import os
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dedup_cli.ann import _faiss, add_rows, build_index, remove_ids
+from dedup_cli.ann import DEFAULT_NPROBE, nearest_cells, train_cells
 from dedup_cli.store import Store
 
 REBUILD_GROWTH = 4  # retrain once the collection is 4x larger or smaller than trained for
@@ -33,13 +35,13 @@ REBUILD_GROWTH = 4  # retrain once the collection is 4x larger or smaller than t
 
 @dataclass
 class IndexReport:
-    """What happened to the kept index in this search, for the JSON document."""
+    """What happened to the kept cells in this search, for the JSON document."""
 
     path: str
     status: str = "built"  # built | updated | rebuilt
     reason: str | None = None  # why it was (re)built, or why it could not be saved
-    added: int = 0
-    removed: int = 0
+    assigned: int = 0  # rows whose cells were computed in this run
+    removed: int = 0  # kept files no longer in the collection
     saved: bool = False
 
     def as_dict(self) -> dict[str, Any]:
@@ -47,38 +49,38 @@ class IndexReport:
             "path": self.path,
             "status": self.status,
             "reason": self.reason,
-            "added": self.added,
+            "assigned": self.assigned,
             "removed": self.removed,
             "saved": self.saved,
         }
 
 
+@dataclass
+class Cells:
+    """Where each row of the collection lives, and what the queries probe."""
+
+    centroids: np.ndarray  # nlist x dim, float32
+    cells: np.ndarray  # int32 per row of the collection: its nearest cell
+    query_rows: np.ndarray  # the rows searched (all, or the new ones)
+    probes: np.ndarray  # int32 len(query_rows) x nprobe: cells each query row looks in
+    report: IndexReport
+
+
 def index_path(db_path: Path, model_key: str) -> Path:
-    """``<database>.<model>.ivf`` beside the database."""
+    """``<database>.<model>.ann.npz`` beside the database."""
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", model_key)
-    return db_path.with_name(f"{db_path.name}.{safe}.ivf")
+    return db_path.with_name(f"{db_path.name}.{safe}.ann.npz")
 
 
 def _keys(model_id: int) -> dict[str, str]:
     return {k: f"ann:{model_id}:{k}" for k in ("seq", "trained", "size", "mtime_ns")}
 
 
-def stored_ids(index: Any) -> np.ndarray:
-    """Every id an IVF index holds (one pass over its inverted lists)."""
-    faiss = _faiss()
-    lists = index.invlists
-    parts = [
-        faiss.rev_swig_ptr(lists.get_ids(cell), lists.list_size(cell)).copy()
-        for cell in range(index.nlist)
-        if lists.list_size(cell)
-    ]
-    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
-
-
-def _load(store: Store, model_id: int, path: Path, dimension: int) -> tuple[Any, int, int, str]:
-    """(index or None, seq it covers, rows trained on, why it is not usable)."""
-    keys = _keys(model_id)
-    recorded = {k: store.counter(name) for k, name in keys.items()}
+def _load(
+    store: Store, model_id: int, path: Path, dimension: int
+) -> tuple[dict[str, np.ndarray] | None, int, int, str]:
+    """(kept arrays or None, seq they cover, rows trained on, why they are not usable)."""
+    recorded = {k: store.counter(name) for k, name in _keys(model_id).items()}
     if not path.exists():
         return None, 0, 0, "no index yet"
     if None in recorded.values():
@@ -86,23 +88,34 @@ def _load(store: Store, model_id: int, path: Path, dimension: int) -> tuple[Any,
     info = path.stat()
     if (info.st_size, info.st_mtime_ns) != (recorded["size"], recorded["mtime_ns"]):
         return None, 0, 0, "the index file is not the one this database saved"
-    faiss = _faiss()
     try:
-        index = faiss.read_index(str(path))
-    except RuntimeError as exc:
-        return None, 0, 0, f"the index file cannot be read ({str(exc).splitlines()[0]})"
-    if not isinstance(index, faiss.IndexIVF):
-        return None, 0, 0, "the index file holds another kind of index"
-    if index.d != dimension or index.metric_type != faiss.METRIC_INNER_PRODUCT:
+        with np.load(path, allow_pickle=False) as data:
+            kept = {k: data[k] for k in ("centroids", "ids", "cells")}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        return None, 0, 0, f"the index file cannot be read ({exc})"
+    centroids, ids, cells = kept["centroids"], kept["ids"], kept["cells"]
+    if (
+        centroids.ndim != 2
+        or centroids.shape[1] != dimension
+        or ids.shape != cells.shape
+        or (len(cells) and not 0 <= int(cells.min()) <= int(cells.max()) < len(centroids))
+    ):
         return None, 0, 0, "the index file is for other vectors"
-    return index, int(recorded["seq"] or 0), int(recorded["trained"] or 0), ""
+    return kept, int(recorded["seq"] or 0), int(recorded["trained"] or 0), ""
 
 
-def _save(store: Store, model_id: int, path: Path, index: Any, seq: int, trained: int) -> None:
-    faiss = _faiss()
+def _save(
+    store: Store,
+    model_id: int,
+    path: Path,
+    arrays: dict[str, np.ndarray],
+    seq: int,
+    trained: int,
+) -> None:
     temporary = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     try:
-        faiss.write_index(index, str(temporary))
+        with open(temporary, "wb") as out:
+            np.savez(out, centroids=arrays["centroids"], ids=arrays["ids"], cells=arrays["cells"])
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
@@ -118,46 +131,57 @@ def _save(store: Store, model_id: int, path: Path, index: Any, seq: int, trained
     )
 
 
-def current_index(
+def current_cells(
     store: Store,
     model_id: int,
     model_key: str,
     ids: np.ndarray,
     seqs: np.ndarray,
     matrix: np.ndarray,
-) -> tuple[Any, IndexReport]:
-    """The kept index, updated to hold exactly these files (row k: file ``ids[k]``, vector
-    ``matrix[k]`` written at ``seqs[k]``), or a new one; saved again beside the database."""
+    query_rows: np.ndarray | None = None,
+    *,
+    nprobe: int = DEFAULT_NPROBE,
+) -> Cells:
+    """The cells of these files (row k: file ``ids[k]``, vector ``matrix[k]`` written at
+    ``seqs[k]``) from the kept ones, brought up to date and saved again, or trained anew;
+    with the probes of ``query_rows`` (None: every row)."""
+    from dedup_cli.candidates import rows_of_ids
+
     path = index_path(store.path, model_key)
     report = IndexReport(path=str(path))
     n = len(ids)
-    index, seq, trained, reason = _load(store, model_id, path, matrix.shape[1])
-    if index is not None and not (trained / REBUILD_GROWTH <= n <= trained * REBUILD_GROWTH):
-        index, reason = None, f"the collection changed size ({trained} -> {n} files)"
-    if index is None:
-        index = build_index(matrix, ids)
+    kept, seq, trained, reason = _load(store, model_id, path, matrix.shape[1])
+    if kept is not None and not (trained / REBUILD_GROWTH <= n <= trained * REBUILD_GROWTH):
+        kept, reason = None, f"the collection changed size ({trained} -> {n} files)"
+    cells = np.full(n, -1, dtype=np.int32)
+    if kept is None:
+        centroids = train_cells(matrix)
         trained = n
         report.status = "built" if reason == "no index yet" else "rebuilt"
         report.reason = reason
-        report.added = n
     else:
+        centroids = kept["centroids"]
         report.status = "updated"
-        held = stored_ids(index)
-        changed = seqs > seq
-        # Out: files gone, and old vectors of re-embedded files. In: those and missing files.
-        gone = ~np.isin(held, ids)
-        missing = ~np.isin(ids, held)
-        report.removed = remove_ids(index, np.concatenate([held[gone], ids[changed & ~missing]]))
-        todo = changed | missing
-        add_rows(index, matrix[todo], ids[todo])
-        report.added = int(todo.sum())
+        position = rows_of_ids(kept["ids"], ids)  # where each current file was kept
+        known = (position >= 0) & (seqs <= seq)  # re-embedded files are assigned again
+        cells[known] = kept["cells"][position[known]]
+        report.removed = len(kept["ids"]) - int((position >= 0).sum())
+    queries = np.arange(n, dtype=np.int64) if query_rows is None else query_rows
+    probes = nearest_cells(centroids, matrix if query_rows is None else matrix[queries], nprobe)
+    moved = not np.array_equal(cells[queries], probes[:, 0])  # new, re-embedded or retrained
+    cells[queries] = probes[:, 0]
+    todo = np.flatnonzero(cells < 0)
+    if len(todo):
+        cells[todo] = nearest_cells(centroids, matrix[todo], 1)[:, 0]
+    report.assigned = len(queries) + len(todo)
     covered = int(seqs.max()) if n else seq
-    if report.status != "updated" or report.added or report.removed or covered != seq:
+    if kept is None or moved or len(todo) or report.removed or covered != seq:
+        arrays = {"centroids": centroids, "ids": ids, "cells": cells}
         try:
-            _save(store, model_id, path, index, covered, trained)
+            _save(store, model_id, path, arrays, covered, trained)
             report.saved = True
-        except (OSError, RuntimeError) as exc:
-            report.reason = f"index not saved: {str(exc).splitlines()[0]}"
+        except OSError as exc:
+            report.reason = f"index not saved: {exc}"
     else:
         report.saved = True  # nothing changed: the file on disk is current
-    return index, report
+    return Cells(centroids, cells, queries, probes, report)
