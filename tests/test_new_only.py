@@ -216,3 +216,13 @@ def test_a_file_changed_in_place_counts_as_new(library: Path, photos: dict) -> N
     assert changed["stats"]["new_files"] == 1
     members = {Path(p).name for g in changed["groups"] for p in [g["keep"], *g["remove"]]}
     assert "rocket.jpg" in members and members <= {"rocket.jpg", "coffee.jpg", "coffee_q40.jpg"}
+
+
+def test_summary_says_what_the_kept_cells_did(library: Path) -> None:
+    first = runner.invoke(app, ["find", str(library), "--workers", "0", "--index", "ann"])
+    shutil.copy(library / "coffee.jpg", library / "coffee_again.jpg")
+    again = runner.invoke(app, ["find", str(library), "--index", "ann", "--new-only"])
+    assert first.exit_code == 0 == again.exit_code, first.stderr
+    assert "approximate search cells" in first.stderr and "built" in first.stderr
+    assert "updated, 1 assigned, 0 removed" in again.stderr
+    assert "new since the last find" in again.stderr

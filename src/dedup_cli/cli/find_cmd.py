@@ -176,10 +176,10 @@ def print_find_summary(result: Any) -> None:
         table.add_row("new since the last find", str(result.new_files))
     if result.index_file is not None:
         kept = result.index_file
-        state = f"{kept['status']}, {kept['added']} added, {kept['removed']} removed"
+        state = f"{kept['status']}, {kept['assigned']} assigned, {kept['removed']} removed"
         if not kept["saved"]:
             state += f" ({kept['reason']})"
-        table.add_row("approximate index", escape(state))
+        table.add_row("approximate search cells", escape(state))
     table.add_row("embedded now", str(result.hashing.embedded))
     table.add_row("unreadable", str(len(result.unreadable)))
     table.add_row("duplicate groups", str(len(plan.groups)))
