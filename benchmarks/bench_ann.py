@@ -1,4 +1,5 @@
-"""Approximate search (``find --index ann``) against exact search on synthetic embeddings.
+"""Approximate search (``find --index ann``: the cell join) against exact search on synthetic
+embeddings.
 
 Unit rows (random, so ordinary neighbours are nearly orthogonal) with 1% planted near-
 duplicate pairs whose cosine is spread uniformly over [threshold + 0.01, 0.99]. Each case runs
@@ -97,7 +98,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default="100000x512,100000x1280,1000000x512")
-    parser.add_argument("--nprobe", type=int, default=48)
+    parser.add_argument("--nprobe", type=int, default=64)
     parser.add_argument("--cells", type=float, default=4.0, help="nlist = CELLS * sqrt(N)")
     parser.add_argument("--exact-up-to", type=int, default=200_000)
     parser.add_argument("--no-exact", action="store_true", help="ann only")

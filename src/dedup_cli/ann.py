@@ -29,10 +29,13 @@ from dedup_cli.search import BF16_MARGIN, Pairs, rescored, rescored_between, und
 # nlist = 4 sqrt(N); 64 probes: 0.995 recall at 1M x 512 (docs/benchmarks.md)
 CELLS_PER_SQRT_N = 4
 DEFAULT_NPROBE = 64
+# ``--new-only`` searches one way (new rows probe; old rows do not probe back), so it looks
+# in 4x as many cells; with few new rows that costs little.
+NEW_ONLY_NPROBE = 4 * DEFAULT_NPROBE
 TRAINING_PER_CELL = 40  # k-means sample size per cell (faiss wants at least 39)
 MAX_TRAINING = 256_000  # k-means sample cap: training cost grows with sample x cells
 KMEANS_ITERATIONS = 10
-ASSIGN_ROWS = 32768  # rows per block when finding nearest cells
+ASSIGN_ROWS = 8192  # rows per block when finding nearest cells: 8192 x 4000 scores
 JOIN_QUERIES = 131072  # query rows per pass of the join: bounds the probe-sorting buffers
 FP32_MARGIN = 1e-4  # float32 matrix products against float32 re-scoring: rounding only
 
@@ -95,8 +98,9 @@ def nearest_cells(centroids: np.ndarray, vectors: np.ndarray, k: int) -> np.ndar
     with torch.inference_mode():
         for start in range(0, len(vectors), ASSIGN_ROWS):
             block = torch.from_numpy(np.asarray(vectors[start : start + ASSIGN_ROWS]))
-            scores = (block.to(dtype) @ centres.T).float()
+            scores = block.to(dtype) @ centres.T
             out[start : start + ASSIGN_ROWS] = torch.topk(scores, k, dim=1).indices.numpy()
+            del scores
     return out
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from dedup_cli.ann import DEFAULT_NPROBE, nearest_cells, train_cells
+from dedup_cli.ann import DEFAULT_NPROBE, NEW_ONLY_NPROBE, nearest_cells, train_cells
 from dedup_cli.store import Store
 
 REBUILD_GROWTH = 4  # retrain once the collection is 4x larger or smaller than trained for
@@ -167,7 +167,12 @@ def current_cells(
         cells[known] = kept["cells"][position[known]]
         report.removed = len(kept["ids"]) - int((position >= 0).sum())
     queries = np.arange(n, dtype=np.int64) if query_rows is None else query_rows
-    probes = nearest_cells(centroids, matrix if query_rows is None else matrix[queries], nprobe)
+    if query_rows is None:
+        probes = nearest_cells(centroids, matrix, nprobe)
+    else:
+        probes = nearest_cells(
+            centroids, matrix[queries], nprobe * NEW_ONLY_NPROBE // DEFAULT_NPROBE
+        )
     moved = not np.array_equal(cells[queries], probes[:, 0])  # new, re-embedded or retrained
     cells[queries] = probes[:, 0]
     todo = np.flatnonzero(cells < 0)
