@@ -169,3 +169,12 @@ def test_cross_with_the_approximate_index_groups_the_same(tmp_path: Path, librar
     exact, approximate = cross("exact"), cross("ann")
     assert (exact["stats"]["index"], approximate["stats"]["index"]) == ("exact", "ann")
     assert approximate["groups"] == exact["groups"] and len(exact["groups"]) >= 3
+
+
+def test_new_rows_look_in_more_cells_when_they_are_few() -> None:
+    from dedup_cli.ann import NEW_ONLY_NPROBE, new_only_probes
+
+    assert new_only_probes(1, 1_000_000, 4000) == 4000  # one new file: against everything
+    assert new_only_probes(1000, 1_000_000, 4000) == 2000  # half the collection each
+    assert new_only_probes(100_000, 1_000_000, 4000) == NEW_ONLY_NPROBE  # the floor
+    assert new_only_probes(10, 100, 2) == 2

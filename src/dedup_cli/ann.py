@@ -29,9 +29,21 @@ from dedup_cli.search import BF16_MARGIN, Pairs, rescored, rescored_between, und
 # nlist = 4 sqrt(N); 64 probes: 0.995 recall at 1M x 512 (docs/benchmarks.md)
 CELLS_PER_SQRT_N = 4
 DEFAULT_NPROBE = 64
-# ``--new-only`` searches one way (new rows probe; old rows do not probe back), so it looks
-# in 4x as many cells; with few new rows that costs little.
+# ``--new-only`` searches one way (new rows probe; old rows do not probe back), so each new
+# row looks in at least 4x as many cells, and in as many more as a budget of row products
+# allows: 1,000 new rows against 1M then scan half the collection each (seconds).
 NEW_ONLY_NPROBE = 4 * DEFAULT_NPROBE
+NEW_ONLY_BUDGET = 500_000_000  # new rows x scanned rows
+
+
+def new_only_probes(new_rows: int, total_rows: int, nlist: int) -> int:
+    """Cells each new row looks in: at least ``NEW_ONLY_NPROBE``, more while the products
+    stay within ``NEW_ONLY_BUDGET``, at most all of them."""
+    per_cell = max(1.0, total_rows / max(1, nlist))
+    affordable = int(NEW_ONLY_BUDGET / max(1, new_rows) / per_cell)
+    return max(1, min(nlist, max(NEW_ONLY_NPROBE, affordable)))
+
+
 TRAINING_PER_CELL = 40  # k-means sample size per cell (faiss wants at least 39)
 MAX_TRAINING = 256_000  # k-means sample cap: training cost grows with sample x cells
 KMEANS_ITERATIONS = 10

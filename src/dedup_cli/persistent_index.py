@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from dedup_cli.ann import DEFAULT_NPROBE, NEW_ONLY_NPROBE, nearest_cells, train_cells
+from dedup_cli.ann import DEFAULT_NPROBE, nearest_cells, new_only_probes, train_cells
 from dedup_cli.store import Store
 
 REBUILD_GROWTH = 4  # retrain once the collection is 4x larger or smaller than trained for
@@ -170,9 +170,8 @@ def current_cells(
     if query_rows is None:
         probes = nearest_cells(centroids, matrix, nprobe)
     else:
-        probes = nearest_cells(
-            centroids, matrix[queries], nprobe * NEW_ONLY_NPROBE // DEFAULT_NPROBE
-        )
+        wide = max(nprobe, new_only_probes(len(queries), n, len(centroids)))
+        probes = nearest_cells(centroids, matrix[queries], wide)
     moved = not np.array_equal(cells[queries], probes[:, 0])  # new, re-embedded or retrained
     cells[queries] = probes[:, 0]
     todo = np.flatnonzero(cells < 0)
