@@ -178,3 +178,15 @@ def test_new_rows_look_in_more_cells_when_they_are_few() -> None:
     assert new_only_probes(1000, 1_000_000, 4000) == 2000  # half the collection each
     assert new_only_probes(100_000, 1_000_000, 4000) == NEW_ONLY_NPROBE  # the floor
     assert new_only_probes(10, 100, 2) == 2
+
+
+def test_padding_rounds_shapes_up_and_keeps_the_rows() -> None:
+    """oneDNN keeps one primitive per matrix shape: the cell join rounds its shapes up so
+    a million-row join does not hold 1.4 GB of them (padding rows are dropped again)."""
+    from dedup_cli.ann import _padded
+
+    rows = np.array([7, 3, 9], dtype=np.int64)
+    padded = _padded(rows, 4)
+    assert padded.tolist() == [7, 3, 9, 7] and padded.dtype == np.int64
+    assert _padded(np.arange(8), 4).tolist() == list(range(8))
+    assert len(_padded(np.arange(300), 256)) == 512

@@ -49,6 +49,8 @@ MAX_TRAINING = 256_000  # k-means sample cap: training cost grows with sample x 
 KMEANS_ITERATIONS = 10
 ASSIGN_ROWS = 8192  # rows per block when finding nearest cells: 8192 x 4000 scores
 JOIN_QUERIES = 131072  # query rows per pass of the join: bounds the probe-sorting buffers
+ROW_BUCKET = 256  # query rows per product rounded up to a multiple of this
+MEMBER_BUCKET = 64  # member rows likewise
 FP32_MARGIN = 1e-4  # float32 matrix products against float32 re-scoring: rounding only
 
 
@@ -155,17 +157,28 @@ def cell_join(
                 if q0 == q1 or m0 == m1:
                     continue
                 asking, held = owners[q0:q1], members[m0:m1]
+                # Shapes rounded up (padding rows are dropped below): oneDNN keeps a
+                # primitive per matrix shape, and thousands of shapes held 1.4 GB.
+                a_rows, b_rows = _padded(asking, ROW_BUCKET), _padded(held, MEMBER_BUCKET)
                 scores = (
-                    table[torch.from_numpy(asking)].to(dtype)
-                    @ table[torch.from_numpy(held)].to(dtype).T
+                    table[torch.from_numpy(a_rows)].to(dtype)
+                    @ table[torch.from_numpy(b_rows)].to(dtype).T
                 )
                 a, b = torch.nonzero(scores >= cut, as_tuple=True)
                 if a.numel():
-                    found_q.append(asking[a.numpy()])
-                    found_m.append(held[b.numpy()])
+                    a_np, b_np = a.numpy(), b.numpy()
+                    real = (a_np < len(asking)) & (b_np < len(held))
+                    found_q.append(asking[a_np[real]])
+                    found_m.append(held[b_np[real]])
     if not found_q:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     return np.concatenate(found_q).astype(np.int64), np.concatenate(found_m).astype(np.int64)
+
+
+def _padded(rows: np.ndarray, bucket: int) -> np.ndarray:
+    """``rows`` followed by copies of its first row up to a multiple of ``bucket``."""
+    extra = -len(rows) % bucket
+    return rows if extra == 0 else np.concatenate([rows, np.full(extra, rows[0], rows.dtype)])
 
 
 def ann_pairs(
