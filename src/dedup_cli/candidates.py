@@ -22,11 +22,12 @@ from dedup_cli.search import Pairs, pairs_of_rows, rescored, similar_pairs, undi
 from dedup_cli.store import Store
 
 INDEXES = ("auto", "exact", "ann")
-# ``auto`` switches to the approximate index where it is both faster than exact search and at
-# least 0.99 in recall, measured on a 2-core CPU (docs/benchmarks.md, bench_ann.py, 512 dims):
-# 100k: exact 14.1 s, faster; 250k: exact 66.2 s, ann 49.3 s at 0.997; 1M: ann 307 s at 0.990
-# (exact about 25 minutes). On a GPU exact search is always used.
-ANN_CUTOVER: int | None = 250_000
+# ``auto`` switches to the approximate search where it is clearly faster than exact search
+# and at least 0.99 in recall, measured on a 2-core CPU (bench_ann.py, 512 dims,
+# docs/benchmarks.md): 100k: exact 11.5 s, ann 9.5 s (999 of 1,000 pairs: not worth a pair);
+# 200k: exact 42.7 s, ann 18.0 s at 0.9975; 1M: ann about 2.5 minutes at 0.995 (exact about
+# 25 minutes). On a GPU exact search is always used.
+ANN_CUTOVER: int | None = 200_000
 
 
 def searched_key(model_id: int) -> str:

@@ -88,7 +88,7 @@ IndexOpt = Annotated[
     str,
     typer.Option(
         "--index",
-        help="auto (default: exact on a GPU or below 250,000 files, ann otherwise), "
+        help="auto (default: exact on a GPU or below 200,000 files, ann otherwise), "
         "exact, or ann (k-means cells, each row against its 64 nearest cells, every pair "
         "re-scored exactly; measured "
         "recall >= 0.99 against exact).",
