@@ -226,3 +226,25 @@ def test_summary_says_what_the_kept_cells_did(library: Path) -> None:
     assert "approximate search cells" in first.stderr and "built" in first.stderr
     assert "updated, 1 assigned, 0 removed" in again.stderr
     assert "new since the last find" in again.stderr
+
+
+def test_a_database_never_searched_compares_everything_even_unnumbered_vectors(
+    tmp_path: Path,
+) -> None:
+    """Vectors written before schema 3 carry sequence number 0; with no search recorded
+    they are all new, not all old."""
+    rng = np.random.default_rng(3)
+    rows = unit(rng, 50)
+    rows[49] = rows[0]
+    names = [f"{k:02d}.jpg" for k in range(50)]
+    with Store(tmp_path / "image_database.db") as store:
+        model = store.ensure_model("m", 16, "{}")
+        write(store, model, names, rows)
+        with store.transaction(write=True) as conn:
+            conn.exec_driver_sql("UPDATE embeddings SET seq = 0")
+        stored = load(store, model, names)
+        found = find_candidates(
+            store, model, "m", stored.ids, stored.seqs, stored.matrix, 0.9, new_only=True
+        )
+    assert found.new_rows is not None and len(found.new_rows) == 50
+    assert list(zip(found.pairs.left.tolist(), found.pairs.right.tolist())) == [(0, 49)]

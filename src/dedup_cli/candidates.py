@@ -75,8 +75,10 @@ def find_candidates(
     method = choose_index(index, len(ids), device)
     new_rows: np.ndarray | None = None
     if new_only and model_id is not None:
-        since = store.counter(searched_key(model_id)) or 0
-        new_rows = np.flatnonzero(seqs > since)
+        since = store.counter(searched_key(model_id))
+        # Never searched (or a database from before sequence numbers, whose vectors are all
+        # numbered 0): everything is new.
+        new_rows = np.arange(len(seqs)) if since is None else np.flatnonzero(seqs > since)
     report: dict[str, Any] | None = None
     if model_id is None or len(ids) < 2 or (new_rows is not None and len(new_rows) == 0):
         pairs = Pairs.empty()
