@@ -124,10 +124,12 @@ def cell_join(
     query_rows: np.ndarray,
     probes: np.ndarray,
     threshold: float,
+    query_vectors: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(query row, member row) candidates: each query row (``query_rows[k]``) against every
-    row whose cell (``cells``, -1: none) is one of its probed cells (``probes[k]``), one
-    matrix product per cell, screened at the threshold minus the rounding margin."""
+    """(query row, member row) candidates: each query row (``query_rows[k]``, a row of
+    ``query_vectors``, default ``vectors``) against every row of ``vectors`` whose cell
+    (``cells``, -1: none) is one of its probed cells (``probes[k]``), one matrix product per
+    cell, screened at the threshold minus the rounding margin."""
     import torch
 
     from dedup_cli.malloc_tuning import keep_freed_memory
@@ -139,8 +141,8 @@ def cell_join(
     cut = threshold - (BF16_MARGIN if dtype == torch.bfloat16 else FP32_MARGIN)
     members = np.argsort(cells, kind="stable")
     member_starts = np.searchsorted(cells[members], np.arange(nlist + 1))
-    source = np.asarray(vectors)
-    table = torch.from_numpy(source if source.flags.writeable else source.copy())
+    table = _tensor(vectors)
+    asked = table if query_vectors is None else _tensor(query_vectors)
     found_q: list[np.ndarray] = []
     found_m: list[np.ndarray] = []
     width = probes.shape[1] if probes.ndim == 2 else 0
@@ -161,7 +163,7 @@ def cell_join(
                 # primitive per matrix shape, and thousands of shapes held 1.4 GB.
                 a_rows, b_rows = _padded(asking, ROW_BUCKET), _padded(held, MEMBER_BUCKET)
                 scores = (
-                    table[torch.from_numpy(a_rows)].to(dtype)
+                    asked[torch.from_numpy(a_rows)].to(dtype)
                     @ table[torch.from_numpy(b_rows)].to(dtype).T
                 )
                 a, b = torch.nonzero(scores >= cut, as_tuple=True)
@@ -173,6 +175,14 @@ def cell_join(
     if not found_q:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     return np.concatenate(found_q).astype(np.int64), np.concatenate(found_m).astype(np.int64)
+
+
+def _tensor(matrix: np.ndarray) -> Any:
+    """A torch view of a matrix (a copy only if it is read-only, which torch refuses)."""
+    import torch
+
+    source = np.asarray(matrix)
+    return torch.from_numpy(source if source.flags.writeable else source.copy())
 
 
 def _padded(rows: np.ndarray, bucket: int) -> np.ndarray:
@@ -217,19 +227,9 @@ def ann_cross_pairs(
     centroids = train_cells(held)
     cells = nearest_cells(centroids, held, 1)[:, 0].copy()
     probes = nearest_cells(centroids, asking, nprobe)
-    # One matrix: the probing side's rows after the clustered side's (cells -1: never held).
-    stacked = np.concatenate([np.asarray(held), np.asarray(asking).astype(held.dtype)])
-    offset = len(held)
-    all_cells = np.concatenate([cells, np.full(len(asking), -1, dtype=np.int32)])
     rows, found = cell_join(
-        stacked,
-        all_cells,
-        np.arange(offset, offset + len(asking), dtype=np.int64),
-        probes,
-        threshold,
+        held, cells, np.arange(len(asking), dtype=np.int64), probes, threshold, asking
     )
-    del stacked
-    rows -= offset
     if swap:
         return rescored_between(left, right, found, rows, threshold)
     return rescored_between(left, right, rows, found, threshold)

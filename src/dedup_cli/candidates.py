@@ -121,14 +121,3 @@ def _ann_candidates(
     del kept
     left, right = undirected(query_rows, found_rows)
     return rescored(matrix, left, right, threshold), report
-
-
-def rows_of_ids(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
-    """The row of each wanted id in ``ids``, -1 where it is not there."""
-    if len(ids) == 0:
-        return np.full(len(wanted), -1, dtype=np.int64)
-    order = np.argsort(ids, kind="stable")
-    ordered = ids[order]
-    position = np.minimum(np.searchsorted(ordered, wanted), len(ids) - 1)
-    hit = ordered[position] == wanted
-    return np.where(hit, order[position], -1).astype(np.int64)

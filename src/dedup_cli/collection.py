@@ -107,12 +107,8 @@ def load_collection(
     unreadable = store.unreadable(present)
     known = store.model_id(spec.key)
     if known is None:
-        return Collection(
-            FileTable(root, empty_stored(spec.dimension)),
-            empty_stored(spec.dimension).matrix,
-            unreadable,
-            None,
-        )
+        nothing = empty_stored(spec.dimension)
+        return Collection(FileTable(root, nothing), nothing.matrix, unreadable, None)
     model_id, dimension = known
     if half is None:
         half = len(present) * dimension * 4 > HALF_PRECISION_ABOVE_BYTES

@@ -145,8 +145,6 @@ def current_cells(
     """The cells of these files (row k: file ``ids[k]``, vector ``matrix[k]`` written at
     ``seqs[k]``) from the kept ones, brought up to date and saved again, or trained anew;
     with the probes of ``query_rows`` (None: every row)."""
-    from dedup_cli.candidates import rows_of_ids
-
     path = index_path(store.path, model_key)
     report = IndexReport(path=str(path))
     n = len(ids)
@@ -189,3 +187,14 @@ def current_cells(
     else:
         report.saved = True  # nothing changed: the file on disk is current
     return Cells(centroids, cells, queries, probes, report)
+
+
+def rows_of_ids(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """The row of each wanted id in ``ids``, -1 where it is not there."""
+    if len(ids) == 0:
+        return np.full(len(wanted), -1, dtype=np.int64)
+    order = np.argsort(ids, kind="stable")
+    ordered = ids[order]
+    position = np.minimum(np.searchsorted(ordered, wanted), len(ids) - 1)
+    hit = ordered[position] == wanted
+    return np.where(hit, order[position], -1).astype(np.int64)

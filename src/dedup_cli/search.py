@@ -153,14 +153,17 @@ def similar_pairs(
     return Pairs(left[order], right[order], sim[order])
 
 
-def row_dots(rows: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """Inner products of rows ``left[k]`` and ``right[k]`` in float32, in slices so a float16
-    matrix is only widened a slice at a time."""
+def row_dots(
+    rows: np.ndarray, left: np.ndarray, right: np.ndarray, other: np.ndarray | None = None
+) -> np.ndarray:
+    """Inner products of ``rows[left[k]]`` and ``rows[right[k]]`` (or ``other[right[k]]``)
+    in float32, in slices so a float16 matrix is only widened a slice at a time."""
+    other = rows if other is None else other
     out = np.empty(len(left), dtype=np.float32)
     step = 1 << 16
     for s in range(0, len(left), step):
         a = rows[left[s : s + step]].astype(np.float32, copy=False)
-        b = rows[right[s : s + step]].astype(np.float32, copy=False)
+        b = other[right[s : s + step]].astype(np.float32, copy=False)
         out[s : s + step] = np.einsum("ij,ij->i", a, b)
     return out
 
@@ -191,19 +194,9 @@ def rescored_between(
     unique = np.ones(len(i), dtype=bool)
     unique[1:] = (i[1:] != i[:-1]) | (j[1:] != j[:-1])
     i, j = i[unique], j[unique]
-    similarity = row_dots(left, i, j) if left is right else _dots_between(left, right, i, j)
+    similarity = row_dots(left, i, j, right)
     keep = similarity >= threshold
     return Pairs(i[keep], j[keep], similarity[keep])
-
-
-def _dots_between(left: np.ndarray, right: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    out = np.empty(len(i), dtype=np.float32)
-    step = 1 << 16
-    for s in range(0, len(i), step):
-        a = left[i[s : s + step]].astype(np.float32, copy=False)
-        b = right[j[s : s + step]].astype(np.float32, copy=False)
-        out[s : s + step] = np.einsum("ij,ij->i", a, b)
-    return out
 
 
 def cross_pairs(

@@ -344,44 +344,6 @@ class Store:
             rows = raw.execute("SELECT path, error FROM files WHERE error IS NOT NULL")
             return sorted((p, str(e)) for p, e in rows if p in paths)
 
-    def vectors_by_id(self, model_id: int, dimension: int, ids: Sequence[int]) -> np.ndarray:
-        """float32 vectors of the given file ids, in that order (zeros where missing)."""
-        out = np.zeros((len(ids), dimension), dtype=np.float32)
-        position = {int(i): k for k, i in enumerate(ids)}
-        wanted = list(position)
-        with self.transaction() as conn:
-            raw = conn.connection.driver_connection
-            for start in range(0, len(wanted), 500):
-                chunk = wanted[start : start + 500]
-                marks = ", ".join("?" * len(chunk))
-                rows = raw.execute(
-                    f"SELECT file_id, vector FROM embeddings WHERE model_id = ? "
-                    f"AND file_id IN ({marks})",
-                    (model_id, *chunk),
-                )
-                for file_id, blob in rows:
-                    if isinstance(blob, bytes) and len(blob) == 4 * dimension:
-                        out[position[file_id]] = np.frombuffer(blob, dtype="<f4")
-        return out
-
-    def vectors_since(
-        self, model_id: int, dimension: int, seq: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(file ids, float32 vectors) of the model written after sequence number ``seq``."""
-        ids: list[int] = []
-        blobs: list[bytes] = []
-        with self.transaction() as conn:
-            raw = conn.connection.driver_connection
-            for file_id, blob in raw.execute(
-                "SELECT file_id, vector FROM embeddings WHERE model_id = ? AND seq > ?",
-                (model_id, seq),
-            ):
-                if isinstance(blob, bytes) and len(blob) == 4 * dimension:
-                    ids.append(file_id)
-                    blobs.append(blob)
-        matrix = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(ids), dimension)
-        return np.asarray(ids, dtype=np.int64), matrix.astype(np.float32)
-
     # -- counters -------------------------------------------------------------------------
 
     def counter(self, name: str) -> int | None:
