@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,15 +73,25 @@ def _db_family(db: Path) -> list[str]:
 def _walk(
     root: Path, rel: str, result: ScanResult, include_hidden: bool, excluded: set[str]
 ) -> None:
-    folder = root / rel if rel else root
-    try:
-        entries = list(os.scandir(folder))
-    except OSError as exc:  # vanished or unreadable folder: count it, go on
-        result.errors.append((rel or ".", exc.strerror or str(exc)))
+    """Depth first, each folder's entries by name, with an explicit stack (no recursion: a
+    tree thousands of folders deep must not exhaust Python's recursion limit). The order in
+    which files and errors are found is that of the recursive walk it replaces."""
+    stack: list[Iterator[os.DirEntry[str]]] = []
+    rels: list[str] = []
+    entries = _list_folder(root, rel, result)
+    if entries is None:
         return
-    for entry in sorted(entries, key=lambda e: e.name):
+    stack.append(entries)
+    rels.append(rel)
+    while stack:
+        entry = next(stack[-1], None)
+        if entry is None:
+            stack.pop()
+            rels.pop()
+            continue
+        parent = rels[-1]
         name = entry.name
-        child = f"{rel}/{name}" if rel else name
+        child = f"{parent}/{name}" if parent else name
         if name.startswith(".") and not include_hidden:
             result.skipped_hidden += 1
             continue
@@ -97,7 +107,10 @@ def _walk(
                     result.errors.append((_printable(child), "name is not valid UTF-8"))
                 continue
             if is_folder:
-                _walk(root, child, result, include_hidden, excluded)
+                inner = _list_folder(root, child, result)
+                if inner is not None:
+                    stack.append(inner)
+                    rels.append(child)
                 continue
             if not is_image_name(name) or entry.path in excluded:
                 continue
@@ -108,6 +121,21 @@ def _walk(
         if not stat.S_ISREG(info.st_mode):
             continue
         result.files.append(ScannedFile(root, child, info.st_size, info.st_mtime_ns))
+
+
+def _list_folder(
+    root: Path, rel: str, result: ScanResult
+) -> Iterator[os.DirEntry[str]] | None:
+    """The entries of ``root/rel`` sorted by name, or None (and an error counted) when the
+    folder vanished or cannot be read."""
+    folder = root / rel if rel else root
+    try:
+        with os.scandir(folder) as listing:
+            entries = list(listing)
+    except OSError as exc:  # vanished or unreadable folder: count it, go on
+        result.errors.append((rel or ".", exc.strerror or str(exc)))
+        return None
+    return iter(sorted(entries, key=lambda e: e.name))
 
 
 def _leads_to_folder(link: os.DirEntry[str]) -> bool:
