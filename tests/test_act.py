@@ -9,10 +9,14 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import encode, random_image
 from dedup_cli.act import execute_plan, undo_run
 from dedup_cli.imageio import content_hash
 from dedup_cli.plan import FileInfo, Plan, PlannedGroup, Removal
 from dedup_cli.store import Store
+
+# A keeper of a near pair must still decode at the moment of acting: a real (tiny) image.
+KEEPER = encode(random_image(7), "PNG")
 
 
 def info(root: Path, relative: str) -> FileInfo:
@@ -36,7 +40,7 @@ def plan_of(root: Path, keep: FileInfo, *remove: FileInfo) -> Plan:
 def setup(tmp_path: Path) -> tuple[Path, Store]:
     root = tmp_path / "root"
     root.mkdir()
-    (root / "keep.jpg").write_bytes(b"keeper bytes")
+    (root / "keep.jpg").write_bytes(KEEPER)
     (root / "copy.jpg").write_bytes(b"copy bytes")
     return root, Store(tmp_path / "db.db")
 
@@ -109,7 +113,7 @@ def test_nothing_outside_the_root_is_ever_touched(
     base.mkdir(exist_ok=True)
     root = base / "root"
     root.mkdir(exist_ok=True)
-    (root / "keep.jpg").write_bytes(b"keeper")
+    (root / "keep.jpg").write_bytes(KEEPER)
     outside = base / "outside.jpg"
     outside.write_bytes(b"precious")
     target = Path(relative.format(tmp=base))
@@ -127,7 +131,7 @@ def test_nothing_outside_the_root_is_ever_touched(
     )
     if "outside" in relative:
         assert report.done == [] and outside.read_bytes() == b"precious"
-    assert (root / "keep.jpg").read_bytes() == b"keeper"
+    assert (root / "keep.jpg").read_bytes() == KEEPER
     store.close()
 
 

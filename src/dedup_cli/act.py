@@ -1,10 +1,19 @@
 """Carry out a plan safely: trash, move (quarantine) or delete; journal everything; undo moves.
 
-Before touching a file, it is checked again: still inside the root (symlinks resolved), not a
-symlink, the same size, mtime and content hash as planned, and its keeper still there and
-unchanged. A file that fails a check is skipped with the reason. Each action is written to the
-journal as ``pending`` before the filesystem changes and marked ``done`` or ``failed`` after,
-so an interrupted run leaves an honest record.
+Nothing stored decides a removal. Immediately before a file is removed, under the folder lock
+(``locking``), both the file and its keeper are opened folder by folder from the root without
+following symlinks (``fsops``), re-read and hashed:
+
+- the file must still be the planned bytes (size, mtime and content hash);
+- the keeper must still be the planned file: for an ``exact`` pair its bytes must hash equal
+  to the file's *now*; for a near pair it must have the content hash that was proved and
+  still decode.
+
+Any mismatch skips that file with the reason (counted, and the command exits non-zero). The
+removal itself acts in the pinned folder (``dir_fd``), so a folder swapped for a symlink
+after the check cannot redirect it. Each action is journaled ``pending`` before the file
+system changes and ``done`` or ``failed`` after; the run is marked finished at the end, so
+``undo`` can tell a run still acting from one whose process died.
 """
 
 from __future__ import annotations
@@ -12,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import signal
 import threading
 import time
@@ -21,12 +29,15 @@ from pathlib import Path
 from typing import Any
 
 from dedup_cli.errors import NothingToUndoError, UsageError
-from dedup_cli.imageio import content_hash
-from dedup_cli.plan import FileInfo, Plan
+from dedup_cli.fsops import FileSnapshot, Pinned, UnsafePathError, free_name, same_folder, transfer
+from dedup_cli.locking import acting_on, is_held_elsewhere
+from dedup_cli.plan import FileInfo, Plan, Removal
+from dedup_cli.runs_index import RecordedRun, find_run, record_run, recorded_runs
 from dedup_cli.store import Store
 
 ACTIONS = ("trash", "move", "delete")
 MANIFEST_FOLDER = ".dedup-runs"
+EXACT = "exact"
 
 
 @dataclass
@@ -44,6 +55,11 @@ class ActionReport:
     @property
     def bytes_freed(self) -> int:
         return sum(int(d["size"]) for d in self.done)
+
+    @property
+    def complete(self) -> bool:
+        """Every planned file was handled: none skipped, failed or left by Ctrl-C."""
+        return not (self.skipped or self.failed or self.interrupted)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -63,6 +79,7 @@ class UndoReport:
     run_id: str
     restored: list[str] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
+    failed: list[dict[str, str]] = field(default_factory=list)
     interrupted: bool = False  # Ctrl-C: stopped between two files; undo again for the rest
 
     def as_dict(self) -> dict[str, Any]:
@@ -70,6 +87,7 @@ class UndoReport:
             "run_id": self.run_id,
             "restored": self.restored,
             "skipped": self.skipped,
+            "failed": self.failed,
             "interrupted": self.interrupted,
         }
 
@@ -88,51 +106,108 @@ def is_inside(path: Path, root: Path) -> bool:
     return resolved != real_root and resolved.is_relative_to(real_root)
 
 
-def check_before_action(file: FileInfo, keeper: FileInfo, root: Path) -> str | None:
-    """Why ``file`` must not be touched now, or None when every check passes."""
-    for candidate, role in ((file, "file"), (keeper, "keeper")):
-        if os.path.islink(candidate.absolute):
-            return f"{role} is a symlink"
-        if not is_inside(candidate.absolute, candidate.root or root):
-            return f"{role} is missing or outside the root"
+class _Skip(Exception):
+    """A check failed: the file is left alone, with this reason."""
+
+
+@dataclass
+class _Checked:
+    """A removal whose checks passed: the pinned file and what was read of it."""
+
+    source: Pinned
+    snapshot: FileSnapshot
+
+
+class _KeeperVerdicts:
+    """Whether a keeper's bytes (by content hash) still decode: decoded once per run."""
+
+    def __init__(self) -> None:
+        self._decodes: dict[str, bool] = {}
+
+    def decodes(self, pinned: Pinned, digest: str) -> bool:
+        if digest not in self._decodes:
+            from dedup_cli.imageio import ImageDecodeError, decode
+
+            try:
+                decode(pinned.read_bytes(), 32)
+                self._decodes[digest] = True
+            except (ImageDecodeError, OSError):
+                self._decodes[digest] = False
+        return self._decodes[digest]
+
+
+def _stat_role(pinned: Pinned, role: str) -> os.stat_result:
     try:
-        info = file.absolute.stat()
-        keeper_info = keeper.absolute.stat()
-    except OSError as exc:
-        return f"cannot stat ({exc.strerror or exc})"
+        info = pinned.lstat()
+    except FileNotFoundError:
+        raise _Skip(f"{role} is missing") from None
+    if (info.st_mode & 0o170000) == 0o120000:
+        raise _Skip(f"{role} is a symlink")
+    if (info.st_mode & 0o170000) != 0o100000:
+        raise _Skip(f"{role} is not a regular file")
+    return info
+
+
+def check_removal(
+    removal: Removal, keeper: FileInfo, source: Pinned, kept: Pinned, verdicts: _KeeperVerdicts
+) -> FileSnapshot:
+    """Re-derive from the files, now, everything the removal rests on; returns what was
+    read of the file to remove, or raises ``_Skip`` with the reason."""
+    file = removal.file
+    keeper_info = _stat_role(kept, "keeper")
+    info = _stat_role(source, "file")
     if (keeper_info.st_size, keeper_info.st_mtime_ns) != (keeper.size, keeper.mtime_ns):
-        return "keeper changed since planning"
+        raise _Skip("keeper changed since planning")
     if (info.st_dev, info.st_ino) == (keeper_info.st_dev, keeper_info.st_ino):
-        return "same file as the keeper (hard link)"
+        raise _Skip("same file as the keeper (hard link)")
     if (info.st_size, info.st_mtime_ns) != (file.size, file.mtime_ns):
-        return "file changed since planning"
-    if file.content_hash is not None:
-        try:
-            current = content_hash(file.absolute.read_bytes())
-        except OSError as exc:
-            return f"cannot read ({exc.strerror or exc})"
-        if current != file.content_hash:
-            return "file content changed since planning"
-    return None
+        raise _Skip("file changed since planning")
+    if file.content_hash is None:
+        raise _Skip("no content hash was recorded for the file")
+    try:
+        keeper_now = kept.snapshot()
+        file_now = source.snapshot()
+    except OSError as exc:
+        raise _Skip(f"cannot read ({exc.strerror or exc})") from None
+    if file_now.content_hash != file.content_hash:
+        raise _Skip("file content changed since planning")
+    if removal.method == EXACT:
+        if keeper_now.content_hash != file_now.content_hash:
+            raise _Skip("keeper no longer has the same bytes (damaged or changed in place)")
+    else:
+        if keeper.content_hash is None or keeper_now.content_hash != keeper.content_hash:
+            raise _Skip(
+                "keeper's bytes differ from the ones that were proved (damaged or changed in place)"
+            )
+        if not verdicts.decodes(kept, keeper_now.content_hash):
+            raise _Skip("keeper no longer decodes")
+    return file_now
 
 
 def execute_plan(
     plan: Plan, store: Store, action: str, *, move_to: Path | None = None, run_id: str | None = None
 ) -> ActionReport:
-    """Apply ``action`` to every planned removal; keepers are never touched."""
+    """Apply ``action`` to every planned removal; keepers are never touched.
+
+    Holds the lock on every root of the plan (``locking.acting_on``) for the whole run, so
+    no other dedup acts on these folders meanwhile; the run is recorded in this user's run
+    index first, so ``dedup undo`` finds even a run that was killed."""
     if action not in ACTIONS:
         raise UsageError(f"--action must be one of {', '.join(ACTIONS)}, not {action!r}")
     root = plan.root.resolve()
-    if action == "move":
-        if move_to is None:
-            raise UsageError("--action move needs --to DIR")
-        move_to = move_to.expanduser().resolve()
-        roots = {root} | {
+    roots = sorted(
+        {root}
+        | {
             f.root.resolve()
             for g in plan.groups
             for f in (g.keep, *(r.file for r in g.remove))
             if f.root
         }
+    )
+    if action == "move":
+        if move_to is None:
+            raise UsageError("--action move needs --to DIR")
+        move_to = move_to.expanduser().resolve()
         if any(move_to == r or move_to.is_relative_to(r) for r in roots):
             raise UsageError(
                 f"--to {move_to} is inside a scanned folder; choose a folder outside it"
@@ -140,18 +215,43 @@ def execute_plan(
     run_id = run_id or new_run_id()
     manifest = store.path.parent / MANIFEST_FOLDER / f"{run_id}.json"
     report = ActionReport(run_id=run_id, action=action, manifest=str(manifest))
-    store.start_run(run_id, str(root), action, plan.model, plan.threshold, str(manifest))
-    try:
-        with _DeferredInterrupt() as interrupt:
-            for group in plan.groups:
-                for removal in group.remove:
-                    if interrupt.requested:
-                        report.interrupted = True
-                        return report
-                    _act_on_one(removal.file, group.keep, root, action, move_to, store, report)
-            report.interrupted = interrupt.requested
-    finally:
-        _write_manifest(manifest, plan, report)
+    with acting_on(roots):
+        if action == "move":
+            assert move_to is not None
+            move_to.mkdir(parents=True, exist_ok=True)
+            move_to = move_to.resolve()
+        record_run(run_id, store.path, roots=roots, action=action, quarantine=move_to)
+        store.start_run(
+            run_id,
+            str(root),
+            action,
+            plan.model,
+            plan.threshold,
+            str(manifest),
+            None if move_to is None else str(move_to),
+        )
+        verdicts = _KeeperVerdicts()
+        try:
+            with _DeferredInterrupt() as interrupt:
+                for group in plan.groups:
+                    for removal in group.remove:
+                        if interrupt.requested:
+                            break
+                        _act_on_one(
+                            removal,
+                            group.keep,
+                            root,
+                            roots,
+                            action,
+                            move_to,
+                            store,
+                            report,
+                            verdicts,
+                        )
+                report.interrupted = interrupt.requested
+        finally:
+            store.finish_run(run_id)
+            _write_manifest(manifest, plan, report)
     return report
 
 
@@ -183,14 +283,18 @@ class _DeferredInterrupt:
 
 
 def _act_on_one(
-    file: FileInfo,
+    removal: Removal,
     keeper: FileInfo,
     root: Path,
+    roots: list[Path],
     action: str,
     move_to: Path | None,
     store: Store,
     report: ActionReport,
+    verdicts: _KeeperVerdicts,
 ) -> None:
+    """Check and act on one file; whatever happens to it, the run goes on."""
+    file = removal.file
     entry: dict[str, Any] = {
         "path": str(file.absolute),
         "keeper": str(keeper.absolute),
@@ -200,43 +304,78 @@ def _act_on_one(
         "mtime_ns": file.mtime_ns,
         "content_hash": file.content_hash,
     }
-    reason = check_before_action(file, keeper, root)
-    if reason is not None:
-        store.journal(report.run_id, {**entry, "status": "skipped", "reason": reason})
+    action_id: int | None = None
+    try:
+        file_root = file.root.resolve() if file.root else root
+        keeper_root = keeper.root.resolve() if keeper.root else root
+        with Pinned(file_root, file.path) as source, Pinned(keeper_root, keeper.path) as kept:
+            snapshot = check_removal(removal, keeper, source, kept, verdicts)
+            if action == "move":
+                assert move_to is not None
+                _move(source, snapshot, file, move_to, roots, entry, store, report)
+                action_id = entry.pop("_id")
+            else:
+                action_id = store.journal(
+                    report.run_id, {**entry, "status": "pending", "reason": None}
+                )
+                if not source.is_same(snapshot):
+                    raise OSError("the file changed at the moment of acting")
+                if action == "delete":
+                    source.unlink()
+                else:
+                    # send2trash works by path: act only if the path still leads to the
+                    # pinned folder and the very file that was checked.
+                    if not same_folder(source.fd, (file_root / file.path).parent):
+                        raise OSError("its folder was replaced at the moment of acting")
+                    from send2trash import send2trash
+
+                    send2trash(str(file_root / file.path))
+    except (_Skip, UnsafePathError) as why:
+        action_id = action_id if action_id is not None else entry.pop("_id", None)
+        reason = str(why) if isinstance(why, _Skip) else f"not acted on: {why.strerror or why}"
+        if action_id is not None:
+            store.set_action_status(action_id, "skipped", reason)
+        else:
+            store.journal(report.run_id, {**entry, "status": "skipped", "reason": reason})
         report.skipped.append({**entry, "reason": reason})
         return
-    if action == "move":
-        assert move_to is not None
-        entry["destination"] = str(_free_destination(move_to / file.path))
-    action_id = store.journal(report.run_id, {**entry, "status": "pending", "reason": None})
-    try:
-        if action == "trash":
-            from send2trash import send2trash
-
-            send2trash(str(file.absolute))
-        elif action == "move":
-            destination = Path(entry["destination"])
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(file.absolute), str(destination))
-        else:
-            file.absolute.unlink()
     except Exception as exc:  # noqa: BLE001 - any failure is recorded, the run goes on
-        store.set_action_status(action_id, "failed", str(exc))
-        report.failed.append({**entry, "reason": str(exc)})
+        action_id = action_id if action_id is not None else entry.pop("_id", None)
+        reason = str(exc.strerror or exc) if isinstance(exc, OSError) else str(exc)
+        if action_id is not None:
+            store.set_action_status(action_id, "failed", reason)
+        else:
+            store.journal(report.run_id, {**entry, "status": "failed", "reason": reason})
+        report.failed.append({**entry, "reason": reason})
         return
     store.set_action_status(action_id, "done")
     report.done.append(entry)
 
 
-def _free_destination(path: Path) -> Path:
-    """``path`` or ``name (2).ext`` … so a quarantined file never overwrites another."""
-    if not path.exists():
-        return path
-    for n in range(2, 100_000):
-        candidate = path.with_name(f"{path.stem} ({n}){path.suffix}")
-        if not candidate.exists():
-            return candidate
-    raise UsageError(f"cannot find a free name for {path}")
+def _move(
+    source: Pinned,
+    snapshot: FileSnapshot,
+    file: FileInfo,
+    move_to: Path,
+    roots: list[Path],
+    entry: dict[str, Any],
+    store: Store,
+    report: ActionReport,
+) -> None:
+    """Quarantine one checked file under ``move_to`` at its relative path, never over
+    another file and never back inside a scanned folder."""
+    target = move_to / file.path
+    if any(target == r or target.is_relative_to(r) for r in roots):
+        raise _Skip(f"its quarantine path {target} lies inside a scanned folder")
+    with Pinned(move_to, file.path, create=True) as folder:
+        name = free_name(folder, folder.name)
+        destination = target.with_name(name)
+        entry["destination"] = str(destination)
+        entry["_id"] = store.journal(
+            report.run_id,
+            {**{k: v for k, v in entry.items() if k != "_id"}, "status": "pending", "reason": None},
+        )
+        transfer(source, folder.fd, name, snapshot)
 
 
 def _write_manifest(manifest: Path, plan: Plan, report: ActionReport) -> None:
@@ -247,31 +386,83 @@ def _write_manifest(manifest: Path, plan: Plan, report: ActionReport) -> None:
     os.replace(tmp, manifest)
 
 
+def _recorded_for(store: Store, run_id: str | None) -> RecordedRun:
+    """The run to undo as this user's run index recorded it for this database: never a
+    run that only the database claims."""
+    if run_id is not None:
+        recorded = find_run(run_id, store.path)
+        if recorded is None:
+            raise NothingToUndoError(
+                f"run {run_id} was not recorded by your dedup for {store.path}; dedup only "
+                "undoes runs it recorded itself (a database can carry forged runs)"
+            )
+        return recorded
+    real = os.path.realpath(store.path)
+    for recorded in reversed(recorded_runs()):
+        if os.path.realpath(recorded.database) != real:
+            continue
+        run = store.run(recorded.run_id)
+        if run is not None and run["undone_at"] is None:
+            return recorded
+    raise NothingToUndoError(f"no run to undo in {store.path}")
+
+
 def undo_run(store: Store, run_id: str | None = None) -> UndoReport:
-    """Put the files of a ``move`` run back where they were, byte for byte."""
-    run_id = run_id or store.last_run_id()
-    if run_id is None:
-        raise NothingToUndoError(f"no run to undo in {store.path}")
+    """Put the files of a ``move`` run back where they were, byte for byte.
+
+    Only runs in this user's run index, only inside the folder and quarantine recorded
+    there, and only files whose bytes still hash as journaled. Each entry is handled on its
+    own: one that cannot be restored is reported and the rest go on. A run still acting in
+    another process is refused; one whose process died is completed."""
+    recorded = _recorded_for(store, run_id)
+    run_id = recorded.run_id
     run = store.run(run_id)
     if run is None:
         raise NothingToUndoError(f"no run {run_id!r} in {store.path}")
     if run["undone_at"] is not None:
         raise NothingToUndoError(f"run {run_id} was already undone")
+    if recorded.root is None:
+        raise NothingToUndoError(
+            f"run {run_id} was recorded by an older dedup without its folders; restore its "
+            f"files by hand from the manifest {run['manifest']}"
+        )
+    if run.get("finished_at") is None and any(is_held_elsewhere(r) for r in recorded.roots):
+        raise NothingToUndoError(
+            f"run {run_id} is still acting in another process; undo it when it has finished"
+        )
     report = UndoReport(run_id=run_id)
-    with _DeferredInterrupt() as interrupt:
+    with acting_on(recorded.roots), _DeferredInterrupt() as interrupt:
         for action in store.run_actions(run_id):
             if interrupt.requested:
                 report.interrupted = True
                 return report  # files restored so far are marked; undo again for the rest
-            _undo_one(action, store, report)
+            try:
+                _undo_one(action, recorded, store, report)
+            except Exception as exc:  # noqa: BLE001 - one entry never stops the others
+                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                report.failed.append({"path": str(action["path"]), "reason": why})
         if interrupt.requested:
             report.interrupted = True
             return report
-    store.mark_run_undone(run_id)
+    if not report.failed:
+        store.mark_run_undone(run_id)
     return report
 
 
-def _undo_one(action: dict[str, Any], store: Store, report: UndoReport) -> None:
+def _inside(path: Path, folder: Path) -> str | None:
+    """``path`` relative to ``folder``, lexically (no ``..``), or None when outside."""
+    if not path.is_absolute() or ".." in path.parts:
+        return None
+    try:
+        relative = path.relative_to(folder)
+    except ValueError:
+        return None
+    return None if str(relative) == "." else relative.as_posix()
+
+
+def _undo_one(
+    action: dict[str, Any], recorded: RecordedRun, store: Store, report: UndoReport
+) -> None:
     """Move one quarantined file back, or say why it cannot be.
 
     A ``pending`` move is one whose process was killed mid-action: if its file reached the
@@ -279,29 +470,49 @@ def _undo_one(action: dict[str, Any], store: Store, report: UndoReport) -> None:
     if action["status"] not in ("done", "pending"):
         return
     original = Path(action["path"])
-    if action["status"] == "pending":
-        destination = Path(action["destination"] or "")
-        moved = action["action"] == "move" and destination.is_file() and not original.exists()
-        if not moved:
-            return  # it never happened (or cannot have: trash and delete are not undoable)
     if action["action"] != "move" or not action["destination"]:
-        why = (
-            "sent to the system trash: restore it from there"
-            if action["action"] == "trash"
-            else "deleted: cannot be restored"
-        )
-        report.skipped.append({"path": str(original), "reason": why})
+        if action["status"] == "done":
+            why = (
+                "sent to the system trash: restore it from there"
+                if action["action"] == "trash"
+                else "deleted: cannot be restored"
+            )
+            report.skipped.append({"path": str(original), "reason": why})
         return
     destination = Path(action["destination"])
-    if original.exists():
-        report.skipped.append({"path": str(original), "reason": "a file is back at that path"})
-        return
-    if not destination.exists():
+    home = next((r for r in recorded.roots if _inside(original, r)), None)
+    back = None if home is None else _inside(original, home)
+    kept = None if recorded.quarantine is None else _inside(destination, recorded.quarantine)
+    if back is None or kept is None or recorded.quarantine is None or home is None:
         report.skipped.append(
-            {"path": str(original), "reason": f"quarantined copy {destination} is gone"}
+            {
+                "path": str(original),
+                "reason": "journal row points outside the run's folder or quarantine: not restored",
+            }
         )
         return
-    original.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(destination), str(original))
+    with Pinned(recorded.quarantine, kept) as source, Pinned(home, back, create=True) as target:
+        there = source.exists()
+        if action["status"] == "pending" and not (there and not target.exists()):
+            return  # the move never happened (killed before it): nothing to put back
+        if target.exists():
+            report.skipped.append({"path": str(original), "reason": "a file is back at that path"})
+            return
+        if not there:
+            report.skipped.append(
+                {"path": str(original), "reason": f"quarantined copy {destination} is gone"}
+            )
+            return
+        snapshot = source.snapshot()
+        if action["content_hash"] is None or snapshot.content_hash != action["content_hash"]:
+            report.skipped.append(
+                {
+                    "path": str(original),
+                    "reason": f"quarantined file {destination} is not the file that was moved "
+                    "(its content differs): left where it is",
+                }
+            )
+            return
+        transfer(source, target.fd, target.name, snapshot)
     store.set_action_status(action["id"], "undone")
     report.restored.append(str(original))

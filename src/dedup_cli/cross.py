@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,13 +19,14 @@ from typing import Any
 import numpy as np
 
 from dedup_cli.candidates import choose_index
-from dedup_cli.collection import load_collection
+from dedup_cli.collection import FileTable, empty_stored, load_collection
 from dedup_cli.confirmation import Confirmation, confirm_pairs
 from dedup_cli.errors import DedupError, UsageError
 from dedup_cli.group import group_pairs
 from dedup_cli.models import ModelSpec, resolve_device
 from dedup_cli.pipeline import HashReport, Progress, needs_work
-from dedup_cli.plan import FileInfo, Plan, make_plan
+from dedup_cli.plan import Plan, make_plan
+from dedup_cli.rederive import rederive_shared_hashes
 from dedup_cli.scan import ScanResult, scan
 from dedup_cli.search import Pairs, cross_pairs
 from dedup_cli.service import drop_remembered, hash_root
@@ -48,7 +48,7 @@ class _Side:
     root: Path
     store: Store
     found: ScanResult
-    files: Sequence[FileInfo] = field(default_factory=list)
+    files: FileTable = field(default_factory=lambda: FileTable(Path(), empty_stored(0)))
     matrix: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     hashing: HashReport | None = None
 
@@ -166,6 +166,7 @@ def cross_find(
             f"{b.matrix.shape[1]} in B (different weights); re-run dedup hash with the same "
             f"--weights on both"
         )
+    rederive_shared_hashes([a.files, b.files])  # stored hashes never decide "exact" alone
     device = resolve_device(options.device)
     # As many products as all-pairs search over sqrt(2 |A| |B|) files: the same cut-over.
     method = choose_index(index, int(math.sqrt(2 * len(a.files) * len(b.files))), device)

@@ -108,12 +108,26 @@ class _Confirmer:
             evidence = _Evidence(
                 FileInfo(path, scanned.absolute, scanned.size, scanned.mtime_ns, None, None, None)
             )
-        if evidence.info.content_hash is None:
+        # The stored hash is never trusted to say "same bytes": every name pair is few
+        # files, so each is read and hashed in this run.
+        if not evidence.unreadable:
             try:
                 data, size, mtime = read_file(scanned.absolute)
+                old = evidence.info
+                fresh = content_hash(data)
+                known = fresh == old.content_hash and (size, mtime) == (old.size, old.mtime_ns)
                 evidence.info = FileInfo(
-                    path, scanned.absolute, size, mtime, content_hash(data), None, None
+                    path,
+                    scanned.absolute,
+                    size,
+                    mtime,
+                    fresh,
+                    old.width if known else None,
+                    old.height if known else None,
                 )
+                if not known:  # the stored facts were of other bytes
+                    evidence.vector = None
+                    evidence.thumbnail = None
             except OSError as exc:
                 evidence.unreadable = exc.strerror or str(exc)
         self.cache[path] = evidence

@@ -25,6 +25,7 @@ from dedup_cli.group import group_pairs
 from dedup_cli.models import ModelSpec, resolve_device
 from dedup_cli.pipeline import HashReport, Progress, hash_folder
 from dedup_cli.plan import FileInfo, Plan, keeper_rank, make_plan
+from dedup_cli.rederive import RederivedHashes, rederive_shared_hashes
 from dedup_cli.scan import ScanResult, scan
 from dedup_cli.search import Pairs
 from dedup_cli.store import Store
@@ -63,6 +64,8 @@ class FindResult:
     index: str = "exact"  # how candidates were searched: exact | ann
     index_file: dict[str, Any] | None = None  # the kept ANN index: built, updated, saved
     new_files: int | None = None  # --new-only: files compared against the whole collection
+    # Files whose stored content hash another file shares, read and hashed again this run.
+    rederived: RederivedHashes = field(default_factory=RederivedHashes)
 
     def as_dict(self) -> dict[str, Any]:
         document = self.plan.as_dict()
@@ -82,6 +85,8 @@ class FindResult:
             "load_seconds": round(self.load_seconds, 3),
             "index": self.index,
             "new_files": self.new_files,
+            "hashes_rederived": self.rederived.read,
+            "stored_hashes_wrong": self.rederived.differed,
         }
         document["index_file"] = self.index_file
         document["unreadable"] = [{"path": p, "error": e} for p, e in self.unreadable]
@@ -142,6 +147,7 @@ def find_duplicates(
     report = hash_root(root, store, spec, options, progress, scanned=found)
     started = time.perf_counter()
     files, matrix, unreadable, model_id = load_collection(root, store, spec, found)
+    rederived = rederive_shared_hashes([files])  # stored hashes never decide "exact" alone
     loaded = time.perf_counter()
     found_by = find_candidates(
         store,
@@ -200,6 +206,7 @@ def find_duplicates(
         index=found_by.method,
         index_file=found_by.index,
         new_files=None if new_rows is None else len(new_rows),
+        rederived=rederived,
     )
 
 

@@ -4,14 +4,16 @@ the confirmation rule, the journal entry in the runs index, and the summary."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 
 from dedup_cli.cli.common import err_console
 from dedup_cli.errors import DedupError, UsageError
+from dedup_cli.text import markup
 from dedup_cli.units import human_bytes
 
 ActionOpt = Annotated[
@@ -48,6 +50,24 @@ class ActionInterrupted(DedupError):
 
 class NotConfirmedError(DedupError):
     """An action was asked for, but nobody confirmed it."""
+
+
+class IncompleteActionError(DedupError):
+    """Some planned files were skipped by a safety check or failed: each has its reason."""
+
+
+@contextmanager
+def planning_lock(action: str, roots: list[Path]) -> Iterator[None]:
+    """Planning and acting on a folder is one critical section: with an action, hold the
+    folders from before the plan is made until the action ends (``locking.acting_on``), so
+    two runs never plan on the same files and both act."""
+    if action == "report":
+        yield
+        return
+    from dedup_cli.locking import acting_on
+
+    with acting_on([r.resolve() for r in roots]):
+        yield
 
 
 def review_plan(
@@ -135,7 +155,7 @@ def write_report(
         ) from exc
     document["html"] = str(written)
     if not silent:
-        err_console.print(f"report written to {escape(str(written))}", highlight=False)
+        err_console.print(f"report written to {markup(written)}", highlight=False)
 
 
 def act_on_plan(
@@ -148,15 +168,12 @@ def act_on_plan(
     silent: bool,
 ) -> None:
     """Confirm and execute ``plan``; put the outcome (and run id) into the JSON ``document``."""
-    from dedup_cli.act import execute_plan, new_run_id
-    from dedup_cli.runs_index import record_run
+    from dedup_cli.act import execute_plan
 
     document["action"] = None
     if action != "report" and plan.files_to_remove:
         confirm(action, plan.files_to_remove, plan.bytes_to_free, yes)
-        run_id = new_run_id()
-        record_run(run_id, store.path)  # first, so `dedup undo` finds even a killed run
-        outcome = execute_plan(plan, store, action, move_to=to, run_id=run_id)
+        outcome = execute_plan(plan, store, action, move_to=to)
         document["action"] = outcome.as_dict()
         document["run_id"] = outcome.run_id
         if not silent:
@@ -170,7 +187,8 @@ def act_on_plan(
 
 
 def raise_if_interrupted(document: dict[str, Any]) -> None:
-    """After the JSON document is out: a Ctrl-C during the action ends with exit code 130."""
+    """After the JSON document is out: a Ctrl-C during the action ends with exit code 130;
+    files skipped by a safety check or failed end with exit code 1."""
     outcome = document.get("action") or {}
     if outcome.get("interrupted"):
         undo = f"; undo with: dedup undo {outcome['run_id']}" if outcome["action"] == "move" else ""
@@ -178,19 +196,28 @@ def raise_if_interrupted(document: dict[str, Any]) -> None:
             f"interrupted: {len(outcome['done'])} file(s) done and journaled, the rest "
             f"untouched{undo}"
         )
+    skipped, failed = len(outcome.get("skipped") or ()), len(outcome.get("failed") or ())
+    if skipped or failed:
+        raise IncompleteActionError(
+            f"{skipped} file(s) skipped by a safety check and {failed} failed; they were left "
+            "in place (reasons above, or under action.skipped / action.failed in --json)"
+        )
 
 
 def print_action_summary(outcome: Any) -> None:
     err_console.print(
         f"run {outcome.run_id}: {outcome.action} {len(outcome.done)} file(s), "
         f"{human_bytes(outcome.bytes_freed)}; {len(outcome.skipped)} skipped, "
-        f"{len(outcome.failed)} failed; journal {escape(str(outcome.manifest))}",
+        f"{len(outcome.failed)} failed; journal {markup(outcome.manifest)}",
         highlight=False,
     )
-    for item in outcome.skipped[:20]:
-        err_console.print(
-            f"  [yellow]skipped[/yellow] {escape(item['path'])}: {escape(item['reason'])}",
-            highlight=False,
-        )
+    for kind, items in (("skipped", outcome.skipped), ("failed", outcome.failed)):
+        for item in items[:20]:
+            err_console.print(
+                f"  [yellow]{kind}[/yellow] {markup(item['path'])}: {markup(item['reason'])}",
+                highlight=False,
+            )
+        if len(items) > 20:
+            err_console.print(f"  … and {len(items) - 20} more {kind} (see --json)")
     if outcome.action == "move":
         err_console.print(f"undo with: dedup undo {outcome.run_id}", highlight=False)

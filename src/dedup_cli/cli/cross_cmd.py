@@ -17,6 +17,7 @@ from dedup_cli.cli.acting import (
     YesOpt,
     act_on_plan,
     check_action,
+    planning_lock,
     raise_if_interrupted,
     review_plan,
     write_report,
@@ -118,7 +119,11 @@ def cross_command(
             include_hidden=include_hidden,
         )
         silent = json_output or quiet
-        with open_store(folder_a, db_a) as store_a, open_store(folder_b, db_b) as store_b:
+        with (
+            open_store(folder_a, db_a) as store_a,
+            open_store(folder_b, db_b) as store_b,
+            planning_lock(action, [folder_a, folder_b]),
+        ):
             result = cross_find(
                 folder_a,
                 store_a,

@@ -16,6 +16,7 @@ from dedup_cli.cli.acting import (
     YesOpt,
     act_on_plan,
     check_action,
+    planning_lock,
     raise_if_interrupted,
     review_plan,
     write_report,
@@ -77,7 +78,7 @@ def filename_clean_command(
             validate_threshold(threshold)
         spec = get_spec(model)
         silent = json_output or quiet
-        with open_store(root, db) as store:
+        with open_store(root, db) as store, planning_lock(action, [root]):
             result = clean_by_names(
                 root,
                 store,

@@ -16,6 +16,7 @@ from dedup_cli.cli.acting import (
     YesOpt,
     act_on_plan,
     check_action,
+    planning_lock,
     raise_if_interrupted,
     review_plan,
     write_report,
@@ -115,7 +116,7 @@ def find_command(
             workers=workers,
             include_hidden=include_hidden,
         )
-        with open_store(root, db) as store:
+        with open_store(root, db) as store, planning_lock(action, [root]):
             result = find_duplicates(
                 root,
                 store,

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from dedup_cli.cli.common import JsonOpt, err_console, handle_errors, print_json
+from dedup_cli.text import markup
 
 
 def undo_command(
@@ -44,15 +44,24 @@ def undo_command(
             err_console.print(
                 f"run {report.run_id}: {len(report.restored)} file(s) restored", highlight=False
             )
-            for item in report.skipped:
-                err_console.print(
-                    f"  [yellow]not restored[/yellow] {escape(item['path'])}: {escape(item['reason'])}",
-                    highlight=False,
-                )
+            for kind, items in (("not restored", report.skipped), ("failed", report.failed)):
+                for item in items:
+                    err_console.print(
+                        f"  [yellow]{kind}[/yellow] {markup(item['path'])}: {markup(item['reason'])}",
+                        highlight=False,
+                    )
         if report.interrupted:
             from dedup_cli.cli.acting import ActionInterrupted
 
             raise ActionInterrupted(
                 f"interrupted: {len(report.restored)} file(s) restored; run "
                 f"dedup undo {report.run_id} again to restore the rest"
+            )
+        if report.failed or report.skipped:
+            from dedup_cli.errors import DedupError
+
+            again = f"; run dedup undo {report.run_id} again after fixing" if report.failed else ""
+            raise DedupError(
+                f"{len(report.skipped)} file(s) not restored and {len(report.failed)} failed "
+                f"(reasons above){again}"
             )

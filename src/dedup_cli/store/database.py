@@ -104,7 +104,26 @@ def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode = WAL")
     cursor.execute("PRAGMA synchronous = NORMAL")
     cursor.execute("PRAGMA foreign_keys = ON")
+    # Nothing stored in a database may run as a side effect of our own statements: SQL
+    # functions in views, triggers and defaults are refused (``refuse_stored_code`` also
+    # refuses any trigger or view before the first statement that could fire one).
+    cursor.execute("PRAGMA trusted_schema = OFF")
     cursor.close()
+
+
+def refuse_stored_code(conn: Any, path: Path) -> None:
+    """A database is a cache that may come from anyone: one with triggers or views (this
+    tool creates neither) could rewrite journal rows or answer queries with made-up rows.
+    Refused before anything else is executed on it."""
+    rows = conn.exec_driver_sql(
+        "SELECT type, name FROM sqlite_master WHERE type IN ('trigger', 'view') ORDER BY name"
+    ).fetchall()
+    if rows:
+        found = ", ".join(f"{kind} {name!r}" for kind, name in rows[:3])
+        raise StoreError(
+            f"database {path} contains {found}, which dedup never creates; refusing to use "
+            "it (it may have been tampered with): use another --db"
+        )
 
 
 class Store:
@@ -120,6 +139,7 @@ class Store:
         event.listen(self.engine, "connect", _on_connect)
         try:
             with self.engine.begin() as conn:
+                refuse_stored_code(conn, path)
                 migrate(conn)
         except OperationalError as exc:
             raise StoreError(_explain(exc, path)) from exc
@@ -434,12 +454,13 @@ class Store:
         model: str,
         threshold: float,
         manifest: str | None,
+        quarantine: str | None = None,
     ) -> None:
         with self.transaction(write=True) as conn:
             conn.execute(
                 text(
-                    "INSERT INTO runs (id, created_at, root, action, model, threshold, manifest) "
-                    "VALUES (:i, :c, :r, :a, :m, :t, :mf)"
+                    "INSERT INTO runs (id, created_at, root, action, model, threshold, manifest, "
+                    "quarantine) VALUES (:i, :c, :r, :a, :m, :t, :mf, :q)"
                 ),
                 {
                     "i": run_id,
@@ -449,7 +470,16 @@ class Store:
                     "m": model,
                     "t": threshold,
                     "mf": manifest,
+                    "q": quarantine,
                 },
+            )
+
+    def finish_run(self, run_id: str) -> None:
+        """The run stopped acting (done, or stopped by Ctrl-C between two files)."""
+        with self.transaction(write=True) as conn:
+            conn.execute(
+                text("UPDATE runs SET finished_at = :t WHERE id = :i"),
+                {"t": time.time(), "i": run_id},
             )
 
     def journal(self, run_id: str, entry: dict[str, Any]) -> int:

@@ -35,10 +35,23 @@ def _m003_embedding_sequence(conn: Connection) -> None:
     CounterRecord.__table__.create(conn, checkfirst=True)  # type: ignore[attr-defined]
 
 
+def _m004_run_lifecycle(conn: Connection) -> None:
+    """When a run finished acting (NULL: still acting, or killed), and its quarantine.
+
+    Runs written before this version finished long ago: they count as finished."""
+    columns = {row[1] for row in conn.exec_driver_sql("PRAGMA table_info(runs)")}
+    if "finished_at" not in columns:
+        conn.exec_driver_sql("ALTER TABLE runs ADD COLUMN finished_at FLOAT")
+        conn.exec_driver_sql("UPDATE runs SET finished_at = created_at")
+    if "quarantine" not in columns:
+        conn.exec_driver_sql("ALTER TABLE runs ADD COLUMN quarantine TEXT")
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _m001_initial,
     _m002_not_duplicates,
     _m003_embedding_sequence,
+    _m004_run_lifecycle,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -77,6 +77,9 @@ class RunRecord(Base):
     threshold: Mapped[float] = mapped_column(Float)
     manifest: Mapped[str | None] = mapped_column(Text)
     undone_at: Mapped[float | None] = mapped_column(Float)
+    # Set when the run stopped acting (also after Ctrl-C); NULL while it acts or if killed.
+    finished_at: Mapped[float | None] = mapped_column(Float)
+    quarantine: Mapped[str | None] = mapped_column(Text)  # --to of a move run
 
 
 class ActionRecord(Base):
