@@ -98,3 +98,92 @@ def test_a_locked_database_is_one_clear_error(
     assert result.exit_code == 1
     assert "in use by another dedup process" in result.stderr
     assert count(hashed, "files") == 4
+
+
+def prune_refused(*args: str) -> str:
+    """``prune-db`` that must refuse: exit 1 and one error line; returns that line."""
+    result = runner.invoke(app, ["prune-db", *args])
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: refusing to prune"), result.stderr
+    return lines[0]
+
+
+def test_an_emptied_root_is_never_taken_for_all_files_deleted(
+    hashed: Path, tmp_path: Path
+) -> None:
+    # The drive is unmounted / the photos were moved away: the root is there, but empty.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for photo in hashed.glob("*.png"):
+        photo.rename(elsewhere / photo.name)
+    before = (hashed / "image_database.db").read_bytes()
+    line = prune_refused(str(hashed))
+    assert "no image files" in line and "4 rows" in line and "--force" in line
+    # Even a share limit of 100% does not make an empty root look like deleted files.
+    prune_refused(str(hashed), "--max-forget", "1")
+    assert count(hashed, "files") == 4 and count(hashed, "embeddings") == 4
+    assert (hashed / "image_database.db").read_bytes() == before
+    # A dry run changes nothing either way, and says what a real run would do.
+    report = run("prune-db", str(hashed), "--dry-run")
+    assert len(report["removed"]) == 4 and "no image files" in report["refusal"]
+    assert count(hashed, "files") == 4
+    # Back in place: nothing was lost, nothing is embedded again.
+    for photo in elsewhere.iterdir():
+        photo.rename(hashed / photo.name)
+    assert run("hash", str(hashed), "--workers", "0")["embedded"] == 0
+
+
+def test_an_emptied_root_with_a_single_row_is_refused_too(tmp_path: Path) -> None:
+    root = tmp_path / "one"
+    root.mkdir()
+    (root / "only.png").write_bytes(encode(random_image(5, (80, 60)), "PNG"))
+    run("hash", str(root), "--workers", "0")
+    (root / "only.png").unlink()
+    prune_refused(str(root), "--max-forget", "1")
+    assert count(root, "files") == 1
+
+
+def test_a_missing_root_changes_nothing(hashed: Path, tmp_path: Path) -> None:
+    db = tmp_path / "elsewhere.db"
+    (hashed / "image_database.db").rename(db)
+    before = db.read_bytes()
+    gone = tmp_path / "unmounted"
+    result = runner.invoke(app, ["prune-db", str(gone), "--db", str(db)])
+    assert result.exit_code != 0 and "does not exist" in result.stderr
+    assert db.read_bytes() == before and not gone.exists()
+
+
+def test_forgetting_more_than_the_allowed_share_is_refused(hashed: Path) -> None:
+    for i in (0, 1, 2):
+        (hashed / f"p{i}.png").unlink()
+    line = prune_refused(str(hashed))
+    assert "3 of 4 rows" in line and "--max-forget" in line and "--force" in line
+    assert count(hashed, "files") == 4 and count(hashed, "embeddings") == 4
+    prune_refused(str(hashed), "--max-forget", "0.7")
+    report = run("prune-db", str(hashed), "--max-forget", "0.75")
+    assert report["removed"] == ["p0.png", "p1.png", "p2.png"]
+    assert count(hashed, "files") == 1
+
+
+def test_force_prunes_over_the_share_and_an_empty_root(hashed: Path) -> None:
+    for i in (0, 1, 2):
+        (hashed / f"p{i}.png").unlink()
+    report = run("prune-db", str(hashed), "--force")
+    assert report["removed"] == ["p0.png", "p1.png", "p2.png"] and report["refusal"] is None
+    assert count(hashed, "files") == 1 and count(hashed, "embeddings") == 1
+    (hashed / "p3.png").unlink()
+    report = run("prune-db", str(hashed), "--force")
+    assert report["removed"] == ["p3.png"]
+    assert count(hashed, "files") == 0 and count(hashed, "embeddings") == 0
+
+
+def test_a_normal_prune_of_a_few_deleted_files_is_not_refused(hashed: Path) -> None:
+    (hashed / "p0.png").unlink()
+    (hashed / "p1.png").unlink()  # half the rows: at the limit, not over it
+    report = run("prune-db", str(hashed))
+    assert report["removed"] == ["p0.png", "p1.png"] and report["refusal"] is None
+    assert count(hashed, "files") == 2
+    human = runner.invoke(app, ["prune-db", str(hashed)])
+    assert human.exit_code == 0 and "refusing" not in human.stderr

@@ -8,6 +8,10 @@ from pathlib import Path
 DEFAULT_MODEL = "effnet"
 DEFAULT_KEEP = "largest"
 DEFAULT_BATCH_SIZE = 32
+# `prune-db` refuses (without --force) to forget more than this share of the database's
+# rows in one run: a root that is unmounted, renamed or mostly empty is far more likely than
+# half a photo collection deleted on purpose. Override with --max-forget.
+DEFAULT_PRUNE_MAX_FORGET = 0.5
 
 
 def state_dir() -> Path:

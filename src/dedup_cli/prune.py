@@ -17,10 +17,17 @@ from typing import Any
 
 from sqlalchemy import text
 
+from dedup_cli.config import DEFAULT_PRUNE_MAX_FORGET
+from dedup_cli.errors import DedupError
 from dedup_cli.imageio import content_hash
 from dedup_cli.scan import ScannedFile, scan
 from dedup_cli.store import Store
 from dedup_cli.store.database import FileState
+
+
+class PruneRefusedError(DedupError):
+    """The prune would forget the whole collection or too large a share of it (exit 1,
+    nothing changed)."""
 
 
 @dataclass
@@ -39,6 +46,8 @@ class PruneReport:
     bytes_before: int = 0
     bytes_after: int = 0
     seconds: float = 0.0
+    # Why a real run would be refused (set on dry runs, which never refuse), or None.
+    refusal: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -54,6 +63,7 @@ class PruneReport:
             "bytes_before": self.bytes_before,
             "bytes_after": self.bytes_after,
             "seconds": round(self.seconds, 3),
+            "refusal": self.refusal,
         }
 
 
@@ -65,9 +75,21 @@ def _hash_of(file: ScannedFile) -> str | None:
 
 
 def prune_database(
-    root: Path, store: Store, *, dry_run: bool = False, include_hidden: bool = False
+    root: Path,
+    store: Store,
+    *,
+    dry_run: bool = False,
+    include_hidden: bool = False,
+    max_forget: float = DEFAULT_PRUNE_MAX_FORGET,
+    force: bool = False,
 ) -> PruneReport:
-    """Remove ghost rows, keep embeddings across renames, flag changed files, compact."""
+    """Remove ghost rows, keep embeddings across renames, flag changed files, compact.
+
+    Unless ``force``, refuses (``PruneRefusedError``, nothing changed) when the root has no
+    image files at all while the database has rows (an unmounted drive, a renamed folder),
+    or when more than ``max_forget`` of the rows would be forgotten. A dry run never
+    refuses; it reports why a real run would, in ``refusal``.
+    """
     started = time.perf_counter()
     root = root.resolve()
     report = PruneReport(root=str(root), database=str(store.path), dry_run=dry_run)
@@ -118,6 +140,9 @@ def prune_database(
             report.changed.append(path)
     report.removed = sorted(ghosts)
     report.renamed.sort()
+    report.refusal = None if force else _refusal(root, present, report, max_forget)
+    if report.refusal is not None and not dry_run:
+        raise PruneRefusedError(report.refusal)
 
     if not dry_run:
         with store.transaction(write=True) as conn:
@@ -139,6 +164,29 @@ def prune_database(
     report.bytes_after = _db_bytes(store.path)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _refusal(
+    root: Path, present: dict[str, ScannedFile], report: PruneReport, max_forget: float
+) -> str | None:
+    """Why forgetting ``report.removed`` looks like a missing folder, not deleted files."""
+    forget, rows = len(report.removed), report.rows_before
+    if not forget:
+        return None
+    if not present:
+        return (
+            f"refusing to prune: {root} has no image files but the database has {rows} "
+            f"rows; all {forget} would be forgotten (is the drive mounted, the folder "
+            "renamed?); nothing changed; pass --force if the files really are gone"
+        )
+    share = forget / rows
+    if share > max_forget:
+        return (
+            f"refusing to prune: {forget} of {rows} rows ({share:.0%}) would be forgotten, "
+            f"more than --max-forget {max_forget:g}; nothing changed; check that {root} is "
+            "the right, complete folder, or pass --force (or a higher --max-forget)"
+        )
+    return None
 
 
 def _db_bytes(path: Path) -> int:

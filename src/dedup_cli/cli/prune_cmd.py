@@ -18,6 +18,8 @@ from dedup_cli.cli.common import (
     open_store,
     print_json,
 )
+from dedup_cli.config import DEFAULT_PRUNE_MAX_FORGET
+from dedup_cli.text import markup
 from dedup_cli.units import human_bytes
 
 
@@ -25,6 +27,24 @@ def prune_command(
     root: RootArg,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Report what would change; change nothing.")
+    ] = False,
+    max_forget: Annotated[
+        float,
+        typer.Option(
+            "--max-forget",
+            min=0.0,
+            max=1.0,
+            metavar="FRACTION",
+            help="Refuse to forget more than this share of the database's rows in one run "
+            "(a missing or unmounted folder looks like deleted files).",
+        ),
+    ] = DEFAULT_PRUNE_MAX_FORGET,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Prune even over --max-forget, and even when ROOT has no image files at all.",
+        ),
     ] = False,
     db: DbOpt = None,
     include_hidden: HiddenOpt = False,
@@ -36,7 +56,14 @@ def prune_command(
         from dedup_cli.prune import prune_database
 
         with open_store(root, db) as store:
-            report = prune_database(root, store, dry_run=dry_run, include_hidden=include_hidden)
+            report = prune_database(
+                root,
+                store,
+                dry_run=dry_run,
+                include_hidden=include_hidden,
+                max_forget=max_forget,
+                force=force,
+            )
         if json_output:
             print_json(report.as_dict())
             return
@@ -55,3 +82,9 @@ def prune_command(
             f"{human_bytes(report.bytes_before)} → {human_bytes(report.bytes_after)}",
         )
         err_console.print(table)
+        if report.refusal is not None:
+            err_console.print(
+                f"[yellow]without --dry-run:[/yellow] {markup(report.refusal)}",
+                highlight=False,
+                soft_wrap=True,
+            )
