@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +107,52 @@ def _find_hash_and_prune_deep_tree(root: Path, bottom: str, data: bytes) -> None
     (root / "d" / "other.png").unlink()
     pruned = invoke_json("prune-db", str(root))
     assert pruned["removed"] == ["d/other.png"] and pruned["unchanged"] == 2
+
+
+# --- 16: terminal control characters in file names ---------------------------------------
+
+# Erase the line, move up, return to the line start, bell, a C1 CSI, a right-to-left override.
+EVIL = "\x1b[2K\x1b[1Acopy\r\x07\x9b\u202egpj.jpg"
+RAW = ("\x1b", "\r", "\x07", "\x9b", "\u202e")
+
+
+def test_control_characters_in_names_are_shown_escaped_never_raw(tmp_path: Path) -> None:
+    root = tmp_path / "photos"
+    root.mkdir()
+    data = encode(random_image(3, (80, 60)), "JPEG", quality=90)
+    (root / "a.jpg").write_bytes(data)
+    (root / EVIL).write_bytes(data)
+    (root / "\x1b]0;title\x07broken.jpg").write_bytes(data[:100])  # unreadable, reported
+    html = tmp_path / "report.html"
+
+    code, _, human = invoke("find", str(root), "--workers", "0", "--html", str(html))
+    assert code == 0, human
+    assert not [c for c in RAW if c in human], repr(human)
+    assert "\\x1b[2K\\x1b[1Acopy\\x0d\\x07\\x9b\\u202egpj.jpg" in human
+    assert "a.jpg" in human
+
+    # JSON keeps the true names (JSON escapes control characters itself).
+    document = invoke_json("find", str(root), "--workers", "0")
+    names = {r["relative_path"] for g in document["groups"] for r in g["remove_files"]}
+    names |= {g["keep_file"]["relative_path"] for g in document["groups"]}
+    assert names == {"a.jpg", EVIL}
+    assert [u["path"] for u in document["unreadable"]] == ["\x1b]0;title\x07broken.jpg"]
+
+    # The HTML report: every shown path escaped (control characters visible, markup inert).
+    page = html.read_bytes().decode("utf-8")
+    assert not [c for c in RAW if c in page]
+    assert "\\x1b[2K\\x1b[1Acopy\\x0d\\x07\\x9b\\u202egpj.jpg" in page
+    # data-path, for scripts, keeps the path, its control characters as references.
+    refs = "&#x1b;[2K&#x1b;[1Acopy&#xd;&#x7;&#x9b;&#x202e;gpj.jpg"
+    assert f'data-path="{root.resolve()}/{refs}"' in page
+
+    # The unreadable file's line in the `hash` summary.
+    code, _, human = invoke("hash", str(root), "--workers", "0")
+    assert code == 0 and not [c for c in RAW if c in human], repr(human)
+
+
+def test_an_error_line_naming_a_path_shows_it_escaped(tmp_path: Path) -> None:
+    missing = tmp_path / "gone\x1b[1A\u202e"
+    code, _, err = invoke("find", str(missing), "--workers", "0")
+    assert code == 2 and "does not exist" in err
+    assert not [c for c in RAW if c in err] and "gone\\x1b[1A\\u202e" in err

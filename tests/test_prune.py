@@ -110,9 +110,7 @@ def prune_refused(*args: str) -> str:
     return lines[0]
 
 
-def test_an_emptied_root_is_never_taken_for_all_files_deleted(
-    hashed: Path, tmp_path: Path
-) -> None:
+def test_an_emptied_root_is_never_taken_for_all_files_deleted(hashed: Path, tmp_path: Path) -> None:
     # The drive is unmounted / the photos were moved away: the root is there, but empty.
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

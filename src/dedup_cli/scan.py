@@ -123,9 +123,7 @@ def _walk(
         result.files.append(ScannedFile(root, child, info.st_size, info.st_mtime_ns))
 
 
-def _list_folder(
-    root: Path, rel: str, result: ScanResult
-) -> Iterator[os.DirEntry[str]] | None:
+def _list_folder(root: Path, rel: str, result: ScanResult) -> Iterator[os.DirEntry[str]] | None:
     """The entries of ``root/rel`` sorted by name, or None (and an error counted) when the
     folder vanished or cannot be read."""
     folder = root / rel if rel else root

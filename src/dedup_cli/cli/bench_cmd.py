@@ -8,7 +8,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from dedup_cli.cli.common import (
@@ -20,6 +19,7 @@ from dedup_cli.cli.common import (
     handle_errors,
     print_json,
 )
+from dedup_cli.text import markup
 
 
 def bench_command(
@@ -86,7 +86,7 @@ def bench_command(
         for bench in results:
             _print_model(console, bench)
         if plot is not None:
-            err_console.print(f"plot written to {escape(str(plot))}", highlight=False)
+            err_console.print(f"plot written to {markup(plot)}", highlight=False)
 
 
 def _print_model(console: Console, bench: Any) -> None:

@@ -12,7 +12,6 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -26,6 +25,7 @@ from dedup_cli.config import DEFAULT_BATCH_SIZE, DEFAULT_MODEL
 from dedup_cli.errors import DedupError
 from dedup_cli.pipeline import Progress as ProgressEvents
 from dedup_cli.store import Store, default_db_path
+from dedup_cli.text import markup
 
 
 @dataclass
@@ -110,7 +110,7 @@ def handle_errors() -> Iterator[None]:
     except DedupError as exc:
         if state.debug:
             raise
-        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/red] {markup(exc)}", highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         err_console.print(
@@ -122,7 +122,7 @@ def handle_errors() -> Iterator[None]:
         if state.debug:
             raise
         err_console.print(
-            f"[red]error:[/red] {type(exc).__name__}: {escape(str(exc))} "
+            f"[red]error:[/red] {type(exc).__name__}: {markup(exc)} "
             "(rerun with --debug for the traceback)",
             highlight=False,
             soft_wrap=True,

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from dedup_cli.cli.acting import (
@@ -41,6 +40,7 @@ from dedup_cli.cli.common import (
     print_json,
 )
 from dedup_cli.config import DEFAULT_BATCH_SIZE, DEFAULT_MODEL
+from dedup_cli.text import markup
 from dedup_cli.units import human_bytes
 
 
@@ -158,12 +158,10 @@ def cross_command(
 def _print_summary(result: Any) -> None:
     plan = result.plan
     for group in plan.groups[:50]:
-        err_console.print(
-            f"[green]keep  [/green] {escape(str(group.keep.absolute))}", highlight=False
-        )
+        err_console.print(f"[green]keep  [/green] {markup(group.keep.absolute)}", highlight=False)
         for removal in group.remove:
             err_console.print(
-                f"  [red]remove[/red] {escape(str(removal.file.absolute))} "
+                f"  [red]remove[/red] {markup(removal.file.absolute)} "
                 f"(similarity {removal.similarity:.3f}, {removal.method})",
                 highlight=False,
             )

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from dedup_cli.cli.acting import (
@@ -34,6 +33,7 @@ from dedup_cli.cli.common import (
     print_json,
 )
 from dedup_cli.config import DEFAULT_MODEL
+from dedup_cli.text import markup
 from dedup_cli.units import human_bytes
 
 
@@ -106,10 +106,10 @@ def _print_summary(result: Any) -> None:
     if not result.verified:
         err_console.print("[yellow]--no-verify: pairs are planned on their names alone[/yellow]")
     for group in plan.groups[:50]:
-        err_console.print(f"[green]keep  [/green] {escape(group.keep.path)}", highlight=False)
+        err_console.print(f"[green]keep  [/green] {markup(group.keep.path)}", highlight=False)
         for removal in group.remove:
             err_console.print(
-                f"  [red]remove[/red] {escape(removal.file.path)} ({removal.method})",
+                f"  [red]remove[/red] {markup(removal.file.path)} ({removal.method})",
                 highlight=False,
             )
     table = Table(title="dedup filename-clean", show_header=False)

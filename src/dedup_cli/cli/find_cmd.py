@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from dedup_cli.cli.acting import (
@@ -43,6 +42,7 @@ from dedup_cli.cli.common import (
 )
 from dedup_cli.config import DEFAULT_BATCH_SIZE, DEFAULT_KEEP, DEFAULT_MODEL
 from dedup_cli.errors import UsageError
+from dedup_cli.text import markup
 from dedup_cli.units import human_bytes
 
 
@@ -156,14 +156,14 @@ def print_find_summary(result: Any) -> None:
     for number, group in enumerate(plan.groups[:50], start=1):
         err_console.print(f"[bold]group {number}[/bold]", highlight=False)
         err_console.print(
-            f"  [green]keep  [/green] {escape(group.keep.path)} "
+            f"  [green]keep  [/green] {markup(group.keep.path)} "
             f"({human_bytes(group.keep.size)}, {group.keep.width}x{group.keep.height})",
             highlight=False,
         )
         for removal in group.remove:
             f = removal.file
             err_console.print(
-                f"  [red]remove[/red] {escape(f.path)} ({human_bytes(f.size)}, {f.width}x{f.height}, "
+                f"  [red]remove[/red] {markup(f.path)} ({human_bytes(f.size)}, {f.width}x{f.height}, "
                 f"similarity {removal.similarity:.3f}, {removal.method})",
                 highlight=False,
             )
@@ -180,7 +180,7 @@ def print_find_summary(result: Any) -> None:
         state = f"{kept['status']}, {kept['assigned']} assigned, {kept['removed']} removed"
         if not kept["saved"]:
             state += f" ({kept['reason']})"
-        table.add_row("approximate search cells", escape(state))
+        table.add_row("approximate search cells", markup(state))
     table.add_row("embedded now", str(result.hashing.embedded))
     table.add_row("unreadable", str(len(result.unreadable)))
     table.add_row("duplicate groups", str(len(plan.groups)))

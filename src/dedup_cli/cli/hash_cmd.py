@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from rich.markup import escape
 from rich.table import Table
 
 from dedup_cli.cli.common import (
@@ -25,6 +24,7 @@ from dedup_cli.cli.common import (
 )
 from dedup_cli.config import DEFAULT_BATCH_SIZE, DEFAULT_MODEL
 from dedup_cli.pipeline import HashReport
+from dedup_cli.text import markup
 
 
 def hash_command(
@@ -73,11 +73,11 @@ def print_hash_summary(report: HashReport) -> None:
         table.add_row("symlinks skipped", str(report.skipped_symlinks))
     if report.scan_errors:
         table.add_row("folders/files not readable", str(len(report.scan_errors)))
-    table.add_row("database", report.database)
+    table.add_row("database", markup(report.database))
     err_console.print(table)
     for path, error in report.failed[:20]:
         err_console.print(
-            f"  [yellow]skipped[/yellow] {escape(str(path))}: {escape(str(error))}", highlight=False
+            f"  [yellow]skipped[/yellow] {markup(path)}: {markup(error)}", highlight=False
         )
     if len(report.failed) > 20:
         err_console.print(f"  … and {len(report.failed) - 20} more (see --json)")

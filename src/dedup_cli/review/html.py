@@ -14,6 +14,7 @@ from pathlib import Path
 
 from dedup_cli.plan import FileInfo, Plan
 from dedup_cli.review.thumbnails import thumbnail_jpeg
+from dedup_cli.text import printable
 from dedup_cli.units import human_bytes
 
 _CSS = """
@@ -35,18 +36,34 @@ figcaption{font-size:.8rem;line-height:1.35;word-break:break-all;margin-top:4px}
 """
 
 
+def _shown(text: object) -> str:
+    """File-derived text for a person to read: control characters and bidi overrides made
+    visible (``\\x1b``, ``\\u202e``), then HTML-escaped."""
+    return html.escape(printable(text))
+
+
+def _true_path(path: object) -> str:
+    """The path for scripts (``data-path``): HTML-escaped, with control characters as
+    numeric references (``&#x1b;``), so the page holds none raw and a browser gives back
+    C0 controls and ``\\r`` exactly (a raw ``\\r`` would be read as ``\\n``). HTML maps
+    references to C1 controls (``&#x80;``-``&#x9f;``) to Windows-1252 characters: a name
+    with one of those (rare: U+0080-U+009F in a UTF-8 name) is not given back exactly."""
+    text = html.escape(str(path))
+    return "".join(f"&#x{ord(c):x};" if printable(c) != c else c for c in text)
+
+
 def _figure(file: FileInfo, role: str, note: str, side: int) -> str:
     thumb = thumbnail_jpeg(file.absolute, side)
     if thumb is None:
         picture = '<div class="missing">no preview</div>'
     else:
         data = base64.b64encode(thumb).decode("ascii")
-        picture = f'<img alt="{html.escape(file.path)}" src="data:image/jpeg;base64,{data}">'
+        picture = f'<img alt="{_shown(file.path)}" src="data:image/jpeg;base64,{data}">'
     size = f"{file.width}×{file.height}" if file.width and file.height else "?"
     return (
-        f'<figure class="{role}" data-path="{html.escape(str(file.absolute))}">{picture}'
+        f'<figure class="{role}" data-path="{_true_path(file.absolute)}">{picture}'
         f'<figcaption><span class="tag">{role}</span> {html.escape(note)}<br>'
-        f"{html.escape(str(file.absolute))}<br>{human_bytes(file.size)} · {size}</figcaption></figure>"
+        f"{_shown(file.absolute)}<br>{human_bytes(file.size)} · {size}</figcaption></figure>"
     )
 
 
@@ -54,9 +71,9 @@ def render_html(plan: Plan, title: str = "dedup report", thumbnail_side: int = 2
     """The whole page as a string; thumbnails are decoded one file at a time."""
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1>",
-        f"<p>{html.escape(str(plan.root))} · model {html.escape(plan.model)} · threshold "
+        f"<title>{_shown(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{_shown(title)}</h1>",
+        f"<p>{_shown(plan.root)} · model {html.escape(plan.model)} · threshold "
         f"{plan.threshold:.3f} · keep {html.escape(plan.keep_strategy)} · "
         f"{time.strftime('%Y-%m-%d %H:%M')}</p>",
         "<div class='summary'>",

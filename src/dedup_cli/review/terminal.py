@@ -21,6 +21,7 @@ from textual.widgets import Footer, Static
 
 from dedup_cli.imageio import ImageDecodeError, decode_for_display
 from dedup_cli.review.session import ReviewSession
+from dedup_cli.text import printable
 from dedup_cli.units import human_bytes
 
 THUMBNAIL_PIXELS = 320
@@ -105,7 +106,9 @@ class ReviewApp(App[None]):
         for position, file in enumerate(group.files):
             role = card_role(session, position)
             similarity = group.similarity.get(position)
-            caption = f"{file.path}\n{human_bytes(file.size)} · {file.width}×{file.height}"
+            caption = (
+                f"{printable(file.path)}\n{human_bytes(file.size)} · {file.width}×{file.height}"
+            )
             if similarity is not None:
                 caption += f"\nsimilarity to keeper {similarity:.3f}"
             thumb = self._thumb(file.absolute)
@@ -116,7 +119,9 @@ class ReviewApp(App[None]):
             )
             selected = " selected" if position == session.selected else ""
             card = Vertical(
-                picture, Static(caption, classes="caption"), classes=f"card {role}{selected}"
+                picture,
+                Static(caption, classes="caption", markup=False),
+                classes=f"card {role}{selected}",
             )
             card.border_title = ("▶ " if selected else "") + role.upper()
             widgets.append(card)
