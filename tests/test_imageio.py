@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -136,3 +137,89 @@ def test_other_formats_decode_to_the_same_pixels(fmt: str) -> None:
     reference = decode(encode(image, "PNG"), 32)
     assert (decoded.width, decoded.height) == (96, 64)
     assert mean_abs_diff(decoded.pixels, reference.pixels) < 8
+
+
+def test_sixteen_bit_values_are_scaled_exactly() -> None:
+    # Four flat quarters: black, 16-bit mid grey (128 * 257), just below white, white.
+    values = np.array([[0, 128 * 257], [254 * 257, 65535]], dtype=np.uint16)
+    image = Image.fromarray(np.kron(values, np.ones((32, 32), dtype=np.uint16)))
+    assert image.mode == "I;16"
+    pixels = decode(encode(image, "PNG"), 8).pixels
+    assert pixels.shape == (8, 8, 3)
+    assert [pixels[1, 1, 0], pixels[1, 6, 0], pixels[6, 1, 0], pixels[6, 6, 0]] == [
+        0,
+        128,
+        254,
+        255,
+    ]
+    # Values that all fit in 8 bits are taken as 8-bit data, not darkened 257 times.
+    low = Image.fromarray(np.full((16, 16), 200, dtype=np.uint16))
+    assert int(decode(encode(low, "PNG"), 8).pixels.min()) == 200
+
+
+@pytest.mark.parametrize("mode", ["I;16", "P", "RGBA", "CMYK", "L", "F"])
+def test_conversion_in_strips_is_exactly_the_whole_image_conversion(
+    mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dedup_cli.imageio as imageio
+
+    base = random_image(9, (1003, 701))  # not a multiple of the reduction factors
+    if mode == "I;16":
+        image = Image.fromarray(np.asarray(base.convert("L"), dtype=np.uint16) * 257 + 100)
+    elif mode == "F":
+        image = Image.fromarray(np.asarray(base.convert("L"), dtype=np.float32) * 3.5)
+    elif mode == "P":
+        image = base.convert("P")
+        image.info["transparency"] = 5
+    else:
+        image = base.convert(mode)
+    data = encode(image, "TIFF")
+    whole = decode(data, 100)
+    monkeypatch.setattr(imageio, "STRIP_BYTES", 40_000)  # 9 rows: ~80 strips
+    strips = decode(data, 100)
+    assert np.array_equal(whole.pixels, strips.pixels) and whole.thumbnail == strips.thumbnail
+
+
+def test_a_large_image_is_reduced_for_display(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dedup_cli.imageio as imageio
+
+    arr = np.asarray(random_image(10, (1200, 800)).convert("L"), dtype=np.uint16) * 257
+    path = tmp_path / "big16.png"
+    path.write_bytes(encode(Image.fromarray(arr), "PNG"))
+    full = imageio.decode_for_display(path, 100)
+    assert full.mode == "RGB" and full.size == (1200, 800)
+    monkeypatch.setattr(imageio, "DISPLAY_REDUCE_ABOVE_BYTES", 0)
+    reduced = imageio.decode_for_display(path, 100)
+    assert reduced.mode == "RGB" and reduced.size == (200, 134)  # reduced 6x: >= 2 x 100
+    expected = full.reduce(6)
+    assert mean_abs_diff(np.asarray(reduced), np.asarray(expected)) < 1
+
+
+def test_decoded_size_is_estimated_from_the_header_and_capped() -> None:
+    from dedup_cli.imageio import MAX_DECODED_BYTES, decoded_bytes
+
+    def header_png(width: int, height: int, depth: int, color_type: int) -> bytes:
+        def chunk(kind: bytes, body: bytes) -> bytes:
+            crc = struct.pack(">I", zlib.crc32(kind + body))
+            return struct.pack(">I", len(body)) + kind + body + crc
+
+        header = struct.pack(">IIBBBBB", width, height, depth, color_type, 0, 0, 0)
+        return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+    import io
+
+    sizes = {
+        (16, 0): 2,  # 16-bit gray
+        (8, 0): 1,  # 8-bit gray
+        (8, 2): 3,  # RGB
+        (8, 6): 4,  # RGBA
+    }
+    for (depth, color), per_pixel in sizes.items():
+        with Image.open(io.BytesIO(header_png(1000, 500, depth, color))) as image:
+            assert decoded_bytes(image) == 1000 * 500 * per_pixel
+    # 150 MP of 8-bit RGB still decodes; 150 MP RGBA (600 MB) does not.
+    assert 150_000_000 * 3 <= MAX_DECODED_BYTES < 150_000_000 * 4
+    with pytest.raises(ImageDecodeError, match=r"too large to decode \(576 MB of pixels, limit"):
+        decode(header_png(12000, 12000, 8, 6), 224)

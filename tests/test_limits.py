@@ -3,11 +3,17 @@ a root that is (temporarily) empty, and file names that carry terminal control c
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import struct
+import subprocess
+import sys
+import zlib
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from typer.testing import CliRunner
 
 from conftest import encode, random_image
@@ -156,3 +162,135 @@ def test_an_error_line_naming_a_path_shows_it_escaped(tmp_path: Path) -> None:
     code, _, err = invoke("find", str(missing), "--workers", "0")
     assert code == 2 and "does not exist" in err
     assert not [c for c in RAW if c in err] and "gone\\x1b[1A\\u202e" in err
+
+
+# --- 14: decoded size, not file size, bounds memory ---------------------------------------
+
+
+def png_16bit_gray(width: int, height: int, tile: int = 1000) -> bytes:
+    """A 16-bit grayscale PNG (opens in mode ``I;16``) of 16-bit checkerboard tiles, written
+    row by row through a streaming compressor: a 12000 x 12000 one is ~1 MB on disk and never
+    held as an array here."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    levels = [0x0000, 0x3000, 0x9000, 0xFFFF]
+    rows = []
+    for band in range(2):
+        row = bytearray(b"\x00")  # filter type: none
+        for x in range(0, width, tile):
+            value = levels[(x // tile + band) % 2 + 2 * ((x // tile) % 3 == 0)]
+            row += struct.pack(">H", value) * min(tile, width - x)
+        rows.append(bytes(row))
+    packer = zlib.compressobj(9)
+    body = bytearray()
+    for y in range(height):
+        body += packer.compress(rows[(y // tile) % 2])
+    body += packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, 16, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", bytes(body))
+        + chunk(b"IEND", b"")
+    )
+
+
+_PEAK = """
+import resource, subprocess, sys
+done = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+sys.stderr.write(done.stderr)
+sys.stdout.write(done.stdout)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024, file=sys.stderr)
+sys.exit(done.returncode)
+"""
+
+
+def hash_peak_rss(root: Path) -> tuple[dict[str, Any], int]:
+    """``dedup hash ROOT --json --workers 0`` in a child process: its report and its peak
+    resident memory in bytes (measured by a wrapper whose only child it is)."""
+    dedup = Path(sys.executable).with_name("dedup")
+    command = [str(dedup), "hash", str(root), "--json", "--workers", "0"]
+    done = subprocess.run(
+        [sys.executable, "-c", _PEAK, *command],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout), int(done.stderr.strip().splitlines()[-1])
+
+
+def test_a_one_mb_png_of_12000_by_12000_16_bit_pixels_hashes_in_bounded_memory(
+    tmp_path: Path,
+) -> None:
+    small, big = tmp_path / "small", tmp_path / "big"
+    small.mkdir()
+    big.mkdir()
+    (small / "tiny.png").write_bytes(png_16bit_gray(64, 48, tile=16))
+    data = png_16bit_gray(12000, 12000)
+    assert len(data) < 2_000_000
+    (big / "huge.png").write_bytes(data)
+
+    _, baseline = hash_peak_rss(small)  # Python, torch and the model: the same in both runs
+    report, peak = hash_peak_rss(big)
+    assert report["embedded"] == 1 and report["failed"] == [], report
+    # The decoded image itself is 12000 x 12000 x 2 bytes = 288 MB, which a PNG decoder
+    # cannot avoid; conversion to RGB adds one strip (~16 MB of output, a few times that in
+    # temporaries) and the reduced result. Measured: +330 MB; before, float64 full-size
+    # copies made it +3,950 MB (4.7 GB in all).
+    assert peak - baseline < 600_000_000, (peak, baseline)
+    # Embedded correctly: grouped with a small 8-bit JPEG rendering of the same picture.
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png_16bit_gray(1200, 1200, tile=100))) as sixteen:
+        eight = Image.fromarray((np.asarray(sixteen) >> 8).astype(np.uint8), "L")
+    (big / "small.jpg").write_bytes(encode(eight, "JPEG", quality=90))
+    document = invoke_json("find", str(big), "--workers", "0")
+    assert document["unreadable"] == [] and document["stats"]["files_scanned"] == 2
+    groups = [
+        {g["keep_file"]["relative_path"], *(r["relative_path"] for r in g["remove_files"])}
+        for g in document["groups"]
+    ]
+    assert groups == [{"huge.png", "small.jpg"}]
+
+
+def test_an_image_whose_pixels_would_take_more_than_the_limit_is_reported(
+    tmp_path: Path,
+) -> None:
+    from dedup_cli.imageio import MAX_PIXELS
+
+    root = tmp_path / "photos"
+    root.mkdir()
+    data = encode(random_image(3, (80, 60)), "JPEG", quality=90)
+    (root / "a.jpg").write_bytes(data)
+    (root / "b.jpg").write_bytes(data)
+    # 12000 x 12000 RGBA: 144 megapixels (under MAX_PIXELS), 576 MB of pixels (over).
+    assert 12000 * 12000 < MAX_PIXELS
+    (root / "rgba.png").write_bytes(png_header_only(12000, 12000, color_type=6))
+    document = invoke_json("find", str(root), "--workers", "0")
+    assert document["unreadable"] == [
+        {"path": "rgba.png", "error": "image too large to decode (576 MB of pixels, limit 512 MB)"}
+    ]
+    assert document["stats"]["unreadable"] == 1 and len(document["groups"]) == 1
+
+
+def png_header_only(width: int, height: int, color_type: int, depth: int = 8) -> bytes:
+    """A PNG whose header claims ``width`` x ``height`` pixels, with almost no data."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, depth, color_type, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )

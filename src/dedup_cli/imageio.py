@@ -1,5 +1,9 @@
 """Decode images for embedding: EXIF orientation, JPEG draft downscaling, odd modes, limits.
 
+Memory is bounded by the decoded size, not the file size: a 1 MB PNG can hold 12000 x 12000
+16-bit pixels. The header is checked against ``MAX_PIXELS`` and ``MAX_DECODED_BYTES`` before
+anything is decoded, and conversion to RGB reduces strip by strip (``_to_rgb``).
+
 Every failure becomes an ``ImageDecodeError`` with a short reason that is stored with the
 file and counted in the report; nothing here lets a bad file crash a run.
 """
@@ -13,11 +17,35 @@ from dataclasses import dataclass
 
 import numpy as np
 import xxhash
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 # Refuse images over 150 megapixels: decoding one would take gigabytes per worker.
 MAX_PIXELS = 150_000_000
+# Refuse images whose pixels would take more than this once decoded, estimated from the
+# header before anything is decoded: width x height x the bytes per pixel of the file's mode
+# (1 for L, P and 1-bit; 2 for 16-bit gray and LA; 3 for RGB; 4 for RGBA, CMYK and 32-bit int
+# or float). 512 MB lets a 150 MP 8-bit RGB photo through (450 MB; Pillow pads RGB to 4
+# bytes a pixel, so it really takes 600 MB) and refuses a 150 MP RGBA or float one.
+MAX_DECODED_BYTES = 512_000_000
+# Conversion to 8-bit RGB (16-bit scaling, palettes, CMYK, flattening alpha onto white) runs
+# over horizontal strips of about this many bytes, each reduced as it is converted, so no
+# full-size converted copy (let alone a float64 one) is ever made.
+STRIP_BYTES = 16_000_000
+# Review and geometry decodes (`decode_for_display`) of images above this many decoded bytes
+# are reduced to a few times the asked size; smaller ones are returned at full size as before.
+DISPLAY_REDUCE_ABOVE_BYTES = 64_000_000
 THUMBNAIL_SIDE = 32
+# EXIF orientation -> the transposition that displays the image upright (as ImageOps).
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 
 _heif_registered = False
 
@@ -63,8 +91,37 @@ def read_file(path: str | os.PathLike[str]) -> tuple[bytes, int, int]:
     return data, info.st_size, info.st_mtime_ns
 
 
+def decoded_bytes(img: Image.Image) -> int:
+    """The bytes of pixels ``img`` would take once decoded, from its header alone:
+    width x height x bytes per pixel of its mode (one byte a band; 2 for 16-bit, 4 for
+    32-bit int and float)."""
+    mode = img.mode
+    if mode.startswith("I;16"):
+        per_pixel = 2
+    elif mode in ("I", "F") or mode.startswith(("I;32", "F;")):
+        per_pixel = 4
+    else:
+        per_pixel = len(img.getbands())
+    width, height = img.size
+    return width * height * per_pixel
+
+
+def _check_decoded_size(img: Image.Image) -> None:
+    need = decoded_bytes(img)
+    if need > MAX_DECODED_BYTES:
+        raise ImageDecodeError(
+            f"image too large to decode ({-(-need // 1_000_000)} MB of pixels, "
+            f"limit {MAX_DECODED_BYTES // 1_000_000} MB)"
+        )
+
+
 def decode(data: bytes, size: int) -> DecodedImage:
-    """Bytes -> oriented RGB pixels squashed to size x size, plus a grayscale thumbnail."""
+    """Bytes -> oriented RGB pixels squashed to size x size, plus a grayscale thumbnail.
+
+    The image is reduced by whole factors while it is converted to RGB (see ``_to_rgb``), so
+    memory stays near the size of the decoded file itself; for an image without a
+    transposing EXIF orientation the pixels are the same, bit for bit, as converting the
+    full image and resizing it with ``reducing_gap=2.0``."""
     _register_plugins()
     if not data:
         raise ImageDecodeError("empty file")
@@ -79,9 +136,18 @@ def decode(data: bytes, size: int) -> DecodedImage:
                 width, height = height, width
             if img.format == "JPEG" and isinstance(img, ImageFile.ImageFile):
                 img.draft("RGB", (size, size))
-            img = ImageOps.exif_transpose(img) if orientation not in (None, 1) else img
-            rgb = _to_rgb(img)
-            square = rgb.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+            _check_decoded_size(img)
+            # The reduction Pillow's resize(reducing_gap=2.0) would make (the target is square,
+            # so the factors hold whichever way the image is turned).
+            factor = (int(img.width / size / 2) or 1, int(img.height / size / 2) or 1)
+            transpose = _TRANSPOSE.get(orientation or 1)
+            if transpose is None:
+                rgb = _to_rgb(img, factor)
+                box = (0.0, 0.0, img.width / factor[0], img.height / factor[1])
+                square = rgb.resize((size, size), Image.Resampling.BILINEAR, box=box)
+            else:
+                rgb = _to_rgb(img, factor).transpose(transpose)
+                square = rgb.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         # One short reason for both: Pillow's own error text is long and names its hard
         # limit (twice ours), not the 150 megapixels the docs promise.
@@ -90,6 +156,8 @@ def decode(data: bytes, size: int) -> DecodedImage:
         ) from None
     except UnidentifiedImageError:
         raise ImageDecodeError("not a readable image") from None
+    except MemoryError:
+        raise ImageDecodeError("not enough memory to decode the image") from None
     # RuntimeError: Pillow's AVIF plugin, on a sound container with damaged pixel data.
     except (OSError, ValueError, SyntaxError, EOFError, TypeError, IndexError, RuntimeError) as exc:
         raise ImageDecodeError(f"corrupt image ({exc})") from None
@@ -101,7 +169,9 @@ def decode(data: bytes, size: int) -> DecodedImage:
 
 def decode_for_display(path: str | os.PathLike[str], side: int) -> Image.Image:
     """An oriented RGB image at least ``side`` px on its long edge, decoded with JPEG draft
-    mode where possible (for review thumbnails)."""
+    mode where possible (for review thumbnails). An image over
+    ``DISPLAY_REDUCE_ABOVE_BYTES`` decoded is reduced while converted, to at least twice
+    ``side`` on its long edge."""
     _register_plugins()
     try:
         with warnings.catch_warnings():
@@ -110,13 +180,20 @@ def decode_for_display(path: str | os.PathLike[str], side: int) -> Image.Image:
             img: Image.Image = Image.open(path)
             if img.format == "JPEG" and isinstance(img, ImageFile.ImageFile):
                 img.draft("RGB", (side, side))
+            _check_decoded_size(img)
             orientation = _orientation(img)
-            img = ImageOps.exif_transpose(img) if orientation not in (None, 1) else img
-            return _to_rgb(img)
+            factor = 1
+            if decoded_bytes(img) > DISPLAY_REDUCE_ABOVE_BYTES:
+                factor = max(1, max(img.size) // (2 * max(side, 1)))
+            rgb = _to_rgb(img, (factor, factor))
+            transpose = _TRANSPOSE.get(orientation or 1)
+            return rgb if transpose is None else rgb.transpose(transpose)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageDecodeError("image too large") from None
     except UnidentifiedImageError:
         raise ImageDecodeError("not a readable image") from None
+    except MemoryError:
+        raise ImageDecodeError("not enough memory to decode the image") from None
     except (ValueError, SyntaxError, EOFError, TypeError, IndexError, RuntimeError) as exc:
         raise ImageDecodeError(f"corrupt image ({exc})") from None
 
@@ -129,13 +206,53 @@ def _orientation(img: Image.Image) -> int | None:
     return value if isinstance(value, int) and 1 <= value <= 8 else None
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
-    """Any mode -> 8-bit RGB; transparency is flattened onto white, 16-bit is scaled down."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        peak = float(arr.max()) if arr.size else 0.0
-        top = 255.0 if peak <= 255 else 65535.0 if peak <= 65535 else peak
-        img = Image.fromarray(np.clip(arr / top * 255.0, 0, 255).astype(np.uint8), "L")
+def _to_rgb(img: Image.Image, factor: tuple[int, int] = (1, 1)) -> Image.Image:
+    """Any mode -> 8-bit RGB reduced by ``factor`` (``Image.reduce``: the mean of each
+    factor[0] x factor[1] block); transparency is flattened onto white, 16-bit is scaled down.
+
+    RGB is reduced as it is. Any other mode is converted and reduced strip by strip (strips a
+    whole number of blocks high, so the result is exactly that of converting the whole image
+    and then reducing it), so memory beyond the decoded image is one strip and the result.
+    """
+    if img.mode == "RGB":
+        return img if factor == (1, 1) else img.reduce(factor)
+    width, height = img.size
+    top = _wide_top(img) if img.mode in _WIDE_MODES else 0.0
+    fx, fy = factor
+    rows = max(fy, STRIP_BYTES // max(1, 4 * width) // fy * fy)
+    if rows >= height:
+        whole = _pixels_to_rgb(img, top)
+        return whole if factor == (1, 1) else whole.reduce(factor)
+    out = Image.new("RGB", (-(-width // fx), -(-height // fy)))
+    for y in range(0, height, rows):
+        strip = _pixels_to_rgb(img.crop((0, y, width, min(height, y + rows))), top)
+        out.paste(strip if factor == (1, 1) else strip.reduce(factor), (0, y // fy))
+    return out
+
+
+def _wide_top(img: Image.Image) -> float:
+    """The value shown as white for a 16-bit, 32-bit or float image: 255 if no pixel is
+    above it (8-bit data in a wide mode), else 65535, else the brightest pixel."""
+    if img.width < 1 or img.height < 1:
+        return 255.0
+    high = img.getextrema()[1]  # one band: (lowest, highest)
+    peak = float(high) if isinstance(high, int | float) else 0.0
+    return 255.0 if peak <= 255 else 65535.0 if peak <= 65535 else peak
+
+
+def _pixels_to_rgb(img: Image.Image, top: float) -> Image.Image:
+    """The per-pixel conversion of ``_to_rgb`` (for a strip or a small image)."""
+    if img.mode in _WIDE_MODES:
+        arr = np.asarray(img)
+        if arr.dtype.kind == "f":  # float32 arithmetic
+            work = arr.astype(np.float32)
+            work *= np.float32(255.0 / top)
+        else:  # integers stay integers: v * 255 // top, exact (uint32 holds 65535 * 255)
+            work = arr.astype(np.uint32 if arr.dtype.kind == "u" else np.int64)
+            work *= 255
+            work //= int(top)
+        np.clip(work, 0, 255, out=work)
+        img = Image.fromarray(work.astype(np.uint8), "L")
     if img.mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
