@@ -29,7 +29,15 @@ from pathlib import Path
 from typing import Any
 
 from dedup_cli.errors import NothingToUndoError, UsageError
-from dedup_cli.fsops import FileSnapshot, Pinned, UnsafePathError, free_name, same_folder, transfer
+from dedup_cli.fsops import (
+    FileSnapshot,
+    Pinned,
+    UnsafePathError,
+    free_name,
+    same_folder,
+    transfer,
+    write_atomic,
+)
 from dedup_cli.locking import acting_on, is_held_elsewhere
 from dedup_cli.plan import FileInfo, Plan, Removal
 from dedup_cli.runs_index import RecordedRun, find_run, record_run, recorded_runs
@@ -379,11 +387,12 @@ def _move(
 
 
 def _write_manifest(manifest: Path, plan: Plan, report: ActionReport) -> None:
-    manifest.parent.mkdir(parents=True, exist_ok=True)
     document = {"plan": plan.as_dict(), "result": report.as_dict()}
-    tmp = manifest.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(document, indent=2), encoding="utf-8")
-    os.replace(tmp, manifest)
+    data = json.dumps(document, indent=2).encode("utf-8")
+    try:
+        write_atomic(manifest.parent.parent.resolve(), f"{MANIFEST_FOLDER}/{manifest.name}", data)
+    except OSError as exc:  # the journal in the database has it all: say so, go on
+        report.manifest = f"(not written: {exc.strerror or exc}; the database has the journal)"
 
 
 def _recorded_for(store: Store, run_id: str | None) -> RecordedRun:

@@ -253,6 +253,23 @@ def _copy_exclusive(
         raise OSError(errno.EAGAIN, "the file changed while it was copied", source.relative)
 
 
+def write_atomic(base: Path, relative: str, data: bytes) -> None:
+    """Write ``base/relative`` whole or not at all (a temporary file renamed over it), with
+    every folder on the way opened without following symlinks: a ``.dedup-runs`` planted as
+    a symlink cannot make dedup write elsewhere."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    with Pinned(base, relative, create=True) as folder:
+        temporary = fit_name(f".{folder.name}.{os.getpid()}.tmp")
+        fd = os.open(temporary, flags, 0o644, dir_fd=folder.fd)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        os.replace(temporary, folder.name, src_dir_fd=folder.fd, dst_dir_fd=folder.fd)
+
+
 @contextmanager
 def pinned(base: Path, relative: str, *, create: bool = False) -> Iterator[Pinned]:
     folder = Pinned(base, relative, create=create)
