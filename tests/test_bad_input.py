@@ -460,12 +460,12 @@ def test_markup_like_path_does_not_break_the_human_summary(
 runner = CliRunner()
 
 
-def invoke_json(*args: str) -> dict[str, Any]:
+def invoke_json(*args: str, expect: int = 0) -> dict[str, Any]:
     """The real app in this process (so hooks can be patched in), one JSON document out."""
     from dedup_cli.cli import app
 
     result = runner.invoke(app, [*args, "--json", "--workers", "0"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == expect, result.output
     assert result.exception is None and "Traceback" not in result.output
     return json.loads(result.stdout)  # type: ignore[no-any-return]
 
@@ -543,7 +543,9 @@ def test_files_changed_between_planning_and_acting_are_skipped_never_moved(
         return reviewed
 
     monkeypatch.setattr(find_cmd, "review_plan", review_then_change)
-    document = invoke_json("find", str(root), "--action", "move", "--to", str(quarantine), "--yes")
+    document = invoke_json(
+        "find", str(root), "--action", "move", "--to", str(quarantine), "--yes", expect=1
+    )  # skipped files: exit 1
     action = document["action"]
     assert len(document["groups"]) == 4 and action["failed"] == []
     root_abs = root.resolve()

@@ -526,3 +526,47 @@ def test_a_planted_manifest_folder_symlink_is_not_followed(tmp_path: Path) -> No
     assert result.exit_code == 0, result.stderr
     assert list(elsewhere.iterdir()) == []
     assert "not written" in json.loads(result.stdout)["action"]["manifest"]
+
+
+def test_a_symlink_planted_in_the_quarantine_is_not_followed(tmp_path: Path) -> None:
+    root = tmp_path / "photos"
+    (root / "sub").mkdir(parents=True)
+    (root / "keep.jpg").write_bytes(photo(90))
+    (root / "sub" / "copy.jpg").write_bytes(photo(90))
+    target = tmp_path / "target"
+    target.mkdir()
+    quarantine = tmp_path / "q"
+    quarantine.mkdir()
+    os.symlink(target, quarantine / "sub")
+    result = act(root, "--action", "move", "--to", str(quarantine))
+    assert result.exit_code == 1
+    assert "symlink" in json.loads(result.stdout)["action"]["skipped"][0]["reason"]
+    assert (root / "sub" / "copy.jpg").exists() and list(target.iterdir()) == []
+
+
+def test_undo_does_not_follow_a_symlink_planted_in_the_root(tmp_path: Path) -> None:
+    root = tmp_path / "photos"
+    (root / "sub").mkdir(parents=True)
+    (root / "keep.jpg").write_bytes(photo(91))
+    (root / "sub" / "copy.jpg").write_bytes(photo(91))
+    quarantine = tmp_path / "q"
+    run_id = json.loads(act(root, "--action", "move", "--to", str(quarantine)).stdout)["run_id"]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (root / "sub").rmdir()
+    os.symlink(elsewhere, root / "sub")
+    result = invoke("undo", run_id)
+    assert result.exit_code == 1 and "symlink" in result.stderr
+    assert list(elsewhere.iterdir()) == [] and (quarantine / "sub" / "copy.jpg").exists()
+
+
+def test_a_run_that_cannot_be_recorded_removes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = hashed_pair(tmp_path)
+    blocker = tmp_path / "state-is-a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("DEDUP_STATE_DIR", str(blocker))
+    result = act(root, "--action", "delete")
+    assert result.exit_code == 1 and "cannot record the run" in result.stderr
+    assert (root / "a.jpg").exists() and (root / "b.jpg").exists()

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dedup_cli.errors import NothingToUndoError, UsageError
+from dedup_cli.errors import DedupError, NothingToUndoError, UsageError
 from dedup_cli.fsops import (
     FileSnapshot,
     Pinned,
@@ -228,7 +228,13 @@ def execute_plan(
             assert move_to is not None
             move_to.mkdir(parents=True, exist_ok=True)
             move_to = move_to.resolve()
-        record_run(run_id, store.path, roots=roots, action=action, quarantine=move_to)
+        try:
+            record_run(run_id, store.path, roots=roots, action=action, quarantine=move_to)
+        except OSError as exc:
+            raise DedupError(
+                f"cannot record the run in the run index ({exc.strerror or exc}); nothing was "
+                "removed: fix the state folder (DEDUP_STATE_DIR) or its permissions"
+            ) from exc
         store.start_run(
             run_id,
             str(root),
