@@ -16,6 +16,7 @@ import numpy as np
 
 from dedup_cli.imageio import ImageDecodeError, decode_for_display
 from dedup_cli.review.session import ReviewSession
+from dedup_cli.text import printable
 
 KEEP_COLOUR = "#2e9d3a"
 REMOVE_COLOUR = "#d33333"
@@ -88,7 +89,8 @@ class MatplotlibReviewer:
                 spine.set_linewidth(6)
             role = "KEEPER" if position == group.keeper else "REMOVE" if removing else "KEEP"
             similarity = group.similarity.get(position)
-            caption = f"{role}\n{file.path}\n{file.size / 1000:.1f} KB · {file.width}×{file.height}"
+            facts = f"{file.size / 1000:.1f} KB · {file.width}×{file.height}"
+            caption = f"{role}\n{printable(file.path)}\n{facts}"
             if similarity is not None:
                 caption += f"\nsimilarity {similarity:.3f}"
             ax.set_title(caption, fontsize=8, color=colour)
