@@ -570,3 +570,24 @@ def test_a_run_that_cannot_be_recorded_removes_nothing(
     result = act(root, "--action", "delete")
     assert result.exit_code == 1 and "cannot record the run" in result.stderr
     assert (root / "a.jpg").exists() and (root / "b.jpg").exists()
+
+
+def test_rederive_follows_a_corrected_hash_to_the_file_it_now_matches(tmp_path: Path) -> None:
+    """A database claims A = B (a lie); A's real bytes are C's. C's stored hash is read too
+    before A and C may count as one content; files whose hash nobody shares are not read."""
+    from types import SimpleNamespace
+
+    from dedup_cli.rederive import rederive_shared_hashes
+
+    for name, data in (("a", b"alpha"), ("b", b"beta"), ("c", b"alpha"), ("d", b"delta")):
+        (tmp_path / name).write_bytes(data)
+    real = {n: content_hash((tmp_path / n).read_bytes()) for n in "abcd"}
+    table = SimpleNamespace(
+        root=tmp_path,
+        paths=["a", "b", "c", "d"],
+        content_hashes=["lie", "lie", "stale-c", real["d"]],
+    )
+    table.content_hashes[2] = real["a"]  # C's stored hash is right
+    report = rederive_shared_hashes([table], among={"lie"})
+    assert table.content_hashes == [real["a"], real["b"], real["a"], real["d"]]
+    assert report.read == 3 and report.differed == 2  # a, b, then c; never d

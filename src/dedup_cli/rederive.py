@@ -11,7 +11,7 @@ the cost is the exact copies themselves, not the collection.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -36,15 +36,32 @@ class HashColumn(Protocol):
     content_hashes: list[str | None]
 
 
-def rederive_shared_hashes(tables: Sequence[HashColumn]) -> RederivedHashes:
+def rederive_shared_hashes(
+    tables: Sequence[HashColumn], among: Collection[str] | None = None
+) -> RederivedHashes:
     """Re-hash, in place, every file whose stored content hash another file shares (within
-    a table or across tables). A file that cannot be read gets no hash (never exact)."""
-    counts = Counter(h for table in tables for h in table.content_hashes if h)
+    a table or across tables); ``among``: only these stored hashes (``--new-only`` looks
+    only at sets that touch a new file). A file that cannot be read gets no hash (never
+    exact)."""
     report = RederivedHashes()
-    for table in tables:
-        for k, stored in enumerate(table.content_hashes):
-            if not stored or counts[stored] < 2:
-                continue
+    read: set[tuple[int, int]] = set()
+    wanted = None if among is None else set(among)
+    while True:  # a corrected hash may now equal another file's stored one: read that too
+        counts = Counter(h for table in tables for h in table.content_hashes if h)
+        pending = [
+            (t, k)
+            for t, table in enumerate(tables)
+            for k, stored in enumerate(table.content_hashes)
+            if stored
+            and counts[stored] > 1
+            and (t, k) not in read
+            and (wanted is None or stored in wanted)
+        ]
+        if not pending:
+            return report
+        for t, k in pending:
+            read.add((t, k))
+            table, stored = tables[t], tables[t].content_hashes[k]
             report.read += 1
             try:
                 with Pinned(table.root, table.paths[k]) as pinned:
@@ -55,4 +72,5 @@ def rederive_shared_hashes(tables: Sequence[HashColumn]) -> RederivedHashes:
             if fresh != stored:
                 report.differed += fresh is not None
                 table.content_hashes[k] = fresh
-    return report
+                if wanted is not None and fresh is not None:
+                    wanted.add(fresh)

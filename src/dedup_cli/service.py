@@ -147,7 +147,6 @@ def find_duplicates(
     report = hash_root(root, store, spec, options, progress, scanned=found)
     started = time.perf_counter()
     files, matrix, unreadable, model_id = load_collection(root, store, spec, found)
-    rederived = rederive_shared_hashes([files])  # stored hashes never decide "exact" alone
     loaded = time.perf_counter()
     found_by = find_candidates(
         store,
@@ -162,6 +161,11 @@ def find_duplicates(
         new_only=new_only,
     )
     new_rows = None if found_by.new_rows is None else set(found_by.new_rows.tolist())
+    # Stored hashes never decide "exact" alone: the files of every exact set are re-read.
+    rederived = rederive_shared_hashes(
+        [files],
+        None if new_rows is None else {h for i in new_rows if (h := files.content_hashes[i])},
+    )
     by_hash: dict[str, list[int]] = defaultdict(list)
     for position, digest in enumerate(files.content_hashes):
         if digest:
