@@ -591,3 +591,144 @@ def test_rederive_follows_a_corrected_hash_to_the_file_it_now_matches(tmp_path: 
     report = rederive_shared_hashes([table], among={"lie"})
     assert table.content_hashes == [real["a"], real["b"], real["a"], real["d"]]
     assert report.read == 3 and report.differed == 2  # a, b, then c; never d
+
+
+# -- found by the adversarial pass after the first fixes -----------------------------------
+
+
+def _hold_subfolder(folder: str, ready: Any, release: Any) -> None:
+    from dedup_cli.fsops import open_base
+    from dedup_cli.locking import holding_folders
+
+    fd = open_base(Path(folder))
+    with holding_folders([fd]):
+        ready.set()
+        release.wait(30)
+
+
+def test_a_folder_held_by_identity_blocks_removals_in_it_whatever_the_path(
+    tmp_path: Path,
+) -> None:
+    """A bind mount shows one folder at two paths, so locks by path above the root can
+    miss an overlapping run; the removal itself locks the folder it acts in, by inode."""
+    root = tmp_path / "photos"
+    (root / "sub").mkdir(parents=True)
+    for name in ("a.jpg", "b.jpg"):
+        (root / "sub" / name).write_bytes(photo(1))
+    assert invoke("hash", str(root), "--workers", "0", "-q").exit_code == 0
+    context = multiprocessing.get_context("spawn")
+    ready, release = context.Event(), context.Event()
+    holder = context.Process(target=_hold_subfolder, args=(str(root / "sub"), ready, release))
+    holder.start()
+    try:
+        assert ready.wait(60)
+        result = act(root, "--action", "delete", env={"DEDUP_LOCK_TIMEOUT": "0.3"})
+    finally:
+        release.set()
+        holder.join(30)
+    assert result.exit_code == 1
+    failed = json.loads(result.stdout)["action"]["failed"]
+    assert "another dedup run is acting" in failed[0]["reason"]
+    assert (root / "sub" / "a.jpg").exists() and (root / "sub" / "b.jpg").exists()
+
+
+ACTIONS_TABLE = (
+    "CREATE TABLE actions (id INTEGER NOT NULL PRIMARY KEY, run_id VARCHAR(40) NOT NULL "
+    "REFERENCES runs (id) ON DELETE CASCADE, path TEXT NOT NULL, keeper TEXT NOT NULL, "
+    "action VARCHAR(20) NOT NULL, destination TEXT, size INTEGER NOT NULL, mtime_ns INTEGER "
+    "NOT NULL, content_hash VARCHAR(32), status VARCHAR(20) NOT NULL, reason TEXT, "
+    "at FLOAT NOT NULL{extra})"
+)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ", anchor TEXT DEFAULT 'b.jpg' REFERENCES files(path) ON DELETE CASCADE",
+        ", CHECK (status <> 'done')",
+        ", shout TEXT GENERATED ALWAYS AS (upper(path)) STORED",
+        ", UNIQUE (status) ON CONFLICT REPLACE",
+        "",  # the table as dedup makes it, with a unique index added below
+    ],
+)
+def test_a_database_whose_schema_acts_by_itself_is_refused(tmp_path: Path, extra: str) -> None:
+    root = hashed_pair(tmp_path)
+    with sqlite3.connect(root / "image_database.db") as db:
+        db.executescript(
+            "PRAGMA foreign_keys=OFF; DROP TABLE actions; "
+            + ACTIONS_TABLE.format(extra=extra)
+            + "; CREATE INDEX ix_actions_run_id ON actions (run_id);"
+            + ("" if extra else "CREATE UNIQUE INDEX one_status ON actions (status);")
+        )
+    result = act(root, "--action", "delete")
+    assert result.exit_code == 1 and "which dedup never creates" in result.stderr
+    assert (root / "a.jpg").exists() and (root / "b.jpg").exists()
+
+
+def test_the_actions_table_as_dedup_makes_it_is_accepted(tmp_path: Path) -> None:
+    """The control for the test above: the same rebuild without the extra clause."""
+    root = hashed_pair(tmp_path)
+    with sqlite3.connect(root / "image_database.db") as db:
+        db.executescript(
+            "PRAGMA foreign_keys=OFF; DROP TABLE actions; "
+            + ACTIONS_TABLE.format(extra="")
+            + "; CREATE INDEX ix_actions_run_id ON actions (run_id);"
+        )
+    result = act(root, "--action", "delete")
+    assert result.exit_code == 0, result.stderr
+    assert not (root / "b.jpg").exists()
+
+
+def test_an_entry_undo_skipped_is_restored_by_the_next_undo(tmp_path: Path) -> None:
+    root = hashed_pair(tmp_path)
+    quarantine = tmp_path / "q"
+    run_id = json.loads(act(root, "--action", "move", "--to", str(quarantine)).stdout)["run_id"]
+    (root / "b.jpg").write_bytes(b"the user put something here meanwhile")
+    first = invoke("undo", run_id)
+    assert first.exit_code == 1 and "a file is back at that path" in first.stderr
+    (root / "b.jpg").unlink()
+    again = invoke("undo", run_id)
+    assert again.exit_code == 0, again.stderr
+    assert (root / "b.jpg").read_bytes() == photo(1)
+
+
+def test_an_exact_pair_whose_hashes_collide_is_compared_byte_for_byte(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """xxh3-128 is fast, not collision-resistant: two files made to collide are told apart
+    by their bytes before one is removed."""
+    from dedup_cli.act import execute_plan
+    from dedup_cli.fsops import FileSnapshot, Pinned
+    from dedup_cli.plan import FileInfo, Plan, PlannedGroup, Removal
+    from dedup_cli.store import Store
+
+    root = tmp_path / "r"
+    root.mkdir()
+    (root / "keep.jpg").write_bytes(photo(5))
+    (root / "copy.jpg").write_bytes(photo(6))
+    real_snapshot = Pinned.snapshot
+
+    def colliding(self: Pinned) -> FileSnapshot:
+        found = real_snapshot(self)
+        return FileSnapshot(found.device, found.inode, found.size, found.mtime_ns, "c" * 32)
+
+    monkeypatch.setattr(Pinned, "snapshot", colliding)
+
+    def info(name: str) -> FileInfo:
+        s = (root / name).stat()
+        return FileInfo(name, root / name, s.st_size, s.st_mtime_ns, "c" * 32, 1, 1)
+
+    plan = Plan(root, "m", 0.9, "largest", [
+        PlannedGroup(info("keep.jpg"), (Removal(info("copy.jpg"), 1.0, "exact"),))
+    ])  # fmt: skip
+    with Store(tmp_path / "db.db") as store:
+        report = execute_plan(plan, store, "delete")
+    assert "collide" in report.skipped[0]["reason"] and (root / "copy.jpg").exists()
+
+
+def test_a_fifo_in_place_of_a_photo_never_hangs_the_run(tmp_path: Path) -> None:
+    from dedup_cli.fsops import Pinned, UnsafePathError
+
+    os.mkfifo(tmp_path / "trap.jpg")
+    with Pinned(tmp_path, "trap.jpg") as pinned, pytest.raises(UnsafePathError):
+        pinned.snapshot()

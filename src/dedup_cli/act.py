@@ -24,21 +24,24 @@ import secrets
 import signal
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dedup_cli.errors import DedupError, NothingToUndoError, UsageError
+from dedup_cli.errors import DedupError, NothingToUndoError, StoreError, UsageError
 from dedup_cli.fsops import (
     FileSnapshot,
     Pinned,
     UnsafePathError,
     free_name,
+    open_base,
     same_folder,
     transfer,
     write_atomic,
 )
-from dedup_cli.locking import acting_on, is_held_elsewhere
+from dedup_cli.locking import acting_on, holding_folders, is_held_elsewhere
 from dedup_cli.plan import FileInfo, Plan, Removal
 from dedup_cli.runs_index import RecordedRun, find_run, record_run, recorded_runs
 from dedup_cli.store import Store
@@ -89,6 +92,9 @@ class UndoReport:
     skipped: list[dict[str, str]] = field(default_factory=list)
     failed: list[dict[str, str]] = field(default_factory=list)
     interrupted: bool = False  # Ctrl-C: stopped between two files; undo again for the rest
+    # Moved files not put back (skipped for a reason that may pass): the run stays open, so
+    # ``undo`` can be run again once the reason is gone.
+    left_in_quarantine: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -182,6 +188,8 @@ def check_removal(
     if removal.method == EXACT:
         if keeper_now.content_hash != file_now.content_hash:
             raise _Skip("keeper no longer has the same bytes (damaged or changed in place)")
+        if not kept.same_bytes(source):
+            raise _Skip("keeper's bytes differ from the file's (their hashes collide)")
     else:
         if keeper.content_hash is None or keeper_now.content_hash != keeper.content_hash:
             raise _Skip(
@@ -199,7 +207,8 @@ def execute_plan(
 
     Holds the lock on every root of the plan (``locking.acting_on``) for the whole run, so
     no other dedup acts on these folders meanwhile; the run is recorded in this user's run
-    index first, so ``dedup undo`` finds even a run that was killed."""
+    index first, so ``dedup undo`` finds even a run that was killed. The roots and the
+    quarantine are opened once: every later step works below those descriptors."""
     if action not in ACTIONS:
         raise UsageError(f"--action must be one of {', '.join(ACTIONS)}, not {action!r}")
     root = plan.root.resolve()
@@ -212,7 +221,9 @@ def execute_plan(
             if f.root
         }
     )
-    if action == "move":
+    if action != "move":
+        move_to = None  # only a move has a quarantine
+    else:
         if move_to is None:
             raise UsageError("--action move needs --to DIR")
         move_to = move_to.expanduser().resolve()
@@ -220,14 +231,25 @@ def execute_plan(
             raise UsageError(
                 f"--to {move_to} is inside a scanned folder; choose a folder outside it"
             )
+        if move_to.exists() and not move_to.is_dir():
+            raise UsageError(f"--to {move_to} is not a folder")
     run_id = run_id or new_run_id()
     manifest = store.path.parent / MANIFEST_FOLDER / f"{run_id}.json"
     report = ActionReport(run_id=run_id, action=action, manifest=str(manifest))
-    with acting_on(roots):
+    with acting_on(roots), ExitStack() as opened:
         if action == "move":
             assert move_to is not None
             move_to.mkdir(parents=True, exist_ok=True)
             move_to = move_to.resolve()
+        run = _Run(
+            store,
+            report,
+            action,
+            roots,
+            {r: opened.enter_context(_opened(r)) for r in roots},
+            move_to,
+            None if move_to is None else opened.enter_context(_opened(move_to)),
+        )
         try:
             record_run(run_id, store.path, roots=roots, action=action, quarantine=move_to)
         except OSError as exc:
@@ -244,29 +266,44 @@ def execute_plan(
             str(manifest),
             None if move_to is None else str(move_to),
         )
-        verdicts = _KeeperVerdicts()
         try:
             with _DeferredInterrupt() as interrupt:
                 for group in plan.groups:
                     for removal in group.remove:
                         if interrupt.requested:
                             break
-                        _act_on_one(
-                            removal,
-                            group.keep,
-                            root,
-                            roots,
-                            action,
-                            move_to,
-                            store,
-                            report,
-                            verdicts,
-                        )
+                        _act_on_one(run, removal, group.keep, root)
                 report.interrupted = interrupt.requested
         finally:
-            store.finish_run(run_id)
+            try:
+                store.finish_run(run_id)
+            except StoreError:
+                pass  # unfinished in the journal: undo finds no live process and completes it
             _write_manifest(manifest, plan, report)
     return report
+
+
+@contextmanager
+def _opened(folder: Path) -> Iterator[int]:
+    fd = open_base(folder)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class _Run:
+    """What every removal of one run shares."""
+
+    store: Store
+    report: ActionReport
+    action: str
+    roots: list[Path]
+    bases: dict[Path, int]  # each root, open
+    move_to: Path | None
+    quarantine: int | None  # move_to, open
+    verdicts: _KeeperVerdicts = field(default_factory=lambda: _KeeperVerdicts())
 
 
 class _DeferredInterrupt:
@@ -296,23 +333,13 @@ class _DeferredInterrupt:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def _act_on_one(
-    removal: Removal,
-    keeper: FileInfo,
-    root: Path,
-    roots: list[Path],
-    action: str,
-    move_to: Path | None,
-    store: Store,
-    report: ActionReport,
-    verdicts: _KeeperVerdicts,
-) -> None:
+def _act_on_one(run: _Run, removal: Removal, keeper: FileInfo, root: Path) -> None:
     """Check and act on one file; whatever happens to it, the run goes on."""
-    file = removal.file
+    file, store, report = removal.file, run.store, run.report
     entry: dict[str, Any] = {
         "path": str(file.absolute),
         "keeper": str(keeper.absolute),
-        "action": action,
+        "action": run.action,
         "destination": None,
         "size": file.size,
         "mtime_ns": file.mtime_ns,
@@ -322,11 +349,14 @@ def _act_on_one(
     try:
         file_root = file.root.resolve() if file.root else root
         keeper_root = keeper.root.resolve() if keeper.root else root
-        with Pinned(file_root, file.path) as source, Pinned(keeper_root, keeper.path) as kept:
-            snapshot = check_removal(removal, keeper, source, kept, verdicts)
-            if action == "move":
-                assert move_to is not None
-                _move(source, snapshot, file, move_to, roots, entry, store, report)
+        with (
+            Pinned(run.bases[file_root], file.path) as source,
+            Pinned(run.bases[keeper_root], keeper.path) as kept,
+            holding_folders([source.fd, kept.fd]),
+        ):
+            snapshot = check_removal(removal, keeper, source, kept, run.verdicts)
+            if run.action == "move":
+                _move(run, source, snapshot, file, entry)
                 action_id = entry.pop("_id")
             else:
                 action_id = store.journal(
@@ -334,7 +364,7 @@ def _act_on_one(
                 )
                 if not source.is_same(snapshot):
                     raise OSError("the file changed at the moment of acting")
-                if action == "delete":
+                if run.action == "delete":
                     source.unlink()
                 else:
                     # send2trash works by path: act only if the path still leads to the
@@ -353,6 +383,8 @@ def _act_on_one(
             store.journal(report.run_id, {**entry, "status": "skipped", "reason": reason})
         report.skipped.append({**entry, "reason": reason})
         return
+    except StoreError:
+        raise  # the journal cannot be written: stop acting (one line from the CLI)
     except Exception as exc:  # noqa: BLE001 - any failure is recorded, the run goes on
         action_id = action_id if action_id is not None else entry.pop("_id", None)
         reason = str(exc.strerror or exc) if isinstance(exc, OSError) else str(exc)
@@ -362,32 +394,26 @@ def _act_on_one(
             store.journal(report.run_id, {**entry, "status": "failed", "reason": reason})
         report.failed.append({**entry, "reason": reason})
         return
+    report.done.append(entry)  # done on disk, whatever the journal says next
     store.set_action_status(action_id, "done")
-    report.done.append(entry)
 
 
 def _move(
-    source: Pinned,
-    snapshot: FileSnapshot,
-    file: FileInfo,
-    move_to: Path,
-    roots: list[Path],
-    entry: dict[str, Any],
-    store: Store,
-    report: ActionReport,
+    run: _Run, source: Pinned, snapshot: FileSnapshot, file: FileInfo, entry: dict[str, Any]
 ) -> None:
     """Quarantine one checked file under ``move_to`` at its relative path, never over
     another file and never back inside a scanned folder."""
-    target = move_to / file.path
-    if any(target == r or target.is_relative_to(r) for r in roots):
+    assert run.move_to is not None and run.quarantine is not None
+    target = run.move_to / file.path
+    if any(target == r or target.is_relative_to(r) for r in run.roots):
         raise _Skip(f"its quarantine path {target} lies inside a scanned folder")
-    with Pinned(move_to, file.path, create=True) as folder:
+    with Pinned(run.quarantine, file.path, create=True) as folder:
         name = free_name(folder, folder.name)
         destination = target.with_name(name)
         entry["destination"] = str(destination)
-        entry["_id"] = store.journal(
-            report.run_id,
-            {**{k: v for k, v in entry.items() if k != "_id"}, "status": "pending", "reason": None},
+        journaled = {k: v for k, v in entry.items() if k != "_id"}
+        entry["_id"] = run.store.journal(
+            run.report.run_id, {**journaled, "status": "pending", "reason": None}
         )
         transfer(source, folder.fd, name, snapshot)
 
@@ -453,14 +479,16 @@ def undo_run(store: Store, run_id: str | None = None) -> UndoReport:
                 return report  # files restored so far are marked; undo again for the rest
             try:
                 _undo_one(action, recorded, store, report)
+            except StoreError:
+                raise
             except Exception as exc:  # noqa: BLE001 - one entry never stops the others
                 why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
                 report.failed.append({"path": str(action["path"]), "reason": why})
         if interrupt.requested:
             report.interrupted = True
             return report
-    if not report.failed:
-        store.mark_run_undone(run_id)
+    if not report.failed and not report.left_in_quarantine:
+        store.mark_run_undone(run_id)  # only when nothing of it is left to put back
     return report
 
 
@@ -499,6 +527,7 @@ def _undo_one(
     back = None if home is None else _inside(original, home)
     kept = None if recorded.quarantine is None else _inside(destination, recorded.quarantine)
     if back is None or kept is None or recorded.quarantine is None or home is None:
+        report.left_in_quarantine += 1
         report.skipped.append(
             {
                 "path": str(original),
@@ -506,10 +535,15 @@ def _undo_one(
             }
         )
         return
-    with Pinned(recorded.quarantine, kept) as source, Pinned(home, back, create=True) as target:
+    with (
+        Pinned(recorded.quarantine, kept) as source,
+        Pinned(home, back, create=True) as target,
+        holding_folders([source.fd, target.fd]),
+    ):
         there = source.exists()
         if action["status"] == "pending" and not (there and not target.exists()):
             return  # the move never happened (killed before it): nothing to put back
+        report.left_in_quarantine += 1  # until it is restored below
         if target.exists():
             report.skipped.append({"path": str(original), "reason": "a file is back at that path"})
             return
@@ -529,5 +563,6 @@ def _undo_one(
             )
             return
         transfer(source, target.fd, target.name, snapshot)
+    report.left_in_quarantine -= 1
     store.set_action_status(action["id"], "undone")
     report.restored.append(str(original))

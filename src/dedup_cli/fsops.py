@@ -22,7 +22,8 @@ import xxhash
 
 NAME_MAX = 255  # bytes in one file name on ext4, XFS, btrfs, APFS, NTFS
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+# O_NONBLOCK: a FIFO swapped in for a photo must not hang the run (regular files ignore it).
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 _READ_CHUNK = 1 << 20
 
 
@@ -79,11 +80,13 @@ def _open_dir(parent_fd: int, name: str, create: bool) -> int:
 class Pinned:
     """The folder that holds ``name``, open by descriptor; close it (or use ``with``)."""
 
-    def __init__(self, base: Path, relative: str, *, create: bool = False) -> None:
+    def __init__(self, base: Path | int, relative: str, *, create: bool = False) -> None:
+        """``base``: a trusted folder, by path or (better: it cannot be swapped) by an open
+        descriptor, which stays the caller's."""
         parts = split_relative(relative)
         self.name = parts[-1]
         self.relative = relative
-        fd = open_base(base)
+        fd = os.dup(base) if isinstance(base, int) else open_base(base)
         try:
             for part in parts[:-1]:
                 child = _open_dir(fd, part, create)
@@ -144,10 +147,41 @@ class Pinned:
     def read_bytes(self) -> bytes:
         fd = os.open(self.name, _FILE_FLAGS, dir_fd=self.fd)
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise UnsafePathError(errno.EINVAL, "not a regular file", self.relative)
             with os.fdopen(os.dup(fd), "rb") as handle:
                 return handle.read()
         finally:
             os.close(fd)
+
+    def same_bytes(self, other: Pinned) -> bool:
+        """Whether the two files hold the same bytes, compared byte for byte (a 128-bit
+        hash that is not cryptographic can be made to collide on purpose)."""
+        mine = os.open(self.name, _FILE_FLAGS, dir_fd=self.fd)
+        try:
+            theirs = os.open(other.name, _FILE_FLAGS, dir_fd=other.fd)
+            try:
+                while True:
+                    a, b = os.read(mine, _READ_CHUNK), os.read(theirs, _READ_CHUNK)
+                    while a and b and len(a) != len(b):  # short reads: top up the shorter
+                        if len(a) < len(b):
+                            more = os.read(mine, len(b) - len(a))
+                            if not more:
+                                return False
+                            a += more
+                        else:
+                            more = os.read(theirs, len(a) - len(b))
+                            if not more:
+                                return False
+                            b += more
+                    if a != b:
+                        return False
+                    if not a:
+                        return True
+            finally:
+                os.close(theirs)
+        finally:
+            os.close(mine)
 
     def is_same(self, snapshot: FileSnapshot) -> bool:
         """The entry is still the very file (inode) that was hashed, unchanged."""

@@ -1,16 +1,22 @@
-"""One acting dedup at a time per folder tree: planning-and-acting is a critical section.
+"""One acting dedup at a time per folder: planning-and-acting is a critical section.
 
 Two runs that plan on the same photos with different keep rules would each remove the other's
 keeper. While a run plans and acts on a root it holds an exclusive ``flock`` on the root
 folder itself and a shared one on every folder above it, so a run on ``/photos`` and one on
 ``/photos/2020`` exclude each other while runs on two unrelated folders do not. The lock
 lives on the folder (not in a file we write), so it holds across databases, users and
-``--db`` choices, and it is released by the kernel when the process dies: a run that was
-killed never blocks the next one.
+``--db`` choices, and the kernel releases it when the process dies: a run that was killed
+never blocks the next one.
 
-Locks taken again by the same process nest (``find`` takes it before planning, the action
-takes it again), and acquisition is all-or-nothing with retries, so two runs taking several
-roots in different orders cannot deadlock.
+Paths can hide that two roots overlap (a bind mount shows one folder at two places, and the
+folders *above* each differ). So at the moment of acting each removal also takes an
+exclusive lock on the very folders it touches (the copy's and the keeper's), by descriptor:
+two runs can never act in one folder at once, whatever paths led them there.
+
+Locks are keyed by the folder's identity (device, inode), so one taken again by the same
+process nests (``find`` takes the root before planning, the action takes it again, a removal
+takes its folder), and acquisition is all-or-nothing with retries, so runs taking several
+folders in different orders cannot deadlock.
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ from dedup_cli.errors import DedupError
 from dedup_cli.store.database import busy_timeout_ms
 
 _POLL_SECONDS = 0.05
-_held: dict[str, tuple[int, int, int]] = {}  # real path -> (fd, flock mode, depth)
+_Key = tuple[int, int]  # (st_dev, st_ino) of a folder
+_held: dict[_Key, tuple[int, int, int]] = {}  # folder -> (fd, flock mode, depth)
 _guard = threading.Lock()
 
 
@@ -46,38 +53,33 @@ def _wanted(roots: Iterable[Path]) -> dict[str, int]:
     return wanted
 
 
-def _try_lock(path: str, mode: int) -> int | None:
-    """An open descriptor holding ``mode`` on ``path``, None when another process holds
-    it, or -1 when the folder cannot be opened (an unreadable ancestor: left out)."""
+def _open_folder(path: str) -> int | None:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+        return os.open(path, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
     except OSError:
-        return -1
-    try:
-        fcntl.flock(fd, mode | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    except OSError:  # a file system without flock: nothing to hold
-        os.close(fd)
-        return -1
-    return fd
+        return None  # an unreadable ancestor: left out
 
 
 def is_held_elsewhere(root: Path) -> bool:
-    """Whether another process holds ``root`` (or a folder above or below that it
-    locks) right now; this process's own locks do not count."""
-    real = os.path.realpath(root)
-    with _guard:
-        if real in _held:
-            return False
-    fd = _try_lock(real, fcntl.LOCK_EX)
+    """Whether another process holds ``root`` right now; this process's locks do not
+    count."""
+    fd = _open_folder(os.path.realpath(root))
     if fd is None:
-        return True
-    if fd >= 0:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
-    return False
+        return False
+    try:
+        info = os.fstat(fd)
+        with _guard:
+            if (info.st_dev, info.st_ino) in _held:
+                return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        return False
+    finally:
+        os.close(fd)  # releases the probe's lock
 
 
 @contextmanager
@@ -85,16 +87,35 @@ def acting_on(roots: Iterable[Path], timeout: float | None = None) -> Iterator[N
     """Hold the roots for planning and acting; waits up to ``timeout`` seconds (default:
     ``DEDUP_LOCK_TIMEOUT``, 10 s) for another run to finish, then raises ``BusyError``."""
     roots = list(roots)
-    wanted = _wanted(roots)
+    folders: list[tuple[int, int]] = []
+    try:
+        for path, mode in sorted(_wanted(roots).items()):
+            fd = _open_folder(path)
+            if fd is not None:
+                folders.append((fd, mode))
+        names = ", ".join(str(r) for r in roots)
+        with holding(folders, timeout, names):
+            yield
+    finally:
+        for fd, _mode in folders:
+            os.close(fd)
+
+
+@contextmanager
+def holding_folders(fds: Iterable[int], timeout: float | None = None) -> Iterator[None]:
+    """Hold the open folders ``fds`` exclusively (the folders a removal touches)."""
+    with holding([(fd, fcntl.LOCK_EX) for fd in fds], timeout, "this folder"):
+        yield
+
+
+@contextmanager
+def holding(folders: list[tuple[int, int]], timeout: float | None, names: str) -> Iterator[None]:
+    """Hold ``(descriptor, mode)`` folders; the descriptors stay the caller's."""
     wait = busy_timeout_ms() / 1000 if timeout is None else timeout
     deadline = time.monotonic() + wait
-    taken: list[str] = []
-    while True:
-        blocked = _take_all(wanted, taken)
-        if blocked is None:
-            break
+    taken: list[_Key] = []
+    while not _take_all(folders, taken):
         if time.monotonic() >= deadline:
-            names = ", ".join(str(r) for r in roots)
             raise BusyError(
                 f"another dedup run is acting on {names} (or a folder containing it); waited "
                 f"{wait:g} s: try again when it has finished (DEDUP_LOCK_TIMEOUT sets the wait)"
@@ -106,44 +127,55 @@ def acting_on(roots: Iterable[Path], timeout: float | None = None) -> Iterator[N
         _release(taken)
 
 
-def _take_all(wanted: dict[str, int], taken: list[str]) -> str | None:
-    """Take every lock or none; the path that was busy, or None when all are held."""
+def _take_all(folders: list[tuple[int, int]], taken: list[_Key]) -> bool:
+    """Take every lock or none."""
     with _guard:
-        for path in sorted(wanted):
-            mode = wanted[path]
-            if path in _held:
-                fd, held_mode, depth = _held[path]
+        for fd, mode in sorted(folders, key=lambda f: _key(f[0])):
+            key = _key(fd)
+            if key in _held:
+                held_fd, held_mode, depth = _held[key]
                 if held_mode == fcntl.LOCK_SH and mode == fcntl.LOCK_EX:
-                    try:  # upgrade; flock may drop the shared lock while it waits: no wait
-                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    try:  # upgrade without waiting (flock may drop the shared lock to wait)
+                        fcntl.flock(held_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     except BlockingIOError:
                         _release_locked(taken)
-                        return path
+                        return False
                     held_mode = fcntl.LOCK_EX
-                _held[path] = (fd, held_mode, depth + 1)
-                taken.append(path)
+                _held[key] = (held_fd, held_mode, depth + 1)
+                taken.append(key)
                 continue
-            fd_or_none = _try_lock(path, mode)
-            if fd_or_none is None:
+            mine = os.dup(fd)  # our own descriptor: the lock lives exactly as long as we hold
+            try:
+                fcntl.flock(mine, mode | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(mine)
                 _release_locked(taken)
-                return path
-            _held[path] = (fd_or_none, mode, 1)
-            taken.append(path)
-    return None
+                return False
+            except OSError:  # a file system without flock: nothing to hold
+                os.close(mine)
+                mine = -1
+            _held[key] = (mine, mode, 1)
+            taken.append(key)
+    return True
 
 
-def _release(taken: list[str]) -> None:
+def _key(fd: int) -> _Key:
+    info = os.fstat(fd)
+    return info.st_dev, info.st_ino
+
+
+def _release(taken: list[_Key]) -> None:
     with _guard:
         _release_locked(taken)
 
 
-def _release_locked(taken: list[str]) -> None:
-    for path in reversed(taken):
-        fd, mode, depth = _held[path]
+def _release_locked(taken: list[_Key]) -> None:
+    for key in reversed(taken):
+        fd, mode, depth = _held[key]
         if depth > 1:
-            _held[path] = (fd, mode, depth - 1)
+            _held[key] = (fd, mode, depth - 1)
             continue
-        del _held[path]
+        del _held[key]
         if fd >= 0:
-            os.close(fd)  # closing the descriptor releases its flock
+            os.close(fd)  # closing our descriptor releases its flock
     taken.clear()

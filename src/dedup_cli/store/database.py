@@ -7,6 +7,7 @@ batch in their own transactions, so an interrupted run keeps everything finished
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import sys
 import time
@@ -111,18 +112,96 @@ def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
     cursor.close()
 
 
+_INTERNAL_TABLES = (
+    "sqlite_sequence",
+    "sqlite_stat1",
+    "sqlite_stat2",
+    "sqlite_stat3",
+    "sqlite_stat4",
+)
+# Clauses that make SQLite act on its own when a row is written: a CHECK that fails our
+# journal write half-way through, an ON CONFLICT that silently replaces rows.
+_ACTIVE_CLAUSES = re.compile(r"\b(CHECK\s*\(|ON\s+CONFLICT|GENERATED\s+ALWAYS|AS\s*\()", re.I)
+
+
+def _describe(raw: sqlite3.Connection, tables: Iterable[str]) -> dict[str, Any]:
+    """What each table does, as SQLite reports it: columns with their defaults and hidden
+    (generated) flags, foreign keys with their actions, indexes with their columns."""
+    described: dict[str, Any] = {}
+    for table in tables:
+        quoted = '"' + table.replace('"', '""') + '"'
+        columns = {
+            r[1]: (str(r[4]).strip("'\"") if r[4] is not None else None, r[3], r[6])
+            for r in raw.execute(f"PRAGMA table_xinfo({quoted})")
+        }
+        keys = {
+            (r[2], r[3], r[4], r[5], r[6])
+            for r in raw.execute(f"PRAGMA foreign_key_list({quoted})")
+        }
+        indexes = set()
+        for r in raw.execute(f"PRAGMA index_list({quoted})"):
+            name_quoted = '"' + str(r[1]).replace('"', '""') + '"'
+            parts = tuple((c[1], c[2]) for c in raw.execute(f"PRAGMA index_info({name_quoted})"))
+            indexes.add((bool(r[2]), bool(r[4]), parts))  # unique, partial, (cid, column)...
+        described[table] = {"columns": columns, "keys": keys, "indexes": indexes}
+    return described
+
+
+_expected: dict[str, Any] | None = None
+
+
+def _expected_schema() -> dict[str, Any]:
+    """The schema this version creates, described the same way (built once, in memory)."""
+    global _expected
+    if _expected is None:
+        from dedup_cli.store.schema import Base
+
+        engine = create_engine("sqlite://")
+        Base.metadata.create_all(engine)
+        with engine.connect() as conn:
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            _expected = _describe(raw, Base.metadata.tables)
+        engine.dispose()
+    return _expected
+
+
 def refuse_stored_code(conn: Any, path: Path) -> None:
-    """A database is a cache that may come from anyone: one with triggers or views (this
-    tool creates neither) could rewrite journal rows or answer queries with made-up rows.
-    Refused before anything else is executed on it."""
+    """A database is a cache that may come from anyone. Anything in its schema that acts by
+    itself when dedup reads or writes (a trigger, a view, a CHECK constraint, a foreign key
+    that cascades where ours do not, a generated column, a default that forges a value, an
+    index that makes a journal write fail) could rewrite or drop journal rows or stop a run
+    half-way. Such a database is refused, before anything else runs on it; only tables,
+    columns, keys and indexes that this version of dedup creates are accepted (a subset:
+    an older schema is migrated afterwards)."""
     rows = conn.exec_driver_sql(
-        "SELECT type, name FROM sqlite_master WHERE type IN ('trigger', 'view') ORDER BY name"
+        "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name"
     ).fetchall()
-    if rows:
-        found = ", ".join(f"{kind} {name!r}" for kind, name in rows[:3])
+    expected = _expected_schema()
+    problems = [f"{kind} {name!r}" for kind, name, *_ in rows if kind in ("trigger", "view")]
+    tables = [name for kind, name, *_ in rows if kind == "table" and name not in _INTERNAL_TABLES]
+    problems += [f"table {name!r}" for name in tables if name not in expected]
+    known = [name for name in tables if name in expected]
+    for kind, name, _table, sql in rows:
+        if kind == "table" and name in expected and sql and _ACTIVE_CLAUSES.search(sql):
+            problems.append(f"a constraint or generated column in table {name!r}")
+    raw = conn.connection.driver_connection
+    for table, found in _describe(raw, known).items():
+        want = expected[table]
+        odd_columns = [
+            c for c, facts in found["columns"].items() if want["columns"].get(c) != facts
+        ]
+        if odd_columns:
+            problems.append(f"column(s) {', '.join(odd_columns)} of table {table!r}")
+        if not found["keys"] <= want["keys"]:
+            problems.append(f"a foreign key of table {table!r}")
+        if not found["indexes"] <= want["indexes"]:
+            problems.append(f"an index on table {table!r}")
+    if problems:
+        found_text = ", ".join(problems[:3]) + (" …" if len(problems) > 3 else "")
         raise StoreError(
-            f"database {path} contains {found}, which dedup never creates; refusing to use "
-            "it (it may have been tampered with): use another --db"
+            f"database {path} contains {found_text}, which dedup never creates; refusing to "
+            "use it (it may have been tampered with): use another --db"
         )
 
 
