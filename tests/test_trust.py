@@ -260,7 +260,9 @@ def test_cross_does_not_believe_a_lying_database_either(tmp_path: Path) -> None:
 # -- 5, 6. undo trusts only this user's record; nothing stored executes --------------------
 
 
-def forge_run(db: Path, quarantined: Path, target: Path, run_id: str = "29990101-000000-evil") -> None:
+def forge_run(
+    db: Path, quarantined: Path, target: Path, run_id: str = "29990101-000000-evil"
+) -> None:
     with sqlite3.connect(db) as connection:
         connection.execute(
             "INSERT INTO runs (id, created_at, root, action, model, threshold, manifest) "
@@ -450,7 +452,9 @@ def test_a_255_byte_name_that_collides_in_the_quarantine_is_moved_under_a_shorte
     done = json.loads(result.stdout)["action"]["done"]
     assert len(done) == 2
     assert (quarantine / long_name).read_bytes() == b"already here"
-    moved = [Path(d["destination"]) for d in done if d["path"].endswith(".jpg") and "xxx" in d["path"]]
+    moved = [
+        Path(d["destination"]) for d in done if d["path"].endswith(".jpg") and "xxx" in d["path"]
+    ]
     assert len(os.fsencode(moved[0].name)) <= 255 and moved[0].read_bytes() == photo(70)
 
 
