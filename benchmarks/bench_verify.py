@@ -24,9 +24,9 @@ from dedup_cli.collection import load_collection
 from dedup_cli.confirmation import confirm_pairs
 from dedup_cli.geometry import PictureCache
 from dedup_cli.models import get_spec, resolve_device
+from dedup_cli.pipeline import EmbedOptions, embed_root
 from dedup_cli.scan import scan
 from dedup_cli.search import similar_pairs
-from dedup_cli.service import HashOptions, hash_root
 from dedup_cli.store import Store
 
 
@@ -67,7 +67,7 @@ def main() -> None:
         write_corpus(folder, args.photos)
         with Store(Path(tmp) / "db.sqlite") as store:
             found = scan(folder)
-            hash_root(folder, store, spec, HashOptions(device=resolve_device("cpu")), None, found)
+            embed_root(folder, store, spec, EmbedOptions(device=resolve_device("cpu")), None, found)
             files, matrix, *_ = load_collection(folder, store, spec, found)
             pairs = similar_pairs(matrix, spec.default_threshold)
             involved = set(pairs.left.tolist()) | set(pairs.right.tolist())

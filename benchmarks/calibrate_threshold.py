@@ -31,7 +31,7 @@ from PIL import Image
 
 from dedup_cli.benchmark import LOOKALIKE, ModelBench, Sample, _scores, evaluate
 from dedup_cli.models import get_spec, resolve_device
-from dedup_cli.service import HashOptions
+from dedup_cli.pipeline import EmbedOptions
 from dedup_cli.transforms import TIERS
 
 PHOTOS = [
@@ -206,7 +206,7 @@ def main() -> None:
     parser.add_argument("--no-imagededup", action="store_true")
     args = parser.parse_args()
     spec = get_spec(args.model)
-    options = HashOptions(device=resolve_device("auto"), weights=args.weights, workers=2)
+    options = EmbedOptions(device=resolve_device("auto"), weights=args.weights, workers=2)
     with tempfile.TemporaryDirectory(prefix="dedup-calibrate-") as tmp:
         folder = Path(tmp) / "corpus"
         folder.mkdir()

@@ -19,10 +19,12 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from dedup_cli.act import execute_plan, undo_run
+from dedup_cli.files import FileInfo
 from dedup_cli.group import group_pairs
 from dedup_cli.imageio import content_hash
-from dedup_cli.plan import KEEP_STRATEGIES, FileInfo, keeper_rank, make_plan
-from dedup_cli.search import Pairs
+from dedup_cli.keep import FIND_RULES, keeper_rank
+from dedup_cli.pairs import Pairs
+from dedup_cli.plan import make_plan
 from dedup_cli.store import Store
 
 CONTENTS = [bytes([k]) * (10 + 7 * k) for k in range(5)]  # a few distinct file contents
@@ -43,7 +45,7 @@ def collections(draw: st.DrawFn) -> dict:  # type: ignore[type-arg]
             )
         ),
         "threshold": draw(st.floats(0.6, 0.95)),
-        "strategy": draw(st.sampled_from(KEEP_STRATEGIES)),
+        "strategy": draw(st.sampled_from(FIND_RULES)),
         "changes": draw(st.lists(st.sampled_from(CHANGES), min_size=n, max_size=n)),
         "nested": draw(st.lists(st.booleans(), min_size=n, max_size=n)),
     }

@@ -11,9 +11,10 @@ from typer.testing import CliRunner
 
 from dedup_cli.cli import app
 from dedup_cli.models import get_spec
+from dedup_cli.pipeline import EmbedOptions
 from dedup_cli.review.session import ReviewSession
 from dedup_cli.review.terminal import ReviewApp
-from dedup_cli.service import HashOptions, find_duplicates
+from dedup_cli.service import find_duplicates
 from dedup_cli.store import Store
 
 runner = CliRunner()
@@ -22,7 +23,7 @@ runner = CliRunner()
 def plan_for(library: Path):  # type: ignore[no-untyped-def]
     with Store(library / "image_database.db") as store:
         return find_duplicates(
-            library, store, get_spec("effnet"), HashOptions(device="cpu", workers=0)
+            library, store, get_spec("effnet"), EmbedOptions(device="cpu", workers=0)
         ).plan
 
 

@@ -13,9 +13,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.backend_bases import CloseEvent, KeyEvent, MouseEvent  # noqa: E402
 
 from dedup_cli.models import get_spec  # noqa: E402
+from dedup_cli.pipeline import EmbedOptions  # noqa: E402
 from dedup_cli.review.gui import KEEP_COLOUR, REMOVE_COLOUR, MatplotlibReviewer  # noqa: E402
 from dedup_cli.review.session import ReviewSession  # noqa: E402
-from dedup_cli.service import HashOptions, find_duplicates  # noqa: E402
+from dedup_cli.service import find_duplicates  # noqa: E402
 from dedup_cli.store import Store  # noqa: E402
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -24,7 +25,7 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 def session_for(library: Path) -> ReviewSession:
     with Store(library / "image_database.db") as store:
         plan = find_duplicates(
-            library, store, get_spec("effnet"), HashOptions(device="cpu", workers=0)
+            library, store, get_spec("effnet"), EmbedOptions(device="cpu", workers=0)
         ).plan
     return ReviewSession(plan)
 

@@ -101,7 +101,8 @@ def test_keeper_damaged_between_plan_and_action_is_caught_at_the_removal(
 
 def test_a_near_keeper_that_no_longer_decodes_is_not_trusted(tmp_path: Path) -> None:
     from dedup_cli.act import execute_plan
-    from dedup_cli.plan import FileInfo, Plan, PlannedGroup, Removal
+    from dedup_cli.files import FileInfo
+    from dedup_cli.plan import Plan, PlannedGroup, Removal
     from dedup_cli.store import Store
 
     root = tmp_path / "r"
@@ -702,8 +703,9 @@ def test_an_exact_pair_whose_hashes_collide_is_compared_byte_for_byte(
     """xxh3-128 is fast, not collision-resistant: two files made to collide are told apart
     by their bytes before one is removed."""
     from dedup_cli.act import execute_plan
+    from dedup_cli.files import FileInfo
     from dedup_cli.fsops import FileSnapshot, Pinned
-    from dedup_cli.plan import FileInfo, Plan, PlannedGroup, Removal
+    from dedup_cli.plan import Plan, PlannedGroup, Removal
     from dedup_cli.store import Store
 
     root = tmp_path / "r"

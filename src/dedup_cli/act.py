@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from dedup_cli.errors import DedupError, NothingToUndoError, StoreError, UsageError
+from dedup_cli.files import FileInfo
 from dedup_cli.fsops import (
     FileSnapshot,
     Pinned,
@@ -42,13 +43,13 @@ from dedup_cli.fsops import (
     write_atomic,
 )
 from dedup_cli.locking import acting_on, holding_folders, is_held_elsewhere
-from dedup_cli.plan import FileInfo, Plan, Removal
+from dedup_cli.methods import EXACT
+from dedup_cli.plan import Plan, Removal
 from dedup_cli.runs_index import RecordedRun, find_run, record_run, recorded_runs
 from dedup_cli.store import Store
 
 ACTIONS = ("trash", "move", "delete")
 MANIFEST_FOLDER = ".dedup-runs"
-EXACT = "exact"
 
 
 @dataclass

@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from dedup_cli.errors import DedupError
-from dedup_cli.search import BF16_MARGIN, Pairs, rescored, rescored_between, undirected
+from dedup_cli.pairs import Pairs
+from dedup_cli.search import BF16_MARGIN, rescored, rescored_between, undirected
 
 # nlist = 4 sqrt(N); 64 probes: 0.995 recall at 1M x 512 (docs/benchmarks.md)
 CELLS_PER_SQRT_N = 4

@@ -26,14 +26,14 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from dedup_cli.collection import load_collection
-from dedup_cli.confirmation import Confirmation, confirm_pairs
 from dedup_cli.errors import UsageError
 from dedup_cli.models import ModelSpec
+from dedup_cli.pipeline import embed_root
 from dedup_cli.scan import scan
 from dedup_cli.search import similar_pairs
-from dedup_cli.service import hash_root
 from dedup_cli.store import Store
 from dedup_cli.transforms import TIERS
+from dedup_cli.workflow import prove
 
 LOOKALIKE = "lookalike"  # the tier of distractors
 PAN = "pan"  # the family of camera-pan frames
@@ -201,23 +201,24 @@ def evaluate(
     with Store(work / f"bench-{spec.key.replace('/', '_')}.db") as store:
         found = scan(folder, exclude=[store.path])
         started = time.perf_counter()
-        report = hash_root(folder, store, spec, options, scanned=found)
+        report = embed_root(folder, store, spec, options, scanned=found)
         seconds = time.perf_counter() - started
         if store.model_id(spec.key) is None:
             raise UsageError("no embeddings were made; see the errors above")
         files, matrix, *_ = load_collection(folder, store, spec, found)
         all_t = sorted(set(thresholds) | {spec.default_threshold})
         pairs = similar_pairs(matrix, min(all_t))
-        involved = set(pairs.left.tolist()) | set(pairs.right.tolist())
-        thumbs = store.thumbnails(files[i].path for i in involved)
-    # Geometric checks are bounded per file in find; here every candidate is checked, so
-    # the scores do not depend on which thresholds the grid holds.
-    if verify:
-        confirmation = confirm_pairs(
-            pairs, files, files, thumbs, thumbs, geometric=geometric, per_file=len(files)
-        )
-    else:
-        confirmation = Confirmation.unverified(pairs)
+        # Geometric checks are bounded per file in find; here every candidate is checked, so
+        # the scores do not depend on which thresholds the grid holds.
+        confirmation = prove(
+            pairs,
+            files,
+            files,
+            (store, store),
+            verify=verify,
+            geometric=geometric,
+            per_file=len(files),
+        ).confirmation
     index = {s.path: k for k, s in enumerate(samples)}
     ids = [index[f.path] for f in files]
     kept = confirmation.pairs

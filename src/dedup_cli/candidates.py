@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from dedup_cli.errors import UsageError
-from dedup_cli.search import Pairs, pairs_of_rows, rescored, similar_pairs, undirected
+from dedup_cli.pairs import Pairs
+from dedup_cli.search import pairs_of_rows, rescored, similar_pairs, undirected
 from dedup_cli.store import Store
 
 INDEXES = ("auto", "exact", "ann")

@@ -14,8 +14,8 @@ from typing import NamedTuple, overload
 
 import numpy as np
 
+from dedup_cli.files import FileInfo
 from dedup_cli.models import ModelSpec
-from dedup_cli.plan import FileInfo
 from dedup_cli.scan import ScanResult
 from dedup_cli.store import Store
 from dedup_cli.store.database import StoredCollection

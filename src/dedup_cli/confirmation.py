@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from dedup_cli.files import FileInfo
 from dedup_cli.geometry import (
-    GEOMETRY,
     GeometricMatch,
     Picture,
     PictureCache,
@@ -37,12 +37,10 @@ from dedup_cli.geometry import (
     match_aligned,
     opencv_error,
 )
-from dedup_cli.group import EMBEDDING
-from dedup_cli.plan import FileInfo
-from dedup_cli.search import Pairs
-from dedup_cli.verify import MIN_CORRELATION_ALONE, PIXEL, confirm
+from dedup_cli.methods import EMBEDDING, EXACT, GEOMETRY, PIXELS
+from dedup_cli.pairs import Pairs
+from dedup_cli.verify import MIN_CORRELATION_ALONE, confirm
 
-EXACT = "exact"
 CROP_AREA = 0.9  # a contained picture showing less of the other than this is a crop of it
 MIN_DETAIL = 0.9  # a crop is removable only if its container shows it at this much resolution
 GEOMETRY_PER_FILE = 10  # geometric checks tried per file, best candidates first
@@ -116,7 +114,7 @@ def confirm_pairs(
 
     for k, found in _in_parallel(check_aligned, aligned, workers):
         if found is not None and found.is_copy:
-            method[k] = PIXEL
+            method[k] = PIXELS
         elif found is not None:
             reason[k] = RELATED_REASON
     keypoint_checks: list[int] = []

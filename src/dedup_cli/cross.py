@@ -11,7 +11,6 @@ that every file lies inside its own folder.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,19 +19,17 @@ import numpy as np
 
 from dedup_cli.candidates import choose_index
 from dedup_cli.collection import FileTable, empty_stored, load_collection
-from dedup_cli.confirmation import Confirmation, confirm_pairs
 from dedup_cli.errors import DedupError, UsageError
-from dedup_cli.group import group_pairs
+from dedup_cli.keep import CROSS_RULES, Standing, check_keep, keeper_rank
 from dedup_cli.models import ModelSpec, resolve_device
-from dedup_cli.pipeline import HashReport, Progress, needs_work
+from dedup_cli.pairs import Pairs
+from dedup_cli.pipeline import HashReport, Progress, embed_root, needs_work
 from dedup_cli.plan import Plan, make_plan
 from dedup_cli.rederive import rederive_shared_hashes
 from dedup_cli.scan import ScanResult, scan
-from dedup_cli.search import Pairs, cross_pairs
-from dedup_cli.service import drop_remembered, hash_root
+from dedup_cli.search import cross_pairs
 from dedup_cli.store import Store
-
-CROSS_KEEP = ("largest", "db1", "db2")
+from dedup_cli.workflow import byte_identical, group_proved, prove, validate_threshold
 
 
 class IncompleteDatabaseError(DedupError):
@@ -110,7 +107,7 @@ def _prepare(
     progress: Progress | None,
 ) -> None:
     if hash_missing:
-        side.hashing = hash_root(side.root, side.store, spec, options, progress, side.found)
+        side.hashing = embed_root(side.root, side.store, spec, options, progress, side.found)
     else:
         known = side.store.model_id(spec.key)
         if known is None:
@@ -146,9 +143,8 @@ def cross_find(
     progress: Progress | None = None,
 ) -> CrossResult:
     """Plan the removal of confirmed duplicates between two folders."""
-    if keep not in CROSS_KEEP:
-        raise UsageError(f"--keep must be one of {', '.join(CROSS_KEEP)}, not {keep!r}")
-    threshold = spec.default_threshold if threshold is None else threshold
+    check_keep(keep, CROSS_RULES)
+    threshold = validate_threshold(spec.default_threshold if threshold is None else threshold)
     a_root, b_root = check_roots(root_a, root_b)
     sides = []
     for root, store, label in ((a_root, store_a, "A"), (b_root, store_b, "B")):
@@ -176,54 +172,36 @@ def cross_find(
         candidates = ann_cross_pairs(a.matrix, b.matrix, threshold)
     else:
         candidates = cross_pairs(a.matrix, b.matrix, threshold, device=device)
-    remembered = a.store.not_duplicate_pairs() | b.store.not_duplicate_pairs()
-    candidates = drop_remembered(candidates, a.files, b.files, remembered)
+    proved = prove(
+        candidates, a.files, b.files, (a.store, b.store), verify=verify, geometric=geometric
+    )
+    candidates, confirmation = proved.candidates, proved.confirmation
     offset = len(a.files)
     files = [*a.files, *b.files]
-    if verify:
-        thumbs_a = a.store.thumbnails({a.files[i].path for i in set(candidates.left.tolist())})
-        thumbs_b = b.store.thumbnails({b.files[j].path for j in set(candidates.right.tolist())})
-        confirmation = confirm_pairs(
-            candidates, a.files, b.files, thumbs_a, thumbs_b, geometric=geometric
-        )
-    else:
-        confirmation = Confirmation.unverified(candidates)
-    found = confirmation.pairs
-    confirmed = Pairs(found.left, found.right + offset, found.similarity)
     # Byte-identical files across the folders always pair, model or not.
-    by_hash: dict[str, list[int]] = defaultdict(list)
-    for position, f in enumerate(files):
-        if f.content_hash:
-            by_hash[f.content_hash].append(position)
     # As A-B links only: a set linking all its members would pair two files of one folder.
     exact_links = [
         [i, j]
-        for group in by_hash.values()
+        for group in byte_identical([*a.files.content_hashes, *b.files.content_hashes])
         for i in group
         if i < offset
         for j in group
         if j >= offset
     ]
+    protected = {"db1": 0, "db2": 1}.get(keep)  # the folder that loses nothing
 
-    def rank(i: int) -> tuple[Any, ...]:
-        f = files[i]
-        side = 0 if i < offset else 1
-        protected = {"db1": side, "db2": 1 - side}.get(keep, 0)
-        return (protected, -f.size, -((f.width or 0) * (f.height or 0)), side, f.path)
+    def side_of(i: int) -> int:
+        return 0 if i < offset else 1
 
-    groups = group_pairs(
-        confirmed,
-        rank,
+    groups = group_proved(
+        proved,
+        keeper_rank(keep, files, lambda i: Standing(side=side_of(i)), CROSS_RULES),
         exact_links,
-        methods=confirmation.methods,
-        crop_of=confirmation.crop_of,
+        right_offset=offset,
+        may_lose=None if protected is None else (lambda m: side_of(m) != protected),
     )
-    for g in groups:
-        if keep == "db1":
-            g.members = [m for m in g.members if m >= offset]
-        elif keep == "db2":
-            g.members = [m for m in g.members if m < offset]
-    groups = [g for g in groups if g.members]
+    found = confirmation.pairs
+    confirmed = Pairs(found.left, found.right + offset, found.similarity)
     plan = make_plan(a_root, spec.key, threshold, f"cross-{keep}", files, groups)
     matched = set(confirmed.left.tolist()) | set(confirmed.right.tolist())
     for link in exact_links:

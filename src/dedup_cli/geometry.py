@@ -55,7 +55,6 @@ from PIL import Image
 
 from dedup_cli.imageio import ImageDecodeError, decode_for_display
 
-GEOMETRY = "geometry"
 WORK_SIDE = 512  # images are read and keypoints found at this long side
 DENSE_SIDE = 256  # blocks are compared at this long side
 MIN_INLIERS = 15

@@ -19,17 +19,19 @@ from typing import Any
 import numpy as np
 
 from dedup_cli.confirmation import CROP_AREA, checked
-from dedup_cli.errors import UsageError
 from dedup_cli.filenames import NamePair, name_pairs
+from dedup_cli.files import FileInfo
 from dedup_cli.geometry import PictureCache, match, match_aligned
 from dedup_cli.imageio import ImageDecodeError, content_hash, decode, read_file
+from dedup_cli.keep import KEEP_RULES, Standing, keeper_rank, name_rule
+from dedup_cli.methods import EXACT, NAME_AND_PHASH, NAME_AND_PIXELS, NAME_ONLY
 from dedup_cli.models import ModelSpec
-from dedup_cli.plan import FileInfo, Plan, PlannedGroup, Removal
+from dedup_cli.plan import Plan, PlannedGroup, Removal
 from dedup_cli.scan import ScannedFile, scan
 from dedup_cli.store import Store
 from dedup_cli.verify import confirm
+from dedup_cli.workflow import validate_threshold
 
-NAME_KEEP_STRATEGIES = ("base", "largest")
 # pHash bits (of 64) that may differ between a file and its re-encoded or resized copy.
 PHASH_MAX_DISTANCE = 8
 
@@ -164,12 +166,12 @@ class _Confirmer:
         if ea.unreadable or eb.unreadable:
             return None, 0.0
         if ea.info.content_hash == eb.info.content_hash:
-            return "exact", 1.0
+            return EXACT, 1.0
         if ea.vector is not None and eb.vector is not None:
             similarity = float(ea.vector @ eb.vector)
             ok = similarity >= self.threshold and confirm(ea.thumbnail, eb.thumbnail)
             ok = ok and self._same_picture(ea, eb)
-            return ("embedding+pixels" if ok else None), similarity
+            return (NAME_AND_PIXELS if ok else None), similarity
         self._decoded(ea)
         self._decoded(eb)
         if ea.phash is None or eb.phash is None:
@@ -178,7 +180,7 @@ class _Confirmer:
         similarity = 1.0 - distance / 64.0
         ok = distance <= PHASH_MAX_DISTANCE and confirm(ea.thumbnail, eb.thumbnail)
         ok = ok and self._same_picture(ea, eb)
-        return ("phash+pixels" if ok else None), similarity
+        return (NAME_AND_PHASH if ok else None), similarity
 
     def _same_picture(self, a: _Evidence, b: _Evidence) -> bool:
         """The files, read again, show the same whole picture (not a crop of it)."""
@@ -203,9 +205,8 @@ def clean_by_names(
     include_hidden: bool = False,
 ) -> NameCleanResult:
     """Plan the removal of name-pattern copies, confirmed by content unless ``verify=False``."""
-    if keep not in NAME_KEEP_STRATEGIES:
-        raise UsageError(f"--keep must be base or largest, not {keep!r}")
-    threshold = spec.default_threshold if threshold is None else threshold
+    rule = name_rule(keep)
+    threshold = validate_threshold(spec.default_threshold if threshold is None else threshold)
     root = root.resolve()
     files = {
         f.path: f for f in scan(root, include_hidden=include_hidden, exclude=[store.path]).files
@@ -225,9 +226,13 @@ def clean_by_names(
     groups: list[PlannedGroup] = []
     for base, members in sorted(by_base.items()):
         copies = [p.copy for p in members]
-        keeper = base
-        if keep == "largest":
-            keeper = max([base, *copies], key=lambda p: (files[p].size, p == base, p))
+        named = [base, *copies]
+        facts = [
+            FileInfo(n, files[n].absolute, files[n].size, files[n].mtime_ns, None, None, None)
+            for n in named
+        ]
+        rank = keeper_rank(rule, facts, lambda i: Standing(is_base=i == 0), tuple(KEEP_RULES))
+        keeper = named[min(range(len(named)), key=rank)]  # type: ignore[arg-type,return-value,unused-ignore]
         removals: list[Removal] = []
         for path in [base, *copies]:
             if path == keeper:
@@ -239,7 +244,7 @@ def clean_by_names(
             if verify:
                 method, similarity = checker.check(keeper, path)
             else:
-                method, similarity = "name", 0.0
+                method, similarity = NAME_ONLY, 0.0
             if method is None:
                 result.unconfirmed.append(
                     {

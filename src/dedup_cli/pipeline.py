@@ -284,3 +284,37 @@ def _embed_all(
                 report.failed.append((it["path"], it["error"]))
         report.embedded += len(vectors_by_path)
         progress.advance(len(items))
+
+
+@dataclass
+class EmbedOptions:
+    """How to embed: shared by ``hash`` and the embedding step of every job."""
+
+    device: torch.device | str  # a string is resolved only when a model must run
+    weights: Path | None = None
+    batch_size: int = 32
+    workers: int | None = None
+    include_hidden: bool = False
+
+
+def embed_root(
+    root: Path,
+    store: Store,
+    spec: ModelSpec,
+    options: EmbedOptions,
+    progress: Progress | None = None,
+    scanned: ScanResult | None = None,
+) -> HashReport:
+    """Embed every new or changed image under ``root`` (``scanned``: a scan already made)."""
+    return hash_folder(
+        root,
+        store,
+        spec,
+        device=options.device,
+        weights=options.weights,
+        batch_size=options.batch_size,
+        workers=options.workers,
+        include_hidden=options.include_hidden,
+        progress=progress,
+        scanned=scanned,
+    )

@@ -2,61 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dedup_cli.errors import UsageError
+from dedup_cli.files import FileInfo
 from dedup_cli.group import Group
-
-KEEP_STRATEGIES = ("largest", "resolution", "oldest", "newest", "shortest-path")
-
-
-@dataclass(frozen=True, slots=True)
-class FileInfo:
-    """The facts of a file at planning time; an action checks them again before acting."""
-
-    path: str  # relative to the root
-    absolute: Path
-    size: int
-    mtime_ns: int
-    content_hash: str | None
-    width: int | None
-    height: int | None
-    # The folder this file belongs to when a plan spans two (``cross``); None: the plan's root.
-    root: Path | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "path": str(self.absolute),
-            "relative_path": self.path,
-            "size": self.size,
-            "mtime_ns": self.mtime_ns,
-            "content_hash": self.content_hash,
-            "width": self.width,
-            "height": self.height,
-        }
-
-
-def keeper_rank(strategy: str, files: Sequence[FileInfo]) -> Callable[[int], Hashable]:
-    """A sort key per strategy; the smallest is kept. Ties fall back to the path, so the
-    choice is the same on every run."""
-
-    def pixels(f: FileInfo) -> int:
-        return (f.width or 0) * (f.height or 0)
-
-    keys: dict[str, Callable[[FileInfo], tuple[Any, ...]]] = {
-        "largest": lambda f: (-f.size, -pixels(f), f.path),
-        "resolution": lambda f: (-pixels(f), -f.size, f.path),
-        "oldest": lambda f: (f.mtime_ns, f.path),
-        "newest": lambda f: (-f.mtime_ns, f.path),
-        "shortest-path": lambda f: (len(f.path), f.path),
-    }
-    if strategy not in keys:
-        raise UsageError(f"--keep must be one of {', '.join(KEEP_STRATEGIES)}, not {strategy!r}")
-    key = keys[strategy]
-    return lambda i: key(files[i])
 
 
 @dataclass(frozen=True)

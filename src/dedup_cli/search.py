@@ -7,10 +7,11 @@ near the threshold are then re-scored in float32, so the result is exact either 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from dedup_cli.pairs import Pairs
 
 if TYPE_CHECKING:
     import torch
@@ -25,22 +26,6 @@ HALF_PRECISION_MARGIN = 0.01
 # bfloat16 keeps 8 bits of mantissa: products of unit rows are off by < 0.008 (measured
 # < 0.003); candidates this far below the threshold are re-scored in float32.
 BF16_MARGIN = 0.02
-
-
-@dataclass(frozen=True)
-class Pairs:
-    """Index pairs i < j with their cosine similarity, sorted by (i, j)."""
-
-    left: np.ndarray  # int64
-    right: np.ndarray  # int64
-    similarity: np.ndarray  # float32
-
-    def __len__(self) -> int:
-        return int(self.left.shape[0])
-
-    @staticmethod
-    def empty() -> Pairs:
-        return Pairs(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
 
 
 def memory_budget(device: torch.device | None = None) -> int:

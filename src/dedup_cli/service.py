@@ -9,40 +9,23 @@ under a keep strategy.
 from __future__ import annotations
 
 import time
-from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from dedup_cli.candidates import find_candidates, mark_searched
 from dedup_cli.collection import load_collection
-from dedup_cli.confirmation import Confirmation, confirm_pairs
-from dedup_cli.errors import UsageError
-from dedup_cli.group import group_pairs
+from dedup_cli.keep import FIND_RULES, check_keep, keeper_rank
 from dedup_cli.models import ModelSpec, resolve_device
-from dedup_cli.pipeline import HashReport, Progress, hash_folder
-from dedup_cli.plan import FileInfo, Plan, keeper_rank, make_plan
+from dedup_cli.pipeline import EmbedOptions, HashReport, Progress, embed_root
+from dedup_cli.plan import Plan, make_plan
 from dedup_cli.rederive import RederivedHashes, rederive_shared_hashes
-from dedup_cli.scan import ScanResult, scan
-from dedup_cli.search import Pairs
+from dedup_cli.scan import scan
 from dedup_cli.store import Store
+from dedup_cli.workflow import byte_identical, group_proved, prove, validate_threshold
 
 if TYPE_CHECKING:
-    import torch
-
-
-@dataclass
-class HashOptions:
-    """How to embed: shared by ``hash`` and the hashing step of ``find``."""
-
-    device: torch.device | str  # a string is resolved only when a model must run
-    weights: Path | None = None
-    batch_size: int = 32
-    workers: int | None = None
-    include_hidden: bool = False
+    pass
 
 
 @dataclass
@@ -96,40 +79,11 @@ class FindResult:
         return document
 
 
-def validate_threshold(threshold: float) -> float:
-    if not 0.0 <= threshold <= 1.0:
-        raise UsageError(f"--threshold must be between 0 and 1, not {threshold}")
-    return threshold
-
-
-def hash_root(
-    root: Path,
-    store: Store,
-    spec: ModelSpec,
-    options: HashOptions,
-    progress: Progress | None = None,
-    scanned: ScanResult | None = None,
-) -> HashReport:
-    """Embed every new or changed image under ``root`` (``scanned``: a scan already made)."""
-    return hash_folder(
-        root,
-        store,
-        spec,
-        device=options.device,
-        weights=options.weights,
-        batch_size=options.batch_size,
-        workers=options.workers,
-        include_hidden=options.include_hidden,
-        progress=progress,
-        scanned=scanned,
-    )
-
-
 def find_duplicates(
     root: Path,
     store: Store,
     spec: ModelSpec,
-    options: HashOptions,
+    options: EmbedOptions,
     *,
     threshold: float | None = None,
     keep: str = "largest",
@@ -142,9 +96,10 @@ def find_duplicates(
     """Hash what is missing, then plan the removal of confirmed duplicates (``new_only``:
     among pairs with a file added since the last ``find``)."""
     threshold = validate_threshold(spec.default_threshold if threshold is None else threshold)
+    check_keep(keep, FIND_RULES)
     root = root.resolve()
     found = scan(root, include_hidden=options.include_hidden, exclude=[store.path])
-    report = hash_root(root, store, spec, options, progress, scanned=found)
+    report = embed_root(root, store, spec, options, progress, scanned=found)
     started = time.perf_counter()
     files, matrix, unreadable, model_id = load_collection(root, store, spec, found)
     loaded = time.perf_counter()
@@ -166,31 +121,17 @@ def find_duplicates(
         [files],
         None if new_rows is None else {h for i in new_rows if (h := files.content_hashes[i])},
     )
-    by_hash: dict[str, list[int]] = defaultdict(list)
-    for position, digest in enumerate(files.content_hashes):
-        if digest:
-            by_hash[digest].append(position)
     exact_sets = [
         members
-        for members in by_hash.values()
-        if len(members) > 1 and (new_rows is None or not new_rows.isdisjoint(members))
+        for members in byte_identical(files.content_hashes)
+        if new_rows is None or not new_rows.isdisjoint(members)
     ]
-    candidates = found_by.pairs
-    candidates = drop_remembered(candidates, files, files, store.not_duplicate_pairs())
-    if verify:
-        involved = set(candidates.left.tolist()) | set(candidates.right.tolist())
-        thumbs = store.thumbnails(files[i].path for i in involved)
-        confirmation = confirm_pairs(candidates, files, files, thumbs, thumbs, geometric=geometric)
-    else:
-        confirmation = Confirmation.unverified(candidates)
-    confirmed = confirmation.pairs
-    groups = group_pairs(
-        confirmed,
-        keeper_rank(keep, files),
-        exact_sets,
-        methods=confirmation.methods,
-        crop_of=confirmation.crop_of,
+    proved = prove(
+        found_by.pairs, files, files, (store, store), verify=verify, geometric=geometric
     )
+    candidates, confirmation = proved.candidates, proved.confirmation
+    confirmed = confirmation.pairs
+    groups = group_proved(proved, keeper_rank(keep, files), exact_sets)
     plan = make_plan(root, spec.key, threshold, keep, files, groups)
     if model_id is not None:
         mark_searched(store, model_id, files.seqs)
@@ -212,20 +153,3 @@ def find_duplicates(
         new_files=None if new_rows is None else len(new_rows),
         rederived=rederived,
     )
-
-
-def drop_remembered(
-    pairs: Pairs,
-    left: Sequence[FileInfo],
-    right: Sequence[FileInfo],
-    remembered: set[tuple[str, str]],
-) -> Pairs:
-    """Pairs a reviewer marked "not duplicates" (by content hash) never come back."""
-    if not remembered or len(pairs) == 0:
-        return pairs
-    keep = np.ones(len(pairs), dtype=bool)
-    for k, (i, j) in enumerate(zip(pairs.left.tolist(), pairs.right.tolist())):
-        a, b = left[i].content_hash, right[j].content_hash
-        if a and b and (min(a, b), max(a, b)) in remembered:
-            keep[k] = False
-    return Pairs(pairs.left[keep], pairs.right[keep], pairs.similarity[keep])

@@ -25,7 +25,6 @@ MIN_CORRELATION_ALONE = 0.99
 MIN_COVERAGE = 0.80  # of each side: a crop of up to 20% per dimension is still a copy
 _SCALES = (1.0, 0.95, 0.9, 0.85, 0.8)
 _OFFSETS = 5  # positions tried along each axis for every scale
-PIXEL = "pixels"
 
 
 @lru_cache(maxsize=1)

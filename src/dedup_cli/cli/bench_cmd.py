@@ -52,10 +52,10 @@ def bench_command(
         from dedup_cli.benchmark import build_corpus, evaluate
         from dedup_cli.benchmark import plot as draw_plot
         from dedup_cli.models import check_device_choice, get_spec
-        from dedup_cli.service import HashOptions
+        from dedup_cli.pipeline import EmbedOptions
 
         specs = [get_spec(name.strip()) for name in models.split(",") if name.strip()]
-        options = HashOptions(device=check_device_choice(device), workers=workers)
+        options = EmbedOptions(device=check_device_choice(device), workers=workers)
         results = []
         with tempfile.TemporaryDirectory(prefix="dedup-bench-") as tmp:
             corpus = Path(tmp) / "corpus"

@@ -104,14 +104,15 @@ def cross_command(
     with handle_errors():
         from dedup_cli.cross import check_roots, cross_find
         from dedup_cli.models import check_device_choice, get_spec
-        from dedup_cli.service import HashOptions, validate_threshold
+        from dedup_cli.pipeline import EmbedOptions
+        from dedup_cli.workflow import validate_threshold
 
         check_action(action, to, review)
         if threshold is not None:
             validate_threshold(threshold)
         check_roots(folder_a, folder_b)
         spec = get_spec(model, embedding_type)
-        options = HashOptions(
+        options = EmbedOptions(
             device=check_device_choice(device),
             weights=weights,
             batch_size=batch_size,

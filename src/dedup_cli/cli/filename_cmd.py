@@ -71,7 +71,7 @@ def filename_clean_command(
     with handle_errors():
         from dedup_cli.models import get_spec
         from dedup_cli.name_clean import clean_by_names
-        from dedup_cli.service import validate_threshold
+        from dedup_cli.workflow import validate_threshold
 
         check_action(action, to, review)
         if threshold is not None:

@@ -41,7 +41,6 @@ from dedup_cli.cli.common import (
     print_json,
 )
 from dedup_cli.config import DEFAULT_BATCH_SIZE, DEFAULT_KEEP, DEFAULT_MODEL
-from dedup_cli.errors import UsageError
 from dedup_cli.text import markup
 from dedup_cli.units import human_bytes
 
@@ -99,17 +98,18 @@ def find_command(
 ) -> None:
     """Find duplicate groups under ROOT and plan what to remove; act only with --action."""
     with handle_errors():
+        from dedup_cli.keep import FIND_RULES, check_keep
         from dedup_cli.models import get_spec, resolve_device
-        from dedup_cli.plan import KEEP_STRATEGIES
-        from dedup_cli.service import HashOptions, find_duplicates, validate_threshold
+        from dedup_cli.pipeline import EmbedOptions
+        from dedup_cli.service import find_duplicates
+        from dedup_cli.workflow import validate_threshold
 
         check_action(action, to, review)
-        if keep not in KEEP_STRATEGIES:
-            raise UsageError(f"--keep must be one of {', '.join(KEEP_STRATEGIES)}, not {keep!r}")
+        check_keep(keep, FIND_RULES)
         if threshold is not None:
             validate_threshold(threshold)
         spec = get_spec(model, embedding_type)
-        options = HashOptions(
+        options = EmbedOptions(
             device=resolve_device(device),
             weights=weights,
             batch_size=batch_size,

@@ -43,10 +43,10 @@ def hash_command(
     """Embed new and changed images under ROOT (a rerun only stats unchanged files)."""
     with handle_errors():
         from dedup_cli.models import check_device_choice, get_spec
-        from dedup_cli.service import HashOptions, hash_root
+        from dedup_cli.pipeline import EmbedOptions, embed_root
 
         spec = get_spec(model, embedding_type)
-        options = HashOptions(
+        options = EmbedOptions(
             device=check_device_choice(device),
             weights=weights,
             batch_size=batch_size,
@@ -54,7 +54,7 @@ def hash_command(
             include_hidden=include_hidden,
         )
         with open_store(root, db) as store:
-            report = hash_root(
+            report = embed_root(
                 root.resolve(), store, spec, options, RichProgress("hashing", quiet or json_output)
             )
         if json_output:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dedup_cli.plan import FileInfo, Plan, PlannedGroup, Removal
+from dedup_cli.files import FileInfo
+from dedup_cli.methods import REVIEWED
+from dedup_cli.plan import Plan, PlannedGroup, Removal
 
 
 @dataclass
@@ -117,7 +119,7 @@ class ReviewSession:
                 Removal(
                     group.files[i],
                     group.similarity.get(i, 1.0),
-                    group.method.get(i, "reviewed") if group.keeper == 0 else "reviewed",
+                    group.method.get(i, REVIEWED) if group.keeper == 0 else REVIEWED,
                 )
                 for i in sorted(group.remove)
                 if i != group.keeper
