@@ -516,12 +516,12 @@ def test_folder_vanishing_mid_scan_and_files_vanishing_later(
 def test_files_changed_between_planning_and_acting_are_skipped_never_moved(
     tmp_path: Path, photos: dict[str, Image.Image], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import dedup_cli.cli.find_cmd as find_cmd
+    import dedup_cli.cli.acting as acting
 
     root = tmp_path / "photos"
     quarantine = tmp_path / "quarantine"
     files = small_library(root, photos, ["deleted", "rewritten", "grown", "untouched"])
-    real_review = find_cmd.review_plan
+    real_review = acting.review_plan
     changed: dict[str, bytes] = {}
 
     def review_then_change(plan: Any, *args: Any, **kwargs: Any) -> Any:
@@ -543,7 +543,7 @@ def test_files_changed_between_planning_and_acting_are_skipped_never_moved(
                 changed[planned.path] = new
         return reviewed
 
-    monkeypatch.setattr(find_cmd, "review_plan", review_then_change)
+    monkeypatch.setattr(acting, "review_plan", review_then_change)
     document = invoke_json(
         "find", str(root), "--action", "move", "--to", str(quarantine), "--yes", expect=1
     )  # skipped files: exit 1

@@ -24,7 +24,7 @@ import secrets
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,6 +199,36 @@ def check_removal(
         if not verdicts.decodes(kept, keeper_now.content_hash):
             raise _Skip("keeper no longer decodes")
     return file_now
+
+
+@dataclass
+class Outcome:
+    """What ``carry_out`` did: review decisions remembered, and the action's report."""
+
+    not_duplicates_remembered: int = 0
+    report: ActionReport | None = None
+
+
+def carry_out(
+    plan: Plan,
+    store: Store,
+    action: str,
+    *,
+    move_to: Path | None = None,
+    confirm: Callable[[Plan], None] | None = None,
+) -> Outcome:
+    """The end of every acting job, in one call: remember the groups a reviewer marked
+    "not duplicates", then (unless ``action`` is ``report`` or nothing is planned) ask
+    ``confirm`` (which raises to refuse) and execute the plan."""
+    outcome = Outcome()
+    for hashes in plan.not_duplicates:
+        outcome.not_duplicates_remembered += store.remember_not_duplicates(hashes)
+    if action == "report" or not plan.files_to_remove:
+        return outcome
+    if confirm is not None:
+        confirm(plan)
+    outcome.report = execute_plan(plan, store, action, move_to=move_to)
+    return outcome
 
 
 def execute_plan(

@@ -33,6 +33,9 @@ class Plan:
     threshold: float
     keep_strategy: str
     groups: list[PlannedGroup] = field(default_factory=list)
+    # Content hashes of the groups a reviewer marked "not duplicates": remembered by
+    # ``act.carry_out`` so that no job proposes them again (not part of the JSON plan).
+    not_duplicates: list[list[str]] = field(default_factory=list)
 
     @property
     def files_to_remove(self) -> int:

@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
-
 from dedup_cli.config import DEFAULT_PRUNE_MAX_FORGET
 from dedup_cli.errors import DedupError
 from dedup_cli.imageio import content_hash
@@ -145,21 +143,11 @@ def prune_database(
         raise PruneRefusedError(report.refusal)
 
     if not dry_run:
-        with store.transaction(write=True) as conn:
-            for state in ghosts.values():
-                conn.execute(text("DELETE FROM embeddings WHERE file_id = :i"), {"i": state.id})
-                conn.execute(text("DELETE FROM files WHERE id = :i"), {"i": state.id})
-            for state, file in renames + touched:
-                conn.execute(
-                    text("UPDATE files SET path = :p, mtime_ns = :m WHERE id = :i"),
-                    {"p": file.path, "m": file.mtime_ns, "i": state.id},
-                )
-            for state in changed:
-                # Forget the stale vectors and facts; the next hash embeds the file again.
-                conn.execute(text("DELETE FROM embeddings WHERE file_id = :i"), {"i": state.id})
-                conn.execute(
-                    text("UPDATE files SET size = -1, error = NULL WHERE id = :i"), {"i": state.id}
-                )
+        store.forget_and_follow(
+            gone=[state.id for state in ghosts.values()],
+            moved=[(state.id, file.path, file.mtime_ns) for state, file in renames + touched],
+            changed=[state.id for state in changed],
+        )
         store.compact()
     report.bytes_after = _db_bytes(store.path)
     report.seconds = time.perf_counter() - started

@@ -6,12 +6,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from dedup_cli.cli.common import err_console
+from dedup_cli.cli.common import err_console, print_json
 from dedup_cli.errors import DedupError, UsageError
 from dedup_cli.text import markup
 from dedup_cli.units import human_bytes
@@ -72,7 +73,6 @@ def planning_lock(action: str, roots: list[Path]) -> Iterator[None]:
 
 def review_plan(
     plan: Any,
-    store: Any,
     review: str,
     action: str,
     html_path: Path | None,
@@ -82,7 +82,7 @@ def review_plan(
 ) -> Any:
     """Let the user review the plan; returns the reviewed plan (empty when cancelled).
 
-    Groups marked "not duplicates" are remembered in the database by content hash."""
+    Groups marked "not duplicates" ride on the reviewed plan (``Plan.not_duplicates``)."""
     if review == "auto":
         interactive = sys.stdin.isatty() and sys.stdout.isatty()
         review = "terminal" if action != "report" and interactive else "none"
@@ -101,10 +101,8 @@ def review_plan(
         from dedup_cli.review.terminal import review_in_terminal
 
         session = review_in_terminal(ReviewSession(plan))
-    remembered = 0
-    for hashes in session.not_duplicate_groups():
-        remembered += store.remember_not_duplicates(hashes)
-    document["review"] = {"cancelled": session.cancelled, "not_duplicates_remembered": remembered}
+    # The decisions travel on the reviewed plan; ``act.carry_out`` remembers them.
+    document["review"] = {"cancelled": session.cancelled, "not_duplicates_remembered": 0}
     if session.cancelled and not silent:
         err_console.print("review cancelled: nothing will be removed", highlight=False)
     return session.result()
@@ -158,32 +156,58 @@ def write_report(
         err_console.print(f"report written to {markup(written)}", highlight=False)
 
 
-def act_on_plan(
+@dataclass
+class ActingChoices:
+    """The options every planning command shares for what happens to its plan."""
+
+    action: str = "report"
+    to: Path | None = None
+    yes: bool = False
+    review: str = "auto"
+    html: Path | None = None
+
+
+def end_with_plan(
     plan: Any,
     store: Any,
     document: dict[str, Any],
-    action: str,
-    to: Path | None,
-    yes: bool,
+    title: str,
+    choices: ActingChoices,
+    *,
     silent: bool,
+    json_output: bool,
 ) -> None:
-    """Confirm and execute ``plan``; put the outcome (and run id) into the JSON ``document``."""
-    from dedup_cli.act import execute_plan
+    """The one ending of ``find``, ``cross`` and ``filename-clean``: report, review,
+    confirm, carry out (``act.carry_out``), print the JSON document, and turn an incomplete
+    action into its exit code."""
+    from dedup_cli.act import carry_out
 
+    write_report(plan, choices.html, document, title, silent)
+    reviewed = review_plan(
+        plan, choices.review, choices.action, choices.html, document, title, silent
+    )
     document["action"] = None
-    if action != "report" and plan.files_to_remove:
-        confirm(action, plan.files_to_remove, plan.bytes_to_free, yes)
-        outcome = execute_plan(plan, store, action, move_to=to)
-        document["action"] = outcome.as_dict()
-        document["run_id"] = outcome.run_id
+
+    def ask(chosen: Any) -> None:
+        confirm(choices.action, chosen.files_to_remove, chosen.bytes_to_free, choices.yes)
+
+    outcome = carry_out(reviewed, store, choices.action, move_to=choices.to, confirm=ask)
+    if "review" in document:
+        document["review"]["not_duplicates_remembered"] = outcome.not_duplicates_remembered
+    if outcome.report is not None:
+        document["action"] = outcome.report.as_dict()
+        document["run_id"] = outcome.report.run_id
         if not silent:
-            print_action_summary(outcome)
-    elif action == "report" and plan.files_to_remove and not silent:
+            print_action_summary(outcome.report)
+    elif choices.action == "report" and reviewed.files_to_remove and not silent:
         err_console.print(
             "nothing was changed; to act, add --action trash, --action move --to DIR "
             "or --action delete",
             highlight=False,
         )
+    if json_output:
+        print_json(document)
+    raise_if_interrupted(document)
 
 
 def raise_if_interrupted(document: dict[str, Any]) -> None:

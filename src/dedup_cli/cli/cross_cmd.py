@@ -9,17 +9,15 @@ import typer
 from rich.table import Table
 
 from dedup_cli.cli.acting import (
+    ActingChoices,
     ActionOpt,
     HtmlOpt,
     ReviewOpt,
     ToOpt,
     YesOpt,
-    act_on_plan,
     check_action,
+    end_with_plan,
     planning_lock,
-    raise_if_interrupted,
-    review_plan,
-    write_report,
 )
 from dedup_cli.cli.common import (
     BatchOpt,
@@ -37,7 +35,6 @@ from dedup_cli.cli.common import (
     err_console,
     handle_errors,
     open_store,
-    print_json,
 )
 from dedup_cli.config import DEFAULT_BATCH_SIZE, DEFAULT_MODEL
 from dedup_cli.text import markup
@@ -146,14 +143,15 @@ def cross_command(
             if not silent:
                 _print_summary(result)
             # The journal of a cross run lives in A's database.
-            write_report(result.plan, html, document, "dedup cross", json_output or quiet)
-            plan = review_plan(
-                result.plan, store_a, review, action, html, document, "dedup cross", silent
+            end_with_plan(
+                result.plan,
+                store_a,
+                document,
+                "dedup cross",
+                ActingChoices(action, to, yes, review, html),
+                silent=silent,
+                json_output=json_output,
             )
-            act_on_plan(plan, store_a, document, action, to, yes, silent)
-        if json_output:
-            print_json(document)
-        raise_if_interrupted(document)
 
 
 def _print_summary(result: Any) -> None:

@@ -8,17 +8,15 @@ import typer
 from rich.table import Table
 
 from dedup_cli.cli.acting import (
+    ActingChoices,
     ActionOpt,
     HtmlOpt,
     ReviewOpt,
     ToOpt,
     YesOpt,
-    act_on_plan,
     check_action,
+    end_with_plan,
     planning_lock,
-    raise_if_interrupted,
-    review_plan,
-    write_report,
 )
 from dedup_cli.cli.common import (
     DbOpt,
@@ -30,7 +28,6 @@ from dedup_cli.cli.common import (
     err_console,
     handle_errors,
     open_store,
-    print_json,
 )
 from dedup_cli.config import DEFAULT_MODEL
 from dedup_cli.text import markup
@@ -91,14 +88,15 @@ def filename_clean_command(
             document: dict[str, Any] = result.as_dict()
             if not silent:
                 _print_summary(result)
-            write_report(result.plan, html, document, "dedup filename-clean", json_output or quiet)
-            plan = review_plan(
-                result.plan, store, review, action, html, document, "dedup filename-clean", silent
+            end_with_plan(
+                result.plan,
+                store,
+                document,
+                "dedup filename-clean",
+                ActingChoices(action, to, yes, review, html),
+                silent=silent,
+                json_output=json_output,
             )
-            act_on_plan(plan, store, document, action, to, yes, silent)
-        if json_output:
-            print_json(document)
-        raise_if_interrupted(document)
 
 
 def _print_summary(result: Any) -> None:

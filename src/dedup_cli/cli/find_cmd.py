@@ -8,17 +8,15 @@ import typer
 from rich.table import Table
 
 from dedup_cli.cli.acting import (
+    ActingChoices,
     ActionOpt,
     HtmlOpt,
     ReviewOpt,
     ToOpt,
     YesOpt,
-    act_on_plan,
     check_action,
+    end_with_plan,
     planning_lock,
-    raise_if_interrupted,
-    review_plan,
-    write_report,
 )
 from dedup_cli.cli.common import (
     BatchOpt,
@@ -38,7 +36,6 @@ from dedup_cli.cli.common import (
     err_console,
     handle_errors,
     open_store,
-    print_json,
 )
 from dedup_cli.config import DEFAULT_BATCH_SIZE, DEFAULT_KEEP, DEFAULT_MODEL
 from dedup_cli.text import markup
@@ -131,24 +128,17 @@ def find_command(
                 progress=RichProgress("hashing", quiet or json_output),
             )
             document: dict[str, Any] = result.as_dict()
-            document["action"] = None
             if not json_output and not quiet:
                 print_find_summary(result)
-            write_report(result.plan, html, document, "dedup find", json_output or quiet)
-            plan = review_plan(
+            end_with_plan(
                 result.plan,
                 store,
-                review,
-                action,
-                html,
                 document,
                 "dedup find",
-                json_output or quiet,
+                ActingChoices(action, to, yes, review, html),
+                silent=json_output or quiet,
+                json_output=json_output,
             )
-            act_on_plan(plan, store, document, action, to, yes, json_output or quiet)
-        if json_output:
-            print_json(document)
-        raise_if_interrupted(document)
 
 
 def print_find_summary(result: Any) -> None:

@@ -108,7 +108,11 @@ class ReviewSession:
     def result(self) -> Plan:
         """The reviewed plan; a cancelled review removes nothing."""
         reviewed = Plan(
-            self.plan.root, self.plan.model, self.plan.threshold, self.plan.keep_strategy
+            self.plan.root,
+            self.plan.model,
+            self.plan.threshold,
+            self.plan.keep_strategy,
+            not_duplicates=self.not_duplicate_groups(),
         )
         if self.cancelled:
             return reviewed

@@ -443,6 +443,27 @@ class Store:
             rows = raw.execute("SELECT path, error FROM files WHERE error IS NOT NULL")
             return sorted((p, str(e)) for p, e in rows if p in paths)
 
+    def forget_and_follow(
+        self, *, gone: list[int], moved: list[tuple[int, str, int]], changed: list[int]
+    ) -> None:
+        """``prune-db`` in one transaction: rows of files that are gone are dropped (with
+        their vectors), renamed or touched files keep their row under the new path and
+        mtime, and changed files lose their vectors and facts (the next hash embeds them)."""
+        with self.transaction(write=True) as conn:
+            for file_id in gone:
+                conn.execute(text("DELETE FROM embeddings WHERE file_id = :i"), {"i": file_id})
+                conn.execute(text("DELETE FROM files WHERE id = :i"), {"i": file_id})
+            for file_id, path, mtime_ns in moved:
+                conn.execute(
+                    text("UPDATE files SET path = :p, mtime_ns = :m WHERE id = :i"),
+                    {"p": path, "m": mtime_ns, "i": file_id},
+                )
+            for file_id in changed:
+                conn.execute(text("DELETE FROM embeddings WHERE file_id = :i"), {"i": file_id})
+                conn.execute(
+                    text("UPDATE files SET size = -1, error = NULL WHERE id = :i"), {"i": file_id}
+                )
+
     # -- counters -------------------------------------------------------------------------
 
     def counter(self, name: str) -> int | None:
