@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dedup_cli.pairs import Pairs
+
 os.environ.setdefault("COLUMNS", "120")
 
 
@@ -110,3 +112,10 @@ def random_image(seed: int, size: tuple[int, int] = (64, 48)) -> Image.Image:
     rng = np.random.default_rng(seed)
     small = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
     return Image.fromarray(small).resize(size, Image.Resampling.BICUBIC)
+
+
+def brute_force_pairs(vectors: np.ndarray, threshold: float) -> Pairs:
+    """Reference for the searches: the full matrix, small inputs only."""
+    scores = vectors.astype(np.float64) @ vectors.astype(np.float64).T
+    i, j = np.nonzero(np.triu(scores >= threshold, k=1))
+    return Pairs(i.astype(np.int64), j.astype(np.int64), scores[i, j].astype(np.float32))

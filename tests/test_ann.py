@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from conftest import brute_force_pairs
 from dedup_cli.ann import ann_pairs
 from dedup_cli.cli import app
-from dedup_cli.search import brute_force_pairs, similar_pairs
+from dedup_cli.search import similar_pairs
 
 
 def planted(n: int, dim: int, seed: int = 0) -> np.ndarray:

@@ -6,7 +6,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dedup_cli.search import block_rows, brute_force_pairs, similar_pairs
+from conftest import brute_force_pairs
+from dedup_cli.search import block_rows, similar_pairs
 
 
 def unit_rows(seed: int, n: int, dim: int, planted: int = 0) -> np.ndarray:

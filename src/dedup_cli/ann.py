@@ -97,9 +97,9 @@ def train_cells(
 def _compute_dtype() -> Any:
     import torch
 
-    from dedup_cli.search import _cpu_has_bf16
+    from dedup_cli.search import cpu_has_bf16
 
-    return torch.bfloat16 if _cpu_has_bf16() else torch.float32
+    return torch.bfloat16 if cpu_has_bf16() else torch.float32
 
 
 def nearest_cells(centroids: np.ndarray, vectors: np.ndarray, k: int) -> np.ndarray:

@@ -62,7 +62,6 @@ class Confirmation:
     # Pairs where one picture is an edit of the other or shares its frame: reported, kept.
     related: list[dict[str, Any]] = field(default_factory=list)
     geometric_checks: int = 0
-    unreadable: int = 0
 
     def counts(self) -> dict[str, int]:
         return dict(Counter(self.methods))
@@ -165,7 +164,6 @@ def confirm_pairs(
         unconfirmed=[entry(k) for k in range(n) if not keep[k] and k not in reason],
         related=[{**entry(k), "reason": why} for k, why in sorted(reason.items())],
         geometric_checks=checks,
-        unreadable=cache.unreadable,
     )
 
 

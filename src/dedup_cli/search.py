@@ -50,7 +50,7 @@ def block_rows(n: int, block_bytes: int = DEFAULT_BLOCK_BYTES) -> int:
     return int(max(16, min(8192, block_bytes // max(1, 4 * n))))
 
 
-def _cpu_has_bf16() -> bool:
+def cpu_has_bf16() -> bool:
     import torch
 
     try:
@@ -86,7 +86,7 @@ def similar_pairs(
         if device.type in ("cuda", "mps"):
             screen_precision = "fp16"
         else:
-            screen_precision = "bf16" if _cpu_has_bf16() else "fp32"
+            screen_precision = "bf16" if cpu_has_bf16() else "fp32"
     dtype, margin = {
         "fp16": (torch.float16, HALF_PRECISION_MARGIN),
         "bf16": (torch.bfloat16, BF16_MARGIN),
@@ -223,13 +223,6 @@ def cross_pairs(
     left_i, right_i, sim = np.concatenate(lefts), np.concatenate(rights), np.concatenate(sims)
     order = np.lexsort((right_i, left_i))
     return Pairs(left_i[order], right_i[order], sim[order])
-
-
-def brute_force_pairs(vectors: np.ndarray, threshold: float) -> Pairs:
-    """Reference implementation for tests: the full matrix, small inputs only."""
-    scores = vectors.astype(np.float64) @ vectors.astype(np.float64).T
-    i, j = np.nonzero(np.triu(scores >= threshold, k=1))
-    return Pairs(i.astype(np.int64), j.astype(np.int64), scores[i, j].astype(np.float32))
 
 
 def pairs_of_rows(

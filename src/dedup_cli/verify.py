@@ -74,20 +74,11 @@ def _window_correlations(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
     return result
 
 
-def dihedral(image: np.ndarray) -> list[np.ndarray]:
-    """The eight flips and quarter turns of a square thumbnail (identity first)."""
-    turns = [np.rot90(image, k) for k in range(4)]
-    return turns + [np.fliplr(t) for t in turns]
-
-
-def aligned_correlation(a: bytes, b: bytes, flips: bool = False) -> float:
-    """Best correlation of one thumbnail against crop windows of the other, both ways;
-    with ``flips``, also against the other's mirror images and quarter turns."""
+def aligned_correlation(a: bytes, b: bytes) -> float:
+    """Best correlation of one thumbnail against crop windows of the other, both ways."""
     side = THUMBNAIL_SIDE
     img_a = np.frombuffer(a, dtype=np.uint8).reshape(side, side).astype(np.float64)
     img_b = np.frombuffer(b, dtype=np.uint8).reshape(side, side).astype(np.float64)
-    if flips:
-        return max(_aligned(img_a, np.ascontiguousarray(v)) for v in dihedral(img_b))
     return _aligned(img_a, img_b)
 
 
@@ -103,12 +94,10 @@ def _aligned(img_a: np.ndarray, img_b: np.ndarray) -> float:
     return best
 
 
-def confirm(
-    a: bytes | None, b: bytes | None, min_correlation: float = MIN_CORRELATION, flips: bool = False
-) -> bool:
-    """True when the thumbnails show the same picture up to resize, re-encode and small crop
-    (and, with ``flips``, a mirror image or a quarter turn)."""
+def confirm(a: bytes | None, b: bytes | None, min_correlation: float = MIN_CORRELATION) -> bool:
+    """True when the thumbnails show the same picture up to resize, re-encode and small
+    crop."""
     side = THUMBNAIL_SIDE * THUMBNAIL_SIDE
     if a is None or b is None or len(a) != side or len(b) != side:
         return False  # missing, or damaged in the database: no evidence
-    return aligned_correlation(a, b, flips) >= min_correlation
+    return aligned_correlation(a, b) >= min_correlation

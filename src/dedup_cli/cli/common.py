@@ -21,7 +21,6 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from dedup_cli.config import DEFAULT_BATCH_SIZE, DEFAULT_MODEL
 from dedup_cli.errors import DedupError
 from dedup_cli.pipeline import Progress as ProgressEvents
 from dedup_cli.store import Store, default_db_path
@@ -97,7 +96,6 @@ IndexOpt = Annotated[
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 
-DEFAULTS = {"model": DEFAULT_MODEL, "batch_size": DEFAULT_BATCH_SIZE}
 
 
 @contextmanager

@@ -19,7 +19,6 @@ from dedup_cli.models.base import EmbeddingModel, Preprocessing
 if TYPE_CHECKING:
     import torch
 
-EMBEDDING_TYPES = ("final", "hidden", "both")
 
 
 @dataclass(frozen=True)
@@ -146,7 +145,6 @@ def resolve_device(choice: str | torch.device = "auto") -> torch.device:
 
 
 __all__ = [
-    "EMBEDDING_TYPES",
     "EmbeddingModel",
     "ModelSpec",
     "Preprocessing",
