@@ -43,9 +43,9 @@ def make(n: int, dim: int, seed: int = 0) -> tuple[np.ndarray, set[tuple[int, in
 
 
 def child(params: dict[str, Any], queue: Any) -> None:
-    from dedup_cli.ann import ann_pairs
     from dedup_cli.malloc_tuning import keep_freed_memory
-    from dedup_cli.search import similar_pairs
+    from dedup_cli.search.cells import ann_pairs
+    from dedup_cli.search.exact import similar_pairs
 
     keep_freed_memory()
     n, dim, method = params["n"], params["dim"], params["method"]

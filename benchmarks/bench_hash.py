@@ -11,7 +11,7 @@ realistic) in two sizes, then measures on the same files:
   M   EffnetModel.embed_batch on preloaded uint8 batches (auto = bf16 where supported, and
       fp32), each configuration in a fresh process
   C   the serial ceiling 1 / (1/D + 1/M)
-  P   dedup_cli.pipeline.hash_folder into a fresh Store (embedded / report.seconds), each
+  P   dedup_cli.embed.pipeline.hash_folder into a fresh Store (embedded / report.seconds), each
       run in a fresh process; P/C is the pipeline's efficiency (target >= 90 %)
 
 Rows marked "keep-heap" / "heap" / "heap+nice" apply, from outside src/, the changes
@@ -146,7 +146,7 @@ def build_corpus(
 
 
 def _files(folder: Path) -> list[Any]:
-    from dedup_cli.scan import scan
+    from dedup_cli.media.scan import scan
 
     return scan(folder).files
 
@@ -156,7 +156,7 @@ def _post(img: Any) -> tuple[Any, bytes]:
     import numpy as np
     from PIL import Image
 
-    from dedup_cli.imageio import THUMBNAIL_SIDE
+    from dedup_cli.media.decode import THUMBNAIL_SIDE
 
     square = img.resize((SIZE, SIZE), Image.Resampling.BILINEAR, reducing_gap=2.0)
     thumb = square.convert("L").resize((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.BOX)
@@ -194,8 +194,8 @@ def _rate(func: Any, items: list[Any], passes: int) -> float:
 def measure_decode(
     folder: Path, passes: int, nodraft_limit: int
 ) -> tuple[list[list[Any]], dict[str, float]]:
-    from dedup_cli.imageio import content_hash, decode, read_file
-    from dedup_cli.pipeline import DecodeDataset
+    from dedup_cli.embed.pipeline import DecodeDataset
+    from dedup_cli.media.decode import content_hash, decode, read_file
 
     files = _files(folder)
     paths = [f.absolute for f in files]
@@ -254,7 +254,7 @@ def _decode_breakdown(paths: list[Path], content_hash: Any) -> dict[str, float]:
     import numpy as np
     from PIL import Image
 
-    from dedup_cli.imageio import THUMBNAIL_SIDE, read_file
+    from dedup_cli.media.decode import THUMBNAIL_SIDE, read_file
 
     totals = dict.fromkeys(
         ["read", "xxh3", "open+exif", "draft+decode", "resize", "thumbnail", "asarray"], 0.0
@@ -320,7 +320,7 @@ def child_model(payload: dict[str, Any]) -> dict[str, Any]:
     applied = _setup(payload)
     import torch
 
-    from dedup_cli.imageio import decode, read_file
+    from dedup_cli.media.decode import decode, read_file
     from dedup_cli.models import get_spec
     from dedup_cli.models.effnet import EffnetModel
 
@@ -367,7 +367,7 @@ def child_loader(payload: dict[str, Any]) -> dict[str, Any]:
     _setup({"threads": payload.get("threads")})
     from torch.utils.data import DataLoader
 
-    from dedup_cli.pipeline import DecodeDataset, _worker_init, collate
+    from dedup_cli.embed.pipeline import DecodeDataset, _worker_init, collate
 
     files = _files(Path(payload["folder"]))
     workers = int(payload["workers"])
@@ -396,8 +396,8 @@ def child_pipeline(payload: dict[str, Any]) -> dict[str, Any]:
     applied = _setup(payload)
     import torch
 
+    from dedup_cli.embed.pipeline import Progress, hash_folder
     from dedup_cli.models import get_spec
-    from dedup_cli.pipeline import Progress, hash_folder
     from dedup_cli.store import Store
 
     class Clock(Progress):
@@ -410,7 +410,7 @@ def child_pipeline(payload: dict[str, Any]) -> dict[str, Any]:
         def advance(self, count: int) -> None:
             self.marks.append(time.perf_counter())
 
-    import dedup_cli.pipeline as pipeline
+    import dedup_cli.embed.pipeline as pipeline
     from dedup_cli.models import load_model
 
     if payload.get("nice"):  # decode workers yield the CPU to the model (proposed change)

@@ -87,7 +87,7 @@ def pairs_bf16_screen(vectors: Any, threshold: float) -> set[tuple[int, int]]:
 def child_search(p: dict[str, Any]) -> dict[str, Any]:
     import torch
 
-    from dedup_cli.search import similar_pairs
+    from dedup_cli.search.exact import similar_pairs
 
     vectors, _planted = make_embeddings(p["n"], p["dim"], 0.01, 0.97)
     if p["variant"] == "current":

@@ -91,9 +91,9 @@ def child_library(p: dict[str, Any]) -> dict[str, Any]:
     """Warm-process rerun: Store open + hash_folder, and its parts on their own."""
     import torch
 
+    from dedup_cli.embed.pipeline import hash_folder
+    from dedup_cli.media.scan import scan
     from dedup_cli.models import get_spec
-    from dedup_cli.pipeline import hash_folder
-    from dedup_cli.scan import scan
     from dedup_cli.store import Store
 
     folder, db = Path(p["folder"]), Path(p["db"])
@@ -178,10 +178,10 @@ def main() -> None:
         rerun_seconds = statistics.median(r["seconds"] for r in reruns)
         lib = run_child(SCRIPT, {"folder": str(folder), "db": str(db), "repeat": args.reruns})
         startup = statistics.median(
-            import_seconds("dedup_cli.cli, dedup_cli.service, torch") for _ in range(3)
+            import_seconds("dedup_cli.cli, dedup_cli.jobs.find, torch") for _ in range(3)
         )
         startup_no_torch = statistics.median(
-            import_seconds("dedup_cli.cli, dedup_cli.service") for _ in range(3)
+            import_seconds("dedup_cli.cli, dedup_cli.jobs.find") for _ in range(3)
         )
         rows = [
             [

@@ -121,7 +121,7 @@ def child_search(p: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from dedup_cli import search
-    from dedup_cli.search import block_rows, similar_pairs
+    from dedup_cli.search.exact import block_rows, similar_pairs
 
     budget = getattr(search, "memory_budget", None)  # newer src sizes blocks to free RAM
     block = block_rows(p["n"], budget(torch.device("cpu"))) if budget else block_rows(p["n"])

@@ -20,13 +20,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from dedup_cli.collection import load_collection
-from dedup_cli.confirmation import confirm_pairs
-from dedup_cli.geometry import PictureCache
+from dedup_cli.confirm.cascade import confirm_pairs
+from dedup_cli.confirm.geometry import PictureCache
+from dedup_cli.embed.collection import load_collection
+from dedup_cli.embed.pipeline import EmbedOptions, embed_root
+from dedup_cli.media.scan import scan
 from dedup_cli.models import get_spec, resolve_device
-from dedup_cli.pipeline import EmbedOptions, embed_root
-from dedup_cli.scan import scan
-from dedup_cli.search import similar_pairs
+from dedup_cli.search.exact import similar_pairs
 from dedup_cli.store import Store
 
 

@@ -3,7 +3,7 @@ look-alike distractors, and compare with imagededup's perceptual hashes on the s
 
 Corpus (written to a temporary folder):
 - 21 real photos (scikit-image, scikit-learn, matplotlib samples), each with every easy and
-  hard transform of ``dedup_cli.transforms`` (the AugLy overlays too when AugLy is installed);
+  hard transform of ``dedup_cli.media.transforms`` (the AugLy overlays too when AugLy is installed);
 - look-alike distractors: three overlapping frames of a camera pan across each photo, four
   patches of each texture-like photo, the stereo pair, and 200 faces of different people
   (scikit-image's LFW subset, upscaled). A pan frame with its own photo is a crop of it and is
@@ -29,10 +29,10 @@ import numpy as np
 import skimage.data as data
 from PIL import Image
 
-from dedup_cli.benchmark import LOOKALIKE, ModelBench, Sample, _scores, evaluate
+from dedup_cli.embed.pipeline import EmbedOptions
+from dedup_cli.jobs.bench import LOOKALIKE, ModelBench, Sample, _scores, evaluate
+from dedup_cli.media.transforms import TIERS
 from dedup_cli.models import get_spec, resolve_device
-from dedup_cli.pipeline import EmbedOptions
-from dedup_cli.transforms import TIERS
 
 PHOTOS = [
     "astronaut",

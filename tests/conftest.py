@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dedup_cli.pairs import Pairs
+from dedup_cli.core.pairs import Pairs
 
 os.environ.setdefault("COLUMNS", "120")
 

@@ -133,8 +133,7 @@ def test_flip_tolerant_pixel_check_matches_mirror_images_and_quarter_turns(photo
     """The measured-but-off-by-default flip mode of the pixel check (see docs/models.md)."""
     from PIL import ImageOps
 
-    from dedup_cli.imageio import decode
-    from dedup_cli.verify import confirm
+    from dedup_cli.media.decode import decode
 
     photo = photos["coffee"]
     original = decode(encode(photo, quality=95), 224).thumbnail
@@ -142,3 +141,21 @@ def test_flip_tolerant_pixel_check_matches_mirror_images_and_quarter_turns(photo
     turned = decode(encode(photo.transpose(Image.Transpose.ROTATE_90), quality=95), 224).thumbnail
     assert not confirm(original, mirrored) and confirm(original, mirrored, flips=True)
     assert not confirm(original, turned) and confirm(original, turned, flips=True)
+
+
+def confirm(a: bytes, b: bytes, flips: bool = False) -> bool:
+    """The pixel check, optionally against the other's mirror images and quarter turns (a
+    mode measured for docs/models.md and kept off in dedup: it lives here, with its test)."""
+    import numpy as np
+
+    from dedup_cli.confirm.thumbnails import MIN_CORRELATION, aligned_correlation
+    from dedup_cli.media.decode import THUMBNAIL_SIDE
+
+    if not flips:
+        return aligned_correlation(a, b) >= MIN_CORRELATION
+    image = np.frombuffer(b, dtype=np.uint8).reshape(THUMBNAIL_SIDE, THUMBNAIL_SIDE)
+    turns = [np.rot90(image, k) for k in range(4)]
+    variants = turns + [np.fliplr(t) for t in turns]
+    return max(aligned_correlation(a, np.ascontiguousarray(v).tobytes()) for v in variants) >= (
+        MIN_CORRELATION
+    )

@@ -10,10 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import encode, random_image
-from dedup_cli.act import execute_plan, undo_run
-from dedup_cli.files import FileInfo
-from dedup_cli.imageio import content_hash
-from dedup_cli.plan import Plan, PlannedGroup, Removal
+from dedup_cli.act.execute import execute_plan, undo_run
+from dedup_cli.core.files import FileInfo
+from dedup_cli.core.plan import Plan, PlannedGroup, Removal
+from dedup_cli.media.decode import content_hash
 from dedup_cli.store import Store
 
 # A keeper of a near pair must still decode at the moment of acting: a real (tiny) image.

@@ -10,9 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import brute_force_pairs
-from dedup_cli.ann import ann_pairs
 from dedup_cli.cli import app
-from dedup_cli.search import similar_pairs
+from dedup_cli.search.cells import ann_pairs
+from dedup_cli.search.exact import similar_pairs
 
 
 def planted(n: int, dim: int, seed: int = 0) -> np.ndarray:
@@ -55,7 +55,7 @@ def test_ann_on_tiny_and_degenerate_inputs() -> None:
 
 
 def test_index_choice() -> None:
-    from dedup_cli.candidates import ANN_CUTOVER, choose_index
+    from dedup_cli.search.candidates import ANN_CUTOVER, choose_index
 
     assert ANN_CUTOVER is not None
     assert choose_index("auto", 2_000, None) == "exact"  # small: exact
@@ -86,7 +86,7 @@ def test_find_with_the_approximate_index_groups_the_same(library: Path) -> None:
 def test_a_pair_found_from_either_row_counts() -> None:
     """Rows 10 and 11: 10 finds only itself, 11 finds 3 and 10. The pair (3, 11) was found
     only from its larger row; it must be kept (it was dropped once)."""
-    from dedup_cli.ann import undirected
+    from dedup_cli.search.cells import undirected
 
     queries = np.array([10, 11, 11], dtype=np.int64)
     found = np.array([10, 3, 10], dtype=np.int64)
@@ -105,7 +105,7 @@ def test_find_on_a_half_precision_collection_groups_the_same(
     library: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Above ``HALF_PRECISION_ABOVE_BYTES`` the matrix is float16; the groups do not change."""
-    import dedup_cli.collection as collection
+    import dedup_cli.embed.collection as collection
 
     runner = CliRunner()
     args = ["find", str(library), "--json", "--workers", "0"]
@@ -140,8 +140,8 @@ def test_find_on_a_half_precision_collection_groups_the_same(
 
 
 def test_ann_between_two_collections_returns_exact_cross_pairs() -> None:
-    from dedup_cli.ann import ann_cross_pairs
-    from dedup_cli.search import cross_pairs
+    from dedup_cli.search.cells import ann_cross_pairs
+    from dedup_cli.search.exact import cross_pairs
 
     rows = planted(6_000, 64, seed=4)
     a, b = rows[0::2], rows[1::2]  # each planted pair is split across the two sides
@@ -173,7 +173,7 @@ def test_cross_with_the_approximate_index_groups_the_same(tmp_path: Path, librar
 
 
 def test_new_rows_look_in_more_cells_when_they_are_few() -> None:
-    from dedup_cli.ann import NEW_ONLY_NPROBE, new_only_probes
+    from dedup_cli.search.cells import NEW_ONLY_NPROBE, new_only_probes
 
     assert new_only_probes(1, 1_000_000, 4000) == 4000  # one new file: against everything
     assert new_only_probes(1000, 1_000_000, 4000) == 2000  # half the collection each
@@ -184,7 +184,7 @@ def test_new_rows_look_in_more_cells_when_they_are_few() -> None:
 def test_padding_rounds_shapes_up_and_keeps_the_rows() -> None:
     """oneDNN keeps one primitive per matrix shape: the cell join rounds its shapes up so
     a million-row join does not hold 1.4 GB of them (padding rows are dropped again)."""
-    from dedup_cli.ann import _padded
+    from dedup_cli.search.cells import _padded
 
     rows = np.array([7, 3, 9], dtype=np.int64)
     padded = _padded(rows, 4)

@@ -474,7 +474,7 @@ def invoke_json(*args: str, expect: int = 0) -> dict[str, Any]:
 def test_folder_vanishing_mid_scan_and_files_vanishing_later(
     tmp_path: Path, photos: dict[str, Image.Image], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import dedup_cli.pipeline as pipeline
+    import dedup_cli.embed.pipeline as pipeline
 
     root = tmp_path / "photos"
     files = small_library(root, photos, ["keep", "gone", "later"])

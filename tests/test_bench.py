@@ -10,7 +10,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import encode, sample_photos
-from dedup_cli.benchmark import (
+from dedup_cli.cli import app
+from dedup_cli.jobs.bench import (
     LOOKALIKE,
     Sample,
     Scores,
@@ -18,8 +19,7 @@ from dedup_cli.benchmark import (
     build_corpus,
     suggest_threshold,
 )
-from dedup_cli.cli import app
-from dedup_cli.transforms import EASY, HARD
+from dedup_cli.media.transforms import EASY, HARD
 
 runner = CliRunner()
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dedup_cli.collection import FileTable
+from dedup_cli.embed.collection import FileTable
 from dedup_cli.store.database import StoredCollection
 
 

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from conftest import encode
 from dedup_cli.cli import app
-from dedup_cli.geometry import Picture, load_picture, match, match_aligned
+from dedup_cli.confirm.geometry import Picture, load_picture, match, match_aligned
 
 runner = CliRunner()
 NAMES = ["astronaut", "chelsea", "coffee", "rocket"]

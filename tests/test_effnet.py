@@ -11,7 +11,7 @@ import torch
 
 from conftest import encode, sample_photos
 from dedup_cli.errors import ModelLoadError
-from dedup_cli.imageio import decode
+from dedup_cli.media.decode import decode
 from dedup_cli.models import get_spec, load_model
 from dedup_cli.models.effnet import EffnetModel, bundled_weights_path
 

@@ -148,7 +148,7 @@ def test_two_processes_at_once_never_corrupt_the_database(tmp_path: Path) -> Non
 def test_ctrl_c_during_an_action_finishes_the_current_file_and_stops(
     library: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import dedup_cli.act as act
+    import dedup_cli.act.execute as act
 
     real_move = act.transfer
     moved: list[str] = []
@@ -202,7 +202,7 @@ def test_ctrl_c_during_an_action_finishes_the_current_file_and_stops(
 def test_full_disk_during_a_move_leaves_the_file_in_place(
     library: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import dedup_cli.act as act
+    import dedup_cli.act.execute as act
 
     def no_space(*_args: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from conftest import encode
 from dedup_cli.cli import app
-from dedup_cli.filenames import name_pairs
+from dedup_cli.media.filenames import name_pairs
 
 runner = CliRunner()
 
@@ -135,7 +135,7 @@ def test_keep_largest_and_delete_only_confirmed(named: Path, photos) -> None:  #
 
 
 def test_remembered_not_duplicates_are_not_planned(named: Path) -> None:
-    from dedup_cli.imageio import content_hash
+    from dedup_cli.media.decode import content_hash
     from dedup_cli.store import Store
 
     with Store(named / "image_database.db") as store:
@@ -155,7 +155,7 @@ def test_numbered_screenshots_of_one_app_are_not_copies(
     """Windows names screenshots "Screenshot (1).png", "Screenshot (2).png": name pairs whose
     32 px thumbnails agree (one app frame), yet different pictures. Only the files can tell."""
     pytest.importorskip("augly.image")
-    from dedup_cli.transforms import HARD
+    from dedup_cli.media.transforms import HARD
 
     root = tmp_path / "shots"
     root.mkdir()

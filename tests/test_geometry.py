@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from conftest import encode
 from dedup_cli.cli import app
-from dedup_cli.geometry import Picture, match, match_aligned, picture_of_gray
-from dedup_cli.transforms import EASY, HARD
+from dedup_cli.confirm.geometry import Picture, match, match_aligned, picture_of_gray
+from dedup_cli.media.transforms import EASY, HARD
 
 
 def features(blob: bytes) -> Picture:

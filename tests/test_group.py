@@ -4,9 +4,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dedup_cli.group import group_pairs
-from dedup_cli.methods import EXACT
-from dedup_cli.pairs import Pairs
+from dedup_cli.core.group import group_pairs
+from dedup_cli.core.methods import EXACT
+from dedup_cli.core.pairs import Pairs
 
 
 def pairs_from(edges: dict[tuple[int, int], float]) -> Pairs:

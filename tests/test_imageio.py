@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from conftest import encode, random_image
-from dedup_cli.imageio import THUMBNAIL_SIDE, ImageDecodeError, content_hash, decode
+from dedup_cli.media.decode import THUMBNAIL_SIDE, ImageDecodeError, content_hash, decode
 
 
 def mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
@@ -161,7 +161,7 @@ def test_sixteen_bit_values_are_scaled_exactly() -> None:
 def test_conversion_in_strips_is_exactly_the_whole_image_conversion(
     mode: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import dedup_cli.imageio as imageio
+    import dedup_cli.media.decode as imageio
 
     base = random_image(9, (1003, 701))  # not a multiple of the reduction factors
     if mode == "I;16":
@@ -183,7 +183,7 @@ def test_conversion_in_strips_is_exactly_the_whole_image_conversion(
 def test_a_large_image_is_reduced_for_display(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import dedup_cli.imageio as imageio
+    import dedup_cli.media.decode as imageio
 
     arr = np.asarray(random_image(10, (1200, 800)).convert("L"), dtype=np.uint16) * 257
     path = tmp_path / "big16.png"
@@ -198,7 +198,7 @@ def test_a_large_image_is_reduced_for_display(
 
 
 def test_decoded_size_is_estimated_from_the_header_and_capped() -> None:
-    from dedup_cli.imageio import MAX_DECODED_BYTES, decoded_bytes
+    from dedup_cli.media.decode import MAX_DECODED_BYTES, decoded_bytes
 
     def header_png(width: int, height: int, depth: int, color_type: int) -> bytes:
         def chunk(kind: bytes, body: bytes) -> bytes:

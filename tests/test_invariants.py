@@ -18,13 +18,13 @@ import numpy as np
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from dedup_cli.act import execute_plan, undo_run
-from dedup_cli.files import FileInfo
-from dedup_cli.group import group_pairs
-from dedup_cli.imageio import content_hash
-from dedup_cli.keep import FIND_RULES, keeper_rank
-from dedup_cli.pairs import Pairs
-from dedup_cli.plan import make_plan
+from dedup_cli.act.execute import execute_plan, undo_run
+from dedup_cli.core.files import FileInfo
+from dedup_cli.core.group import group_pairs
+from dedup_cli.core.keep import FIND_RULES, keeper_rank
+from dedup_cli.core.pairs import Pairs
+from dedup_cli.core.plan import make_plan
+from dedup_cli.media.decode import content_hash
 from dedup_cli.store import Store
 
 CONTENTS = [bytes([k]) * (10 + 7 * k) for k in range(5)]  # a few distinct file contents

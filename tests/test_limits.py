@@ -262,7 +262,7 @@ def test_a_one_mb_png_of_12000_by_12000_16_bit_pixels_hashes_in_bounded_memory(
 def test_an_image_whose_pixels_would_take_more_than_the_limit_is_reported(
     tmp_path: Path,
 ) -> None:
-    from dedup_cli.imageio import MAX_PIXELS
+    from dedup_cli.media.decode import MAX_PIXELS
 
     root = tmp_path / "photos"
     root.mkdir()

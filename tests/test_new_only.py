@@ -12,9 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import crop_fraction, encode
-from dedup_cli.candidates import find_candidates
 from dedup_cli.cli import app
-from dedup_cli.persistent_index import current_cells, index_path, rows_of_ids
+from dedup_cli.search.candidates import find_candidates
+from dedup_cli.search.kept_cells import current_cells, index_path, rows_of_ids
 from dedup_cli.store import Store
 from dedup_cli.store.database import FileFacts
 

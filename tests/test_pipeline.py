@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from conftest import encode, random_image
+from dedup_cli.embed.pipeline import hash_folder
 from dedup_cli.models import get_spec
 from dedup_cli.models.base import Preprocessing
-from dedup_cli.pipeline import hash_folder
 from dedup_cli.store import Store
 
 

@@ -10,11 +10,11 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from dedup_cli.cli import app
+from dedup_cli.embed.pipeline import EmbedOptions
+from dedup_cli.jobs.find import find_duplicates
 from dedup_cli.models import get_spec
-from dedup_cli.pipeline import EmbedOptions
 from dedup_cli.review.session import ReviewSession
 from dedup_cli.review.terminal import ReviewApp
-from dedup_cli.service import find_duplicates
 from dedup_cli.store import Store
 
 runner = CliRunner()

@@ -12,11 +12,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.backend_bases import CloseEvent, KeyEvent, MouseEvent  # noqa: E402
 
+from dedup_cli.embed.pipeline import EmbedOptions  # noqa: E402
+from dedup_cli.jobs.find import find_duplicates  # noqa: E402
 from dedup_cli.models import get_spec  # noqa: E402
-from dedup_cli.pipeline import EmbedOptions  # noqa: E402
 from dedup_cli.review.gui import KEEP_COLOUR, REMOVE_COLOUR, MatplotlibReviewer  # noqa: E402
 from dedup_cli.review.session import ReviewSession  # noqa: E402
-from dedup_cli.service import find_duplicates  # noqa: E402
 from dedup_cli.store import Store  # noqa: E402
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from dedup_cli.errors import UsageError
-from dedup_cli.scan import scan
+from dedup_cli.media.scan import scan
 
 
 def touch(path: Path, content: bytes = b"x") -> None:

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import brute_force_pairs
-from dedup_cli.search import block_rows, similar_pairs
+from dedup_cli.search.exact import block_rows, similar_pairs
 
 
 def unit_rows(seed: int, n: int, dim: int, planted: int = 0) -> np.ndarray:
@@ -95,7 +95,7 @@ def test_half_precision_matrix_is_searched_without_widening_it_whole(precision: 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
 def test_pairs_of_rows_are_the_pairs_that_touch_them(dtype: type) -> None:
     """``find --new-only``: every pair with at least one of the given rows, none other."""
-    from dedup_cli.search import pairs_of_rows
+    from dedup_cli.search.exact import pairs_of_rows
 
     vectors = unit_rows(5, 300, 32, planted=40).astype(dtype)
     rows = np.array([0, 3, 7, 259, 260, 299, 150])

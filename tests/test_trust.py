@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from conftest import encode, random_image
 from dedup_cli.cli import app
-from dedup_cli.imageio import content_hash
+from dedup_cli.media.decode import content_hash
 
 runner = CliRunner()
 DEDUP = [sys.executable, "-m", "dedup_cli"]
@@ -100,9 +100,9 @@ def test_keeper_damaged_between_plan_and_action_is_caught_at_the_removal(
 
 
 def test_a_near_keeper_that_no_longer_decodes_is_not_trusted(tmp_path: Path) -> None:
-    from dedup_cli.act import execute_plan
-    from dedup_cli.files import FileInfo
-    from dedup_cli.plan import Plan, PlannedGroup, Removal
+    from dedup_cli.act.execute import execute_plan
+    from dedup_cli.core.files import FileInfo
+    from dedup_cli.core.plan import Plan, PlannedGroup, Removal
     from dedup_cli.store import Store
 
     root = tmp_path / "r"
@@ -130,7 +130,7 @@ def test_a_near_keeper_that_no_longer_decodes_is_not_trusted(tmp_path: Path) -> 
 
 
 def _hold_folder(root: str, ready: Any, release: Any) -> None:
-    from dedup_cli.locking import acting_on
+    from dedup_cli.act.locking import acting_on
 
     with acting_on([Path(root)]):
         ready.set()
@@ -334,7 +334,7 @@ def test_a_database_with_stored_code_is_refused(tmp_path: Path, stored: str) -> 
 def test_a_folder_swapped_for_a_symlink_after_the_check_cannot_redirect_a_removal(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import dedup_cli.act as act_module
+    import dedup_cli.act.execute as act_module
 
     root = tmp_path / "photos"
     (root / "sub").mkdir(parents=True)
@@ -582,7 +582,7 @@ def test_rederive_follows_a_corrected_hash_to_the_file_it_now_matches(tmp_path: 
     before A and C may count as one content; files whose hash nobody shares are not read."""
     from types import SimpleNamespace
 
-    from dedup_cli.rederive import rederive_shared_hashes
+    from dedup_cli.confirm.rederive import rederive_shared_hashes
 
     for name, data in (("a", b"alpha"), ("b", b"beta"), ("c", b"alpha"), ("d", b"delta")):
         (tmp_path / name).write_bytes(data)
@@ -602,8 +602,8 @@ def test_rederive_follows_a_corrected_hash_to_the_file_it_now_matches(tmp_path: 
 
 
 def _hold_subfolder(folder: str, ready: Any, release: Any) -> None:
-    from dedup_cli.fsops import open_base
-    from dedup_cli.locking import holding_folders
+    from dedup_cli.act.locking import holding_folders
+    from dedup_cli.media.fsops import open_base
 
     fd = open_base(Path(folder))
     with holding_folders([fd]):
@@ -702,10 +702,10 @@ def test_an_exact_pair_whose_hashes_collide_is_compared_byte_for_byte(
 ) -> None:
     """xxh3-128 is fast, not collision-resistant: two files made to collide are told apart
     by their bytes before one is removed."""
-    from dedup_cli.act import execute_plan
-    from dedup_cli.files import FileInfo
-    from dedup_cli.fsops import FileSnapshot, Pinned
-    from dedup_cli.plan import Plan, PlannedGroup, Removal
+    from dedup_cli.act.execute import execute_plan
+    from dedup_cli.core.files import FileInfo
+    from dedup_cli.core.plan import Plan, PlannedGroup, Removal
+    from dedup_cli.media.fsops import FileSnapshot, Pinned
     from dedup_cli.store import Store
 
     root = tmp_path / "r"
@@ -733,7 +733,7 @@ def test_an_exact_pair_whose_hashes_collide_is_compared_byte_for_byte(
 
 
 def test_a_fifo_in_place_of_a_photo_never_hangs_the_run(tmp_path: Path) -> None:
-    from dedup_cli.fsops import Pinned, UnsafePathError
+    from dedup_cli.media.fsops import Pinned, UnsafePathError
 
     os.mkfifo(tmp_path / "trap.jpg")
     with Pinned(tmp_path, "trap.jpg") as pinned, pytest.raises(UnsafePathError):

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from conftest import encode
-from dedup_cli.imageio import THUMBNAIL_SIDE, decode
-from dedup_cli.verify import _OFFSETS, _SCALES, aligned_correlation, confirm
+from dedup_cli.confirm.thumbnails import _OFFSETS, _SCALES, aligned_correlation, confirm
+from dedup_cli.media.decode import THUMBNAIL_SIDE, decode
 
 
 def direct_correlation(a: np.ndarray, b: np.ndarray) -> float:

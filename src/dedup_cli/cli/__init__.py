@@ -1,5 +1,5 @@
 """The ``dedup`` command line: Typer only. Each command parses options, calls the library
-(``dedup_cli.service``), and renders the result; errors become one line and an exit code."""
+(``dedup_cli.jobs.find``), and renders the result; errors become one line and an exit code."""
 
 from __future__ import annotations
 

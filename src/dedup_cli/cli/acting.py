@@ -65,7 +65,7 @@ def planning_lock(action: str, roots: list[Path]) -> Iterator[None]:
     if action == "report":
         yield
         return
-    from dedup_cli.locking import acting_on
+    from dedup_cli.act.locking import acting_on
 
     with acting_on([r.resolve() for r in roots]):
         yield
@@ -111,7 +111,7 @@ def review_plan(
 def check_action(action: str, to: Path | None, review: str = "auto") -> None:
     if review not in REVIEWS:
         raise UsageError(f"--review must be one of {', '.join(REVIEWS)}, not {review!r}")
-    from dedup_cli.act import ACTIONS
+    from dedup_cli.act.execute import ACTIONS
 
     if action not in ("report", *ACTIONS):
         raise UsageError(f"--action must be report, {', '.join(ACTIONS)}, not {action!r}")
@@ -180,7 +180,7 @@ def end_with_plan(
     """The one ending of ``find``, ``cross`` and ``filename-clean``: report, review,
     confirm, carry out (``act.carry_out``), print the JSON document, and turn an incomplete
     action into its exit code."""
-    from dedup_cli.act import carry_out
+    from dedup_cli.act.execute import carry_out
 
     write_report(plan, choices.html, document, title, silent)
     reviewed = review_plan(

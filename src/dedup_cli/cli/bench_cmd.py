@@ -49,10 +49,10 @@ def bench_command(
 ) -> None:
     """Measure precision/recall on transformed copies of your photos (ROOT is never written)."""
     with handle_errors():
-        from dedup_cli.benchmark import build_corpus, evaluate
-        from dedup_cli.benchmark import plot as draw_plot
+        from dedup_cli.embed.pipeline import EmbedOptions
+        from dedup_cli.jobs.bench import build_corpus, evaluate
+        from dedup_cli.jobs.bench import plot as draw_plot
         from dedup_cli.models import check_device_choice, get_spec
-        from dedup_cli.pipeline import EmbedOptions
 
         specs = [get_spec(name.strip()) for name in models.split(",") if name.strip()]
         options = EmbedOptions(device=check_device_choice(device), workers=workers)

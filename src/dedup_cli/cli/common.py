@@ -21,8 +21,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from dedup_cli.embed.pipeline import Progress as ProgressEvents
 from dedup_cli.errors import DedupError
-from dedup_cli.pipeline import Progress as ProgressEvents
 from dedup_cli.store import Store, default_db_path
 from dedup_cli.text import markup
 
@@ -95,7 +95,6 @@ IndexOpt = Annotated[
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
-
 
 
 @contextmanager

@@ -99,10 +99,10 @@ def cross_command(
 ) -> None:
     """Find duplicates between folders A and B only (never within one); act on copies."""
     with handle_errors():
-        from dedup_cli.cross import check_roots, cross_find
+        from dedup_cli.embed.pipeline import EmbedOptions
+        from dedup_cli.jobs.cross import check_roots, cross_find
+        from dedup_cli.jobs.workflow import validate_threshold
         from dedup_cli.models import check_device_choice, get_spec
-        from dedup_cli.pipeline import EmbedOptions
-        from dedup_cli.workflow import validate_threshold
 
         check_action(action, to, review)
         if threshold is not None:

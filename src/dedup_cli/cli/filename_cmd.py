@@ -66,9 +66,9 @@ def filename_clean_command(
 ) -> None:
     """Find copies by name (name (1).jpg, Copy of name.jpg …) and confirm them by content."""
     with handle_errors():
+        from dedup_cli.jobs.names import clean_by_names
+        from dedup_cli.jobs.workflow import validate_threshold
         from dedup_cli.models import get_spec
-        from dedup_cli.name_clean import clean_by_names
-        from dedup_cli.workflow import validate_threshold
 
         check_action(action, to, review)
         if threshold is not None:

@@ -95,11 +95,11 @@ def find_command(
 ) -> None:
     """Find duplicate groups under ROOT and plan what to remove; act only with --action."""
     with handle_errors():
-        from dedup_cli.keep import FIND_RULES, check_keep
+        from dedup_cli.core.keep import FIND_RULES, check_keep
+        from dedup_cli.embed.pipeline import EmbedOptions
+        from dedup_cli.jobs.find import find_duplicates
+        from dedup_cli.jobs.workflow import validate_threshold
         from dedup_cli.models import get_spec, resolve_device
-        from dedup_cli.pipeline import EmbedOptions
-        from dedup_cli.service import find_duplicates
-        from dedup_cli.workflow import validate_threshold
 
         check_action(action, to, review)
         check_keep(keep, FIND_RULES)

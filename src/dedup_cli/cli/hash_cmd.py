@@ -23,7 +23,7 @@ from dedup_cli.cli.common import (
     print_json,
 )
 from dedup_cli.config import DEFAULT_BATCH_SIZE, DEFAULT_MODEL
-from dedup_cli.pipeline import HashReport
+from dedup_cli.embed.pipeline import HashReport
 from dedup_cli.text import markup
 
 
@@ -42,8 +42,8 @@ def hash_command(
 ) -> None:
     """Embed new and changed images under ROOT (a rerun only stats unchanged files)."""
     with handle_errors():
+        from dedup_cli.embed.pipeline import EmbedOptions, embed_root
         from dedup_cli.models import check_device_choice, get_spec
-        from dedup_cli.pipeline import EmbedOptions, embed_root
 
         spec = get_spec(model, embedding_type)
         options = EmbedOptions(

@@ -53,7 +53,7 @@ def prune_command(
 ) -> None:
     """Remove rows of files that no longer exist, keep embeddings of renamed files, compact."""
     with handle_errors():
-        from dedup_cli.prune import prune_database
+        from dedup_cli.jobs.prune import prune_database
 
         with open_store(root, db) as store:
             report = prune_database(

@@ -24,9 +24,9 @@ def undo_command(
 ) -> None:
     """Undo a run: moved files go back to where they were."""
     with handle_errors():
-        from dedup_cli.act import undo_run
+        from dedup_cli.act.execute import undo_run
+        from dedup_cli.act.runs_index import find_database
         from dedup_cli.errors import NothingToUndoError
-        from dedup_cli.runs_index import find_database
         from dedup_cli.store import Store
 
         database = db or find_database(run_id)

@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     import torch
 
 
-
 @dataclass(frozen=True)
 class ModelSpec:
     """What is known about a model before loading it."""

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from dedup_cli.imageio import ImageDecodeError, decode_for_display
+from dedup_cli.media.decode import ImageDecodeError, decode_for_display
 from dedup_cli.review.session import ReviewSession
 from dedup_cli.text import printable
 

@@ -12,8 +12,8 @@ import html
 import time
 from pathlib import Path
 
-from dedup_cli.files import FileInfo
-from dedup_cli.plan import Plan
+from dedup_cli.core.files import FileInfo
+from dedup_cli.core.plan import Plan
 from dedup_cli.review.thumbnails import thumbnail_jpeg
 from dedup_cli.text import printable
 from dedup_cli.units import human_bytes

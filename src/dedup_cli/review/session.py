@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dedup_cli.files import FileInfo
-from dedup_cli.methods import REVIEWED
-from dedup_cli.plan import Plan, PlannedGroup, Removal
+from dedup_cli.core.files import FileInfo
+from dedup_cli.core.methods import REVIEWED
+from dedup_cli.core.plan import Plan, PlannedGroup, Removal
 
 
 @dataclass

@@ -19,7 +19,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Static
 
-from dedup_cli.imageio import ImageDecodeError, decode_for_display
+from dedup_cli.media.decode import ImageDecodeError, decode_for_display
 from dedup_cli.review.session import ReviewSession
 from dedup_cli.text import printable
 from dedup_cli.units import human_bytes

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from dedup_cli.imageio import ImageDecodeError, decode_for_display
+from dedup_cli.media.decode import ImageDecodeError, decode_for_display
 
 
 def thumbnail_jpeg(path: Path, side: int = 256, quality: int = 80) -> bytes | None:

@@ -14,9 +14,9 @@ from typing import NamedTuple, overload
 
 import numpy as np
 
-from dedup_cli.files import FileInfo
+from dedup_cli.core.files import FileInfo
+from dedup_cli.media.scan import ScanResult
 from dedup_cli.models import ModelSpec
-from dedup_cli.scan import ScanResult
 from dedup_cli.store import Store
 from dedup_cli.store.database import StoredCollection
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from dedup_cli.fsops import Pinned
+from dedup_cli.media.fsops import Pinned
 
 
 @dataclass

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from functools import total_ordering
 from typing import Any
 
+from dedup_cli.core.files import FileInfo
 from dedup_cli.errors import UsageError
-from dedup_cli.files import FileInfo
 
 
 @dataclass(frozen=True)

@@ -17,19 +17,19 @@ from typing import Any
 
 import numpy as np
 
-from dedup_cli.candidates import choose_index
-from dedup_cli.collection import FileTable, empty_stored, load_collection
+from dedup_cli.confirm.rederive import rederive_shared_hashes
+from dedup_cli.core.keep import CROSS_RULES, Standing, check_keep, keeper_rank
+from dedup_cli.core.pairs import Pairs
+from dedup_cli.core.plan import Plan, make_plan
+from dedup_cli.embed.collection import FileTable, empty_stored, load_collection
+from dedup_cli.embed.pipeline import HashReport, Progress, embed_root, needs_work
 from dedup_cli.errors import DedupError, UsageError
-from dedup_cli.keep import CROSS_RULES, Standing, check_keep, keeper_rank
+from dedup_cli.jobs.workflow import byte_identical, group_proved, prove, validate_threshold
+from dedup_cli.media.scan import ScanResult, scan
 from dedup_cli.models import ModelSpec, resolve_device
-from dedup_cli.pairs import Pairs
-from dedup_cli.pipeline import HashReport, Progress, embed_root, needs_work
-from dedup_cli.plan import Plan, make_plan
-from dedup_cli.rederive import rederive_shared_hashes
-from dedup_cli.scan import ScanResult, scan
-from dedup_cli.search import cross_pairs
+from dedup_cli.search.candidates import choose_index
+from dedup_cli.search.exact import cross_pairs
 from dedup_cli.store import Store
-from dedup_cli.workflow import byte_identical, group_proved, prove, validate_threshold
 
 
 class IncompleteDatabaseError(DedupError):
@@ -167,7 +167,7 @@ def cross_find(
     # As many products as all-pairs search over sqrt(2 |A| |B|) files: the same cut-over.
     method = choose_index(index, int(math.sqrt(2 * len(a.files) * len(b.files))), device)
     if method == "ann":
-        from dedup_cli.ann import ann_cross_pairs
+        from dedup_cli.search.cells import ann_cross_pairs
 
         candidates = ann_cross_pairs(a.matrix, b.matrix, threshold)
     else:

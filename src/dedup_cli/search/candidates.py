@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from dedup_cli.core.pairs import Pairs
 from dedup_cli.errors import UsageError
-from dedup_cli.pairs import Pairs
-from dedup_cli.search import pairs_of_rows, rescored, similar_pairs, undirected
+from dedup_cli.search.exact import pairs_of_rows, rescored, similar_pairs, undirected
 from dedup_cli.store import Store
 
 INDEXES = ("auto", "exact", "ann")
@@ -113,8 +113,8 @@ def _ann_candidates(
     threshold: float,
     new_rows: np.ndarray | None,
 ) -> tuple[Pairs, dict[str, Any]]:
-    from dedup_cli.ann import cell_join
-    from dedup_cli.persistent_index import current_cells
+    from dedup_cli.search.cells import cell_join
+    from dedup_cli.search.kept_cells import current_cells
 
     kept = current_cells(store, model_id, model_key, ids, seqs, matrix, new_rows)
     query_rows, found_rows = cell_join(matrix, kept.cells, kept.query_rows, kept.probes, threshold)

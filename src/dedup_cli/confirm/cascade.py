@@ -28,8 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from dedup_cli.files import FileInfo
-from dedup_cli.geometry import (
+from dedup_cli.confirm.geometry import (
     GeometricMatch,
     Picture,
     PictureCache,
@@ -37,9 +36,10 @@ from dedup_cli.geometry import (
     match_aligned,
     opencv_error,
 )
-from dedup_cli.methods import EMBEDDING, EXACT, GEOMETRY, PIXELS
-from dedup_cli.pairs import Pairs
-from dedup_cli.verify import MIN_CORRELATION_ALONE, confirm
+from dedup_cli.confirm.thumbnails import MIN_CORRELATION_ALONE, confirm
+from dedup_cli.core.files import FileInfo
+from dedup_cli.core.methods import EMBEDDING, EXACT, GEOMETRY, PIXELS
+from dedup_cli.core.pairs import Pairs
 
 CROP_AREA = 0.9  # a contained picture showing less of the other than this is a crop of it
 MIN_DETAIL = 0.9  # a crop is removable only if its container shows it at this much resolution

@@ -18,19 +18,19 @@ from typing import Any
 
 import numpy as np
 
-from dedup_cli.confirmation import CROP_AREA, checked
-from dedup_cli.filenames import NamePair, name_pairs
-from dedup_cli.files import FileInfo
-from dedup_cli.geometry import PictureCache, match, match_aligned
-from dedup_cli.imageio import ImageDecodeError, content_hash, decode, read_file
-from dedup_cli.keep import KEEP_RULES, Standing, keeper_rank, name_rule
-from dedup_cli.methods import EXACT, NAME_AND_PHASH, NAME_AND_PIXELS, NAME_ONLY
+from dedup_cli.confirm.cascade import CROP_AREA, checked
+from dedup_cli.confirm.geometry import PictureCache, match, match_aligned
+from dedup_cli.confirm.thumbnails import confirm
+from dedup_cli.core.files import FileInfo
+from dedup_cli.core.keep import KEEP_RULES, Standing, keeper_rank, name_rule
+from dedup_cli.core.methods import EXACT, NAME_AND_PHASH, NAME_AND_PIXELS, NAME_ONLY
+from dedup_cli.core.plan import Plan, PlannedGroup, Removal
+from dedup_cli.jobs.workflow import validate_threshold
+from dedup_cli.media.decode import ImageDecodeError, content_hash, decode, read_file
+from dedup_cli.media.filenames import NamePair, name_pairs
+from dedup_cli.media.scan import ScannedFile, scan
 from dedup_cli.models import ModelSpec
-from dedup_cli.plan import Plan, PlannedGroup, Removal
-from dedup_cli.scan import ScannedFile, scan
 from dedup_cli.store import Store
-from dedup_cli.verify import confirm
-from dedup_cli.workflow import validate_threshold
 
 # pHash bits (of 64) that may differ between a file and its re-encoded or resized copy.
 PHASH_MAX_DISTANCE = 8

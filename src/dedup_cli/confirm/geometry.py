@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from dedup_cli.imageio import ImageDecodeError, decode_for_display
+from dedup_cli.media.decode import ImageDecodeError, decode_for_display
 
 WORK_SIDE = 512  # images are read and keypoints found at this long side
 DENSE_SIDE = 256  # blocks are compared at this long side

@@ -17,8 +17,8 @@ from typing import Any
 
 from dedup_cli.config import DEFAULT_PRUNE_MAX_FORGET
 from dedup_cli.errors import DedupError
-from dedup_cli.imageio import content_hash
-from dedup_cli.scan import ScannedFile, scan
+from dedup_cli.media.decode import content_hash
+from dedup_cli.media.scan import ScannedFile, scan
 from dedup_cli.store import Store
 from dedup_cli.store.database import FileState
 

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dedup_cli.imageio import ImageDecodeError, content_hash, decode, read_file
 from dedup_cli.malloc_tuning import default_malloc, keep_freed_memory
+from dedup_cli.media.decode import ImageDecodeError, content_hash, decode, read_file
+from dedup_cli.media.scan import ScannedFile, ScanResult, scan
 from dedup_cli.models import ModelSpec, load_model, resolve_device
-from dedup_cli.scan import ScannedFile, ScanResult, scan
 from dedup_cli.store import Store
 from dedup_cli.store.database import FileFacts, FileState
 

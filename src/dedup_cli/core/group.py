@@ -14,8 +14,8 @@ from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from dedup_cli.methods import EMBEDDING, EXACT
-from dedup_cli.pairs import Pairs
+from dedup_cli.core.methods import EMBEDDING, EXACT
+from dedup_cli.core.pairs import Pairs
 
 
 @dataclass

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from dedup_cli.ann import DEFAULT_NPROBE, nearest_cells, new_only_probes, train_cells
+from dedup_cli.search.cells import DEFAULT_NPROBE, nearest_cells, new_only_probes, train_cells
 from dedup_cli.store import Store
 
 REBUILD_GROWTH = 4  # retrain once the collection is 4x larger or smaller than trained for

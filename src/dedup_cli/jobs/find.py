@@ -13,16 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dedup_cli.candidates import find_candidates, mark_searched
-from dedup_cli.collection import load_collection
-from dedup_cli.keep import FIND_RULES, check_keep, keeper_rank
+from dedup_cli.confirm.rederive import RederivedHashes, rederive_shared_hashes
+from dedup_cli.core.keep import FIND_RULES, check_keep, keeper_rank
+from dedup_cli.core.plan import Plan, make_plan
+from dedup_cli.embed.collection import load_collection
+from dedup_cli.embed.pipeline import EmbedOptions, HashReport, Progress, embed_root
+from dedup_cli.jobs.workflow import byte_identical, group_proved, prove, validate_threshold
+from dedup_cli.media.scan import scan
 from dedup_cli.models import ModelSpec, resolve_device
-from dedup_cli.pipeline import EmbedOptions, HashReport, Progress, embed_root
-from dedup_cli.plan import Plan, make_plan
-from dedup_cli.rederive import RederivedHashes, rederive_shared_hashes
-from dedup_cli.scan import scan
+from dedup_cli.search.candidates import find_candidates, mark_searched
 from dedup_cli.store import Store
-from dedup_cli.workflow import byte_identical, group_proved, prove, validate_threshold
 
 if TYPE_CHECKING:
     pass
@@ -126,9 +126,7 @@ def find_duplicates(
         for members in byte_identical(files.content_hashes)
         if new_rows is None or not new_rows.isdisjoint(members)
     ]
-    proved = prove(
-        found_by.pairs, files, files, (store, store), verify=verify, geometric=geometric
-    )
+    proved = prove(found_by.pairs, files, files, (store, store), verify=verify, geometric=geometric)
     candidates, confirmation = proved.candidates, proved.confirmation
     confirmed = confirmation.pairs
     groups = group_proved(proved, keeper_rank(keep, files), exact_sets)

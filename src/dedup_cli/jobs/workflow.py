@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dedup_cli.confirmation import GEOMETRY_PER_FILE, Confirmation, confirm_pairs
+from dedup_cli.confirm.cascade import GEOMETRY_PER_FILE, Confirmation, confirm_pairs
+from dedup_cli.core.files import FileInfo
+from dedup_cli.core.group import Group, group_pairs
+from dedup_cli.core.pairs import Pairs
 from dedup_cli.errors import UsageError
-from dedup_cli.files import FileInfo
-from dedup_cli.group import Group, group_pairs
-from dedup_cli.pairs import Pairs
 from dedup_cli.store import Store
 
 

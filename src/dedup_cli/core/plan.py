@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dedup_cli.files import FileInfo
-from dedup_cli.group import Group
+from dedup_cli.core.files import FileInfo
+from dedup_cli.core.group import Group
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from dedup_cli.core.pairs import Pairs
 from dedup_cli.errors import DedupError
-from dedup_cli.pairs import Pairs
-from dedup_cli.search import BF16_MARGIN, rescored, rescored_between, undirected
+from dedup_cli.search.exact import BF16_MARGIN, rescored, rescored_between, undirected
 
 # nlist = 4 sqrt(N); 64 probes: 0.995 recall at 1M x 512 (docs/benchmarks.md)
 CELLS_PER_SQRT_N = 4
@@ -97,7 +97,7 @@ def train_cells(
 def _compute_dtype() -> Any:
     import torch
 
-    from dedup_cli.search import cpu_has_bf16
+    from dedup_cli.search.exact import cpu_has_bf16
 
     return torch.bfloat16 if cpu_has_bf16() else torch.float32
 

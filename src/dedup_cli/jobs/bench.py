@@ -25,15 +25,15 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
-from dedup_cli.collection import load_collection
+from dedup_cli.embed.collection import load_collection
+from dedup_cli.embed.pipeline import embed_root
 from dedup_cli.errors import UsageError
+from dedup_cli.jobs.workflow import prove
+from dedup_cli.media.scan import scan
+from dedup_cli.media.transforms import TIERS
 from dedup_cli.models import ModelSpec
-from dedup_cli.pipeline import embed_root
-from dedup_cli.scan import scan
-from dedup_cli.search import similar_pairs
+from dedup_cli.search.exact import similar_pairs
 from dedup_cli.store import Store
-from dedup_cli.transforms import TIERS
-from dedup_cli.workflow import prove
 
 LOOKALIKE = "lookalike"  # the tier of distractors
 PAN = "pan"  # the family of camera-pan frames

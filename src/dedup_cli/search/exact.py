@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from dedup_cli.pairs import Pairs
+from dedup_cli.core.pairs import Pairs
 
 if TYPE_CHECKING:
     import torch

@@ -15,7 +15,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from dedup_cli.imageio import THUMBNAIL_SIDE
+from dedup_cli.media.decode import THUMBNAIL_SIDE
 
 MIN_CORRELATION = 0.90
 # Alone (without the geometric check's dense comparison of the files), thumbnails confirm a

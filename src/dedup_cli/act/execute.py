@@ -30,9 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dedup_cli.act.locking import acting_on, holding_folders, is_held_elsewhere
+from dedup_cli.act.runs_index import RecordedRun, find_run, record_run, recorded_runs
+from dedup_cli.core.files import FileInfo
+from dedup_cli.core.methods import EXACT
+from dedup_cli.core.plan import Plan, Removal
 from dedup_cli.errors import DedupError, NothingToUndoError, StoreError, UsageError
-from dedup_cli.files import FileInfo
-from dedup_cli.fsops import (
+from dedup_cli.media.fsops import (
     FileSnapshot,
     Pinned,
     UnsafePathError,
@@ -42,10 +46,6 @@ from dedup_cli.fsops import (
     transfer,
     write_atomic,
 )
-from dedup_cli.locking import acting_on, holding_folders, is_held_elsewhere
-from dedup_cli.methods import EXACT
-from dedup_cli.plan import Plan, Removal
-from dedup_cli.runs_index import RecordedRun, find_run, record_run, recorded_runs
 from dedup_cli.store import Store
 
 ACTIONS = ("trash", "move", "delete")
@@ -141,7 +141,7 @@ class _KeeperVerdicts:
 
     def decodes(self, pinned: Pinned, digest: str) -> bool:
         if digest not in self._decodes:
-            from dedup_cli.imageio import ImageDecodeError, decode
+            from dedup_cli.media.decode import ImageDecodeError, decode
 
             try:
                 decode(pinned.read_bytes(), 32)

@@ -1,0 +1,3 @@
+"""The embedding pipeline (scan -> decode -> model -> store) and loading a collection's vectors
+back.
+"""

@@ -1,0 +1,3 @@
+"""What the commands do, each a few lines over the shared workflow: find, cross, names
+(filename-clean), prune, bench.
+"""
