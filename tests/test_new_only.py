@@ -84,7 +84,7 @@ def write(store: Store, model: int, names: list[str], vectors: np.ndarray) -> No
 
 
 def load(store: Store, model: int, names: list[str]):  # type: ignore[no-untyped-def]
-    return store.load_collection(model, 16, set(names))
+    return store.read_collection(model, 16, set(names))
 
 
 def test_kept_cells_are_updated_not_rebuilt(tmp_path: Path) -> None:

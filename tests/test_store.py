@@ -104,7 +104,7 @@ def test_every_batch_of_vectors_gets_a_newer_sequence_number(tmp_path: Path) -> 
         store.write_batch(m, [facts("bad.jpg", None)], {})  # no vector: no number used
         assert store.embedding_seq() == 2
         store.write_batch(m, [facts("b.jpg", "3")], {"b.jpg": np.zeros(2, np.float32)})
-        stored = store.load_collection(m, 2, {"a.jpg", "b.jpg"})
+        stored = store.read_collection(m, 2, {"a.jpg", "b.jpg"})
     assert stored.paths == ["a.jpg", "b.jpg"] and stored.seqs.tolist() == [1, 3]
     assert stored.matrix.tolist() == [[1.0, 1.0], [0.0, 0.0]]  # the re-embedded vector
 
@@ -121,8 +121,8 @@ def test_collection_loads_as_columns_and_half_precision(tmp_path: Path) -> None:
         sqlite_db.execute("UPDATE embeddings SET vector = x'00' WHERE file_id = 3")  # damaged
         sqlite_db.commit()
         wanted = set(names[:10]) | {"x.jpg", "not-scanned.jpg"}
-        full = store.load_collection(m, 8, wanted)
-        half = store.load_collection(m, 8, wanted, np.float16)
+        full = store.read_collection(m, 8, wanted)
+        half = store.read_collection(m, 8, wanted, np.float16)
         assert store.unreadable(wanted) == [("x.jpg", "broken")]
     expected = [n for n in names[:10] if n != "002.jpg"]
     assert full.paths == expected == half.paths
@@ -149,6 +149,6 @@ def test_a_version_2_database_gains_sequence_numbers(tmp_path: Path) -> None:
     conn.close()
     with Store(db) as store:
         store.write_batch(m, [facts("new.jpg", "2")], {"new.jpg": np.ones(2, np.float32)})
-        stored = store.load_collection(m, 2, {"old.jpg", "new.jpg"})
+        stored = store.read_collection(m, 2, {"old.jpg", "new.jpg"})
     assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert dict(zip(stored.paths, stored.seqs.tolist())) == {"new.jpg": 1, "old.jpg": 0}

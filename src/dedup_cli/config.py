@@ -8,6 +8,19 @@ from pathlib import Path
 DEFAULT_MODEL = "effnet"
 DEFAULT_KEEP = "largest"
 DEFAULT_BATCH_SIZE = 32
+
+# Every choice a command offers, named once (the library checks them; the CLI shows them).
+INDEXES = ("auto", "exact", "ann")  # how candidate pairs are searched (search.candidates)
+ACTIONS = ("trash", "move", "delete")  # what happens to planned copies (act.execute)
+REVIEWS = ("auto", "terminal", "gui", "html", "none")  # how a plan is looked at (cli.acting)
+DEVICES = ("auto", "cpu", "cuda", "mps")  # where a model runs (models)
+
+
+def choices(names: tuple[str, ...]) -> str:
+    """``[a|b|c]``: how help shows a choice."""
+    return "[" + "|".join(names) + "]"
+
+
 # `prune-db` refuses (without --force) to forget more than this share of the database's
 # rows in one run: a root that is unmounted, renamed or mostly empty is far more likely than
 # half a photo collection deleted on purpose. Override with --max-forget.

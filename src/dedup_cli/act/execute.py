@@ -32,6 +32,7 @@ from typing import Any
 
 from dedup_cli.act.locking import acting_on, holding_folders, is_held_elsewhere
 from dedup_cli.act.runs_index import RecordedRun, find_run, record_run, recorded_runs
+from dedup_cli.config import ACTIONS
 from dedup_cli.core.files import FileInfo
 from dedup_cli.core.methods import EXACT
 from dedup_cli.core.plan import Plan, Removal
@@ -48,7 +49,6 @@ from dedup_cli.media.fsops import (
 )
 from dedup_cli.store import Store
 
-ACTIONS = ("trash", "move", "delete")
 MANIFEST_FOLDER = ".dedup-runs"
 
 

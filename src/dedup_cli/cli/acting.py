@@ -13,13 +13,18 @@ from typing import Annotated, Any
 import typer
 
 from dedup_cli.cli.common import err_console, print_json
+from dedup_cli.config import ACTIONS, REVIEWS, choices
 from dedup_cli.errors import DedupError, UsageError
 from dedup_cli.text import markup
 from dedup_cli.units import human_bytes
 
 ActionOpt = Annotated[
     str,
-    typer.Option("--action", help="report (change nothing), trash, move (needs --to) or delete."),
+    typer.Option(
+        "--action",
+        metavar=choices(("report", *ACTIONS)),
+        help="report (change nothing), trash, move (needs --to) or delete.",
+    ),
 ]
 ToOpt = Annotated[
     Path | None,
@@ -33,11 +38,11 @@ ReviewOpt = Annotated[
     str,
     typer.Option(
         "--review",
+        metavar=choices(REVIEWS),
         help="terminal (gallery), gui (matplotlib window), html (write the report), none, or "
         "auto: terminal when an action is asked for on a terminal, none otherwise.",
     ),
 ]
-REVIEWS = ("auto", "terminal", "gui", "html", "none")
 YesOpt = Annotated[
     bool, typer.Option("--yes", "-y", help="Act without asking (for cron and scripts).")
 ]
@@ -111,8 +116,6 @@ def review_plan(
 def check_action(action: str, to: Path | None, review: str = "auto") -> None:
     if review not in REVIEWS:
         raise UsageError(f"--review must be one of {', '.join(REVIEWS)}, not {review!r}")
-    from dedup_cli.act.execute import ACTIONS
-
     if action not in ("report", *ACTIONS):
         raise UsageError(f"--action must be report, {', '.join(ACTIONS)}, not {action!r}")
     if action == "move" and to is None:

@@ -21,6 +21,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from dedup_cli.config import DEVICES, INDEXES, choices
 from dedup_cli.embed.pipeline import Progress as ProgressEvents
 from dedup_cli.errors import DedupError
 from dedup_cli.store import Store, default_db_path
@@ -68,7 +69,9 @@ WorkersOpt = Annotated[
         help="Decode worker processes (default: one per core; 0 decodes inline).",
     ),
 ]
-DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")]
+DeviceOpt = Annotated[
+    str, typer.Option("--device", metavar=choices(DEVICES), help="auto, cpu, cuda or mps.")
+]
 WeightsOpt = Annotated[
     Path | None, typer.Option("--weights", help="Local weights file or folder, for offline use.")
 ]
@@ -87,6 +90,7 @@ IndexOpt = Annotated[
     str,
     typer.Option(
         "--index",
+        metavar=choices(INDEXES),
         help="auto (default: exact on a GPU or below 200,000 files, ann otherwise), "
         "exact, or ann (k-means cells, each row against its 64 nearest cells, every pair "
         "re-scored exactly; measured "

@@ -36,7 +36,8 @@ from dedup_cli.cli.common import (
     handle_errors,
     open_store,
 )
-from dedup_cli.config import DEFAULT_BATCH_SIZE, DEFAULT_MODEL
+from dedup_cli.config import DEFAULT_BATCH_SIZE, DEFAULT_MODEL, choices
+from dedup_cli.core.keep import CROSS_RULES
 from dedup_cli.text import markup
 from dedup_cli.units import human_bytes
 
@@ -47,7 +48,9 @@ def cross_command(
     keep: Annotated[
         str,
         typer.Option(
-            "--keep", help="largest (anywhere), db1 (keep all of A), db2 (keep all of B)."
+            "--keep",
+            metavar=choices(CROSS_RULES),
+            help="largest (anywhere), db1 (keep all of A), db2 (keep all of B).",
         ),
     ] = "largest",
     model: ModelOpt = DEFAULT_MODEL,

@@ -29,7 +29,8 @@ from dedup_cli.cli.common import (
     handle_errors,
     open_store,
 )
-from dedup_cli.config import DEFAULT_MODEL
+from dedup_cli.config import DEFAULT_MODEL, choices
+from dedup_cli.core.keep import NAME_RULES
 from dedup_cli.text import markup
 from dedup_cli.units import human_bytes
 
@@ -43,7 +44,12 @@ def filename_clean_command(
             help="Confirm each name pair by content (default). --no-verify acts on names alone.",
         ),
     ] = True,
-    keep: Annotated[str, typer.Option("--keep", help="base (name.jpg stays) or largest.")] = "base",
+    keep: Annotated[
+        str,
+        typer.Option(
+            "--keep", metavar=choices(NAME_RULES), help="base (name.jpg stays) or largest."
+        ),
+    ] = "base",
     threshold: Annotated[
         float | None,
         typer.Option(

@@ -37,7 +37,8 @@ from dedup_cli.cli.common import (
     handle_errors,
     open_store,
 )
-from dedup_cli.config import DEFAULT_BATCH_SIZE, DEFAULT_KEEP, DEFAULT_MODEL
+from dedup_cli.config import DEFAULT_BATCH_SIZE, DEFAULT_KEEP, DEFAULT_MODEL, choices
+from dedup_cli.core.keep import FIND_RULES
 from dedup_cli.text import markup
 from dedup_cli.units import human_bytes
 
@@ -58,7 +59,9 @@ def find_command(
     keep: Annotated[
         str,
         typer.Option(
-            "--keep", help="Which file stays: largest, resolution, oldest, newest, shortest-path."
+            "--keep",
+            metavar=choices(FIND_RULES),
+            help="Which file stays: largest, resolution, oldest, newest, shortest-path.",
         ),
     ] = DEFAULT_KEEP,
     action: ActionOpt = "report",

@@ -112,5 +112,5 @@ def load_collection(
     model_id, dimension = known
     if half is None:
         half = len(present) * dimension * 4 > HALF_PRECISION_ABOVE_BYTES
-    stored = store.load_collection(model_id, dimension, present, np.float16 if half else np.float32)
+    stored = store.read_collection(model_id, dimension, present, np.float16 if half else np.float32)
     return Collection(FileTable(root, stored), stored.matrix, unreadable, model_id)

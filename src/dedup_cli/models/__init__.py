@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dedup_cli.config import DEVICES
 from dedup_cli.errors import UnknownModelError, UsageError
 from dedup_cli.models.base import EmbeddingModel, Preprocessing
 
@@ -110,7 +111,7 @@ def load_model(
     return spec.loader(spec, device, weights)
 
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+DEVICE_CHOICES = DEVICES
 
 
 def check_device_choice(choice: str) -> str:

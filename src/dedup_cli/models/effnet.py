@@ -53,7 +53,7 @@ class EffnetModel:
     ) -> None:
         import torch
 
-        from dedup_cli.models.efficientnet_lite import EfficientNetLite0
+        from dedup_cli.models.effnet_network import EfficientNetLite0
 
         self.name = spec.key
         self.dimension = spec.dimension

@@ -17,12 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from dedup_cli.config import INDEXES
 from dedup_cli.core.pairs import Pairs
 from dedup_cli.errors import UsageError
 from dedup_cli.search.exact import pairs_of_rows, rescored, similar_pairs, undirected
 from dedup_cli.store import Store
 
-INDEXES = ("auto", "exact", "ann")
 # ``auto`` switches to the approximate search where it is clearly faster than exact search
 # and at least 0.99 in recall, measured on a 2-core CPU (bench_ann.py, 512 dims,
 # docs/benchmarks.md): 100k: exact 11.5 s, ann 9.5 s (999 of 1,000 pairs: not worth a pair);

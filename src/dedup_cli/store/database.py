@@ -377,7 +377,7 @@ class Store:
                 out.update({r.path: r.thumbnail for r in rows})
         return out
 
-    def load_collection(
+    def read_collection(
         self, model_id: int, dimension: int, paths: set[str], dtype: Any = np.float32
     ) -> StoredCollection:
         """The readable files among ``paths`` with a vector of the model, as columns, and
