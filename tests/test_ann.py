@@ -112,14 +112,14 @@ def test_find_on_a_half_precision_collection_groups_the_same(
     full = runner.invoke(app, args)
     monkeypatch.setattr(collection, "HALF_PRECISION_ABOVE_BYTES", 0)
     loaded: list[np.dtype] = []
-    original = collection.Store.load_collection
+    original = collection.Store.read_collection
 
     def spy(self, *a, **k):  # type: ignore[no-untyped-def]
         result = original(self, *a, **k)
         loaded.append(result.matrix.dtype)
         return result
 
-    monkeypatch.setattr(collection.Store, "load_collection", spy)
+    monkeypatch.setattr(collection.Store, "read_collection", spy)
     half = runner.invoke(app, args)
     assert full.exit_code == 0 == half.exit_code, half.stderr
     assert loaded == [np.dtype(np.float16)]
