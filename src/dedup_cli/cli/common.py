@@ -131,6 +131,23 @@ def handle_errors() -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
+def embed_options(
+    device: str, weights: Path | None, batch_size: int, workers: int | None, include_hidden: bool
+) -> Any:
+    """The embedding options every command that embeds shares (the device is checked by
+    name here and resolved only where a model or a search runs)."""
+    from dedup_cli.embed.pipeline import EmbedOptions
+    from dedup_cli.models import check_device_choice
+
+    return EmbedOptions(
+        device=check_device_choice(device),
+        weights=weights,
+        batch_size=batch_size,
+        workers=workers,
+        include_hidden=include_hidden,
+    )
+
+
 def open_store(root: Path, db: Path | None) -> Store:
     from dedup_cli.errors import UsageError
 

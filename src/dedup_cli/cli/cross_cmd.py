@@ -32,6 +32,7 @@ from dedup_cli.cli.common import (
     RichProgress,
     WeightsOpt,
     WorkersOpt,
+    embed_options,
     err_console,
     handle_errors,
     open_store,
@@ -102,23 +103,16 @@ def cross_command(
 ) -> None:
     """Find duplicates between folders A and B only (never within one); act on copies."""
     with handle_errors():
-        from dedup_cli.embed.pipeline import EmbedOptions
         from dedup_cli.jobs.cross import check_roots, cross_find
         from dedup_cli.jobs.workflow import validate_threshold
-        from dedup_cli.models import check_device_choice, get_spec
+        from dedup_cli.models import get_spec
 
         check_action(action, to, review)
         if threshold is not None:
             validate_threshold(threshold)
         check_roots(folder_a, folder_b)
         spec = get_spec(model, embedding_type)
-        options = EmbedOptions(
-            device=check_device_choice(device),
-            weights=weights,
-            batch_size=batch_size,
-            workers=workers,
-            include_hidden=include_hidden,
-        )
+        options = embed_options(device, weights, batch_size, workers, include_hidden)
         silent = json_output or quiet
         with (
             open_store(folder_a, db_a) as store_a,

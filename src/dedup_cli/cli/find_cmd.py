@@ -33,6 +33,7 @@ from dedup_cli.cli.common import (
     RootArg,
     WeightsOpt,
     WorkersOpt,
+    embed_options,
     err_console,
     handle_errors,
     open_store,
@@ -99,23 +100,16 @@ def find_command(
     """Find duplicate groups under ROOT and plan what to remove; act only with --action."""
     with handle_errors():
         from dedup_cli.core.keep import FIND_RULES, check_keep
-        from dedup_cli.embed.pipeline import EmbedOptions
         from dedup_cli.jobs.find import find_duplicates
         from dedup_cli.jobs.workflow import validate_threshold
-        from dedup_cli.models import get_spec, resolve_device
+        from dedup_cli.models import get_spec
 
         check_action(action, to, review)
         check_keep(keep, FIND_RULES)
         if threshold is not None:
             validate_threshold(threshold)
         spec = get_spec(model, embedding_type)
-        options = EmbedOptions(
-            device=resolve_device(device),
-            weights=weights,
-            batch_size=batch_size,
-            workers=workers,
-            include_hidden=include_hidden,
-        )
+        options = embed_options(device, weights, batch_size, workers, include_hidden)
         with open_store(root, db) as store, planning_lock(action, [root]):
             result = find_duplicates(
                 root,

@@ -17,6 +17,7 @@ from dedup_cli.cli.common import (
     RootArg,
     WeightsOpt,
     WorkersOpt,
+    embed_options,
     err_console,
     handle_errors,
     open_store,
@@ -42,17 +43,11 @@ def hash_command(
 ) -> None:
     """Embed new and changed images under ROOT (a rerun only stats unchanged files)."""
     with handle_errors():
-        from dedup_cli.embed.pipeline import EmbedOptions, embed_root
-        from dedup_cli.models import check_device_choice, get_spec
+        from dedup_cli.embed.pipeline import embed_root
+        from dedup_cli.models import get_spec
 
         spec = get_spec(model, embedding_type)
-        options = EmbedOptions(
-            device=check_device_choice(device),
-            weights=weights,
-            batch_size=batch_size,
-            workers=workers,
-            include_hidden=include_hidden,
-        )
+        options = embed_options(device, weights, batch_size, workers, include_hidden)
         with open_store(root, db) as store:
             report = embed_root(
                 root.resolve(), store, spec, options, RichProgress("hashing", quiet or json_output)
