@@ -36,7 +36,7 @@ def pairs_del_blocks(vectors: Any, threshold: float) -> set[tuple[int, int]]:
     import numpy as np
     import torch
 
-    from dedup_cli import search
+    from dedup_cli.search import exact as search
 
     n = vectors.shape[0]
     budget = getattr(search, "memory_budget", None)
@@ -64,7 +64,7 @@ def pairs_bf16_screen(vectors: Any, threshold: float) -> set[tuple[int, int]]:
     import numpy as np
     import torch
 
-    from dedup_cli import search
+    from dedup_cli.search import exact as search
 
     n = vectors.shape[0]
     block = search.block_rows(n, search.DEFAULT_BLOCK_BYTES)

@@ -120,7 +120,7 @@ def child_search(p: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
     import torch
 
-    from dedup_cli import search
+    from dedup_cli.search import exact as search
     from dedup_cli.search.exact import block_rows, similar_pairs
 
     budget = getattr(search, "memory_budget", None)  # newer src sizes blocks to free RAM
