@@ -738,3 +738,40 @@ def test_a_fifo_in_place_of_a_photo_never_hangs_the_run(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "trap.jpg")
     with Pinned(tmp_path, "trap.jpg") as pinned, pytest.raises(UnsafePathError):
         pinned.snapshot()
+
+
+# -- found by the second adversarial pass ---------------------------------------------------
+
+
+@pytest.mark.parametrize("target", ["photos/other.jpg", "notes.txt"])
+def test_the_html_report_never_overwrites_a_file_that_is_not_a_report(
+    tmp_path: Path, target: str
+) -> None:
+    root = hashed_pair(tmp_path)
+    (tmp_path / "notes.txt").write_text("the user's notes")
+    victim = tmp_path / target
+    before = victim.read_bytes()
+    result = invoke("find", str(root), "--json", "--workers", "0", "--html", str(victim))
+    assert result.exit_code == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert victim.read_bytes() == before
+
+
+def test_an_earlier_report_is_replaced(tmp_path: Path) -> None:
+    root = hashed_pair(tmp_path)
+    report = tmp_path / "report.html"
+    for _ in range(2):
+        result = invoke("find", str(root), "--json", "--workers", "0", "--html", str(report))
+        assert result.exit_code == 0, result.stderr
+    assert "a.jpg" in report.read_text() and not list(tmp_path.glob("*.tmp"))
+
+
+def test_plain_undo_finds_the_newest_undoable_run_across_databases(tmp_path: Path) -> None:
+    first = hashed_pair(tmp_path, "first")
+    second = hashed_pair(tmp_path, "second")
+    assert act(first, "--action", "move", "--to", str(tmp_path / "q1")).exit_code == 0
+    assert act(second, "--action", "move", "--to", str(tmp_path / "q2")).exit_code == 0
+    assert invoke("undo").exit_code == 0 and (second / "b.jpg").exists()
+    again = invoke("undo")  # the newest run is undone: the older one, on the other database
+    assert again.exit_code == 0, again.stderr
+    assert (first / "b.jpg").exists()

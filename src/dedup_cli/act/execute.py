@@ -479,6 +479,25 @@ def _recorded_for(store: Store, run_id: str | None) -> RecordedRun:
     raise NothingToUndoError(f"no run to undo in {store.path}")
 
 
+def database_to_undo() -> Path | None:
+    """The database of the newest run in this user's run index that can still be undone
+    (a plain ``dedup undo``): runs already undone, or whose database is gone, are passed
+    over, so an older run on another database is found."""
+    seen: set[str] = set()
+    for recorded in reversed(recorded_runs()):
+        key = os.path.realpath(recorded.database)
+        if key in seen or not recorded.database.exists():
+            continue
+        seen.add(key)
+        try:
+            with Store(recorded.database) as store:
+                _recorded_for(store, None)
+        except (NothingToUndoError, StoreError):
+            continue
+        return recorded.database
+    return None
+
+
 def undo_run(store: Store, run_id: str | None = None) -> UndoReport:
     """Put the files of a ``move`` run back where they were, byte for byte.
 

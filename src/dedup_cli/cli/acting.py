@@ -113,7 +113,15 @@ def review_plan(
     return session.result()
 
 
-def check_action(action: str, to: Path | None, review: str = "auto") -> None:
+def check_action(
+    action: str, to: Path | None, review: str = "auto", html: Path | None = None
+) -> None:
+    """Bad choices stop before any work, the report path included (it must not replace a
+    photo or any file that is not an earlier dedup report)."""
+    if html is not None or review == "html":
+        from dedup_cli.review.html import check_report_path
+
+        check_report_path(html or Path("dedup-report.html"))
     if review not in REVIEWS:
         raise UsageError(f"--review must be one of {', '.join(REVIEWS)}, not {review!r}")
     if action not in ("report", *ACTIONS):

@@ -107,7 +107,7 @@ def cross_command(
         from dedup_cli.jobs.workflow import validate_threshold
         from dedup_cli.models import get_spec
 
-        check_action(action, to, review)
+        check_action(action, to, review, html)
         if threshold is not None:
             validate_threshold(threshold)
         check_roots(folder_a, folder_b)

@@ -76,7 +76,7 @@ def filename_clean_command(
         from dedup_cli.jobs.workflow import validate_threshold
         from dedup_cli.models import get_spec
 
-        check_action(action, to, review)
+        check_action(action, to, review, html)
         if threshold is not None:
             validate_threshold(threshold)
         spec = get_spec(model)

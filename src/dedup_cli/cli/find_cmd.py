@@ -104,7 +104,7 @@ def find_command(
         from dedup_cli.jobs.workflow import validate_threshold
         from dedup_cli.models import get_spec
 
-        check_action(action, to, review)
+        check_action(action, to, review, html)
         check_keep(keep, FIND_RULES)
         if threshold is not None:
             validate_threshold(threshold)

@@ -24,12 +24,12 @@ def undo_command(
 ) -> None:
     """Undo a run: moved files go back to where they were."""
     with handle_errors():
-        from dedup_cli.act.execute import undo_run
+        from dedup_cli.act.execute import database_to_undo, undo_run
         from dedup_cli.act.runs_index import find_database
         from dedup_cli.errors import NothingToUndoError
         from dedup_cli.store import Store
 
-        database = db or find_database(run_id)
+        database = db or (find_database(run_id) if run_id else database_to_undo())
         if database is None or not database.exists():
             raise NothingToUndoError(
                 "no run found to undo; pass --db PATH to the database of the run"

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import base64
 import html
+import os
+import tempfile
 import time
 from pathlib import Path
 
 from dedup_cli.core.files import FileInfo
 from dedup_cli.core.plan import Plan
+from dedup_cli.errors import UsageError
+from dedup_cli.media.scan import is_image_name
 from dedup_cli.review.thumbnails import thumbnail_jpeg
 from dedup_cli.text import printable
 from dedup_cli.units import human_bytes
@@ -35,6 +39,10 @@ figcaption{font-size:.8rem;line-height:1.35;word-break:break-all;margin-top:4px}
 .tag{font-weight:bold;text-transform:uppercase;font-size:.75rem}
 .keep .tag{color:#2e9d3a}.remove .tag{color:#d33}
 """
+
+
+# Marks a page as dedup's own, so a later report may replace it (and nothing else).
+GENERATOR = "<meta name='generator' content='dedup report'>"
 
 
 def _shown(text: object) -> str:
@@ -72,6 +80,7 @@ def render_html(plan: Plan, title: str = "dedup report", thumbnail_side: int = 2
     """The whole page as a string; thumbnails are decoded one file at a time."""
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        GENERATOR,
         f"<title>{_shown(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{_shown(title)}</h1>",
         f"<p>{_shown(plan.root)} · model {html.escape(plan.model)} · threshold "
@@ -101,11 +110,35 @@ def render_html(plan: Plan, title: str = "dedup report", thumbnail_side: int = 2
     return "".join(parts)
 
 
-def write_html(plan: Plan, path: Path, title: str = "dedup report") -> Path:
-    """Write the report atomically (a half-written report never replaces a good one)."""
+def check_report_path(path: Path) -> Path:
+    """Where the report may go: never over a photo or any file that is not an earlier dedup
+    report (``--html`` naming a file in the folder must not destroy it)."""
     path = path.expanduser()
+    if is_image_name(path.name):
+        raise UsageError(f"--html {path} has an image file name; give the report a .html name")
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise UsageError(f"--html {path} is not a plain file; choose another path")
+    if path.exists():
+        with open(path, "rb") as handle:
+            head = handle.read(4096)
+        if GENERATOR.encode() not in head:
+            raise UsageError(
+                f"--html {path} exists and is not a dedup report; refusing to overwrite it"
+            )
+    return path
+
+
+def write_html(plan: Plan, path: Path, title: str = "dedup report") -> Path:
+    """Write the report atomically (a half-written report never replaces a good one), only
+    where ``check_report_path`` allows."""
+    path = check_report_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(render_html(plan, title), encoding="utf-8")
-    tmp.replace(path)
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(render_html(plan, title))
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
     return path
