@@ -775,3 +775,12 @@ def test_plain_undo_finds_the_newest_undoable_run_across_databases(tmp_path: Pat
     again = invoke("undo")  # the newest run is undone: the older one, on the other database
     assert again.exit_code == 0, again.stderr
     assert (first / "b.jpg").exists()
+
+
+def test_an_unconfirmed_action_still_prints_the_plan_for_a_script(tmp_path: Path) -> None:
+    root = hashed_pair(tmp_path)
+    result = invoke("find", str(root), "--json", "--workers", "0", "--action", "delete")
+    assert result.exit_code == 1 and "pass --yes" in result.stderr
+    document = json.loads(result.stdout)
+    assert document["action"] is None and document["summary"]["files_to_remove"] == 1
+    assert (root / "a.jpg").exists() and (root / "b.jpg").exists()

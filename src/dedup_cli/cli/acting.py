@@ -202,7 +202,12 @@ def end_with_plan(
     def ask(chosen: Any) -> None:
         confirm(choices.action, chosen.files_to_remove, chosen.bytes_to_free, choices.yes)
 
-    outcome = carry_out(reviewed, store, choices.action, move_to=choices.to, confirm=ask)
+    try:
+        outcome = carry_out(reviewed, store, choices.action, move_to=choices.to, confirm=ask)
+    except NotConfirmedError:
+        if json_output:  # a script still gets the plan that was not carried out
+            print_json(document)
+        raise
     if "review" in document:
         document["review"]["not_duplicates_remembered"] = outcome.not_duplicates_remembered
     if outcome.report is not None:
