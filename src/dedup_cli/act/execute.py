@@ -111,16 +111,6 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
 
 
-def is_inside(path: Path, root: Path) -> bool:
-    """True when ``path`` (symlinks resolved) lies inside ``root`` (symlinks resolved)."""
-    try:
-        resolved = path.resolve(strict=True)
-    except (OSError, RuntimeError):
-        return False
-    real_root = root.resolve()
-    return resolved != real_root and resolved.is_relative_to(real_root)
-
-
 class _Skip(Exception):
     """A check failed: the file is left alone, with this reason."""
 
@@ -163,6 +153,13 @@ def _stat_role(pinned: Pinned, role: str) -> os.stat_result:
     return info
 
 
+def _read(pinned: Pinned) -> FileSnapshot:
+    try:
+        return pinned.snapshot()
+    except OSError as exc:
+        raise _Skip(f"cannot read ({exc.strerror or exc})") from None
+
+
 def check_removal(
     removal: Removal, keeper: FileInfo, source: Pinned, kept: Pinned, verdicts: _KeeperVerdicts
 ) -> FileSnapshot:
@@ -179,19 +176,22 @@ def check_removal(
         raise _Skip("file changed since planning")
     if file.content_hash is None:
         raise _Skip("no content hash was recorded for the file")
-    try:
-        keeper_now = kept.snapshot()
-        file_now = source.snapshot()
-    except OSError as exc:
-        raise _Skip(f"cannot read ({exc.strerror or exc})") from None
+    file_now = _read(source)
     if file_now.content_hash != file.content_hash:
         raise _Skip("file content changed since planning")
     if removal.method == EXACT:
-        if keeper_now.content_hash != file_now.content_hash:
-            raise _Skip("keeper no longer has the same bytes (damaged or changed in place)")
-        if not kept.same_bytes(source):
+        # Byte for byte (a 128-bit hash that is not cryptographic can be made to collide);
+        # the keeper is hashed only to say why a comparison failed.
+        try:
+            same = kept.same_bytes(source)
+        except OSError as exc:
+            raise _Skip(f"cannot read ({exc.strerror or exc})") from None
+        if not same:
+            if _read(kept).content_hash != file_now.content_hash:
+                raise _Skip("keeper no longer has the same bytes (damaged or changed in place)")
             raise _Skip("keeper's bytes differ from the file's (their hashes collide)")
     else:
+        keeper_now = _read(kept)
         if keeper.content_hash is None or keeper_now.content_hash != keeper.content_hash:
             raise _Skip(
                 "keeper's bytes differ from the ones that were proved (damaged or changed in place)"

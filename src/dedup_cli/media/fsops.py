@@ -13,8 +13,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -302,15 +300,6 @@ def write_atomic(base: Path, relative: str, data: bytes) -> None:
         finally:
             os.close(fd)
         os.replace(temporary, folder.name, src_dir_fd=folder.fd, dst_dir_fd=folder.fd)
-
-
-@contextmanager
-def pinned(base: Path, relative: str, *, create: bool = False) -> Iterator[Pinned]:
-    folder = Pinned(base, relative, create=create)
-    try:
-        yield folder
-    finally:
-        folder.close()
 
 
 def same_folder(fd: int, path: Path) -> bool:

@@ -106,7 +106,7 @@ def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous = NORMAL")
     cursor.execute("PRAGMA foreign_keys = ON")
     # Nothing stored in a database may run as a side effect of our own statements: SQL
-    # functions in views, triggers and defaults are refused (``refuse_stored_code`` also
+    # functions in views, triggers and defaults are refused (``refuse_foreign_schema`` also
     # refuses any trigger or view before the first statement that could fire one).
     cursor.execute("PRAGMA trusted_schema = OFF")
     cursor.close()
@@ -166,7 +166,7 @@ def _expected_schema() -> dict[str, Any]:
     return _expected
 
 
-def refuse_stored_code(conn: Any, path: Path) -> None:
+def refuse_foreign_schema(conn: Any, path: Path) -> None:
     """A database is a cache that may come from anyone. Anything in its schema that acts by
     itself when dedup reads or writes (a trigger, a view, a CHECK constraint, a foreign key
     that cascades where ours do not, a generated column, a default that forges a value, an
@@ -218,7 +218,7 @@ class Store:
         event.listen(self.engine, "connect", _on_connect)
         try:
             with self.engine.begin() as conn:
-                refuse_stored_code(conn, path)
+                refuse_foreign_schema(conn, path)
                 migrate(conn)
         except OperationalError as exc:
             raise StoreError(_explain(exc, path)) from exc
@@ -602,13 +602,6 @@ class Store:
                 text("UPDATE actions SET status = :s, reason = :r, at = :a WHERE id = :i"),
                 {"s": status, "r": reason, "a": time.time(), "i": action_id},
             )
-
-    def last_run_id(self) -> str | None:
-        with self.transaction() as conn:
-            row = conn.execute(
-                text("SELECT id FROM runs WHERE undone_at IS NULL ORDER BY created_at DESC LIMIT 1")
-            ).first()
-        return None if row is None else str(row.id)
 
     def run(self, run_id: str) -> dict[str, Any] | None:
         with self.transaction() as conn:
