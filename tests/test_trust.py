@@ -784,3 +784,49 @@ def test_an_unconfirmed_action_still_prints_the_plan_for_a_script(tmp_path: Path
     document = json.loads(result.stdout)
     assert document["action"] is None and document["summary"]["files_to_remove"] == 1
     assert (root / "a.jpg").exists() and (root / "b.jpg").exists()
+
+
+# -- a move killed between its link (or copy) and the unlink --------------------------------
+
+
+def _half_done_move(tmp_path: Path, *, hard_link: bool) -> tuple[Path, Path, str]:
+    """A move run, then put back in the state a kill between ``link`` and ``unlink`` leaves:
+    the file both at home and in the quarantine, its journal row still ``pending``."""
+    root = hashed_pair(tmp_path)
+    quarantine = tmp_path / "q"
+    run_id = json.loads(act(root, "--action", "move", "--to", str(quarantine)).stdout)["run_id"]
+    if hard_link:
+        os.link(quarantine / "b.jpg", root / "b.jpg")
+    else:  # across file systems the move is a copy
+        (root / "b.jpg").write_bytes((quarantine / "b.jpg").read_bytes())
+    with sqlite3.connect(root / "image_database.db") as db:
+        db.execute("UPDATE actions SET status = 'pending'")
+        db.execute("UPDATE runs SET finished_at = NULL")
+    return root, quarantine, run_id
+
+
+@pytest.mark.parametrize("hard_link", [True, False], ids=["same-disk", "across-disks"])
+def test_undo_of_a_move_killed_before_its_unlink_leaves_no_stray_copy(
+    tmp_path: Path, hard_link: bool
+) -> None:
+    """Seen in CI: a kill landed between the link and the unlink; undo left the second name
+    in the quarantine and did not count it."""
+    root, quarantine, run_id = _half_done_move(tmp_path, hard_link=hard_link)
+    result = invoke("undo", run_id, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["restored"] == [str(root.resolve() / "b.jpg")]
+    assert (root / "b.jpg").read_bytes() == photo(1)
+    assert not (quarantine / "b.jpg").exists()
+
+
+def test_a_half_done_move_whose_home_file_changed_keeps_the_quarantined_copy(
+    tmp_path: Path,
+) -> None:
+    root, quarantine, run_id = _half_done_move(tmp_path, hard_link=False)
+    (root / "b.jpg").write_bytes(photo(77))  # the user put another picture at that path
+    result = invoke("undo", run_id, "--json")
+    assert result.exit_code == 1
+    assert (quarantine / "b.jpg").read_bytes() == photo(1)
+    assert (root / "b.jpg").read_bytes() == photo(77)
+    skipped = json.loads(result.stdout)["skipped"]
+    assert [Path(s["path"]).name for s in skipped] == ["b.jpg"]

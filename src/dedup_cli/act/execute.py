@@ -18,6 +18,7 @@ system changes and ``done`` or ``failed`` after; the run is marked finished at t
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
@@ -591,7 +592,10 @@ def _undo_one(
         holding_folders([source.fd, target.fd]),
     ):
         there = source.exists()
-        if action["status"] == "pending" and not (there and not target.exists()):
+        if action["status"] == "pending" and there and target.exists():
+            _drop_half_done_move(action, source, target, store, report)
+            return
+        if action["status"] == "pending" and not there:
             return  # the move never happened (killed before it): nothing to put back
         report.left_in_quarantine += 1  # until it is restored below
         if target.exists():
@@ -616,3 +620,35 @@ def _undo_one(
     report.left_in_quarantine -= 1
     store.set_action_status(action["id"], "undone")
     report.restored.append(str(original))
+
+
+def _drop_half_done_move(
+    action: dict[str, Any], source: Pinned, target: Pinned, store: Store, report: UndoReport
+) -> None:
+    """A move killed between its link (or copy) and the unlink left the file in both places.
+    The quarantined name goes only when both hold exactly the journaled bytes, so the file at
+    home is the one that was moved; otherwise both stay and the user is told."""
+    original = str(Path(action["path"]))
+    home, away = target.snapshot(), source.snapshot()
+    if not (action["content_hash"] == home.content_hash == away.content_hash) or not (
+        (home.device, home.inode) == (away.device, away.inode) or target.same_bytes(source)
+    ):
+        at_home = (
+            "the file at home is intact but the quarantined copy differs (a copy cut short?)"
+            if home.content_hash == action["content_hash"]
+            else "the file at home is not the one that was moved"
+        )
+        report.left_in_quarantine += 1
+        report.skipped.append(
+            {
+                "path": original,
+                "reason": f"its move was interrupted and {at_home}: "
+                f"{action['destination']} is left where it is",
+            }
+        )
+        return
+    if not source.is_same(away):
+        raise OSError(errno.EAGAIN, "the quarantined file changed at the moment of acting")
+    source.unlink()
+    store.set_action_status(action["id"], "undone")
+    report.restored.append(original)
