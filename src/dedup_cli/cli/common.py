@@ -22,7 +22,7 @@ from rich.progress import (
 )
 
 from dedup_cli.config import DEVICES, INDEXES, choices
-from dedup_cli.embed.pipeline import Progress as ProgressEvents
+from dedup_cli.core.progress import Progress as ProgressEvents
 from dedup_cli.errors import DedupError
 from dedup_cli.store import Store, default_db_path
 from dedup_cli.text import markup
@@ -172,9 +172,11 @@ class RichProgress(ProgressEvents):
         self.task: Any = None
         self.description = description
 
-    def start(self, total: int) -> None:
+    def start(self, total: int, description: str | None = None) -> None:
         if not self.enabled:
             return
+        self.finish()  # a new stage: the last bar stays on screen, finished
+        self.description = description or self.description
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -194,7 +196,8 @@ class RichProgress(ProgressEvents):
             return
         self.progress.advance(self.task, count)
         speed = self.progress.tasks[0].speed
-        self.progress.update(self.task, rate=f"{speed:6.1f} files/s" if speed else "")
+        unit = "pairs" if "prov" in self.description else "files"
+        self.progress.update(self.task, rate=f"{speed:6.1f} {unit}/s" if speed else "")
 
     def finish(self) -> None:
         if self.progress is not None:

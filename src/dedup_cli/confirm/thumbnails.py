@@ -101,3 +101,58 @@ def confirm(a: bytes | None, b: bytes | None, min_correlation: float = MIN_CORRE
     if a is None or b is None or len(a) != side or len(b) != side:
         return False  # missing, or damaged in the database: no evidence
     return aligned_correlation(a, b) >= min_correlation
+
+
+class ThumbnailScreen:
+    """``confirm`` for many pairs at once, with the same answers and most of the work done
+    once per file instead of once per pair.
+
+    Two sound shortcuts decide most pairs without trying the crop windows: if the two
+    thumbnails already correlate at ``min_correlation`` frame on frame (the identity window),
+    the pair passes; if their angle (as centred unit vectors) exceeds the farthest any crop
+    window can move either thumbnail (its *reach*, measured once per file) plus the angle of
+    ``min_correlation``, no window of either can reach it (triangle inequality on the
+    sphere), and the pair fails. Only pairs in between get the full ``confirm``."""
+
+    def __init__(self, min_correlation: float = MIN_CORRELATION_ALONE) -> None:
+        self.min_correlation = min_correlation
+        self.slack = float(np.arccos(min_correlation))
+        self._facts: dict[bytes, tuple[np.ndarray, float] | None] = {}
+        self.decided_cheaply = 0
+
+    def _of(self, thumbnail: bytes) -> tuple[np.ndarray, float] | None:
+        """(centred unit vector, reach in radians) of a thumbnail; None when flat."""
+        if thumbnail not in self._facts:
+            side = THUMBNAIL_SIDE
+            image = np.frombuffer(thumbnail, dtype=np.uint8).reshape(side, side).astype(np.float64)
+            centred = (image - image.mean()).ravel()
+            norm = float(np.sqrt(centred @ centred))
+            if float(image.std()) < 1e-6 or norm < 1e-9:
+                self._facts[thumbnail] = None
+            else:
+                windows = _window_correlations(image, image)
+                valid = windows[windows > -1.0]
+                lowest = float(valid.min()) if valid.size else -1.0
+                reach = float(np.arccos(np.clip(lowest, -1.0, 1.0)))
+                self._facts[thumbnail] = (centred / norm, reach)
+        return self._facts[thumbnail]
+
+    def agree(self, a: bytes | None, b: bytes | None) -> bool:
+        """Exactly ``confirm(a, b, min_correlation)``."""
+        side = THUMBNAIL_SIDE * THUMBNAIL_SIDE
+        if a is None or b is None or len(a) != side or len(b) != side:
+            return False
+        fa, fb = self._of(a), self._of(b)
+        if fa is not None and fb is not None:
+            frame_on_frame = float(np.clip(fa[0] @ fb[0], -1.0, 1.0))
+            if frame_on_frame >= self.min_correlation:
+                self.decided_cheaply += 1
+                return True
+            if np.arccos(frame_on_frame) > max(fa[1], fb[1]) + self.slack + 1e-6:
+                self.decided_cheaply += 1
+                return False
+        return aligned_correlation(a, b) >= self.min_correlation
+
+    def forget(self) -> None:
+        """Drop the per-file facts (about 8 KB a file)."""
+        self._facts.clear()

@@ -68,53 +68,91 @@ class _Links:
         return out
 
 
+def _merged(sets: Iterable[Iterable[int]]) -> list[list[int]]:
+    """Sets that share a file are one set (equal bytes are equal bytes), each sorted."""
+    parent: dict[int, int] = {}
+
+    def root(i: int) -> int:
+        while parent.setdefault(i, i) != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for copies in sets:
+        members = list(copies)
+        for other in members[1:]:
+            parent[root(other)] = root(members[0])
+        if members:
+            root(members[0])
+    merged: dict[int, list[int]] = defaultdict(list)
+    for i in parent:
+        merged[root(i)].append(i)
+    return [sorted(m) for m in merged.values() if len(m) > 1]
+
+
 def group_pairs(
     pairs: Pairs,
     rank: Callable[[int], Hashable],
     exact_sets: Iterable[Iterable[int]] = (),
     methods: Sequence[str] | None = None,
     crop_of: Sequence[int] | None = None,
+    exact_links: Iterable[tuple[int, int]] = (),
 ) -> list[Group]:
     """Groups from candidate pairs (all at or above the threshold) and exact-copy sets.
 
     ``rank(i)`` orders files as keepers: the smallest rank is kept. Exact copies (same
-    content hash) are linked with similarity 1.0 and always group. ``methods`` says how each
-    pair was confirmed; ``crop_of`` marks a pair whose left (0) or right (1) file is a crop of
-    the other: the fuller picture never joins a group whose keeper is its crop.
+    content hash) always group. ``methods`` says how each pair was confirmed; ``crop_of``
+    marks a pair whose left (0) or right (1) file is a crop of the other: the fuller picture
+    never joins a group whose keeper is its crop. ``exact_links``: single byte-identical
+    pairs (``cross``: across the two folders only), not sets.
+
+    A set of byte-identical files is one node, held by its best-ranked member: every member
+    has the same bytes, so the same links, and 30,000 copies of a photo are one node, not
+    450 million links. The set opens up again in the groups: its other members go with its
+    holder, as removals beside it or, when it is the keeper, as its exact copies.
     """
+    holder: dict[int, int] = {}
+    rest_of_set: dict[int, list[int]] = {}
+    for members in _merged(exact_sets):
+        best = min(members, key=lambda i: (rank(i), i))  # type: ignore[arg-type,return-value,unused-ignore]
+        for member in members:
+            holder[member] = best
+        rest_of_set[best] = [m for m in members if m != best]
+
+    def node(i: int) -> int:
+        return holder.get(i, i)
+
     links = _Links()
     for k, (a, b, s) in enumerate(
         zip(pairs.left.tolist(), pairs.right.tolist(), pairs.similarity.tolist())
     ):
         side = crop_of[k] if crop_of is not None else -1
-        crop = a if side == 0 else b if side == 1 else None
-        links.add(a, b, float(s), methods[k] if methods is not None else EMBEDDING, crop)
-    for copies in exact_sets:
-        members = sorted(set(copies))
-        for a in members:
-            for b in members:
-                if a < b:
-                    links.add(a, b, 1.0, EXACT)
+        crop = node(a) if side == 0 else node(b) if side == 1 else None
+        links.add(
+            node(a), node(b), float(s), methods[k] if methods is not None else EMBEDDING, crop
+        )
+    for a, b in exact_links:
+        links.add(node(a), node(b), 1.0, EXACT)
     groups: list[Group] = []
-    work = links.components(links.neighbours.keys())
+    work = links.components(set(links.neighbours) | set(rest_of_set))
     while work:
         component = work.pop()
-        if len(component) < 2:
-            continue
         keeper = min(component, key=lambda i: (rank(i), i))  # type: ignore[arg-type,return-value,unused-ignore]
         near = links.neighbours.get(keeper, {})
         members = sorted(
             i for i in component if i != keeper and i in near and (i, keeper) not in links.contains
         )
-        if members:
-            groups.append(
-                Group(
-                    keeper=keeper,
-                    members=members,
-                    similarity={m: near[m][0] for m in members},
-                    method={m: near[m][1] for m in members},
-                )
-            )
+        group = Group(keeper=keeper)
+        for copy in rest_of_set.get(keeper, []):
+            group.members.append(copy)
+            group.similarity[copy], group.method[copy] = 1.0, EXACT
+        for member in members:
+            for file in (member, *rest_of_set.get(member, [])):
+                group.members.append(file)
+                group.similarity[file], group.method[file] = near[member]
+        if group.members:
+            group.members.sort()
+            groups.append(group)
         rest = set(component) - {keeper} - set(members)
         work.extend(links.components(rest))
     groups.sort(key=lambda g: g.keeper)

@@ -21,3 +21,21 @@ class Pairs:
     @staticmethod
     def empty() -> Pairs:
         return Pairs(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
+
+
+def kth_similarity(pairs: Pairs, n: int, k: int, side: str = "both") -> np.ndarray:
+    """Each row's ``k``-th best similarity among ``pairs``, -inf where it has fewer.
+    ``side``: the rows of ``left``, of ``right`` (two collections), or of both (one)."""
+    result = np.full(n, -np.inf, dtype=np.float32)
+    if len(pairs) == 0:
+        return result
+    sides = {"left": [pairs.left], "right": [pairs.right], "both": [pairs.left, pairs.right]}
+    rows = np.concatenate(sides[side])
+    similarity = np.concatenate([pairs.similarity] * len(sides[side]))
+    order = np.lexsort((-similarity, rows))
+    rows, similarity = rows[order], similarity[order]
+    starts = np.searchsorted(rows, np.arange(n))
+    counts = np.bincount(rows, minlength=n)
+    full = np.flatnonzero(counts >= k)
+    result[full] = similarity[starts[full] + k - 1]
+    return result

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dedup_cli.core.progress import Progress
 from dedup_cli.malloc_tuning import default_malloc, keep_freed_memory
 from dedup_cli.media.decode import ImageDecodeError, content_hash, decode, read_file
 from dedup_cli.media.scan import ScannedFile, ScanResult, scan
@@ -26,16 +27,6 @@ if TYPE_CHECKING:
     import torch
 
     from dedup_cli.models.base import EmbeddingModel
-
-
-class Progress:
-    """Receives progress events; the CLI draws a bar, the library default is silent."""
-
-    def start(self, total: int) -> None: ...
-
-    def advance(self, count: int) -> None: ...
-
-    def finish(self) -> None: ...
 
 
 @dataclass

@@ -11,6 +11,7 @@ that every file lies inside its own folder.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,14 +22,16 @@ from dedup_cli.confirm.rederive import rederive_shared_hashes
 from dedup_cli.core.keep import CROSS_RULES, Standing, check_keep, keeper_rank
 from dedup_cli.core.pairs import Pairs
 from dedup_cli.core.plan import Plan, make_plan
+from dedup_cli.core.progress import Progress
 from dedup_cli.embed.collection import FileTable, empty_stored, load_collection
-from dedup_cli.embed.pipeline import HashReport, Progress, embed_root, needs_work
+from dedup_cli.embed.pipeline import HashReport, embed_root, needs_work
 from dedup_cli.errors import DedupError, UsageError
 from dedup_cli.jobs.workflow import byte_identical, group_proved, prove, validate_threshold
 from dedup_cli.media.scan import ScanResult, scan
 from dedup_cli.models import ModelSpec, resolve_device
 from dedup_cli.search.candidates import choose_index
-from dedup_cli.search.exact import cross_pairs
+from dedup_cli.search.exact import nearest_cross_pairs
+from dedup_cli.search.nearest import NEIGHBOURS
 from dedup_cli.store import Store
 
 
@@ -126,6 +129,25 @@ def _prepare(
     side.files, side.matrix, *_ = load_collection(side.root, side.store, spec, side.found)
 
 
+def _links_across(
+    sets: list[list[int]], offset: int, rank: Callable[[int], Hashable]
+) -> list[tuple[int, int]]:
+    """Byte-identical files across the folders always pair, model or not: A-B links only (a
+    set linking all its members would pair two files of one folder), and as two stars, not
+    all |A| x |B| links: every file of B to the best-ranked copy in A and every file of A
+    to the best-ranked copy in B. Whichever file is kept, its group is the same."""
+    links: list[tuple[int, int]] = []
+    for members in sets:
+        in_a = [i for i in members if i < offset]
+        in_b = [j for j in members if j >= offset]
+        if not in_a or not in_b:
+            continue
+        best_a = min(in_a, key=lambda i: (rank(i), i))  # type: ignore[arg-type,return-value,unused-ignore]
+        best_b = min(in_b, key=lambda j: (rank(j), j))  # type: ignore[arg-type,return-value,unused-ignore]
+        links += [(best_a, j) for j in in_b] + [(i, best_b) for i in in_a if i != best_a]
+    return links
+
+
 def cross_find(
     root_a: Path,
     store_a: Store,
@@ -169,36 +191,38 @@ def cross_find(
     if method == "ann":
         from dedup_cli.search.cells import ann_cross_pairs
 
-        candidates = ann_cross_pairs(a.matrix, b.matrix, threshold)
+        candidates = ann_cross_pairs(a.matrix, b.matrix, threshold, neighbours=NEIGHBOURS)
     else:
-        candidates = cross_pairs(a.matrix, b.matrix, threshold, device=device)
+        candidates = nearest_cross_pairs(a.matrix, b.matrix, threshold, NEIGHBOURS, device=device)
     proved = prove(
-        candidates, a.files, b.files, (a.store, b.store), verify=verify, geometric=geometric
+        candidates,
+        a.files,
+        b.files,
+        (a.store, b.store),
+        verify=verify,
+        geometric=geometric,
+        neighbours=NEIGHBOURS,
+        progress=progress,
     )
     candidates, confirmation = proved.candidates, proved.confirmation
     offset = len(a.files)
     files = [*a.files, *b.files]
-    # Byte-identical files across the folders always pair, model or not.
-    # As A-B links only: a set linking all its members would pair two files of one folder.
-    exact_links = [
-        [i, j]
-        for group in byte_identical([*a.files.content_hashes, *b.files.content_hashes])
-        for i in group
-        if i < offset
-        for j in group
-        if j >= offset
-    ]
     protected = {"db1": 0, "db2": 1}.get(keep)  # the folder that loses nothing
 
     def side_of(i: int) -> int:
         return 0 if i < offset else 1
 
+    rank = keeper_rank(keep, files, lambda i: Standing(side=side_of(i)), CROSS_RULES)
+    exact_links = _links_across(
+        byte_identical([*a.files.content_hashes, *b.files.content_hashes]), offset, rank
+    )
     groups = group_proved(
         proved,
-        keeper_rank(keep, files, lambda i: Standing(side=side_of(i)), CROSS_RULES),
-        exact_links,
+        rank,
+        [],
         right_offset=offset,
         may_lose=None if protected is None else (lambda m: side_of(m) != protected),
+        exact_links=exact_links,
     )
     found = confirmation.pairs
     confirmed = Pairs(found.left, found.right + offset, found.similarity)

@@ -11,21 +11,31 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dedup_cli.confirm.rederive import RederivedHashes, rederive_shared_hashes
 from dedup_cli.core.keep import FIND_RULES, check_keep, keeper_rank
+from dedup_cli.core.pairs import Pairs
 from dedup_cli.core.plan import Plan, make_plan
+from dedup_cli.core.progress import Progress
 from dedup_cli.embed.collection import load_collection
-from dedup_cli.embed.pipeline import EmbedOptions, HashReport, Progress, embed_root
-from dedup_cli.jobs.workflow import byte_identical, group_proved, prove, validate_threshold
+from dedup_cli.embed.pipeline import EmbedOptions, HashReport, embed_root
+from dedup_cli.jobs.workflow import (
+    Proved,
+    byte_identical,
+    group_proved,
+    prove,
+    standing_for_sets,
+    tried_against_keepers,
+    validate_threshold,
+)
 from dedup_cli.media.scan import scan
 from dedup_cli.models import ModelSpec, resolve_device
-from dedup_cli.search.candidates import find_candidates, mark_searched
+from dedup_cli.search.candidates import find_candidates, mark_searched, rows_written_since
+from dedup_cli.search.exact import row_dots
+from dedup_cli.search.nearest import NEIGHBOURS
 from dedup_cli.store import Store
-
-if TYPE_CHECKING:
-    pass
+from dedup_cli.units import peak_memory_mb
 
 
 @dataclass
@@ -39,11 +49,13 @@ class FindResult:
     confirmed_pairs: int = 0
     confirmed_by: dict[str, int] = field(default_factory=dict)
     geometric_checks: int = 0
+    proofs: dict[str, int] = field(default_factory=dict)  # checks run, by kind
     unconfirmed: list[dict[str, Any]] = field(default_factory=list)
     related: list[dict[str, Any]] = field(default_factory=list)
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # this run's and known
     search_seconds: float = 0.0  # from loading the collection to the plan
     load_seconds: float = 0.0  # loading the collection from the database
+    proof_seconds: float = 0.0  # proving the candidates from the files
     index: str = "exact"  # how candidates were searched: exact | ann
     index_file: dict[str, Any] | None = None  # the kept ANN index: built, updated, saved
     new_files: int | None = None  # --new-only: files compared against the whole collection
@@ -62,10 +74,13 @@ class FindResult:
             "confirmed_pairs": self.confirmed_pairs,
             "confirmed_by": self.confirmed_by,
             "geometric_checks": self.geometric_checks,
+            "proofs": self.proofs,
             "unconfirmed_pairs": len(self.unconfirmed),
             "related_pairs": len(self.related),
             "search_seconds": round(self.search_seconds, 3),
             "load_seconds": round(self.load_seconds, 3),
+            "proof_seconds": round(self.proof_seconds, 3),
+            "peak_memory_mb": peak_memory_mb(),
             "index": self.index,
             "new_files": self.new_files,
             "hashes_rederived": self.rederived.read,
@@ -92,9 +107,12 @@ def find_duplicates(
     index: str = "auto",
     new_only: bool = False,
     progress: Progress | None = None,
+    neighbours: int | None = NEIGHBOURS,
 ) -> FindResult:
     """Hash what is missing, then plan the removal of confirmed duplicates (``new_only``:
-    among pairs with a file added since the last ``find``)."""
+    among pairs with a file added since the last ``find``). ``neighbours``: candidates per
+    file (``search.nearest``); None proposes every pair in range and proves each, as dedup
+    0.1 did: work that grows with how alike the photos look."""
     threshold = validate_threshold(spec.default_threshold if threshold is None else threshold)
     check_keep(keep, FIND_RULES)
     root = root.resolve()
@@ -103,6 +121,19 @@ def find_duplicates(
     started = time.perf_counter()
     files, matrix, unreadable, model_id = load_collection(root, store, spec, found)
     loaded = time.perf_counter()
+    new_rows = None
+    if new_only and model_id is not None:
+        new_rows = set(rows_written_since(store, model_id, files.seqs).tolist())
+    # Stored hashes never decide "exact" alone: the files of every exact set are re-read.
+    rederived = rederive_shared_hashes(
+        [files],
+        None if new_rows is None else {h for i in new_rows if (h := files.content_hashes[i])},
+    )
+    exact_sets = [
+        members
+        for members in byte_identical(files.content_hashes)
+        if new_rows is None or not new_rows.isdisjoint(members)
+    ]
     found_by = find_candidates(
         store,
         model_id,
@@ -114,22 +145,39 @@ def find_duplicates(
         index=index,
         device=resolve_device(options.device),
         new_only=new_only,
+        searched=standing_for_sets(len(files), byte_identical(files.content_hashes), new_rows),
+        neighbours=neighbours,
     )
-    new_rows = None if found_by.new_rows is None else set(found_by.new_rows.tolist())
-    # Stored hashes never decide "exact" alone: the files of every exact set are re-read.
-    rederived = rederive_shared_hashes(
-        [files],
-        None if new_rows is None else {h for i in new_rows if (h := files.content_hashes[i])},
-    )
-    exact_sets = [
-        members
-        for members in byte_identical(files.content_hashes)
-        if new_rows is None or not new_rows.isdisjoint(members)
-    ]
-    proved = prove(found_by.pairs, files, files, (store, store), verify=verify, geometric=geometric)
+    searched = time.perf_counter()
+
+    def proved_from_files(pairs: Pairs) -> Proved:
+        return prove(
+            pairs,
+            files,
+            files,
+            (store, store),
+            verify=verify,
+            geometric=geometric,
+            neighbours=neighbours,
+            progress=progress,
+        )
+
+    proved = proved_from_files(found_by.pairs)
+    rank = keeper_rank(keep, files)
+    if neighbours is None:
+        groups = group_proved(proved, rank, exact_sets)
+    else:
+        proved, groups = tried_against_keepers(
+            proved,
+            rank,
+            exact_sets,
+            lambda i, j: row_dots(matrix, i, j),
+            threshold,
+            proved_from_files,
+        )
+    proof_seconds = time.perf_counter() - searched
     candidates, confirmation = proved.candidates, proved.confirmation
     confirmed = confirmation.pairs
-    groups = group_proved(proved, keeper_rank(keep, files), exact_sets)
     plan = make_plan(root, spec.key, threshold, keep, files, groups)
     if model_id is not None:
         mark_searched(store, model_id, files.seqs)
@@ -141,11 +189,13 @@ def find_duplicates(
         confirmed_pairs=len(confirmed),
         confirmed_by=confirmation.counts(),
         geometric_checks=confirmation.geometric_checks,
+        proofs=confirmation.proofs,
         unconfirmed=confirmation.unconfirmed,
         related=confirmation.related,
         unreadable=unreadable,
         search_seconds=time.perf_counter() - started,
         load_seconds=loaded - started,
+        proof_seconds=proof_seconds,
         index=found_by.method,
         index_file=found_by.index,
         new_files=None if new_rows is None else len(new_rows),

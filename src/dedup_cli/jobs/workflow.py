@@ -19,6 +19,7 @@ from dedup_cli.confirm.cascade import GEOMETRY_PER_FILE, Confirmation, confirm_p
 from dedup_cli.core.files import FileInfo
 from dedup_cli.core.group import Group, group_pairs
 from dedup_cli.core.pairs import Pairs
+from dedup_cli.core.progress import Progress
 from dedup_cli.errors import UsageError
 from dedup_cli.store import Store
 
@@ -47,6 +48,21 @@ def byte_identical(content_hashes: Sequence[str | None]) -> list[list[int]]:
     return [members for members in by_hash.values() if len(members) > 1]
 
 
+def standing_for_sets(
+    n: int, exact_sets: Sequence[Sequence[int]], preferred: set[int] | None = None
+) -> np.ndarray:
+    """The rows the similarity search runs among: every row outside a byte-identical set and
+    one row per set, which stands for the others (they have the same bytes, so the same
+    vector and the same proofs). ``preferred`` rows stand for their set when one is in it
+    (``--new-only``: the new copy, so the set is searched as new)."""
+    searched = np.ones(n, dtype=bool)
+    for members in exact_sets:
+        chosen = next((m for m in members if preferred and m in preferred), members[0])
+        for member in members:
+            searched[member] = member == chosen
+    return np.flatnonzero(searched)
+
+
 def drop_remembered(
     pairs: Pairs,
     left: Sequence[FileInfo],
@@ -73,9 +89,13 @@ def prove(
     verify: bool = True,
     geometric: bool = True,
     per_file: int | None = None,
+    neighbours: int | None = None,
+    progress: Progress | None = None,
 ) -> Proved:
     """Drop remembered pairs, then confirm each candidate from the files (``left[i]``
-    against ``right[j]``; the same list for one folder), or trust it (``verify=False``)."""
+    against ``right[j]``; the same list for one folder), or trust it (``verify=False``).
+    ``neighbours``: the bound the candidates were searched with (``search.nearest``), by
+    which the cascade tells a file in a dense region of look-alikes."""
     left_store, right_store = stores
     remembered = left_store.not_duplicate_pairs()
     if right_store is not left_store:
@@ -97,6 +117,8 @@ def prove(
         thumbs_right,
         geometric=geometric,
         per_file=GEOMETRY_PER_FILE if per_file is None else per_file,
+        neighbours=neighbours,
+        progress=progress,
     )
     return Proved(candidates, confirmation)
 
@@ -107,6 +129,7 @@ def group_proved(
     exact_sets: Iterable[Iterable[int]],
     right_offset: int = 0,
     may_lose: Callable[[int], bool] | None = None,
+    exact_links: Iterable[tuple[int, int]] = (),
 ) -> list[Group]:
     """Groups without chaining over one index space (``right`` rows shifted by
     ``right_offset`` when the two sides are two lists); ``may_lose`` keeps protected files
@@ -119,9 +142,93 @@ def group_proved(
         exact_sets,
         methods=proved.confirmation.methods,
         crop_of=proved.confirmation.crop_of,
+        exact_links=exact_links,
     )
     if may_lose is not None:
         for group in groups:
             group.members = [m for m in group.members if may_lose(m)]
         groups = [g for g in groups if g.members]
     return groups
+
+
+# Rounds of ``tried_against_keepers``; each proves at most one pair per confirmed pair.
+KEEPER_ROUNDS = 4
+
+
+def merged(first: Proved, second: Proved) -> Proved:
+    """Two proofs of disjoint candidate pairs as one."""
+    a, b = first.confirmation, second.confirmation
+
+    def joined(x: Pairs, y: Pairs) -> Pairs:
+        return Pairs(
+            np.concatenate([x.left, y.left]),
+            np.concatenate([x.right, y.right]),
+            np.concatenate([x.similarity, y.similarity]),
+        )
+
+    proofs = dict(a.proofs)
+    for kind, count in b.proofs.items():
+        proofs[kind] = proofs.get(kind, 0) + count
+    confirmation = Confirmation(
+        pairs=joined(a.pairs, b.pairs),
+        methods=[*a.methods, *b.methods],
+        crop_of=[*a.crop_of, *b.crop_of],
+        unconfirmed=[*a.unconfirmed, *b.unconfirmed],
+        related=[*a.related, *b.related],
+        geometric_checks=a.geometric_checks + b.geometric_checks,
+        proofs=proofs,
+    )
+    return Proved(joined(first.candidates, second.candidates), confirmation)
+
+
+def keeper_gaps(confirmed: Pairs, groups: Sequence[Group]) -> set[tuple[int, int]]:
+    """(keeper, file) pairs that decide a group but were never proposed: the file is a proved
+    copy of a member of the keeper's group, and not in that group."""
+    group_of: dict[int, int] = {}
+    for group in groups:
+        group_of[group.keeper] = group.keeper
+        for member in group.members:
+            group_of[member] = group.keeper
+    gaps: set[tuple[int, int]] = set()
+    for a, b in zip(confirmed.left.tolist(), confirmed.right.tolist()):
+        in_a, in_b = group_of.get(a), group_of.get(b)
+        if in_a is not None and in_b != in_a:
+            gaps.add((min(in_a, b), max(in_a, b)))
+        if in_b is not None and in_a != in_b:
+            gaps.add((min(in_b, a), max(in_b, a)))
+    return gaps
+
+
+def tried_against_keepers(
+    proved: Proved,
+    rank: Callable[[int], Hashable],
+    exact_sets: Sequence[Sequence[int]],
+    similarity: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    threshold: float,
+    prove_more: Callable[[Pairs], Proved],
+) -> tuple[Proved, list[Group]]:
+    """Group, then prove each file against the keeper it would join, where bounded search
+    never proposed that pair, and group again.
+
+    A group is a star: a file joins only if it is a proved copy of the keeper itself. With
+    each file's candidates bounded (``search.nearest``), a photo with more copies than the
+    bound has copies whose pair with the keeper was never proposed, though they are proved
+    copies of its other copies; unbounded search would have proposed and proved it. Each
+    round proves only those (keeper, file) pairs, at or above the threshold as unbounded
+    search requires: at most one per confirmed pair, so the work stays per file."""
+    tried = set(zip(proved.candidates.left.tolist(), proved.candidates.right.tolist()))
+    groups = group_proved(proved, rank, exact_sets)
+    for _ in range(KEEPER_ROUNDS):
+        gaps = sorted(keeper_gaps(proved.confirmation.pairs, groups) - tried)
+        if not gaps:
+            break
+        tried.update(gaps)
+        left = np.array([a for a, _ in gaps], dtype=np.int64)
+        right = np.array([b for _, b in gaps], dtype=np.int64)
+        score = similarity(left, right)
+        near = score >= threshold
+        if not near.any():
+            break
+        proved = merged(proved, prove_more(Pairs(left[near], right[near], score[near])))
+        groups = group_proved(proved, rank, exact_sets)
+    return proved, groups

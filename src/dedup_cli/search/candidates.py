@@ -20,7 +20,15 @@ import numpy as np
 from dedup_cli.config import INDEXES
 from dedup_cli.core.pairs import Pairs
 from dedup_cli.errors import UsageError
-from dedup_cli.search.exact import pairs_of_rows, rescored, similar_pairs, undirected
+from dedup_cli.search.exact import (
+    nearest_pairs,
+    nearest_pairs_of_rows,
+    pairs_of_rows,
+    rescored,
+    similar_pairs,
+    undirected,
+)
+from dedup_cli.search.nearest import NEIGHBOURS
 from dedup_cli.store import Store
 
 # ``auto`` switches to the approximate search where it is clearly faster than exact search
@@ -69,29 +77,59 @@ def find_candidates(
     index: str = "auto",
     device: Any = None,
     new_only: bool = False,
+    searched: np.ndarray | None = None,
+    neighbours: int | None = NEIGHBOURS,
 ) -> Candidates:
     """Candidate pairs (row indices) of a collection whose row k is file ``ids[k]`` with
     vector ``matrix[k]`` written at ``seqs[k]``. ``new_only``: only pairs with a row
-    written after the last ``mark_searched``."""
+    written after the last ``mark_searched``. ``searched``: the rows to search among (one
+    per set of byte-identical files, which stands for the others; default every row).
+    ``neighbours``: each row's that many most similar rows (``search.nearest``); None: every
+    pair at or above the threshold."""
     method = choose_index(index, len(ids), device)
     new_rows: np.ndarray | None = None
     if new_only and model_id is not None:
-        since = store.counter(searched_key(model_id))
-        # Never searched (or a database from before sequence numbers, whose vectors are all
-        # numbered 0): everything is new.
-        new_rows = np.arange(len(seqs)) if since is None else np.flatnonzero(seqs > since)
+        new_rows = rows_written_since(store, model_id, seqs)
+    rows = np.arange(len(ids), dtype=np.int64) if searched is None else np.asarray(searched)
+    queries: np.ndarray | None = None
+    if new_rows is not None:
+        queries = rows if searched is None else np.flatnonzero(np.isin(rows, new_rows))
     report: dict[str, Any] | None = None
-    if model_id is None or len(ids) < 2 or (new_rows is not None and len(new_rows) == 0):
+    if model_id is None or len(rows) < 2 or (queries is not None and len(queries) == 0):
         pairs = Pairs.empty()
     elif method == "ann":
         pairs, report = _ann_candidates(
-            store, model_id, model_key, ids, seqs, matrix, threshold, new_rows
+            store, model_id, model_key, ids, seqs, matrix, threshold, new_rows, rows, neighbours
         )
-    elif new_rows is None:
-        pairs = similar_pairs(matrix, threshold, device=device)
     else:
-        pairs = pairs_of_rows(matrix, new_rows, threshold, device=device)
+        among = matrix if searched is None else matrix[rows]
+        if queries is None and neighbours is None:
+            pairs = similar_pairs(among, threshold, device=device)
+        elif queries is None:
+            pairs = nearest_pairs(among, threshold, neighbours, device=device)  # type: ignore[arg-type]
+        elif neighbours is None:
+            pairs = pairs_of_rows(among, queries, threshold, device=device)
+        else:
+            pairs = nearest_pairs_of_rows(among, queries, threshold, neighbours, device=device)
+        if searched is not None:
+            pairs = in_rows(pairs, rows)
     return Candidates(pairs, method, new_rows, report)
+
+
+def in_rows(pairs: Pairs, rows: np.ndarray) -> Pairs:
+    """Pairs found among ``matrix[rows]``, numbered as rows of the whole matrix."""
+    left, right = rows[pairs.left], rows[pairs.right]
+    small, large = np.minimum(left, right), np.maximum(left, right)
+    order = np.lexsort((large, small))
+    return Pairs(small[order], large[order], pairs.similarity[order])
+
+
+def rows_written_since(store: Store, model_id: int, seqs: np.ndarray) -> np.ndarray:
+    """The rows whose vectors were written after the last ``find`` (``--new-only``). Never
+    searched (or a database from before sequence numbers, whose vectors are all numbered
+    0): everything is new."""
+    since = store.counter(searched_key(model_id))
+    return np.arange(len(seqs)) if since is None else np.flatnonzero(seqs > since)
 
 
 def mark_searched(store: Store, model_id: int, seqs: np.ndarray) -> None:
@@ -112,12 +150,23 @@ def _ann_candidates(
     matrix: np.ndarray,
     threshold: float,
     new_rows: np.ndarray | None,
+    searched: np.ndarray,
+    neighbours: int | None,
 ) -> tuple[Pairs, dict[str, Any]]:
     from dedup_cli.search.cells import cell_join
     from dedup_cli.search.kept_cells import current_cells
 
     kept = current_cells(store, model_id, model_key, ids, seqs, matrix, new_rows)
-    query_rows, found_rows = cell_join(matrix, kept.cells, kept.query_rows, kept.probes, threshold)
+    cells, query_rows, probes = kept.cells, kept.query_rows, kept.probes
+    if len(searched) < len(ids):  # the rows standing for others are left out of the join
+        standing = np.zeros(len(ids), dtype=bool)
+        standing[searched] = True
+        cells = np.where(standing, cells, -1).astype(cells.dtype)
+        asking = standing[query_rows]
+        query_rows, probes = query_rows[asking], probes[asking]
+    query_rows, found_rows = cell_join(
+        matrix, cells, query_rows, probes, threshold, neighbours=neighbours
+    )
     report = kept.report.as_dict()
     del kept
     left, right = undirected(query_rows, found_rows)

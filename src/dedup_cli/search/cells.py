@@ -25,7 +25,13 @@ import numpy as np
 
 from dedup_cli.core.pairs import Pairs
 from dedup_cli.errors import DedupError
-from dedup_cli.search.exact import BF16_MARGIN, rescored, rescored_between, undirected
+from dedup_cli.search.exact import (
+    BF16_MARGIN,
+    rescored,
+    rescored_between,
+    row_dots,
+    undirected,
+)
 
 # nlist = 4 sqrt(N); 64 probes: 0.995 recall at 1M x 512 (docs/benchmarks.md)
 CELLS_PER_SQRT_N = 4
@@ -126,14 +132,19 @@ def cell_join(
     probes: np.ndarray,
     threshold: float,
     query_vectors: np.ndarray | None = None,
+    neighbours: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(query row, member row) candidates: each query row (``query_rows[k]``, a row of
     ``query_vectors``, default ``vectors``) against every row of ``vectors`` whose cell
     (``cells``, -1: none) is one of its probed cells (``probes[k]``), one matrix product per
-    cell, screened at the threshold minus the rounding margin."""
+    cell, screened at the threshold minus the rounding margin. ``neighbours``: only each
+    query's that many most similar members (``search.nearest``), itself left out."""
     import torch
 
     from dedup_cli.malloc_tuning import keep_freed_memory
+    from dedup_cli.search.nearest import Nearest
+
+    nearest = None if neighbours is None else Nearest(len(query_rows), neighbours)
 
     keep_freed_memory()
     nlist = int(probes.max()) + 1 if probes.size else 0
@@ -150,9 +161,11 @@ def cell_join(
     with torch.inference_mode():
         for start in range(0, len(query_rows), JOIN_QUERIES):
             block = probes[start : start + JOIN_QUERIES].ravel()
-            owners = np.repeat(query_rows[start : start + JOIN_QUERIES], width)
+            stop = min(start + JOIN_QUERIES, len(query_rows))
+            places = np.repeat(np.arange(start, stop, dtype=np.int64), width)
             order = np.argsort(block, kind="stable")
-            block, owners = block[order], owners[order]
+            block, places = block[order], places[order]
+            owners = query_rows[places]
             bounds = np.searchsorted(block, np.arange(nlist + 1))
             for cell in range(nlist):
                 q0, q1 = bounds[cell], bounds[cell + 1]
@@ -167,12 +180,29 @@ def cell_join(
                     asked[torch.from_numpy(a_rows)].to(dtype)
                     @ table[torch.from_numpy(b_rows)].to(dtype).T
                 )
+                if nearest is not None:
+                    offered = scores[: len(asking), : len(held)].float()
+                    members_t = torch.from_numpy(held)
+                    if query_vectors is None:  # one matrix: a row does not find itself
+                        itself = members_t[None, :] == torch.from_numpy(asking)[:, None]
+                        offered.masked_fill_(itself, float("-inf"))
+                    offered.masked_fill_(offered < cut, float("-inf"))
+                    nearest.offer(torch.from_numpy(places[q0:q1]), offered, members_t)
+                    continue
                 a, b = torch.nonzero(scores >= cut, as_tuple=True)
                 if a.numel():
                     a_np, b_np = a.numpy(), b.numpy()
                     real = (a_np < len(asking)) & (b_np < len(held))
                     found_q.append(asking[a_np[real]])
                     found_m.append(held[b_np[real]])
+    if nearest is not None:
+        asked_rows = vectors if query_vectors is None else query_vectors
+        return nearest.pairs(
+            cut,
+            threshold,
+            lambda q, m: row_dots(asked_rows, q, m, vectors),
+            np.asarray(query_rows, dtype=np.int64),
+        )
     if not found_q:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     return np.concatenate(found_q).astype(np.int64), np.concatenate(found_m).astype(np.int64)
@@ -215,7 +245,12 @@ def ann_pairs(
 
 
 def ann_cross_pairs(
-    left: np.ndarray, right: np.ndarray, threshold: float, *, nprobe: int = DEFAULT_NPROBE
+    left: np.ndarray,
+    right: np.ndarray,
+    threshold: float,
+    *,
+    nprobe: int = DEFAULT_NPROBE,
+    neighbours: int | None = None,
 ) -> Pairs:
     """Pairs (i in ``left``, j in ``right``) at cosine >= threshold (``cross --index ann``):
     the larger side is clustered and the smaller one probes it (a probe scans about
@@ -229,7 +264,13 @@ def ann_cross_pairs(
     cells = nearest_cells(centroids, held, 1)[:, 0].copy()
     probes = nearest_cells(centroids, asking, nprobe)
     rows, found = cell_join(
-        held, cells, np.arange(len(asking), dtype=np.int64), probes, threshold, asking
+        held,
+        cells,
+        np.arange(len(asking), dtype=np.int64),
+        probes,
+        threshold,
+        asking,
+        neighbours,
     )
     if swap:
         return rescored_between(left, right, found, rows, threshold)

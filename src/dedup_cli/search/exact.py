@@ -26,6 +26,8 @@ HALF_PRECISION_MARGIN = 0.01
 # bfloat16 keeps 8 bits of mantissa: products of unit rows are off by < 0.008 (measured
 # < 0.003); candidates this far below the threshold are re-scored in float32.
 BF16_MARGIN = 0.02
+# float32 products against float32 re-scoring of the same rows: rounding only.
+FP32_SCREEN_MARGIN = 1e-4
 
 
 def memory_budget(device: torch.device | None = None) -> int:
@@ -82,27 +84,12 @@ def similar_pairs(
     if n < 2:
         return Pairs.empty()
     device = device or torch.device("cpu")
-    if screen_precision == "auto":
-        if device.type in ("cuda", "mps"):
-            screen_precision = "fp16"
-        else:
-            screen_precision = "bf16" if cpu_has_bf16() else "fp32"
-    dtype, margin = {
-        "fp16": (torch.float16, HALF_PRECISION_MARGIN),
-        "bf16": (torch.bfloat16, BF16_MARGIN),
-        "fp32": (torch.float32, 0.0),
-    }[screen_precision]
+    dtype, margin = screen_dtype(device, screen_precision)
     rescore = dtype != torch.float32
     if device.type == "cpu":
         keep_freed_memory()
     block = block or block_rows(n, memory_budget(device))
-    # A float16 matrix (a large collection) goes to the screening dtype without a float32
-    # copy of the whole; candidates are re-scored from float32 copies of their own rows.
-    exact_rows = np.ascontiguousarray(vectors)
-    if exact_rows.dtype not in (np.float16, np.float32):
-        exact_rows = exact_rows.astype(np.float32)
-    source = exact_rows if exact_rows.flags.writeable else exact_rows.copy()
-    matrix = torch.from_numpy(source).to(device, dtype=dtype)
+    exact_rows, matrix = _screen_matrix(vectors, device, dtype)
     cut = threshold - margin
     lefts: list[np.ndarray] = []
     rights: list[np.ndarray] = []
@@ -136,6 +123,166 @@ def similar_pairs(
     left, right, sim = np.concatenate(lefts), np.concatenate(rights), np.concatenate(sims)
     order = np.lexsort((right, left))
     return Pairs(left[order], right[order], sim[order])
+
+
+def screen_dtype(device: torch.device, precision: str = "auto") -> tuple[torch.dtype, float]:
+    """The dtype block products screen in, and how far below the threshold a candidate
+    must be re-scored in float32 (see ``similar_pairs``)."""
+    import torch
+
+    if precision == "auto":
+        if device.type in ("cuda", "mps"):
+            precision = "fp16"
+        else:
+            precision = "bf16" if cpu_has_bf16() else "fp32"
+    return {
+        "fp16": (torch.float16, HALF_PRECISION_MARGIN),
+        "bf16": (torch.bfloat16, BF16_MARGIN),
+        "fp32": (torch.float32, 0.0),
+    }[precision]
+
+
+def _screen_matrix(
+    vectors: np.ndarray, device: torch.device, dtype: torch.dtype
+) -> tuple[np.ndarray, torch.Tensor]:
+    """The rows for exact re-scoring, and the matrix in the screening dtype. A float16
+    matrix (a large collection) goes to the screening dtype without a float32 copy of the
+    whole; candidates are re-scored from float32 copies of their own rows."""
+    import torch
+
+    exact_rows = np.ascontiguousarray(vectors)
+    if exact_rows.dtype not in (np.float16, np.float32):
+        exact_rows = exact_rows.astype(np.float32)
+    source = exact_rows if exact_rows.flags.writeable else exact_rows.copy()
+    return exact_rows, torch.from_numpy(source).to(device, dtype=dtype)
+
+
+def nearest_pairs(
+    vectors: np.ndarray,
+    threshold: float,
+    neighbours: int,
+    *,
+    block: int | None = None,
+    device: torch.device | None = None,
+) -> Pairs:
+    """Pairs (i < j) at cosine >= threshold where j is among the ``neighbours`` rows most
+    similar to i, or i among those of j.
+
+    The same upper-triangle blocks as ``similar_pairs``, so the same products: each block
+    offers its rows their neighbours to the right, and its columns their neighbours above.
+    Work and memory grow with N x neighbours, never with the number of pairs in range."""
+    import torch
+
+    from dedup_cli.malloc_tuning import keep_freed_memory
+    from dedup_cli.search.nearest import Nearest
+
+    n = vectors.shape[0]
+    if n < 2:
+        return Pairs.empty()
+    device = device or torch.device("cpu")
+    dtype, margin = screen_dtype(device)
+    if device.type == "cpu":
+        keep_freed_memory()
+    block = block or block_rows(n, memory_budget(device))
+    exact_rows, matrix = _screen_matrix(vectors, device, dtype)
+    cut = threshold - margin
+    nearest = Nearest(n, neighbours)
+    every = torch.arange(n, dtype=torch.int64)
+    with torch.inference_mode():
+        for start in range(0, n, block):
+            stop = min(start + block, n)
+            scores = (matrix[start:stop] @ matrix[start:].T).float().cpu()
+            below = torch.ones(stop - start, stop - start, dtype=torch.bool).tril()
+            scores[:, : stop - start].masked_fill_(below, float("-inf"))  # j <= i
+            scores.masked_fill_(scores < cut, float("-inf"))
+            nearest.offer(every[start:stop], scores, every[start:])
+            nearest.offer(every[start:], scores.T, every[start:stop])
+            del scores
+    left, right = nearest.pairs(cut, threshold, lambda a, b: row_dots(exact_rows, a, b))
+    left, right = np.minimum(left, right), np.maximum(left, right)
+    return rescored(exact_rows, left, right, threshold)
+
+
+def nearest_pairs_of_rows(
+    vectors: np.ndarray,
+    rows: np.ndarray,
+    threshold: float,
+    neighbours: int,
+    *,
+    block: int | None = None,
+    device: torch.device | None = None,
+) -> Pairs:
+    """``pairs_of_rows`` bounded: each of ``rows`` against the whole matrix, keeping its
+    ``neighbours`` most similar rows at or above the threshold (``find --new-only``)."""
+    import torch
+
+    from dedup_cli.search.nearest import Nearest
+
+    rows = np.asarray(rows, dtype=np.int64)
+    n = vectors.shape[0]
+    if len(rows) == 0 or n < 2:
+        return Pairs.empty()
+    device = device or torch.device("cpu")
+    queries = torch.from_numpy(np.array(vectors[rows], dtype=np.float32)).to(device)
+    block = max(block or block_rows(len(rows), memory_budget(device)), 4096)
+    nearest = Nearest(len(rows), neighbours)
+    positions = torch.arange(len(rows), dtype=torch.int64)
+    asking = torch.from_numpy(rows)
+    with torch.inference_mode():
+        for start in range(0, n, block):
+            part = np.array(vectors[start : start + block], dtype=np.float32)
+            scores = (queries @ torch.from_numpy(part).to(device).T).cpu()
+            columns = torch.arange(start, start + part.shape[0], dtype=torch.int64)
+            scores.masked_fill_(asking[:, None] == columns[None, :], float("-inf"))
+            scores.masked_fill_(scores < threshold - FP32_SCREEN_MARGIN, float("-inf"))
+            nearest.offer(positions, scores, columns)
+            del scores
+    found = nearest.pairs(
+        threshold - FP32_SCREEN_MARGIN, threshold, lambda a, b: row_dots(vectors, a, b), rows
+    )
+    left, right = undirected(*found)
+    return rescored(vectors, left, right, threshold)
+
+
+def nearest_cross_pairs(
+    left: np.ndarray,
+    right: np.ndarray,
+    threshold: float,
+    neighbours: int,
+    *,
+    block: int | None = None,
+    device: torch.device | None = None,
+) -> Pairs:
+    """``cross_pairs`` bounded: (i, j) when j is among the ``neighbours`` rows of ``right``
+    most similar to ``left[i]``, or i among those of ``left`` most similar to ``right[j]``."""
+    import torch
+
+    from dedup_cli.search.nearest import Nearest
+
+    if left.shape[0] == 0 or right.shape[0] == 0:
+        return Pairs.empty()
+    device = device or torch.device("cpu")
+    a = torch.from_numpy(np.array(left, dtype=np.float32)).to(device)
+    b = torch.from_numpy(np.array(right, dtype=np.float32)).to(device)
+    block = block or block_rows(b.shape[0], memory_budget(device))
+    of_left, of_right = Nearest(a.shape[0], neighbours), Nearest(b.shape[0], neighbours)
+    left_rows = torch.arange(a.shape[0], dtype=torch.int64)
+    right_rows = torch.arange(b.shape[0], dtype=torch.int64)
+    with torch.inference_mode():
+        for start in range(0, a.shape[0], block):
+            scores = (a[start : start + block] @ b.T).cpu()
+            scores.masked_fill_(scores < threshold - FP32_SCREEN_MARGIN, float("-inf"))
+            here = left_rows[start : start + scores.shape[0]]
+            of_left.offer(here, scores, right_rows)
+            of_right.offer(right_rows, scores.T, here)
+            del scores
+    cut = threshold - FP32_SCREEN_MARGIN
+    left, right = np.asarray(left), np.asarray(right)
+    i1, j1 = of_left.pairs(cut, threshold, lambda i, j: row_dots(left, i, j, right))
+    j2, i2 = of_right.pairs(cut, threshold, lambda j, i: row_dots(left, i, j, right))
+    return rescored_between(
+        left, right, np.concatenate([i1, i2]), np.concatenate([j1, j2]), threshold
+    )
 
 
 def row_dots(

@@ -1,0 +1,175 @@
+"""Find in work proportional to the files, however alike they look: identical files are one
+node, each file gets a bounded number of candidates and proofs, and nothing the unbounded
+pipeline confirmed on real photos is lost."""
+
+from __future__ import annotations
+
+import json
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from conftest import crop_fraction, encode, random_image, sample_photos
+from dedup_cli.cli import app
+from dedup_cli.core.progress import Progress
+from dedup_cli.embed.pipeline import EmbedOptions
+from dedup_cli.jobs.find import FindResult, find_duplicates
+from dedup_cli.models import get_spec
+from dedup_cli.store import Store
+
+runner = CliRunner()
+
+
+def run_find(root: Path, **options: Any) -> FindResult:
+    with Store(root / "image_database.db") as store:
+        return find_duplicates(
+            root, store, get_spec("effnet"), EmbedOptions(device="cpu", workers=0), **options
+        )
+
+
+def plan_of(result: FindResult) -> set[tuple[str, frozenset[str]]]:
+    return {(g.keep.path, frozenset(r.file.path for r in g.remove)) for g in result.plan.groups}
+
+
+class Recorder(Progress):
+    def __init__(self) -> None:
+        self.stages: dict[str, int] = {}
+        self.current = ""
+        self.advanced: dict[str, int] = {}
+
+    def start(self, total: int, description: str | None = None) -> None:
+        self.current = description or self.current
+        self.stages[self.current] = total
+        self.advanced.setdefault(self.current, 0)
+
+    def advance(self, count: int) -> None:
+        self.advanced[self.current] = self.advanced.get(self.current, 0) + count
+
+
+def test_identical_files_are_one_node_with_no_candidate_pairs(tmp_path: Path) -> None:
+    """300 copies of one photo were 44,850 candidate pairs (and as many links to group)."""
+    root = tmp_path / "same"
+    root.mkdir()
+    data = encode(random_image(3, (96, 64)), quality=90)
+    for k in range(300):
+        (root / f"copy_{k:03d}.jpg").write_bytes(data)
+    (root / "other.jpg").write_bytes(encode(random_image(4, (96, 64)), quality=90))
+    result = run_find(root)
+    assert result.candidate_pairs <= 1  # the set's one node against other.jpg, at most
+    [group] = result.plan.groups
+    assert group.keep.path == "copy_000.jpg"  # same size: the first path, as before
+    assert len(group.remove) == 299 and {r.method for r in group.remove} == {"exact"}
+    assert plan_of(result) == plan_of(run_find(root, neighbours=None))
+
+
+def noise_folder(root: Path, n: int) -> Path:
+    """Distinct noise thumbnails: the model rates nearly every pair above the threshold."""
+    root.mkdir()
+    rng = np.random.default_rng(n)
+    for k in range(n):
+        pixels = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / f"noise_{k:03d}.png")
+    return root
+
+
+def test_a_dense_cluster_costs_proofs_in_proportion_to_its_files(tmp_path: Path) -> None:
+    """Counted, not timed: the proofs grow with N, not N^2, and nothing is grouped."""
+    proofs = {}
+    for n in (30, 60):
+        root = noise_folder(tmp_path / f"noise{n}", n)
+        unbounded = run_find(root, neighbours=None)
+        assert unbounded.candidate_pairs >= 0.9 * n * (n - 1) / 2  # all look alike
+        bounded = run_find(root, neighbours=4)
+        assert bounded.plan.groups == [] and unbounded.plan.groups == []
+        assert bounded.candidate_pairs <= 4 * n
+        assert bounded.proofs["thumbnails"] <= 4 * n
+        assert bounded.proofs["keypoints"] <= 10 * n // 2
+        proofs[n] = sum(
+            v for k, v in bounded.proofs.items() if k in ("thumbnails", "pixels", "keypoints")
+        )
+    assert proofs[60] <= 2.3 * proofs[30]
+
+
+def test_the_bounded_find_loses_no_copy_the_unbounded_one_groups(tmp_path: Path) -> None:
+    """Real photos with four copies each, camera pans, stereo pairs and texture patches: the
+    plan with bounded neighbourhoods is the plan of the unbounded pipeline."""
+    import skimage.data as data
+
+    root = tmp_path / "photos"
+    root.mkdir()
+    for name, photo in sample_photos().items():
+        (root / f"{name}.jpg").write_bytes(encode(photo, quality=95))
+        (root / f"{name}_half.jpg").write_bytes(
+            encode(photo.resize((photo.width // 2, photo.height // 2)), quality=90)
+        )
+        (root / f"{name}_q40.jpg").write_bytes(encode(photo, quality=40))
+        (root / f"{name}_crop.jpg").write_bytes(encode(crop_fraction(photo, 0.1), quality=92))
+        (root / f"{name}.png").write_bytes(encode(photo, "PNG"))
+        w, h = photo.size
+        for k, start in enumerate((0, int(w * 0.3))):
+            pan = photo.crop((start, 0, start + int(w * 0.6), h))
+            (root / f"{name}_pan{k}.jpg").write_bytes(encode(pan, quality=92))
+    for name in ("brick", "grass", "gravel"):
+        texture = Image.fromarray(getattr(data, name)()).convert("RGB")
+        w, h = texture.size
+        for k, box in enumerate(
+            [(0, 0, w // 2, h // 2), (w // 2, 0, w, h // 2), (0, h // 2, w // 2, h)]
+        ):
+            (root / f"{name}_{k}.jpg").write_bytes(encode(texture.crop(box), quality=92))
+    bounded = run_find(root)
+    unbounded = run_find(root, neighbours=None)
+    assert plan_of(bounded) == plan_of(unbounded)
+    # Still the same plan with a quarter of the default neighbourhood, where the cap bites.
+    tighter = run_find(root, neighbours=4)
+    assert tighter.candidate_pairs < unbounded.candidate_pairs
+    assert plan_of(tighter) == plan_of(unbounded)
+    copies = {
+        frozenset({f"{name}{a}", f"{name}{b}"})
+        for name in sample_photos()
+        for a, b in combinations([".jpg", "_half.jpg", "_q40.jpg", "_crop.jpg", ".png"], 2)
+    }
+    grouped = {frozenset({g.keep.path, r.file.path}) for g in bounded.plan.groups for r in g.remove}
+    assert len(grouped & copies) >= 0.9 * len(sample_photos()) * 4
+
+
+def test_find_json_reports_candidates_proofs_and_peak_memory(library: Path) -> None:
+    result = runner.invoke(app, ["find", str(library), "--json", "--workers", "0"])
+    assert result.exit_code == 0, result.stderr
+    stats = json.loads(result.stdout)["stats"]
+    assert stats["candidate_pairs"] > 0
+    assert stats["proofs"]["thumbnails"] > 0 and "keypoints" in stats["proofs"]
+    assert stats["peak_memory_mb"] > 50 and stats["proof_seconds"] >= 0
+
+
+def test_the_proof_stage_reports_progress(library: Path) -> None:
+    recorder = Recorder()
+    result = run_find(library, progress=recorder)
+    proving = {k: v for k, v in recorder.stages.items() if k.startswith("proving")}
+    assert set(proving) == {"proving: thumbnails", "proving: pixels", "proving: keypoints"}
+    assert proving["proving: thumbnails"] == result.proofs["thumbnails"]
+    for stage, total in proving.items():
+        assert recorder.advanced[stage] == total
+
+
+@pytest.mark.parametrize("index", ["exact", "ann"])
+def test_new_only_finds_a_new_byte_copy_of_an_old_set(tmp_path: Path, index: str) -> None:
+    """A new file identical to two old ones: the set is searched as new, and grouped."""
+    root = tmp_path / "p"
+    root.mkdir()
+    photo = sample_photos()["coffee"]
+    (root / "a.jpg").write_bytes(encode(photo, quality=90))
+    (root / "b.jpg").write_bytes((root / "a.jpg").read_bytes())
+    (root / "c.jpg").write_bytes(encode(random_image(5, (200, 150)), quality=90))
+    run_find(root, index=index)
+    (root / "new.jpg").write_bytes((root / "a.jpg").read_bytes())
+    (root / "new_small.jpg").write_bytes(
+        encode(photo.resize((photo.width // 2, photo.height // 2)), quality=90)
+    )
+    again = run_find(root, index=index, new_only=True)
+    members = {(g.keep.path, *sorted(r.file.path for r in g.remove)) for g in again.plan.groups}
+    assert members == {("a.jpg", "b.jpg", "new.jpg", "new_small.jpg")}
