@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import brute_force_pairs
-from dedup_cli.core.pairs import Pairs
+from dedup_cli.core.pairs import Pairs, kth_similarity
 from dedup_cli.search.candidates import in_rows
 from dedup_cli.search.cells import cell_join, nearest_cells, train_cells
 from dedup_cli.search.exact import (
@@ -17,7 +17,6 @@ from dedup_cli.search.exact import (
     nearest_pairs_of_rows,
     undirected,
 )
-from dedup_cli.core.pairs import kth_similarity
 
 
 def clustered(seed: int, n: int, dim: int, cluster: int, spread: float) -> np.ndarray:

@@ -62,3 +62,39 @@ def test_copies_pass_and_another_photo_fails(photos) -> None:  # type: ignore[no
     assert not confirm(original, other)
     flat = bytes([100]) * 1024
     assert confirm(flat, bytes([102]) * 1024) and not confirm(flat, bytes([150]) * 1024)
+
+
+def test_the_batched_thumbnail_check_answers_exactly_as_confirm(photos) -> None:  # type: ignore[no-untyped-def]
+    """``agreeing`` decides most pairs by two sound shortcuts; every answer must still be
+    ``confirm``'s: copies (resized, re-encoded, cropped, brightened), look-alikes, noise,
+    flat and missing thumbnails."""
+    import numpy as np
+    from PIL import ImageEnhance
+
+    from dedup_cli.confirm.thumbnails import agreeing, confirm
+    from dedup_cli.media.decode import THUMBNAIL_SIDE
+
+    def thumb(image) -> bytes:  # type: ignore[no-untyped-def]
+        small = image.convert("L").resize((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+        return np.asarray(small, dtype=np.uint8).tobytes()
+
+    thumbs = []
+    for photo in list(photos.values())[:6]:
+        w, h = photo.size
+        thumbs += [
+            thumb(photo),
+            thumb(photo.resize((w // 3, h // 3))),
+            thumb(photo.crop((w // 12, h // 12, w - w // 12, h - h // 12))),
+            thumb(ImageEnhance.Brightness(photo).enhance(1.2)),
+            thumb(photo.crop((0, 0, w // 2, h // 2))),
+        ]
+    rng = np.random.default_rng(0)
+    thumbs += [rng.integers(0, 256, THUMBNAIL_SIDE**2, dtype=np.uint8).tobytes() for _ in range(5)]
+    thumbs += [bytes([128]) * THUMBNAIL_SIDE**2, bytes([129]) * THUMBNAIL_SIDE**2, b"short"]
+    pairs = [(a, b) for a in range(len(thumbs)) for b in range(len(thumbs)) if a != b]
+    a = [thumbs[i] for i, _ in pairs] + [None]
+    b = [thumbs[j] for _, j in pairs] + [thumbs[0]]
+    got = agreeing(a, b, 0.99)
+    expected = [confirm(x, y, 0.99) for x, y in zip(a, b)]
+    assert got.tolist() == expected
+    assert 0 < sum(expected) < len(expected) / 4  # copies pass, the rest do not

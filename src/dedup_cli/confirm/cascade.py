@@ -36,7 +36,7 @@ from dedup_cli.confirm.geometry import (
     match_aligned,
     opencv_error,
 )
-from dedup_cli.confirm.thumbnails import MIN_CORRELATION_ALONE, confirm
+from dedup_cli.confirm.thumbnails import MIN_CORRELATION_ALONE, agreeing
 from dedup_cli.core.files import FileInfo
 from dedup_cli.core.methods import EMBEDDING, EXACT, GEOMETRY, PIXELS
 from dedup_cli.core.pairs import Pairs, kth_similarity
@@ -112,30 +112,39 @@ def confirm_pairs(
     reason: dict[int, str] = {}
     cache = pictures if pictures is not None else PictureCache()
     lefts, rights = candidates.left.tolist(), candidates.right.tolist()
-    aligned: list[int] = []
     proofs: Counter[str] = Counter()
     watch = progress or Progress()
-    same = [
-        left[i].content_hash is not None and left[i].content_hash == right[j].content_hash
-        for i, j in zip(lefts, rights)
-    ]
-    watch.start(n - sum(same), "proving: thumbnails")
-    for k, (i, j) in enumerate(zip(lefts, rights)):
-        if same[k]:
-            method[k] = EXACT
-            continue
-        proofs["thumbnails"] += 1
-        if proofs["thumbnails"] % 1024 == 0:
-            watch.advance(1024)
-        fa, fb = left[i], right[j]
-        if confirm(thumbs_left.get(fa.path), thumbs_right.get(fb.path), MIN_CORRELATION_ALONE):
-            aligned.append(k)
-    watch.advance(proofs["thumbnails"] % 1024)
-    proofs["pixels"] = len(aligned)
-    watch.start(len(aligned), "proving: pixels")
+    # One FileInfo per file, not one per pair and look (a FileTable builds them on access).
+    known_left: dict[int, FileInfo] = {}
+    known_right: dict[int, FileInfo] = known_left if right is left else {}
 
     def files(k: int) -> tuple[FileInfo, FileInfo]:
-        return left[lefts[k]], right[rights[k]]
+        i, j = lefts[k], rights[k]
+        if i not in known_left:
+            known_left[i] = left[i]
+        if j not in known_right:
+            known_right[j] = right[j]
+        return known_left[i], known_right[j]
+
+    same = [
+        a.content_hash is not None and a.content_hash == b.content_hash
+        for a, b in map(files, range(n))
+    ]
+    to_screen = [k for k in range(n) if not same[k]]
+    for k in range(n):
+        if same[k]:
+            method[k] = EXACT
+    watch.start(len(to_screen), "proving: thumbnails")
+    proofs["thumbnails"] = len(to_screen)
+    agree = agreeing(
+        [thumbs_left.get(files(k)[0].path) for k in to_screen],
+        [thumbs_right.get(files(k)[1].path) for k in to_screen],
+        MIN_CORRELATION_ALONE,
+    )
+    aligned = [k for k, passed in zip(to_screen, agree.tolist()) if passed]
+    watch.advance(len(to_screen))
+    proofs["pixels"] = len(aligned)
+    watch.start(len(aligned), "proving: pixels")
 
     def check_aligned(k: int) -> GeometricMatch | None:
         fa, fb = files(k)

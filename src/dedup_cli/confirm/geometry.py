@@ -218,7 +218,9 @@ def _outside_is_blank(
 ) -> bool:
     """Whether every pixel of ``inner`` that maps outside ``outer`` is blank fill."""
     h, w = inner.shape
-    ys, xs = np.mgrid[0:h, 0:w]
+    # One row and one column broadcast, not two full grids: the same sums, a tenth the work.
+    xs = np.arange(w, dtype=np.float64)[None, :]
+    ys = np.arange(h, dtype=np.float64)[:, None]
     mapped_x = to_outer[0, 0] * xs + to_outer[0, 1] * ys + to_outer[0, 2]
     mapped_y = to_outer[1, 0] * xs + to_outer[1, 1] * ys + to_outer[1, 2]
     oh, ow = outer_shape

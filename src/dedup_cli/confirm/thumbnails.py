@@ -11,6 +11,7 @@ texture fails that test even when the embeddings agree.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -103,56 +104,129 @@ def confirm(a: bytes | None, b: bytes | None, min_correlation: float = MIN_CORRE
     return aligned_correlation(a, b) >= min_correlation
 
 
-class ThumbnailScreen:
-    """``confirm`` for many pairs at once, with the same answers and most of the work done
-    once per file instead of once per pair.
+@lru_cache(maxsize=1)
+def _coarse() -> tuple[np.ndarray, np.ndarray]:
+    """``Q`` (an 8 x 32 block average with orthonormal rows) applied after every window's
+    resampling, ``Q @ R``; and ``(Q 1)(Q 1)^T``, what a window's mean becomes under it."""
+    coarse = _coarse_matrix()
+    resample, _sums, _gram = _resampling()
+    ones = coarse @ np.ones(THUMBNAIL_SIDE)
+    return coarse @ resample, np.outer(ones, ones)
 
-    Two sound shortcuts decide most pairs without trying the crop windows: if the two
-    thumbnails already correlate at ``min_correlation`` frame on frame (the identity window),
-    the pair passes; if their angle (as centred unit vectors) exceeds the farthest any crop
-    window can move either thumbnail (its *reach*, measured once per file) plus the angle of
-    ``min_correlation``, no window of either can reach it (triangle inequality on the
-    sphere), and the pair fails. Only pairs in between get the full ``confirm``."""
 
-    def __init__(self, min_correlation: float = MIN_CORRELATION_ALONE) -> None:
-        self.min_correlation = min_correlation
-        self.slack = float(np.arccos(min_correlation))
-        self._facts: dict[bytes, tuple[np.ndarray, float] | None] = {}
-        self.decided_cheaply = 0
+def _coarse_windows(outer: np.ndarray) -> np.ndarray:
+    """Every crop window of ``outer`` that ``_window_correlations`` tries, centred and scaled
+    to unit norm, then block-averaged to 8 x 8 by ``Q``: (windows, 64), flat windows left
+    out (they never pass)."""
+    resample, column_sums, gram = _resampling()
+    coarse_resample, mean_image = _coarse()
+    n, block, side = coarse_resample.shape
+    pixels = float(outer.size)
+    rows = resample @ outer
+    sums = rows.sum(axis=1) @ column_sums.T
+    squares = (rows.transpose(0, 2, 1) @ rows).reshape(n, -1) @ gram.reshape(n, -1).T
+    spread = np.sqrt(np.maximum(squares - sums * sums / pixels, 0.0))
+    flat_resample = coarse_resample.reshape(n * block, side)
+    shrunk = ((coarse_resample @ outer).reshape(n * block, side) @ flat_resample.T).reshape(
+        n, block, n, block
+    )  # [i, a, j, c]: window (i, j), coarse pixel (a, c)
+    level = float(mean_image[0, 0])  # every coarse pixel of a constant image of 1
+    valid = spread >= 1e-3
+    scale = np.where(valid, 1.0 / np.where(valid, spread, 1.0), 0.0)
+    shrunk -= (level * sums / pixels)[:, None, :, None]
+    shrunk *= scale[:, None, :, None]
+    ordered = shrunk.transpose(0, 2, 1, 3).reshape(n * n, block * block)
+    result: np.ndarray = ordered[valid.ravel()]
+    return result
 
-    def _of(self, thumbnail: bytes) -> tuple[np.ndarray, float] | None:
-        """(centred unit vector, reach in radians) of a thumbnail; None when flat."""
-        if thumbnail not in self._facts:
-            side = THUMBNAIL_SIDE
-            image = np.frombuffer(thumbnail, dtype=np.uint8).reshape(side, side).astype(np.float64)
-            centred = (image - image.mean()).ravel()
-            norm = float(np.sqrt(centred @ centred))
-            if float(image.std()) < 1e-6 or norm < 1e-9:
-                self._facts[thumbnail] = None
-            else:
-                windows = _window_correlations(image, image)
-                valid = windows[windows > -1.0]
-                lowest = float(valid.min()) if valid.size else -1.0
-                reach = float(np.arccos(np.clip(lowest, -1.0, 1.0)))
-                self._facts[thumbnail] = (centred / norm, reach)
-        return self._facts[thumbnail]
 
-    def agree(self, a: bytes | None, b: bytes | None) -> bool:
-        """Exactly ``confirm(a, b, min_correlation)``."""
-        side = THUMBNAIL_SIDE * THUMBNAIL_SIDE
-        if a is None or b is None or len(a) != side or len(b) != side:
-            return False
-        fa, fb = self._of(a), self._of(b)
-        if fa is not None and fb is not None:
-            frame_on_frame = float(np.clip(fa[0] @ fb[0], -1.0, 1.0))
-            if frame_on_frame >= self.min_correlation:
-                self.decided_cheaply += 1
-                return True
-            if np.arccos(frame_on_frame) > max(fa[1], fb[1]) + self.slack + 1e-6:
-                self.decided_cheaply += 1
-                return False
-        return aligned_correlation(a, b) >= self.min_correlation
+def _coarse_unit(image: np.ndarray) -> np.ndarray:
+    """The thumbnail centred, scaled to unit norm and block-averaged like the windows."""
+    centred = image - image.mean()
+    unit = centred / max(float(np.sqrt((centred * centred).sum())), 1e-12)
+    q = _coarse_matrix()
+    result: np.ndarray = (q @ unit @ q.T).ravel()
+    return result
 
-    def forget(self) -> None:
-        """Drop the per-file facts (about 8 KB a file)."""
-        self._facts.clear()
+
+@lru_cache(maxsize=1)
+def _coarse_matrix() -> np.ndarray:
+    side = THUMBNAIL_SIDE
+    coarse = np.zeros((side // 4, side))
+    for row in range(side // 4):
+        coarse[row, 4 * row : 4 * row + 4] = 0.5
+    return coarse
+
+
+def agreeing(
+    a: Sequence[bytes | None],
+    b: Sequence[bytes | None],
+    min_correlation: float = MIN_CORRELATION_ALONE,
+) -> np.ndarray:
+    """``confirm(a[k], b[k], min_correlation)`` for every k, with the same answers, and
+    most of the work done once per thumbnail instead of once per pair.
+
+    Two sound shortcuts decide most pairs without the full window search. Frame on frame
+    at ``min_correlation`` already, a pair passes (the identity is one of the windows).
+    A window passes only within distance ``sqrt(2 (1 - min_correlation))`` of the other
+    thumbnail (both centred unit vectors), and a block average (an orthogonal projection)
+    never lengthens a distance: so when no window of either thumbnail comes that close
+    after block-averaging to 8 x 8, which costs 64 products per window, the pair fails.
+    Only pairs that neither shortcut decides get ``aligned_correlation``."""
+    n = len(a)
+    result = np.zeros(n, dtype=bool)
+    number: dict[bytes, int] = {}
+    pixels: list[np.ndarray] = []
+
+    def intern(thumbnail: bytes | None) -> int:
+        if thumbnail is None or len(thumbnail) != THUMBNAIL_SIDE * THUMBNAIL_SIDE:
+            return -1
+        if thumbnail not in number:
+            number[thumbnail] = len(pixels)
+            pixels.append(np.frombuffer(thumbnail, dtype=np.uint8))
+        return number[thumbnail]
+
+    ia = np.array([intern(t) for t in a], dtype=np.int64)
+    ib = np.array([intern(t) for t in b], dtype=np.int64)
+    if not pixels:
+        return result
+    side = THUMBNAIL_SIDE
+    images = np.stack(pixels)  # uint8, (thumbnails, 1024)
+    flat = images.std(axis=1) < 1e-6
+    coarse = np.stack([_coarse_unit(i.reshape(side, side).astype(np.float64)) for i in images])
+    both = (ia >= 0) & (ib >= 0)
+    undecided = np.flatnonzero(both & ~(flat[np.maximum(ia, 0)] | flat[np.maximum(ib, 0)]))
+    full_check = np.flatnonzero(both & (flat[np.maximum(ia, 0)] | flat[np.maximum(ib, 0)]))
+    # Frame on frame.
+    for start in range(0, len(undecided), 65536):
+        chunk = undecided[start : start + 65536]
+        x = images[ia[chunk]].astype(np.float64)
+        y = images[ib[chunk]].astype(np.float64)
+        x -= x.mean(axis=1, keepdims=True)
+        y -= y.mean(axis=1, keepdims=True)
+        correlation = (x * y).sum(axis=1) / np.sqrt((x * x).sum(axis=1) * (y * y).sum(axis=1))
+        result[chunk[correlation >= min_correlation]] = True
+    undecided = undecided[~result[undecided]]
+    # The windows of each thumbnail against the other side's, once per thumbnail and side.
+    reach = 2.0 * (1.0 - min_correlation) + 1e-9
+    possible = np.zeros(n, dtype=bool)
+    for mine, theirs in ((ia, ib), (ib, ia)):
+        order = undecided[np.argsort(mine[undecided], kind="stable")]
+        bounds = np.flatnonzero(np.diff(mine[order])) + 1
+        for group in np.split(order, bounds):
+            if len(group) == 0:
+                continue
+            windows = _coarse_windows(images[mine[group[0]]].reshape(side, side).astype(float))
+            if len(windows) == 0:
+                continue
+            others = coarse[theirs[group]]  # (pairs, 64)
+            distance = (
+                (windows * windows).sum(axis=1)[:, None]
+                + (others * others).sum(axis=1)[None, :]
+                - 2.0 * windows @ others.T
+            )
+            possible[group[distance.min(axis=0) <= reach]] = True
+    for k in [*np.flatnonzero(possible).tolist(), *full_check.tolist()]:
+        if not result[k]:
+            result[k] = aligned_correlation(a[k], b[k]) >= min_correlation
+    return result
