@@ -101,11 +101,25 @@ def jittered(image: Image.Image, rng: np.random.Generator) -> Image.Image:
     return ImageOps.mirror(image) if rng.random() < 0.5 else image
 
 
+def tilted(image: Image.Image, rng: np.random.Generator, amount: float) -> Image.Image:
+    """The picture as seen from a slightly different angle: each corner moved by up to
+    ``amount`` of the size (a perspective change no crop, scale or rotation explains)."""
+    import cv2
+
+    w, h = image.size
+    corners = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    moved = corners + rng.uniform(-amount, amount, (4, 2)).astype(np.float32) * [w, h]
+    matrix = cv2.getPerspectiveTransform(corners, moved.astype(np.float32))
+    warped = cv2.warpPerspective(np.asarray(image), matrix, (w, h), borderMode=cv2.BORDER_REFLECT)
+    return Image.fromarray(warped)
+
+
 def random_photo(
     sources: list[Image.Image], rng: np.random.Generator
 ) -> tuple[Image.Image, int, tuple[int, int, int, int]]:
     """A random crop (a quarter to two thirds of a side, any aspect) of a random source,
-    scaled to 240-400 px and colour-jittered: a distinct picture of a known part of a photo."""
+    seen from a slightly different angle, scaled to 240-400 px and colour-jittered: a
+    distinct shot of a known part of a photo (not a crop of another such shot)."""
     k = int(rng.integers(len(sources)))
     source = sources[k]
     w, h = source.size
@@ -117,7 +131,7 @@ def random_photo(
     side = int(rng.integers(240, 400))
     scale = side / max(cw, ch)
     crop = source.crop(box).resize((max(8, int(cw * scale)), max(8, int(ch * scale))))
-    return jittered(crop, rng), k, box
+    return jittered(tilted(crop, rng, 0.08), rng), k, box
 
 
 def write_realistic(root: Path, n: int) -> dict[str, Any]:
@@ -145,15 +159,17 @@ def write_realistic(root: Path, n: int) -> dict[str, Any]:
         if roll < 0.05 / 4:  # a burst: 3-5 frames, a few pixels apart
             base, source, (x0, y0, x1, y1) = random_photo(sources, rng)
             photo = sources[source]
+            step = max(4, (x1 - x0) // 25)  # the camera moves 4 % between frames
             for frame in range(int(rng.integers(3, 6))):
-                dx, dy = int(rng.integers(-6, 7)) * (frame + 1), int(rng.integers(-4, 5))
+                dx, dy = step * frame, int(rng.integers(-step, step + 1))
                 box = (
                     max(0, x0 + dx),
                     max(0, y0 + dy),
                     min(photo.width, x1 + dx),
                     min(photo.height, y1 + dy),
                 )
-                save(photo.crop(box).resize(base.size))
+                shot = tilted(photo.crop(box).resize(base.size), rng, 0.02)
+                save(shot)
                 k += 1
         elif roll < 0.05 / 4 + 0.02:  # a patch of a texture
             texture = textures[int(rng.integers(len(textures)))]

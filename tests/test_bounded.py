@@ -173,3 +173,51 @@ def test_new_only_finds_a_new_byte_copy_of_an_old_set(tmp_path: Path, index: str
     again = run_find(root, index=index, new_only=True)
     members = {(g.keep.path, *sorted(r.file.path for r in g.remove)) for g in again.plan.groups}
     assert members == {("a.jpg", "b.jpg", "new.jpg", "new_small.jpg")}
+
+
+def test_cross_plans_every_copy_of_a_photo_with_more_copies_than_neighbours(
+    tmp_path: Path,
+) -> None:
+    """24 copies (re-encodes and resizes, no two byte-identical) of one photo in B, the
+    original in A: more copies than each file's 16 candidates, all planned (keep db1)."""
+    photo = sample_photos()["chelsea"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    (a / "chelsea.png").write_bytes(encode(photo, "PNG"))
+    (a / "other.jpg").write_bytes(encode(sample_photos()["coffee"], quality=90))
+    for k in range(24):
+        size = (photo.width - 4 * k, photo.height - 3 * k)
+        (b / f"copy_{k:02d}.jpg").write_bytes(encode(photo.resize(size), quality=70 + k))
+    result = runner.invoke(
+        app, ["cross", str(a), str(b), "--keep", "db1", "--json", "--workers", "0"]
+    )
+    assert result.exit_code == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert len(document["groups"]) == 1
+    group = document["groups"][0]
+    assert Path(group["keep"]).name == "chelsea.png"
+    assert len(group["remove"]) == 24
+
+
+def test_a_photo_with_more_copies_than_neighbours_is_one_group(tmp_path: Path) -> None:
+    """40 copies (re-encodes and resizes) of one photo: each file's 16 candidates cannot
+    hold them all, yet every copy is proved against the keeper and planned, as before."""
+    import dedup_cli.jobs.workflow as workflow
+
+    photo = sample_photos()["astronaut"]
+    root = tmp_path / "many"
+    root.mkdir()
+    (root / "astronaut.png").write_bytes(encode(photo, "PNG"))
+    for k in range(40):
+        size = (photo.width - 5 * k, photo.height - 5 * k)
+        (root / f"copy_{k:02d}.jpg").write_bytes(encode(photo.resize(size), quality=55 + k))
+    result = run_find(root)
+    assert [len(g.remove) for g in result.plan.groups] == [40]
+    assert plan_of(result) == plan_of(run_find(root, neighbours=None))
+    rounds, workflow.KEEPER_ROUNDS = workflow.KEEPER_ROUNDS, 0
+    try:  # without proving files against their keeper, copies are left out
+        without = run_find(root).plan.groups
+        assert len(without) > 1 or sum(len(g.remove) for g in without) < 40
+    finally:
+        workflow.KEEPER_ROUNDS = rounds

@@ -26,11 +26,17 @@ from dedup_cli.core.progress import Progress
 from dedup_cli.embed.collection import FileTable, empty_stored, load_collection
 from dedup_cli.embed.pipeline import HashReport, embed_root, needs_work
 from dedup_cli.errors import DedupError, UsageError
-from dedup_cli.jobs.workflow import byte_identical, group_proved, prove, validate_threshold
+from dedup_cli.jobs.workflow import (
+    Proved,
+    byte_identical,
+    prove,
+    tried_against_keepers,
+    validate_threshold,
+)
 from dedup_cli.media.scan import ScanResult, scan
 from dedup_cli.models import ModelSpec, resolve_device
 from dedup_cli.search.candidates import choose_index
-from dedup_cli.search.exact import nearest_cross_pairs
+from dedup_cli.search.exact import nearest_cross_pairs, row_dots
 from dedup_cli.search.nearest import NEIGHBOURS
 from dedup_cli.store import Store
 
@@ -194,17 +200,19 @@ def cross_find(
         candidates = ann_cross_pairs(a.matrix, b.matrix, threshold, neighbours=NEIGHBOURS)
     else:
         candidates = nearest_cross_pairs(a.matrix, b.matrix, threshold, NEIGHBOURS, device=device)
-    proved = prove(
-        candidates,
-        a.files,
-        b.files,
-        (a.store, b.store),
-        verify=verify,
-        geometric=geometric,
-        neighbours=NEIGHBOURS,
-        progress=progress,
-    )
-    candidates, confirmation = proved.candidates, proved.confirmation
+
+    def proved_from_files(pairs: Pairs) -> Proved:
+        return prove(
+            pairs,
+            a.files,
+            b.files,
+            (a.store, b.store),
+            verify=verify,
+            geometric=geometric,
+            neighbours=NEIGHBOURS,
+            progress=progress,
+        )
+
     offset = len(a.files)
     files = [*a.files, *b.files]
     protected = {"db1": 0, "db2": 1}.get(keep)  # the folder that loses nothing
@@ -216,14 +224,18 @@ def cross_find(
     exact_links = _links_across(
         byte_identical([*a.files.content_hashes, *b.files.content_hashes]), offset, rank
     )
-    groups = group_proved(
-        proved,
+    proved, groups = tried_against_keepers(
+        proved_from_files(candidates),
         rank,
         [],
+        lambda i, j: row_dots(a.matrix, i, j, b.matrix),
+        threshold,
+        proved_from_files,
         right_offset=offset,
         may_lose=None if protected is None else (lambda m: side_of(m) != protected),
         exact_links=exact_links,
     )
+    candidates, confirmation = proved.candidates, proved.confirmation
     found = confirmation.pairs
     confirmed = Pairs(found.left, found.right + offset, found.similarity)
     plan = make_plan(a_root, spec.key, threshold, f"cross-{keep}", files, groups)

@@ -206,6 +206,10 @@ def tried_against_keepers(
     similarity: Callable[[np.ndarray, np.ndarray], np.ndarray],
     threshold: float,
     prove_more: Callable[[Pairs], Proved],
+    *,
+    right_offset: int = 0,
+    may_lose: Callable[[int], bool] | None = None,
+    exact_links: Sequence[tuple[int, int]] = (),
 ) -> tuple[Proved, list[Group]]:
     """Group, then prove each file against the keeper it would join, where bounded search
     never proposed that pair, and group again.
@@ -215,20 +219,34 @@ def tried_against_keepers(
     bound has copies whose pair with the keeper was never proposed, though they are proved
     copies of its other copies; unbounded search would have proposed and proved it. Each
     round proves only those (keeper, file) pairs, at or above the threshold as unbounded
-    search requires: at most one per confirmed pair, so the work stays per file."""
+    search requires: at most one per confirmed pair, so the work stays per file.
+    ``right_offset``: two collections (``cross``), pairs only between them; ``similarity``
+    and ``prove_more`` take pairs in each side's own rows, as ``prove`` does."""
+
+    def grouped(current: Proved) -> list[Group]:
+        return group_proved(current, rank, exact_sets, right_offset, may_lose, exact_links)
+
     tried = set(zip(proved.candidates.left.tolist(), proved.candidates.right.tolist()))
-    groups = group_proved(proved, rank, exact_sets)
+    groups = grouped(proved)
     for _ in range(KEEPER_ROUNDS):
-        gaps = sorted(keeper_gaps(proved.confirmation.pairs, groups) - tried)
-        if not gaps:
+        found = proved.confirmation.pairs
+        across = Pairs(found.left, found.right + right_offset, found.similarity)
+        gaps = set()
+        for a, b in keeper_gaps(across, groups):
+            if right_offset == 0:
+                gaps.add((a, b))
+            elif a < right_offset <= b:  # two folders: only pairs between them
+                gaps.add((a, b - right_offset))
+        new = sorted(gaps - tried)
+        if not new:
             break
-        tried.update(gaps)
-        left = np.array([a for a, _ in gaps], dtype=np.int64)
-        right = np.array([b for _, b in gaps], dtype=np.int64)
+        tried.update(new)
+        left = np.array([a for a, _ in new], dtype=np.int64)
+        right = np.array([b for _, b in new], dtype=np.int64)
         score = similarity(left, right)
         near = score >= threshold
         if not near.any():
             break
         proved = merged(proved, prove_more(Pairs(left[near], right[near], score[near])))
-        groups = group_proved(proved, rank, exact_sets)
+        groups = grouped(proved)
     return proved, groups
