@@ -198,8 +198,8 @@ def agreeing(
     undecided = np.flatnonzero(both & ~(flat[np.maximum(ia, 0)] | flat[np.maximum(ib, 0)]))
     full_check = np.flatnonzero(both & (flat[np.maximum(ia, 0)] | flat[np.maximum(ib, 0)]))
     # Frame on frame.
-    for start in range(0, len(undecided), 65536):
-        chunk = undecided[start : start + 65536]
+    for start in range(0, len(undecided), 4096):  # 4,096 pairs: 64 MB of float64 a side
+        chunk = undecided[start : start + 4096]
         x = images[ia[chunk]].astype(np.float64)
         y = images[ib[chunk]].astype(np.float64)
         x -= x.mean(axis=1, keepdims=True)
