@@ -226,7 +226,8 @@ def tried_against_keepers(
     def grouped(current: Proved) -> list[Group]:
         return group_proved(current, rank, exact_sets, right_offset, may_lose, exact_links)
 
-    tried = set(zip(proved.candidates.left.tolist(), proved.candidates.right.tolist()))
+    # Pairs already proposed, as one sorted array of keys (never an object per pair).
+    tried = np.unique((proved.candidates.left << 32) | proved.candidates.right)
     groups = grouped(proved)
     for _ in range(KEEPER_ROUNDS):
         found = proved.confirmation.pairs
@@ -237,12 +238,16 @@ def tried_against_keepers(
                 gaps.add((a, b))
             elif a < right_offset <= b:  # two folders: only pairs between them
                 gaps.add((a, b - right_offset))
-        new = sorted(gaps - tried)
-        if not new:
+        if not gaps:
             break
-        tried.update(new)
-        left = np.array([a for a, _ in new], dtype=np.int64)
-        right = np.array([b for _, b in new], dtype=np.int64)
+        left = np.array([a for a, _ in sorted(gaps)], dtype=np.int64)
+        right = np.array([b for _, b in sorted(gaps)], dtype=np.int64)
+        keys = (left << 32) | right
+        fresh = ~np.isin(keys, tried)
+        if not fresh.any():
+            break
+        left, right = left[fresh], right[fresh]
+        tried = np.union1d(tried, keys[fresh])
         score = similarity(left, right)
         near = score >= threshold
         if not near.any():
