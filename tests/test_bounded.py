@@ -221,3 +221,40 @@ def test_a_photo_with_more_copies_than_neighbours_is_one_group(tmp_path: Path) -
         assert len(without) > 1 or sum(len(g.remove) for g in without) < 40
     finally:
         workflow.KEEPER_ROUNDS = rounds
+
+
+def test_new_only_groups_every_old_byte_copy_behind_the_one_searched(tmp_path: Path) -> None:
+    """Found in review: an old set of two identical files is searched by one of them; a new
+    larger copy (the keeper) must take both, not leave the second behind."""
+    root = tmp_path / "p"
+    root.mkdir()
+    photo = sample_photos()["rocket"]
+    (root / "old_a.jpg").write_bytes(encode(photo, quality=80))
+    (root / "old_b.jpg").write_bytes((root / "old_a.jpg").read_bytes())
+    (root / "other.jpg").write_bytes(encode(random_image(9, (200, 150)), quality=90))
+    run_find(root)
+    (root / "new.png").write_bytes(encode(photo, "PNG"))
+    again = run_find(root, new_only=True)
+    assert {(g.keep.path, *sorted(r.file.path for r in g.remove)) for g in again.plan.groups} == {
+        ("new.png", "old_a.jpg", "old_b.jpg")
+    }
+
+
+def test_cross_removes_every_identical_copy_when_a_third_file_is_kept(tmp_path: Path) -> None:
+    """Found in review: A holds two identical files, B two more of the same bytes and a
+    larger near copy (the keeper). Both A files go; B's identical files stay (same folder)."""
+    photo = sample_photos()["coffee"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    data = encode(photo, quality=85)
+    for folder, names in ((a, ("a1.jpg", "a2.jpg")), (b, ("b1.jpg", "b2.jpg"))):
+        for name in names:
+            (folder / name).write_bytes(data)
+    (b / "big.png").write_bytes(encode(photo, "PNG"))
+    result = runner.invoke(app, ["cross", str(a), str(b), "--json", "--workers", "0"])
+    assert result.exit_code == 0, result.stderr
+    groups = json.loads(result.stdout)["groups"]
+    removed = {Path(p).name for g in groups for p in g["remove"]}
+    kept = {Path(g["keep"]).name for g in groups}
+    assert removed == {"a1.jpg", "a2.jpg"} and kept == {"big.png"}

@@ -89,3 +89,18 @@ def test_full_picture_is_never_removed_in_favour_of_its_crop() -> None:
     # With the full picture as keeper, the crop may go, labelled with its check.
     groups = group_pairs(pairs, rank=lambda i: i, methods=["geometry"], crop_of=[1])
     assert [(g.keeper, g.members, g.method) for g in groups] == [(0, [1], {1: "geometry"})]
+
+
+def test_a_crop_proof_is_not_undone_by_another_pair_of_the_same_nodes() -> None:
+    """Found in review: 1 and 2 are byte-identical (one node, held by 1). 0 is proved to
+    contain 2 (2 is its crop); a second proof of (0, 1) without crop information must not
+    make the crop the keeper of the fuller picture 0."""
+    pairs = Pairs(np.array([0, 0]), np.array([2, 1]), np.array([0.9, 0.9], dtype=np.float32))
+    groups = group_pairs(
+        pairs,
+        rank=lambda i: {0: 5, 1: 0, 2: 1}[i],
+        exact_sets=[[1, 2]],
+        methods=["geometry", "pixels"],
+        crop_of=[1, -1],
+    )
+    assert all(0 not in g.members for g in groups)

@@ -42,9 +42,12 @@ class _Links:
         if old is None or old[1] != EXACT:
             self.neighbours[a][b] = (similarity, method)
             self.neighbours[b][a] = (similarity, method)
-            self.contains.discard((a, b))
-            self.contains.discard((b, a))
-            if crop is not None and method != EXACT:
+            if method == EXACT:  # the same bytes: neither is a crop of the other
+                self.contains.discard((a, b))
+                self.contains.discard((b, a))
+            elif crop is not None:
+                # Sticky: several pairs can land on one pair of nodes (byte-identical sets
+                # are one node); once one proof says a crop, the fuller picture stays.
                 self.contains.add((b, a) if crop == a else (a, b))
 
     def components(self, nodes: Iterable[int]) -> list[list[int]]:
@@ -97,6 +100,7 @@ def group_pairs(
     methods: Sequence[str] | None = None,
     crop_of: Sequence[int] | None = None,
     exact_links: Iterable[tuple[int, int]] = (),
+    mates_follow_keeper: bool = True,
 ) -> list[Group]:
     """Groups from candidate pairs (all at or above the threshold) and exact-copy sets.
 
@@ -104,7 +108,9 @@ def group_pairs(
     content hash) always group. ``methods`` says how each pair was confirmed; ``crop_of``
     marks a pair whose left (0) or right (1) file is a crop of the other: the fuller picture
     never joins a group whose keeper is its crop. ``exact_links``: single byte-identical
-    pairs (``cross``: across the two folders only), not sets.
+    pairs (``cross``: across the two folders only), not sets. ``mates_follow_keeper=False``
+    (``cross``, whose sets are each within one folder): a keeper's byte-identical mates are
+    not removed in its favour.
 
     A set of byte-identical files is one node, held by its best-ranked member: every member
     has the same bytes, so the same links, and 30,000 copies of a photo are one node, not
@@ -143,7 +149,7 @@ def group_pairs(
             i for i in component if i != keeper and i in near and (i, keeper) not in links.contains
         )
         group = Group(keeper=keeper)
-        for copy in rest_of_set.get(keeper, []):
+        for copy in rest_of_set.get(keeper, []) if mates_follow_keeper else []:
             group.members.append(copy)
             group.similarity[copy], group.method[copy] = 1.0, EXACT
         for member in members:

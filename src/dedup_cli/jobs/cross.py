@@ -11,7 +11,7 @@ that every file lies inside its own folder.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,23 +135,22 @@ def _prepare(
     side.files, side.matrix, *_ = load_collection(side.root, side.store, spec, side.found)
 
 
-def _links_across(
-    sets: list[list[int]], offset: int, rank: Callable[[int], Hashable]
-) -> list[tuple[int, int]]:
-    """Byte-identical files across the folders always pair, model or not: A-B links only (a
-    set linking all its members would pair two files of one folder), and as two stars, not
-    all |A| x |B| links: every file of B to the best-ranked copy in A and every file of A
-    to the best-ranked copy in B. Whichever file is kept, its group is the same."""
+def _exact_across(
+    hashes: Sequence[str | None], offset: int
+) -> tuple[list[list[int]], list[tuple[int, int]]]:
+    """Byte-identical files always pair across the folders, model or not, and never within
+    one. Each folder's identical files are one node (``core.group``; a keeper's mates stay,
+    as they are in its own folder), and one link joins the A node and the B node of every
+    content found in both: |A| + |B| entries, not |A| x |B| links, whichever file is kept."""
+    sets: list[list[int]] = []
     links: list[tuple[int, int]] = []
-    for members in sets:
+    for members in byte_identical(hashes):
         in_a = [i for i in members if i < offset]
         in_b = [j for j in members if j >= offset]
-        if not in_a or not in_b:
-            continue
-        best_a = min(in_a, key=lambda i: (rank(i), i))  # type: ignore[arg-type,return-value,unused-ignore]
-        best_b = min(in_b, key=lambda j: (rank(j), j))  # type: ignore[arg-type,return-value,unused-ignore]
-        links += [(best_a, j) for j in in_b] + [(i, best_b) for i in in_a if i != best_a]
-    return links
+        sets += [side for side in (in_a, in_b) if len(side) > 1]
+        if in_a and in_b:
+            links.append((in_a[0], in_b[0]))
+    return sets, links
 
 
 def cross_find(
@@ -221,27 +220,29 @@ def cross_find(
         return 0 if i < offset else 1
 
     rank = keeper_rank(keep, files, lambda i: Standing(side=side_of(i)), CROSS_RULES)
-    exact_links = _links_across(
-        byte_identical([*a.files.content_hashes, *b.files.content_hashes]), offset, rank
+    same_bytes, exact_links = _exact_across(
+        [*a.files.content_hashes, *b.files.content_hashes], offset
     )
     proved, groups = tried_against_keepers(
         proved_from_files(candidates),
         rank,
-        [],
+        same_bytes,
         lambda i, j: row_dots(a.matrix, i, j, b.matrix),
         threshold,
         proved_from_files,
         right_offset=offset,
         may_lose=None if protected is None else (lambda m: side_of(m) != protected),
         exact_links=exact_links,
+        mates_follow_keeper=False,
     )
     candidates, confirmation = proved.candidates, proved.confirmation
     found = confirmation.pairs
     confirmed = Pairs(found.left, found.right + offset, found.similarity)
     plan = make_plan(a_root, spec.key, threshold, f"cross-{keep}", files, groups)
     matched = set(confirmed.left.tolist()) | set(confirmed.right.tolist())
-    for link in exact_links:
-        matched |= set(link)
+    for members in byte_identical([*a.files.content_hashes, *b.files.content_hashes]):
+        if members[0] < offset <= members[-1]:  # in both folders
+            matched |= set(members)
     in_a = sum(1 for i in matched if i < offset)
     in_b = sum(1 for i in matched if i >= offset)
     return CrossResult(

@@ -124,16 +124,10 @@ def find_duplicates(
     new_rows = None
     if new_only and model_id is not None:
         new_rows = set(rows_written_since(store, model_id, files.seqs).tolist())
-    # Stored hashes never decide "exact" alone: the files of every exact set are re-read.
-    rederived = rederive_shared_hashes(
-        [files],
-        None if new_rows is None else {h for i in new_rows if (h := files.content_hashes[i])},
-    )
-    exact_sets = [
-        members
-        for members in byte_identical(files.content_hashes)
-        if new_rows is None or not new_rows.isdisjoint(members)
-    ]
+    # Stored hashes never decide "exact" alone: the files of every exact set are re-read
+    # (with --new-only, those of the sets the search touches, once it has).
+    rederived = rederive_shared_hashes([files]) if new_rows is None else RederivedHashes()
+    searched_rows = standing_for_sets(len(files), byte_identical(files.content_hashes), new_rows)
     found_by = find_candidates(
         store,
         model_id,
@@ -145,9 +139,21 @@ def find_duplicates(
         index=index,
         device=resolve_device(options.device),
         new_only=new_only,
-        searched=standing_for_sets(len(files), byte_identical(files.content_hashes), new_rows),
+        searched=None if len(searched_rows) == len(files) else searched_rows,
         neighbours=neighbours,
     )
+    exact_sets = byte_identical(files.content_hashes)
+    if new_rows is not None:
+        # A set is grouped when it has a new file or the search found a pair with one of its
+        # files (its other files were not searched: they stand behind that one).
+        touched = new_rows | set(found_by.pairs.left.tolist()) | set(found_by.pairs.right.tolist())
+        hashes = {h for i in touched if (h := files.content_hashes[i])}
+        rederived = rederive_shared_hashes([files], hashes)
+        exact_sets = [
+            members
+            for members in byte_identical(files.content_hashes)
+            if not touched.isdisjoint(members)
+        ]
     searched = time.perf_counter()
 
     def proved_from_files(pairs: Pairs) -> Proved:

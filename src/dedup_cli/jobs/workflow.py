@@ -130,6 +130,7 @@ def group_proved(
     right_offset: int = 0,
     may_lose: Callable[[int], bool] | None = None,
     exact_links: Iterable[tuple[int, int]] = (),
+    mates_follow_keeper: bool = True,
 ) -> list[Group]:
     """Groups without chaining over one index space (``right`` rows shifted by
     ``right_offset`` when the two sides are two lists); ``may_lose`` keeps protected files
@@ -143,6 +144,7 @@ def group_proved(
         methods=proved.confirmation.methods,
         crop_of=proved.confirmation.crop_of,
         exact_links=exact_links,
+        mates_follow_keeper=mates_follow_keeper,
     )
     if may_lose is not None:
         for group in groups:
@@ -210,6 +212,7 @@ def tried_against_keepers(
     right_offset: int = 0,
     may_lose: Callable[[int], bool] | None = None,
     exact_links: Sequence[tuple[int, int]] = (),
+    mates_follow_keeper: bool = True,
 ) -> tuple[Proved, list[Group]]:
     """Group, then prove each file against the keeper it would join, where bounded search
     never proposed that pair, and group again.
@@ -224,7 +227,9 @@ def tried_against_keepers(
     and ``prove_more`` take pairs in each side's own rows, as ``prove`` does."""
 
     def grouped(current: Proved) -> list[Group]:
-        return group_proved(current, rank, exact_sets, right_offset, may_lose, exact_links)
+        return group_proved(
+            current, rank, exact_sets, right_offset, may_lose, exact_links, mates_follow_keeper
+        )
 
     # Pairs already proposed, as one sorted array of keys (never an object per pair).
     tried = np.unique((proved.candidates.left << 32) | proved.candidates.right)
