@@ -1,4 +1,6 @@
-"""All pairs above a cosine threshold, in row blocks: never an N x N matrix in memory.
+"""Pairs above a cosine threshold, in row blocks: never an N x N matrix in memory. ``find``
+and ``cross`` take each row's nearest (``nearest_pairs``, ``search.nearest``); every pair in
+range (``similar_pairs``) is kept for the calibration bench, which scores every threshold.
 
 Each block of rows is multiplied only against itself and the rows after it (the upper
 triangle). Products run in half precision on a GPU and in bfloat16 on CPUs that support it; candidates
@@ -255,7 +257,8 @@ def nearest_cross_pairs(
     block: int | None = None,
     device: torch.device | None = None,
 ) -> Pairs:
-    """``cross_pairs`` bounded: (i, j) when j is among the ``neighbours`` rows of ``right``
+    """Pairs (i in ``left``, j in ``right``) at cosine >= threshold, only between the two
+    collections, bounded: (i, j) when j is among the ``neighbours`` rows of ``right``
     most similar to ``left[i]``, or i among those of ``left`` most similar to ``right[j]``."""
     import torch
 
@@ -331,47 +334,6 @@ def rescored_between(
     similarity = row_dots(left, i, j, right)
     keep = similarity >= threshold
     return Pairs(i[keep], j[keep], similarity[keep])
-
-
-def cross_pairs(
-    left: np.ndarray,
-    right: np.ndarray,
-    threshold: float,
-    *,
-    block: int | None = None,
-    device: torch.device | None = None,
-) -> Pairs:
-    """Pairs (i in ``left``, j in ``right``) with cosine >= threshold: only between the two
-    collections, never within one. Exact float32 products, in blocks of ``left`` rows."""
-    import torch
-
-    from dedup_cli.malloc_tuning import keep_freed_memory
-
-    if left.shape[0] == 0 or right.shape[0] == 0:
-        return Pairs.empty()
-    device = device or torch.device("cpu")
-    if device.type == "cpu":
-        keep_freed_memory()
-    a = torch.from_numpy(np.array(left, dtype=np.float32)).to(device)
-    b = torch.from_numpy(np.array(right, dtype=np.float32)).to(device)
-    block = block or block_rows(b.shape[0], memory_budget(device))
-    lefts: list[np.ndarray] = []
-    rights: list[np.ndarray] = []
-    sims: list[np.ndarray] = []
-    with torch.inference_mode():
-        for start in range(0, a.shape[0], block):
-            scores = a[start : start + block] @ b.T
-            rows, cols = torch.nonzero(scores >= threshold, as_tuple=True)
-            if rows.numel():
-                lefts.append(rows.cpu().numpy().astype(np.int64) + start)
-                rights.append(cols.cpu().numpy().astype(np.int64))
-                sims.append(scores[rows, cols].cpu().numpy().astype(np.float32))
-            del scores
-    if not lefts:
-        return Pairs.empty()
-    left_i, right_i, sim = np.concatenate(lefts), np.concatenate(rights), np.concatenate(sims)
-    order = np.lexsort((right_i, left_i))
-    return Pairs(left_i[order], right_i[order], sim[order])
 
 
 def pairs_of_rows(
