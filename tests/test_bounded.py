@@ -258,3 +258,10 @@ def test_cross_removes_every_identical_copy_when_a_third_file_is_kept(tmp_path: 
     removed = {Path(p).name for g in groups for p in g["remove"]}
     kept = {Path(g["keep"]).name for g in groups}
     assert removed == {"a1.jpg", "a2.jpg"} and kept == {"big.png"}
+
+
+def test_the_human_summary_says_how_many_checks_ran(library: Path) -> None:
+    result = runner.invoke(app, ["find", str(library), "--workers", "0"])
+    assert result.exit_code == 0, result.stderr
+    text = " ".join(result.stderr.split())
+    assert "candidate pairs" in text and "thumbnail," in text and "keypoint (" in text

@@ -173,6 +173,13 @@ def print_find_summary(result: Any) -> None:
     table.add_row("duplicate groups", str(len(plan.groups)))
     table.add_row("files to remove", str(plan.files_to_remove))
     table.add_row("space to free", human_bytes(plan.bytes_to_free))
+    proofs = result.proofs
+    checks = (
+        f"{proofs.get('thumbnails', 0)} thumbnail, {proofs.get('pixels', 0)} pixel, "
+        f"{proofs.get('keypoints', 0)} keypoint ({result.proof_seconds:.1f} s)"
+    )
+    table.add_row("candidate pairs", str(result.candidate_pairs))
+    table.add_row("checks run", checks)
     if result.confirmed_by:
         how = ", ".join(f"{n} by {m}" for m, n in sorted(result.confirmed_by.items()))
         table.add_row("pairs confirmed", how)
