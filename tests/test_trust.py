@@ -830,3 +830,28 @@ def test_a_half_done_move_whose_home_file_changed_keeps_the_quarantined_copy(
     assert (root / "b.jpg").read_bytes() == photo(77)
     skipped = json.loads(result.stdout)["skipped"]
     assert [Path(s["path"]).name for s in skipped] == ["b.jpg"]
+
+
+@pytest.mark.parametrize("hard_link", [True, False], ids=["same-disk", "across-disks"])
+def test_a_half_done_move_keeps_its_quarantined_copy_if_home_goes_at_that_moment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hard_link: bool
+) -> None:
+    """The file at home is checked, then removed (by another program) before the
+    quarantined name is dropped: the quarantined copy is then the last one and must stay."""
+    from dedup_cli.media import fsops
+
+    root, quarantine, run_id = _half_done_move(tmp_path, hard_link=hard_link)
+    real_snapshot = fsops.Pinned.snapshot
+    calls = {"n": 0}
+
+    def snapshot_then_lose_home(self: fsops.Pinned) -> fsops.FileSnapshot:
+        calls["n"] += 1
+        taken = real_snapshot(self)
+        if calls["n"] == 2:  # home was read first, now the quarantined copy: home goes
+            (root / "b.jpg").unlink()
+        return taken
+
+    monkeypatch.setattr(fsops.Pinned, "snapshot", snapshot_then_lose_home)
+    result = invoke("undo", run_id, "--json")
+    assert result.exit_code == 1
+    assert (quarantine / "b.jpg").read_bytes() == photo(1)

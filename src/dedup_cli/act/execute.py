@@ -647,8 +647,10 @@ def _drop_half_done_move(
             }
         )
         return
-    if not source.is_same(away):
-        raise OSError(errno.EAGAIN, "the quarantined file changed at the moment of acting")
+    # Both entries once more, at the last moment: a hard link shares its inode, so if the
+    # home name went meanwhile, the quarantined one is the last and must stay.
+    if not (source.is_same(away) and target.is_same(home)):
+        raise OSError(errno.EAGAIN, "the file changed at the moment of acting")
     source.unlink()
     store.set_action_status(action["id"], "undone")
     report.restored.append(original)
