@@ -127,7 +127,8 @@ def find_duplicates(
     # Stored hashes never decide "exact" alone: the files of every exact set are re-read
     # (with --new-only, those of the sets the search touches, once it has).
     rederived = rederive_shared_hashes([files]) if new_rows is None else RederivedHashes()
-    searched_rows = standing_for_sets(len(files), byte_identical(files.content_hashes), new_rows)
+    exact_sets = byte_identical(files.content_hashes)
+    searched_rows = standing_for_sets(len(files), exact_sets, new_rows)
     found_by = find_candidates(
         store,
         model_id,
@@ -142,7 +143,6 @@ def find_duplicates(
         searched=None if len(searched_rows) == len(files) else searched_rows,
         neighbours=neighbours,
     )
-    exact_sets = byte_identical(files.content_hashes)
     if new_rows is not None:
         # A set is grouped when it has a new file or the search found a pair with one of its
         # files (its other files were not searched: they stand behind that one).
