@@ -383,7 +383,8 @@ def score_plan(document: dict[str, Any], folder: Path, samples: list[Any]) -> No
     are then proved copies of the keeper). Precision: over what the plan asserts, each
     removed file against its keeper; a pair of different photos, or of two look-alikes of one
     (pan frames, texture patches), is false. A pan frame or patch removed in favour of its own
-    photo (or a copy of it) is a crop of it: not scored, as in calibrate_threshold.py."""
+    photo (or a copy of it), or a patch removed in favour of a pan frame that contains it, is
+    a crop of it: not scored, as calibrate_threshold.py says."""
     from dedup_cli.jobs.bench import LOOKALIKE
 
     index = {str(folder.resolve() / s.path): k for k, s in enumerate(samples)}
@@ -397,6 +398,8 @@ def score_plan(document: dict[str, Any], folder: Path, samples: list[Any]) -> No
     true = false = 0
     for keeper, removed in asserted:
         a, b = samples[keeper], samples[removed]
+        if a.source == b.source and _patch_inside_pan(b.path, a.path):
+            continue  # a crop of the pan frame, as of its photo: not scored
         if a.source != b.source or (a.tier == LOOKALIKE and b.tier == LOOKALIKE):
             false += 1
         elif LOOKALIKE not in (a.tier, b.tier):
@@ -414,6 +417,23 @@ def score_plan(document: dict[str, Any], folder: Path, samples: list[Any]) -> No
         f"plan: {len(asserted)} removals, precision {true / max(true + false, 1):.4f}, "
         f"look-alikes or other photos removed: {false}"
     )
+
+
+# calibrate_threshold.py's look-alikes of one photo: pan frame k spans these shares of the
+# width (full height), texture patch k is this quarter.
+PAN_SPANS = {0: (0.0, 0.6), 1: (0.2, 0.8), 2: (0.4, 1.0)}
+PATCH_QUARTERS = {0: (0.0, 0.5), 1: (0.5, 1.0), 2: (0.0, 0.5), 3: (0.5, 1.0)}
+
+
+def _patch_inside_pan(patch: str, pan: str) -> bool:
+    """Whether texture patch ``patch`` lies inside pan frame ``pan`` (both of one photo):
+    then it is a crop of that frame, which calibrate_threshold.py does not score."""
+    patch_name, pan_name = Path(patch).stem, Path(pan).stem
+    if "_patch" not in patch_name or "_pan" not in pan_name:
+        return False
+    left, right = PATCH_QUARTERS[int(patch_name[-1])]
+    start, end = PAN_SPANS[int(pan_name[-1])]
+    return start <= left and right <= end
 
 
 def main() -> None:

@@ -171,3 +171,16 @@ def test_find_reports_an_overlay_copy_as_related_and_plans_nothing(tmp_path: Pat
         ["original.jpg", "sticker.jpg"]
     ]
     assert document["stats"]["related_pairs"] == 1 and document["unconfirmed"] == []
+
+
+def test_a_copy_proved_as_it_is_never_pays_for_its_mirror_image(photos, originals) -> None:  # type: ignore[no-untyped-def]
+    """The mirrored fit (another detection and a second brute-force match) runs only when
+    the pictures as they are do not prove a copy; a mirror image still gets it."""
+    copy = features(EASY["crop_10"](photos["coffee"])[0])
+    found = match(features(encode(photos["coffee"], quality=92)), copy)
+    assert found is not None and found.is_copy and not found.mirrored
+    assert set(copy._keypoints) == {False}
+    flipped = features(HARD["hflip"](photos["coffee"])[0])
+    found = match(originals["coffee"], flipped)
+    assert found is not None and found.is_copy and found.mirrored
+    assert set(flipped._keypoints) == {False, True}

@@ -20,7 +20,7 @@ that pass nothing are kept out of every group and listed as ``unconfirmed``.
 from __future__ import annotations
 
 import os
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -173,7 +173,9 @@ def confirm_pairs(
                 keypoint_checks.append(k)
             else:
                 proofs["keypoints_over_budget"] += 1
-        keypoint_checks.sort(key=lambda k: (lefts[k], rights[k]))  # a file's checks together
+        keypoint_checks = _cache_order(
+            keypoint_checks, lefts, rights, 0 if right is left else len(left)
+        )
     proofs["keypoints"] = len(keypoint_checks)
     watch.start(len(keypoint_checks), "proving: keypoints")
 
@@ -243,6 +245,38 @@ def _levels(
         of_right = kth_similarity(still, n_right, neighbours, side="right")
     level: np.ndarray = np.maximum(of_left[candidates.left], of_right[candidates.right])
     return level
+
+
+def _cache_order(checks: list[int], lefts: list[int], rights: list[int], offset: int) -> list[int]:
+    """The checks in an order that reads each file once: files numbered breadth first
+    through the graph of checked pairs (a file's candidates, then theirs), and pairs run in
+    the order their later file is reached. Look-alikes form tight neighbourhoods, so the
+    files in use at once stay few and the picture cache (and each file's keypoints) is read
+    once; sorted by left file alone, the right files of 2,440 look-alike photos were read
+    twice over. ``offset`` numbers the right files apart when the two sides are different
+    collections."""
+    neighbours: dict[int, list[int]] = {}
+    for k in checks:
+        a, b = lefts[k], rights[k] + offset
+        neighbours.setdefault(a, []).append(b)
+        neighbours.setdefault(b, []).append(a)
+    position: dict[int, int] = {}
+    for start in sorted(neighbours, key=lambda f: (-len(neighbours[f]), f)):
+        if start in position:
+            continue
+        position[start] = len(position)
+        queue = deque([start])
+        while queue:
+            for other in neighbours[queue.popleft()]:
+                if other not in position:
+                    position[other] = len(position)
+                    queue.append(other)
+
+    def reached(k: int) -> tuple[int, int]:
+        a, b = position[lefts[k]], position[rights[k] + offset]
+        return max(a, b), min(a, b)
+
+    return sorted(checks, key=reached)
 
 
 def _detail(found: GeometricMatch, cache: PictureCache, inner: FileInfo, outer: FileInfo) -> float:

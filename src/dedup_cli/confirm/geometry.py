@@ -57,6 +57,7 @@ from dedup_cli.media.decode import ImageDecodeError, decode_for_display
 
 WORK_SIDE = 512  # images are read and keypoints found at this long side
 DENSE_SIDE = 256  # blocks are compared at this long side
+KEYPOINTS = 1000  # ORB points per image: matching costs their square, but 500 lost copies
 MIN_INLIERS = 15
 MIN_INLIER_RATIO = 0.25
 MIN_AREA = 0.30  # the contained picture covers at least this share of the container
@@ -145,7 +146,7 @@ def _orb() -> Any:
     """One ORB detector per thread (OpenCV objects are not shared across threads)."""
     orb = getattr(_local, "orb", None)
     if orb is None:
-        orb = _local.orb = _cv2().ORB_create(nfeatures=1000, fastThreshold=10)
+        orb = _local.orb = _cv2().ORB_create(nfeatures=KEYPOINTS, fastThreshold=10)
     return orb
 
 
@@ -504,6 +505,8 @@ def match(a: Picture, b: Picture) -> GeometricMatch | None:
                 if best is None or _rank(found) > _rank(best):
                     best = found
                 break
+        if best is not None and best.is_copy:
+            break  # proved a copy as it is: its mirror image is not tried
     return best
 
 
