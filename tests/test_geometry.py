@@ -184,3 +184,24 @@ def test_a_copy_proved_as_it_is_never_pays_for_its_mirror_image(photos, original
     found = match(originals["coffee"], flipped)
     assert found is not None and found.is_copy and found.mirrored
     assert set(flipped._keypoints) == {False, True}
+
+
+@pytest.mark.parametrize("step", [0.03, 0.05])
+def test_burst_frames_of_a_smooth_picture_are_not_frame_on_frame_copies(step: float) -> None:
+    """Two frames of a burst over a smooth gradient (the camera moved a few per cent) agree
+    block by block once laid frame on frame, yet they are two shots: the aligned proof
+    first measures how far one frame is shifted against the other (phase correlation)."""
+    from skimage.data import colorwheel
+
+    wheel = Image.fromarray(colorwheel()).convert("RGB")
+    w, h = wheel.size
+    box = (w // 5, h // 5, w // 5 + w // 2, h // 5 + h // 2)
+    dx = int(step * (box[2] - box[0]))
+    shifted = (box[0] + dx, box[1], box[2] + dx, box[3])
+    first = features(encode(wheel.crop(box).resize((300, 300)), quality=90))
+    second = features(encode(wheel.crop(shifted).resize((300, 300)), quality=90))
+    found = match_aligned(first, second)
+    assert found is None or not found.is_copy
+    again = features(encode(wheel.crop(box).resize((300, 300)), quality=60))
+    copy = match_aligned(first, again)
+    assert copy is not None and copy.is_copy  # the same frame re-encoded still is
