@@ -16,7 +16,9 @@ is a dense comparison of the two images at ``DENSE_SIDE`` pixels, after aligning
   photo is a new picture.
 - *Residual*: after one global tone change (a linear fit, which absorbs brightness,
   contrast, grayscale and colour filters), the two luminances are compared block by block on
-  a 16x16 grid, leaving out clipped pixels. A copy differs nowhere: every block's RMS residual stays
+  a 16x16 grid. A pixel clipped (pure black or white) in one picture counts as an interval:
+  beyond the clip level is no difference, black against white is; pixels clipped alike in
+  both are left out. A copy differs nowhere: every block's RMS residual stays
   under ``MAX_RESIDUAL`` of the block's own contrast (or of a quarter of the image's, for
   flat blocks). Measured on 16 real photos: resizes, re-encodes, crops, flips, rotations and
   filters reach 0.59 (one letterboxed moon 0.95); screenshots of different photos in one
@@ -68,6 +70,7 @@ BLOCK_GRID = 16
 MAX_RESIDUAL = 0.65  # per-block RMS residual, as a share of the block's contrast
 CONTRAST_FLOOR = 0.25  # a block's residual is judged against its own contrast, or this share
 # of the whole image's where the block is flatter (so JPEG noise in flat sky is no difference)
+CLIP_LOW, CLIP_HIGH = 4, 251  # gray levels at or beyond which a pixel counts as clipped
 MIN_RELATED = 0.60  # share of agreeing blocks below which two are not even related
 MAX_ALIGNED_SHIFT = 0.015  # frames shifted more than this share of a side are not one frame
 COLOUR_SIDE = 128  # colour is compared at this long side (chroma is stored at half WORK_SIDE)
@@ -267,9 +270,14 @@ def block_residuals(
     inside = mask > 0.99
     if inside.sum() < 0.25 * inside.size or min(ih, iw) < BLOCK_GRID * 3:
         return None
-    # Clipped pixels (pure black or white in either) carry no evidence: a brightened copy
-    # loses its highlights, and both frames of a screenshot share their white background.
-    valid = inside & (small_inner > 4) & (small_inner < 251) & (warped > 4) & (warped < 251)
+    # The tone change is fitted on pixels clipped in neither picture (a brightened copy loses
+    # its highlights). A pixel clipped in one picture only still counts, as an interval: its
+    # true value lies at or beyond the clip level, so a prediction beyond it is no difference,
+    # but black against white or against a gray texture is. Pixels clipped alike in both (the
+    # white background two screenshots share) carry no evidence either way.
+    low_in, high_in = small_inner <= CLIP_LOW, small_inner >= CLIP_HIGH
+    low_out, high_out = warped <= CLIP_LOW, warped >= CLIP_HIGH
+    valid = inside & ~(low_in | high_in | low_out | high_out)
     if valid.sum() < 0.25 * valid.size:
         return None  # mostly clipped: too little to compare
     a = cv2.GaussianBlur(small_inner.astype(np.float32), (0, 0), 1.5).astype(np.float64)
@@ -277,8 +285,15 @@ def block_residuals(
     spread = float(a[valid].std())
     if spread < 2.0:
         return None  # a blank picture: nothing to prove a copy with
-    mapped = _tone_map(b, a, valid)
+    mapped, gain = _tone_map(b, a, valid)
     residual = a - mapped
+    # Where a clipped value may hide any darker (or brighter) truth, only a difference in the
+    # other direction counts. The warped picture's clipping moves ``mapped`` by the gain's sign.
+    darker_out, brighter_out = (low_out, high_out) if gain >= 0 else (high_out, low_out)
+    residual[(low_in & (residual > 0)) | (high_in & (residual < 0))] = 0.0
+    residual[(darker_out & (residual < 0)) | (brighter_out & (residual > 0))] = 0.0
+    clipped_alike = (low_in & darker_out) | (high_in & brighter_out)
+    valid = inside & ~clipped_alike
     edges_y = (np.arange(BLOCK_GRID) * ih) // BLOCK_GRID
     edges_x = (np.arange(BLOCK_GRID) * iw) // BLOCK_GRID
 
@@ -302,14 +317,16 @@ def block_residuals(
     return ratios if len(ratios) >= BLOCK_GRID else None
 
 
-def _tone_map(source: np.ndarray, target: np.ndarray, valid: np.ndarray) -> np.ndarray:
+def _tone_map(
+    source: np.ndarray, target: np.ndarray, valid: np.ndarray
+) -> tuple[np.ndarray, float]:
     """``source`` mapped by the linear tone change (gain and offset) that best matches
-    ``target``: absorbs brightness, contrast, grayscale and colour filters, but not a local
-    difference."""
+    ``target``, and the gain: absorbs brightness, contrast, grayscale and colour filters,
+    but not a local difference."""
     design = np.stack([source[valid], np.ones(int(valid.sum()))], axis=1)
     (gain, offset), *_ = np.linalg.lstsq(design, target[valid], rcond=None)
     mapped: np.ndarray = gain * source + offset
-    return mapped
+    return mapped, float(gain)
 
 
 # Cb and Cr of an RGB difference (JPEG's full-range conversion).
