@@ -167,7 +167,7 @@ def _print_summary(result: Any) -> None:
     table.add_row("in both (A / B files)", f"{result.in_both_a} / {result.in_both_b}")
     table.add_row("files to remove", str(plan.files_to_remove))
     table.add_row("space to free", human_bytes(plan.bytes_to_free))
-    table.add_row("look-alikes not confirmed", str(len(result.unconfirmed)))
+    table.add_row("look-alikes not confirmed", str(result.unconfirmed_pairs))
     if result.related:
         table.add_row("edited or same-frame pairs (kept, see --json)", str(len(result.related)))
     err_console.print(table)

@@ -183,7 +183,7 @@ def print_find_summary(result: Any) -> None:
     if result.confirmed_by:
         how = ", ".join(f"{n} by {m}" for m, n in sorted(result.confirmed_by.items()))
         table.add_row("pairs confirmed", how)
-    table.add_row("look-alikes not confirmed", str(len(result.unconfirmed)))
+    table.add_row("look-alikes not confirmed", str(result.unconfirmed_pairs))
     if result.related:
         table.add_row("edited or same-frame pairs (kept, see --json)", str(len(result.related)))
     err_console.print(table)

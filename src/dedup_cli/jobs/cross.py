@@ -68,7 +68,8 @@ class CrossResult:
     in_both_b: int
     candidate_pairs: int
     confirmed_pairs: int
-    unconfirmed: list[dict[str, Any]]
+    unconfirmed: list[dict[str, Any]]  # the most similar, at most UNCONFIRMED_LISTED
+    unconfirmed_pairs: int
     hashing: list[HashReport]
     related: list[dict[str, Any]] = field(default_factory=list)
     index: str = "exact"  # how candidates were searched: exact | ann
@@ -87,7 +88,7 @@ class CrossResult:
             "candidate_pairs": self.candidate_pairs,
             "index": self.index,
             "confirmed_pairs": self.confirmed_pairs,
-            "unconfirmed_pairs": len(self.unconfirmed),
+            "unconfirmed_pairs": self.unconfirmed_pairs,
             "related_pairs": len(self.related),
             "embedded_now": sum(h.embedded for h in self.hashing),
         }
@@ -254,6 +255,7 @@ def cross_find(
         candidate_pairs=len(candidates),
         confirmed_pairs=len(confirmed),
         unconfirmed=confirmation.unconfirmed,
+        unconfirmed_pairs=confirmation.unconfirmed_count,
         related=confirmation.related,
         hashing=[h for h in (a.hashing, b.hashing) if h is not None],
         index=method,

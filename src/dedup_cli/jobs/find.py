@@ -50,7 +50,9 @@ class FindResult:
     confirmed_by: dict[str, int] = field(default_factory=dict)
     geometric_checks: int = 0
     proofs: dict[str, int] = field(default_factory=dict)  # checks run, by kind
+    # The most similar pairs no check confirmed (at most UNCONFIRMED_LISTED), and how many.
     unconfirmed: list[dict[str, Any]] = field(default_factory=list)
+    unconfirmed_pairs: int = 0
     related: list[dict[str, Any]] = field(default_factory=list)
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # this run's and known
     search_seconds: float = 0.0  # from loading the collection to the plan
@@ -75,7 +77,7 @@ class FindResult:
             "confirmed_by": self.confirmed_by,
             "geometric_checks": self.geometric_checks,
             "proofs": self.proofs,
-            "unconfirmed_pairs": len(self.unconfirmed),
+            "unconfirmed_pairs": self.unconfirmed_pairs,
             "related_pairs": len(self.related),
             "search_seconds": round(self.search_seconds, 3),
             "load_seconds": round(self.load_seconds, 3),
@@ -197,6 +199,7 @@ def find_duplicates(
         geometric_checks=confirmation.geometric_checks,
         proofs=confirmation.proofs,
         unconfirmed=confirmation.unconfirmed,
+        unconfirmed_pairs=confirmation.unconfirmed_count,
         related=confirmation.related,
         unreadable=unreadable,
         search_seconds=time.perf_counter() - started,

@@ -15,7 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dedup_cli.confirm.cascade import GEOMETRY_PER_FILE, Confirmation, confirm_pairs
+from dedup_cli.confirm.cascade import (
+    GEOMETRY_PER_FILE,
+    Confirmation,
+    confirm_pairs,
+    most_similar_entries,
+)
 from dedup_cli.core.files import FileInfo
 from dedup_cli.core.group import Group, group_pairs
 from dedup_cli.core.pairs import Pairs
@@ -175,7 +180,8 @@ def merged(first: Proved, second: Proved) -> Proved:
         pairs=joined(a.pairs, b.pairs),
         methods=[*a.methods, *b.methods],
         crop_of=[*a.crop_of, *b.crop_of],
-        unconfirmed=[*a.unconfirmed, *b.unconfirmed],
+        unconfirmed=most_similar_entries([*a.unconfirmed, *b.unconfirmed]),
+        unconfirmed_count=a.unconfirmed_count + b.unconfirmed_count,
         related=[*a.related, *b.related],
         geometric_checks=a.geometric_checks + b.geometric_checks,
         proofs=proofs,
