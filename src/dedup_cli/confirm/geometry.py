@@ -570,19 +570,20 @@ def _gradient_shift(first: np.ndarray, second: np.ndarray, rounds: int = 3) -> t
         )
         along_x = cv2.Sobel(seen, cv2.CV_32F, 1, 0, ksize=3) / 8
         along_y = cv2.Sobel(seen, cv2.CV_32F, 0, 1, ksize=3) / 8
-        design = np.stack(
-            [
-                seen[inner].ravel(),
-                np.ones(target.size),
-                along_x[inner].ravel(),
-                along_y[inner].ravel(),
-            ],
-            axis=1,
-        ).astype(np.float64)
-        (gain, _offset, step_x, step_y), *_ = np.linalg.lstsq(design, target, rcond=None)
+        columns = [seen[inner], np.ones_like(seen[inner]), along_x[inner], along_y[inner]]
+        flat = np.stack([c.ravel() for c in columns]).astype(np.float64)  # (4, pixels)
+        # The normal equations of the 4-column least squares: a 4 x 4 solve, not an SVD
+        # of the whole picture.
+        try:
+            gain, _offset, step_x, step_y = np.linalg.solve(flat @ flat.T, flat @ target)
+        except np.linalg.LinAlgError:
+            break
         if abs(gain) < 1e-6:
             break
-        shift += np.array([step_x, step_y]) / gain
+        step = np.array([step_x, step_y]) / gain
+        shift += step
+        if float(np.abs(step).max()) < 0.05:
+            break  # settled to a twentieth of a pixel
     return float(shift[0]), float(shift[1])
 
 
