@@ -272,3 +272,23 @@ def test_tilted_burst_frames_of_a_colour_wheel_are_not_frame_on_frame_copies() -
     assert frame_shift(first, again) < 0.005  # the same frame re-encoded lies on it
     copy = match_aligned(first, again)
     assert copy is not None and copy.is_copy
+
+
+def test_descriptor_matching_finds_the_two_nearest_by_hamming_distance() -> None:
+    """The keypoint matcher (faiss's popcount k-NN) against a brute force over bits: the
+    two smallest distances in order, an index that has the smallest, and -1 where the
+    other picture has a single descriptor."""
+    from dedup_cli.confirm.geometry import _two_nearest
+
+    rng = np.random.default_rng(7)
+    queries = rng.integers(0, 256, (60, 32), dtype=np.uint8)
+    base = rng.integers(0, 256, (90, 32), dtype=np.uint8)
+    base[:10] = queries[:10] ^ np.uint8(1)  # near copies: one bit apart per byte
+    bits = np.unpackbits(queries[:, None, :] ^ base[None, :, :], axis=2).sum(axis=2)
+    distances, nearest = _two_nearest(queries, base)
+    ordered = np.sort(bits, axis=1)
+    assert (distances[:, 0] == ordered[:, 0]).all() and (distances[:, 1] == ordered[:, 1]).all()
+    assert (bits[np.arange(60), nearest[:, 0]] == ordered[:, 0]).all()
+    assert (nearest[:10, 0] == np.arange(10)).all() and (distances[:10, 0] == 32).all()
+    _, alone = _two_nearest(queries, base[:1])
+    assert (alone[:, 0] == 0).all() and (alone[:, 1] == -1).all()
