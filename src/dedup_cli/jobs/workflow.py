@@ -26,6 +26,7 @@ from dedup_cli.core.group import Group, group_pairs
 from dedup_cli.core.pairs import Pairs
 from dedup_cli.core.progress import Progress
 from dedup_cli.errors import UsageError
+from dedup_cli.malloc_tuning import give_back_freed_memory
 from dedup_cli.store import Store
 
 
@@ -114,6 +115,7 @@ def prove(
     else:
         thumbs_left = left_store.thumbnails({left[i].path for i in lefts})
         thumbs_right = right_store.thumbnails({right[j].path for j in rights})
+    give_back_freed_memory()  # the search's kept heap: the proofs allocate in many threads
     confirmation = confirm_pairs(
         candidates,
         left,
