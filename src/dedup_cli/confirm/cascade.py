@@ -209,8 +209,9 @@ def confirm_pairs(
     watch.finish()
     keep = np.array([m is not None for m in method], dtype=bool)
 
-    unconfirmed = np.flatnonzero(~keep)
-    unconfirmed = unconfirmed[[k not in reason for k in unconfirmed.tolist()]]
+    reported = keep.copy()
+    reported[list(reason)] = True  # related pairs are listed on their own
+    unconfirmed = np.flatnonzero(~reported)
 
     def entry(k: int) -> dict[str, Any]:
         return {

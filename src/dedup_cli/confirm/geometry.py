@@ -540,6 +540,8 @@ def frame_shift(a: Picture, b: Picture) -> float:
     first = cv2.resize(a.gray, size, interpolation=cv2.INTER_AREA).astype(np.float32)
     second = cv2.resize(b.gray, size, interpolation=cv2.INTER_AREA).astype(np.float32)
     window = cv2.createHanningWindow(size, cv2.CV_32F)
+    # phaseCorrelate applies the window to its inputs in place: the gradient estimate below
+    # needs the pictures as they are.
     (dx, dy), _response = cv2.phaseCorrelate(first.copy(), second.copy(), window)
     phase = max(abs(dx) / size[0], abs(dy) / size[1])
     if phase > MAX_ALIGNED_SHIFT:
