@@ -292,3 +292,62 @@ def test_descriptor_matching_finds_the_two_nearest_by_hamming_distance() -> None
     assert (nearest[:10, 0] == np.arange(10)).all() and (distances[:10, 0] == 32).all()
     _, alone = _two_nearest(queries, base[:1])
     assert (alone[:, 0] == 0).all() and (alone[:, 1] == -1).all()
+
+
+def _outside_by_every_pixel(
+    inner: np.ndarray, to_outer: np.ndarray, outer_shape: tuple[int, int]
+) -> tuple[float, bool]:
+    """The containment test written the plain way: map every pixel, keep those outside."""
+    from dedup_cli.confirm.geometry import BLANK_RANGE, MAX_OUTSIDE_CONTENT, MIN_AREA
+
+    h, w = inner.shape
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    mapped_x = to_outer[0, 0] * xs + to_outer[0, 1] * ys + to_outer[0, 2]
+    mapped_y = to_outer[1, 0] * xs + to_outer[1, 1] * ys + to_outer[1, 2]
+    oh, ow = outer_shape
+    outside = (mapped_x < -2) | (mapped_x > ow + 1) | (mapped_y < -2) | (mapped_y > oh + 1)
+    share = float(outside.mean())
+    if share <= MAX_OUTSIDE_CONTENT:
+        return share, True
+    if share > 1 - MIN_AREA:
+        return share, False
+    values = inner[outside].astype(np.float64)
+    return share, float(np.percentile(values, 95) - np.percentile(values, 5)) <= BLANK_RANGE
+
+
+def test_the_share_outside_the_container_is_counted_row_by_row_as_pixel_by_pixel() -> None:
+    """The containment test counts, per row, the run of pixels that map inside: the same
+    share and verdict as mapping every pixel, for rotations, scales, shifts and quarter
+    turns, over blank fill and over content."""
+    from dedup_cli.confirm.geometry import _inside_columns, _outside_is_blank, _percentiles
+
+    rng = np.random.default_rng(3)
+    verdicts = set()
+    for trial in range(300):
+        h, w = (int(v) for v in rng.integers(40, 300, 2))
+        oh, ow = (int(v) for v in rng.integers(40, 300, 2))
+        blank = trial % 2 == 0
+        spread = 4 if trial % 4 == 0 else 12
+        inner = (
+            (20 + rng.integers(0, spread, (h, w))).astype(np.uint8)
+            if blank
+            else rng.integers(0, 256, (h, w)).astype(np.uint8)
+        )
+        angle = float(rng.normal(0, 0.3)) if trial % 3 else float(rng.choice([0.0, np.pi / 2]))
+        scale = float(rng.uniform(0.6, 1.6))
+        to_outer = np.array(
+            [
+                [scale * np.cos(angle), -scale * np.sin(angle), rng.normal(0, 60)],
+                [scale * np.sin(angle), scale * np.cos(angle), rng.normal(0, 60)],
+            ]
+        )
+        share, expected = _outside_by_every_pixel(inner, to_outer, (oh, ow))
+        first, last = _inside_columns(to_outer, (h, w), (oh, ow))
+        counted = 1 - np.clip(last - first + 1, 0, w).sum() / (h * w)
+        assert abs(counted - share) <= 1.0 / h  # at most one row apart, at an exact edge
+        assert _outside_is_blank(inner, to_outer, (oh, ow)) == expected
+        verdicts.add((expected, blank))
+        values = inner.ravel()
+        for q in (5.0, 95.0):
+            assert _percentiles(values, (q, q))[0] == pytest.approx(np.percentile(values, q))
+    assert {(True, True), (False, False), (False, True)} <= verdicts  # every case was met
