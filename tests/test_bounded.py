@@ -263,7 +263,7 @@ def test_cross_removes_every_identical_copy_when_a_third_file_is_kept(tmp_path: 
 def test_the_human_summary_says_how_many_checks_ran(library: Path) -> None:
     result = runner.invoke(app, ["find", str(library), "--workers", "0"])
     assert result.exit_code == 0, result.stderr
-    text = " ".join(result.stderr.split())
+    text = " ".join(result.stdout.split())
     assert "candidate pairs" in text and "thumbnail," in text and "keypoint (" in text
 
 

@@ -55,11 +55,17 @@ def test_find_groups_copies_and_keeps_one_per_group(library: Path) -> None:
     assert groups == {
         "astronaut.jpg": ["astronaut_small.jpg"],
         "coffee.jpg": ["coffee_q40.jpg"],
-        "chelsea.jpg": ["chelsea_copy.jpg"],  # byte-identical: tie broken by path
+        "chelsea.jpg": ["chelsea_copy.jpg"],  # byte-identical: the shallower path stays
+        "rocket.jpg": ["rocket_crop.png"],  # the full picture has more pixels than its crop
     }
-    # rocket_crop.png (a 10% crop) is the larger file, so it would be the keeper, but the
-    # full picture rocket.jpg is never removed in favour of its crop: both stay.
-    assert not any("rocket" in name for name in str(groups).split("'"))
+    reasons = {Path(g["keep"]).name: g["keep_reason"] for g in doc["groups"]}
+    assert reasons["rocket.jpg"] == reasons["astronaut.jpg"] == "more pixels"
+    assert reasons["chelsea.jpg"] == "the shallower path"
+    # With --keep largest, rocket_crop.png (a 10% crop) is the larger file, so it would be
+    # the keeper, but the full picture rocket.jpg is never removed in favour of its crop:
+    # both stay.
+    largest = find_json(library, "--keep", "largest")
+    assert not any("rocket" in g["keep"] or "rocket" in str(g["remove"]) for g in largest["groups"])
     methods = {Path(r["path"]).name: r["method"] for g in doc["groups"] for r in g["remove_files"]}
     assert methods["chelsea_copy.jpg"] == "exact"
     assert methods["coffee_q40.jpg"] == "pixels"
@@ -84,7 +90,7 @@ def test_move_then_undo_restores_identical_bytes(library: Path, tmp_path: Path) 
     quarantine = tmp_path / "quarantine"
     doc = find_json(library, "--action", "move", "--to", str(quarantine), "--yes")
     action = doc["action"]
-    assert action["action"] == "move" and len(action["done"]) == 3 and doc["run_id"]
+    assert action["action"] == "move" and len(action["done"]) == 4 and doc["run_id"]
     moved = [Path(d["path"]) for d in action["done"]]
     for path in moved:
         assert not path.exists()
@@ -124,15 +130,10 @@ def test_delete_with_yes_removes_only_planned_copies(library: Path) -> None:
         "astronaut_small.jpg",
         "coffee_q40.jpg",
         "chelsea_copy.jpg",
-    }  # not rocket.jpg: its crop is no keeper for it
-    remaining = {p.name for p in library.rglob("*.*") if not p.name.startswith("image_database")}
-    assert {
-        "astronaut.jpg",
-        "coffee.jpg",
         "rocket_crop.png",
-        "chelsea.jpg",
-        "camera.png",
-    } <= remaining
+    }
+    remaining = {p.name for p in library.rglob("*.*") if not p.name.startswith("image_database")}
+    assert {"astronaut.jpg", "coffee.jpg", "rocket.jpg", "chelsea.jpg", "camera.png"} <= remaining
 
 
 @pytest.mark.parametrize(

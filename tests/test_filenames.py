@@ -115,9 +115,21 @@ def test_stored_embeddings_are_used_when_present(named: Path) -> None:
 
 
 def test_no_verify_acts_on_names_alone(named: Path) -> None:
-    doc = clean(named, "--no-verify")
+    """As the original tool did with ``--keep base``: every name copy goes, the stranger
+    included; nothing proves the names wrong."""
+    doc = clean(named, "--no-verify", "--keep", "base")
     assert set(removals(doc)) == {"coffee (1).jpg", "coffee copy.jpg", "Copy of coffee.jpg"}
     assert set(removals(doc).values()) == {"name"} and doc["stats"]["verified"] is False
+
+
+def test_a_stranger_that_only_shares_the_name_never_keeps(named: Path) -> None:
+    """``Copy of coffee.jpg`` shows a rocket with more pixels than the coffee: the quality
+    keeper is chosen among the files proved to be the base's picture, so the coffee stays
+    and the stranger is only listed as unconfirmed."""
+    doc = clean(named)
+    assert [Path(g["keep"]).name for g in doc["groups"]] == ["coffee.jpg"]
+    assert "Copy of coffee.jpg" not in removals(doc)
+    assert doc["groups"][0]["keep_reason"] == "the name without a copy mark"  # same bytes
 
 
 def test_keep_largest_and_delete_only_confirmed(named: Path, photos) -> None:  # type: ignore[no-untyped-def]

@@ -131,7 +131,8 @@ def test_control_characters_in_names_are_shown_escaped_never_raw(tmp_path: Path)
     (root / "\x1b]0;title\x07broken.jpg").write_bytes(data[:100])  # unreadable, reported
     html = tmp_path / "report.html"
 
-    code, _, human = invoke("find", str(root), "--workers", "0", "--html", str(html))
+    code, out, err = invoke("find", str(root), "--workers", "0", "--html", str(html))
+    human = out + err
     assert code == 0, human
     assert not [c for c in RAW if c in human], repr(human)
     assert "\\x1b[2K\\x1b[1Acopy\\x0d\\x07\\x9b\\u202egpj.jpg" in human

@@ -223,9 +223,9 @@ def test_summary_says_what_the_kept_cells_did(library: Path) -> None:
     shutil.copy(library / "coffee.jpg", library / "coffee_again.jpg")
     again = runner.invoke(app, ["find", str(library), "--index", "ann", "--new-only"])
     assert first.exit_code == 0 == again.exit_code, first.stderr
-    assert "approximate search cells" in first.stderr and "built" in first.stderr
-    assert "updated, 1 assigned, 0 removed" in again.stderr
-    assert "new since the last find" in again.stderr
+    assert "approximate search cells" in first.stdout and "built" in first.stdout
+    assert "updated, 1 assigned, 0 removed" in again.stdout
+    assert "new since the last find" in again.stdout
 
 
 def test_a_database_never_searched_compares_everything_even_unnumbered_vectors(

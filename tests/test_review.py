@@ -175,4 +175,69 @@ def test_reviewed_plan_is_what_gets_carried_out(library: Path, monkeypatch) -> N
     assert (
         "coffee_q40.jpg" not in removed and (library / "trip" / "day1" / "coffee_q40.jpg").exists()
     )
-    assert removed == {"astronaut_small.jpg", "chelsea_copy.jpg"}
+    assert removed == {"astronaut_small.jpg", "chelsea_copy.jpg", "rocket_crop.png"}
+
+
+def test_the_reviewed_plan_is_listed_before_the_confirmation(library: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """After the gallery (driven by its keys) makes another file a keeper and marks a group
+    "not duplicates", the listing printed right before the confirmation is the reviewed
+    plan: the new keeper, and no trace of the group that was dropped."""
+    import dedup_cli.cli.acting as acting
+    import dedup_cli.review.terminal as terminal
+
+    picked: dict[str, str] = {}
+
+    def review_with_keys(session: ReviewSession) -> ReviewSession:
+        coffee = group_named(session, "coffee.jpg")
+        chelsea = group_named(session, "chelsea.jpg")
+
+        async def drive() -> None:
+            async with ReviewApp(session).run_test(size=(120, 40)) as pilot:
+                for _ in range(coffee):
+                    await pilot.press("right")
+                await pilot.press(
+                    "down", "k", "down", "space"
+                )  # the copy keeps, the original stays
+                await pilot.press("left" if chelsea < coffee else "right")
+                for _ in range(abs(chelsea - coffee) - 1):
+                    await pilot.press("left" if chelsea < coffee else "right")
+                await pilot.press("n", "enter")
+
+        asyncio.run(drive())
+        group = session.groups[coffee]
+        picked["keeper"] = Path(group.files[group.keeper].path).name
+        return session
+
+    asked: list[str] = []
+    real_confirm = acting.confirm
+
+    def confirm(*args, **kwargs):  # type: ignore[no-untyped-def]
+        asked.append("asked")
+        return real_confirm(*args, **kwargs)
+
+    monkeypatch.setattr(terminal, "review_in_terminal", review_with_keys)
+    monkeypatch.setattr(acting, "confirm", confirm)
+    result = runner.invoke(
+        app,
+        [
+            "find",
+            str(library),
+            "--workers",
+            "0",
+            "--review",
+            "terminal",
+            "--action",
+            "trash",
+            "--yes",
+        ],
+    )
+    assert result.exit_code == 0, result.stderr
+    assert asked and picked["keeper"] == "coffee_q40.jpg"
+    proposed, reviewed = result.stdout.split("the reviewed plan", 1)
+    listing, summary = reviewed.split("run ", 1)  # the action's summary follows the prompt
+    assert "chelsea" in proposed and "chelsea" not in listing  # marked not duplicates
+    words = " ".join(listing.split())
+    assert "keep trip/day1/coffee_q40.jpg" in words and "remove coffee.jpg" in words
+    assert "keep coffee.jpg" in " ".join(proposed.split())  # the listing before the review
+    assert "chosen in review" in listing and "trash 3 file(s)" in summary
+    assert (library / "chelsea.jpg").exists() and (library / "trip" / "chelsea_copy.jpg").exists()

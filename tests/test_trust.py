@@ -305,7 +305,7 @@ def test_undo_never_writes_outside_the_runs_folder(tmp_path: Path) -> None:
         db.execute("UPDATE actions SET path = ?", (str(elsewhere),))
     undone = invoke("undo", run_id)
     assert undone.exit_code == 1
-    assert "outside the run's folder" in undone.stderr
+    assert "outside the run's folder" in undone.stdout
     assert not elsewhere.exists() and (quarantine / "b.jpg").exists()
 
 
@@ -428,7 +428,7 @@ def test_undo_does_not_restore_a_quarantined_file_that_was_replaced(tmp_path: Pa
     (quarantine / "b.jpg").write_bytes(photo(99))  # another picture under the same name
     result = invoke("undo", run_id)
     assert result.exit_code == 1
-    assert "is not the file that was moved" in result.stderr
+    assert "is not the file that was moved" in result.stdout
     assert not (root / "b.jpg").exists() and (quarantine / "b.jpg").read_bytes() == photo(99)
 
 
@@ -561,7 +561,7 @@ def test_undo_does_not_follow_a_symlink_planted_in_the_root(tmp_path: Path) -> N
     (root / "sub").rmdir()
     os.symlink(elsewhere, root / "sub")
     result = invoke("undo", run_id)
-    assert result.exit_code == 1 and "symlink" in result.stderr
+    assert result.exit_code == 1 and "symlink" in result.stdout
     assert list(elsewhere.iterdir()) == [] and (quarantine / "sub" / "copy.jpg").exists()
 
 
@@ -690,7 +690,7 @@ def test_an_entry_undo_skipped_is_restored_by_the_next_undo(tmp_path: Path) -> N
     run_id = json.loads(act(root, "--action", "move", "--to", str(quarantine)).stdout)["run_id"]
     (root / "b.jpg").write_bytes(b"the user put something here meanwhile")
     first = invoke("undo", run_id)
-    assert first.exit_code == 1 and "a file is back at that path" in first.stderr
+    assert first.exit_code == 1 and "a file is back at that path" in first.stdout
     (root / "b.jpg").unlink()
     again = invoke("undo", run_id)
     assert again.exit_code == 0, again.stderr

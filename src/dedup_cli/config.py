@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 DEFAULT_MODEL = "effnet"
-DEFAULT_KEEP = "largest"
+DEFAULT_KEEP = "quality"
 DEFAULT_BATCH_SIZE = 32
 
 # Every choice a command offers, named once (the library checks them; the CLI shows them).

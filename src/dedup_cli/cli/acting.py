@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from dedup_cli.cli.common import err_console, print_json
+from dedup_cli.cli.render import out_console, print_plan
 from dedup_cli.config import ACTIONS, REVIEWS, choices
 from dedup_cli.errors import DedupError, UsageError
 from dedup_cli.text import markup
@@ -110,7 +111,14 @@ def review_plan(
     document["review"] = {"cancelled": session.cancelled, "not_duplicates_remembered": 0}
     if session.cancelled and not silent:
         err_console.print("review cancelled: nothing will be removed", highlight=False)
-    return session.result()
+    reviewed = session.result()
+    if not session.cancelled and action != "report" and not silent:
+        # What is confirmed next is this plan, not the one listed before the review.
+        out_console.print("[bold]the reviewed plan[/bold] (what will be done):", highlight=False)
+        print_plan(reviewed)
+        if not reviewed.groups:
+            out_console.print("  nothing left to remove", highlight=False)
+    return reviewed
 
 
 def check_action(
@@ -245,7 +253,7 @@ def raise_if_interrupted(document: dict[str, Any]) -> None:
 
 
 def print_action_summary(outcome: Any) -> None:
-    err_console.print(
+    out_console.print(
         f"run {outcome.run_id}: {outcome.action} {len(outcome.done)} file(s), "
         f"{human_bytes(outcome.bytes_freed)}; {len(outcome.skipped)} skipped, "
         f"{len(outcome.failed)} failed; journal {markup(outcome.manifest)}",
@@ -253,11 +261,11 @@ def print_action_summary(outcome: Any) -> None:
     )
     for kind, items in (("skipped", outcome.skipped), ("failed", outcome.failed)):
         for item in items[:20]:
-            err_console.print(
+            out_console.print(
                 f"  [yellow]{kind}[/yellow] {markup(item['path'])}: {markup(item['reason'])}",
                 highlight=False,
             )
         if len(items) > 20:
-            err_console.print(f"  … and {len(items) - 20} more {kind} (see --json)")
+            out_console.print(f"  … and {len(items) - 20} more {kind} (see --json)")
     if outcome.action == "move":
-        err_console.print(f"undo with: dedup undo {outcome.run_id}", highlight=False)
+        out_console.print(f"undo with: dedup undo {outcome.run_id}", highlight=False)

@@ -33,13 +33,12 @@ from dedup_cli.cli.common import (
     WeightsOpt,
     WorkersOpt,
     embed_options,
-    err_console,
     handle_errors,
     open_store,
 )
-from dedup_cli.config import DEFAULT_BATCH_SIZE, DEFAULT_MODEL, choices
+from dedup_cli.cli.render import out_console, print_plan
+from dedup_cli.config import DEFAULT_BATCH_SIZE, DEFAULT_KEEP, DEFAULT_MODEL, choices
 from dedup_cli.core.keep import CROSS_RULES
-from dedup_cli.text import markup
 from dedup_cli.units import human_bytes
 
 
@@ -51,9 +50,10 @@ def cross_command(
         typer.Option(
             "--keep",
             metavar=choices(CROSS_RULES),
-            help="largest (anywhere), db1 (keep all of A), db2 (keep all of B).",
+            help="quality (the best copy anywhere; see docs/keep.md), largest (the biggest file), "
+            "db1 (keep all of A), db2 (keep all of B).",
         ),
-    ] = "largest",
+    ] = DEFAULT_KEEP,
     model: ModelOpt = DEFAULT_MODEL,
     embedding_type: EmbeddingTypeOpt = None,
     threshold: Annotated[
@@ -153,14 +153,7 @@ def cross_command(
 
 def _print_summary(result: Any) -> None:
     plan = result.plan
-    for group in plan.groups[:50]:
-        err_console.print(f"[green]keep  [/green] {markup(group.keep.absolute)}", highlight=False)
-        for removal in group.remove:
-            err_console.print(
-                f"  [red]remove[/red] {markup(removal.file.absolute)} "
-                f"(similarity {removal.similarity:.3f}, {removal.method})",
-                highlight=False,
-            )
+    print_plan(plan, result.related, absolute=True)
     table = Table(title=f"dedup cross · {plan.model} · {plan.keep_strategy}", show_header=False)
     table.add_row("only in A", str(result.only_a))
     table.add_row("only in B", str(result.only_b))
@@ -170,4 +163,4 @@ def _print_summary(result: Any) -> None:
     table.add_row("look-alikes not confirmed", str(result.unconfirmed_pairs))
     if result.related:
         table.add_row("edited or same-frame pairs (kept, see --json)", str(len(result.related)))
-    err_console.print(table)
+    out_console.print(table)

@@ -29,9 +29,9 @@ from dedup_cli.cli.common import (
     handle_errors,
     open_store,
 )
-from dedup_cli.config import DEFAULT_MODEL, choices
+from dedup_cli.cli.render import out_console, print_plan
+from dedup_cli.config import DEFAULT_KEEP, DEFAULT_MODEL, choices
 from dedup_cli.core.keep import NAME_RULES
-from dedup_cli.text import markup
 from dedup_cli.units import human_bytes
 
 
@@ -47,9 +47,11 @@ def filename_clean_command(
     keep: Annotated[
         str,
         typer.Option(
-            "--keep", metavar=choices(NAME_RULES), help="base (name.jpg stays) or largest."
+            "--keep",
+            metavar=choices(NAME_RULES),
+            help="quality (the best copy; see docs/keep.md), base (name.jpg stays) or largest.",
         ),
-    ] = "base",
+    ] = DEFAULT_KEEP,
     threshold: Annotated[
         float | None,
         typer.Option(
@@ -109,17 +111,11 @@ def _print_summary(result: Any) -> None:
     plan = result.plan
     if not result.verified:
         err_console.print("[yellow]--no-verify: pairs are planned on their names alone[/yellow]")
-    for group in plan.groups[:50]:
-        err_console.print(f"[green]keep  [/green] {markup(group.keep.path)}", highlight=False)
-        for removal in group.remove:
-            err_console.print(
-                f"  [red]remove[/red] {markup(removal.file.path)} ({removal.method})",
-                highlight=False,
-            )
+    print_plan(plan)
     table = Table(title="dedup filename-clean", show_header=False)
     table.add_row("name pairs", str(result.name_pairs))
     table.add_row("confirmed", str(result.confirmed))
     table.add_row("not confirmed (kept)", str(len(result.unconfirmed)))
     table.add_row("files to remove", str(plan.files_to_remove))
     table.add_row("space to free", human_bytes(plan.bytes_to_free))
-    err_console.print(table)
+    out_console.print(table)

@@ -34,10 +34,10 @@ from dedup_cli.cli.common import (
     WeightsOpt,
     WorkersOpt,
     embed_options,
-    err_console,
     handle_errors,
     open_store,
 )
+from dedup_cli.cli.render import out_console, print_plan
 from dedup_cli.config import DEFAULT_BATCH_SIZE, DEFAULT_KEEP, DEFAULT_MODEL, choices
 from dedup_cli.core.keep import FIND_RULES
 from dedup_cli.text import markup
@@ -62,7 +62,9 @@ def find_command(
         typer.Option(
             "--keep",
             metavar=choices(FIND_RULES),
-            help="Which file stays: largest, resolution, oldest, newest, shortest-path.",
+            help="Which file stays: quality (the best copy: most pixels, not a conversion, "
+            "richer metadata, larger; see docs/keep.md), largest, resolution, oldest, newest, "
+            "shortest-path.",
         ),
     ] = DEFAULT_KEEP,
     action: ActionOpt = "report",
@@ -140,22 +142,7 @@ def find_command(
 
 def print_find_summary(result: Any) -> None:
     plan = result.plan
-    for number, group in enumerate(plan.groups[:50], start=1):
-        err_console.print(f"[bold]group {number}[/bold]", highlight=False)
-        err_console.print(
-            f"  [green]keep  [/green] {markup(group.keep.path)} "
-            f"({human_bytes(group.keep.size)}, {group.keep.width}x{group.keep.height})",
-            highlight=False,
-        )
-        for removal in group.remove:
-            f = removal.file
-            err_console.print(
-                f"  [red]remove[/red] {markup(f.path)} ({human_bytes(f.size)}, {f.width}x{f.height}, "
-                f"similarity {removal.similarity:.3f}, {removal.method})",
-                highlight=False,
-            )
-    if len(plan.groups) > 50:
-        err_console.print(f"… and {len(plan.groups) - 50} more groups (see --json)")
+    print_plan(plan, result.related)
     table = Table(
         title=f"dedup find · {plan.model} · threshold {plan.threshold:.3f}", show_header=False
     )
@@ -186,4 +173,4 @@ def print_find_summary(result: Any) -> None:
     table.add_row("look-alikes not confirmed", str(result.unconfirmed_pairs))
     if result.related:
         table.add_row("edited or same-frame pairs (kept, see --json)", str(len(result.related)))
-    err_console.print(table)
+    out_console.print(table)

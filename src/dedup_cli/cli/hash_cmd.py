@@ -18,11 +18,11 @@ from dedup_cli.cli.common import (
     WeightsOpt,
     WorkersOpt,
     embed_options,
-    err_console,
     handle_errors,
     open_store,
     print_json,
 )
+from dedup_cli.cli.render import out_console
 from dedup_cli.config import DEFAULT_BATCH_SIZE, DEFAULT_MODEL
 from dedup_cli.embed.pipeline import HashReport
 from dedup_cli.text import markup
@@ -69,10 +69,10 @@ def print_hash_summary(report: HashReport) -> None:
     if report.scan_errors:
         table.add_row("folders/files not readable", str(len(report.scan_errors)))
     table.add_row("database", markup(report.database))
-    err_console.print(table)
+    out_console.print(table)
     for path, error in report.failed[:20]:
-        err_console.print(
+        out_console.print(
             f"  [yellow]skipped[/yellow] {markup(path)}: {markup(error)}", highlight=False
         )
     if len(report.failed) > 20:
-        err_console.print(f"  … and {len(report.failed) - 20} more (see --json)")
+        out_console.print(f"  … and {len(report.failed) - 20} more (see --json)")

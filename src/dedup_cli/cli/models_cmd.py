@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from rich.console import Console
 from rich.table import Table
 
 from dedup_cli.cli.common import JsonOpt, handle_errors, print_json
+from dedup_cli.cli.render import out_console
 
 
 def models_command(json_output: JsonOpt = False) -> None:
@@ -33,4 +33,4 @@ def models_command(json_output: JsonOpt = False) -> None:
             table.add_column(column)
         for s in specs:
             table.add_row(s.name, str(s.dimension), f"{s.default_threshold:.2f}", s.description)
-        Console().print(table)
+        out_console.print(table)

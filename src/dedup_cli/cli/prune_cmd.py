@@ -18,6 +18,7 @@ from dedup_cli.cli.common import (
     open_store,
     print_json,
 )
+from dedup_cli.cli.render import out_console
 from dedup_cli.config import DEFAULT_PRUNE_MAX_FORGET
 from dedup_cli.text import markup
 from dedup_cli.units import human_bytes
@@ -81,7 +82,7 @@ def prune_command(
             "database size",
             f"{human_bytes(report.bytes_before)} → {human_bytes(report.bytes_after)}",
         )
-        err_console.print(table)
+        out_console.print(table)
         if report.refusal is not None:
             err_console.print(
                 f"[yellow]without --dry-run:[/yellow] {markup(report.refusal)}",

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from dedup_cli.cli.common import JsonOpt, err_console, handle_errors, print_json
+from dedup_cli.cli.common import JsonOpt, handle_errors, print_json
+from dedup_cli.cli.render import out_console
 from dedup_cli.text import markup
 
 
@@ -41,12 +42,12 @@ def undo_command(
         if json_output:
             print_json(report.as_dict())
         else:
-            err_console.print(
+            out_console.print(
                 f"run {report.run_id}: {len(report.restored)} file(s) restored", highlight=False
             )
             for kind, items in (("not restored", report.skipped), ("failed", report.failed)):
                 for item in items:
-                    err_console.print(
+                    out_console.print(
                         f"  [yellow]{kind}[/yellow] {markup(item['path'])}: {markup(item['reason'])}",
                         highlight=False,
                     )

@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from dedup_cli.core.keep import best_of
 from dedup_cli.core.methods import EMBEDDING, EXACT
 from dedup_cli.core.pairs import Pairs
 
@@ -143,7 +144,7 @@ def group_pairs(
     work = links.components(set(links.neighbours) | set(rest_of_set))
     while work:
         component = work.pop()
-        keeper = min(component, key=lambda i: (rank(i), i))  # type: ignore[arg-type,return-value,unused-ignore]
+        keeper = best_of(rank, component)
         near = links.neighbours.get(keeper, {})
         members = sorted(
             i for i in component if i != keeper and i in near and (i, keeper) not in links.contains

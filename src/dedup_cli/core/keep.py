@@ -1,22 +1,39 @@
-"""Keep rules, in one table: which file of a group stays.
+"""Keep rules, in one table: which file of a group stays, and why.
 
-Every job ranks the files of a group with one of these and keeps the smallest rank. A rule
-sees a file's facts and where it stands: its side (``cross``: 0 for folder A, 1 for B; 0
-elsewhere) and whether it carries the base name (``filename-clean``). Each job accepts the
-rules that make sense for it (``FIND_RULES``, ``CROSS_RULES``, ``NAME_RULES``), and the one
-check of a rule's name lives here, so a Python caller gets the same error as the CLI. Ties
-always fall back to the path, so the choice is the same on every run.
+Every job ranks the files of a group with one rule and keeps the best. A rule is a list of
+criteria, each a reason a file wins ("more pixels") and the key that orders files by it;
+the first criterion on which the keeper beats its closest rival is the reason the plan
+gives. A rule sees a file's facts and where it stands: its side (``cross``: 0 for folder A,
+1 for B; 0 elsewhere) and whether it carries the base name (``filename-clean``). Each job
+accepts the rules that make sense for it (``FIND_RULES``, ``CROSS_RULES``, ``NAME_RULES``),
+and the one check of a rule's name lives here, so a Python caller gets the same error as the
+CLI. Ties always fall back to the path, so the choice is the same on every run.
+
+``quality`` (the default everywhere) keeps the best copy the files can show: the most
+pixels; then not a conversion or re-encode of another member (``media.provenance``: a PNG
+holding a JPEG's pixels, a JPEG re-saved from another); then the richer metadata (capture
+time, camera, GPS); then the larger file; then the name without a copy mark (``(1)``,
+`` copy``, ``-2``); then the shallower path; then the older file. ``largest`` is the
+original tool's rule, unchanged.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from functools import total_ordering
+from pathlib import PurePosixPath
 from typing import Any
 
 from dedup_cli.core.files import FileInfo
 from dedup_cli.errors import UsageError
+from dedup_cli.media.filenames import base_stems
+from dedup_cli.media.provenance import Encoding, encoding_of, made_from
+
+# The ``quality`` rule compares members' files pairwise for conversions only among the
+# members that tie on the most pixels, and among at most this many of them.
+MAX_PROVENANCE_MEMBERS = 6
 
 
 @dataclass(frozen=True)
@@ -44,31 +61,89 @@ class _Descending:
         return hash(self.text)
 
 
-def _pixels(f: FileInfo) -> int:
-    return (f.width or 0) * (f.height or 0)
+@dataclass(frozen=True)
+class Seen:
+    """What a criterion may look at: the file, where it stands, and (read on first use)
+    how it is stored."""
+
+    file: FileInfo
+    standing: Standing
+    encoding: Callable[[], Encoding]
 
 
-Rank = Callable[[FileInfo, Standing], tuple[Any, ...]]
+def _pixels(s: Seen) -> int:
+    return (s.file.width or 0) * (s.file.height or 0)
 
-KEEP_RULES: dict[str, Rank] = {
+
+def has_copy_mark(path: str) -> bool:
+    """Whether a file's name carries a copy mark: ``name (1)``, ``name copy``, ``name-2``."""
+    stem = os.path.splitext(PurePosixPath(path).name)[0]
+    return bool(base_stems(stem))
+
+
+def _depth(path: str) -> int:
+    return len(PurePosixPath(path).parts)
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """One reason a file is kept over another, and the key that orders files by it."""
+
+    reason: str
+    key: Callable[[Seen], Any]
+
+
+MORE_PIXELS = Criterion("more pixels", lambda s: -_pixels(s))
+LARGER_FILE = Criterion("the larger file", lambda s: -s.file.size)
+# Marks the place in ``quality`` of the group-wide test (``KeeperRank.best``).
+NOT_MADE_FROM_ANOTHER = Criterion("the others were made from it", lambda s: 0)
+
+KEEP_RULES: dict[str, tuple[Criterion, ...]] = {
+    "quality": (
+        MORE_PIXELS,
+        NOT_MADE_FROM_ANOTHER,
+        Criterion(
+            "richer metadata (capture time, camera, GPS)", lambda s: -len(s.encoding().metadata)
+        ),
+        LARGER_FILE,
+        Criterion(
+            "the name without a copy mark",
+            lambda s: not s.standing.is_base and has_copy_mark(s.file.path),
+        ),
+        Criterion("the shallower path", lambda s: _depth(s.file.path)),
+        Criterion("the older file", lambda s: s.file.mtime_ns),
+    ),
     # The original tool's rule: the biggest file, assuming bigger means better.
-    "largest": lambda f, s: (-f.size, -_pixels(f), s.side, f.path),
-    "resolution": lambda f, s: (-_pixels(f), -f.size, f.path),
-    "oldest": lambda f, s: (f.mtime_ns, f.path),
-    "newest": lambda f, s: (-f.mtime_ns, f.path),
-    "shortest-path": lambda f, s: (len(f.path), f.path),
+    "largest": (
+        LARGER_FILE,
+        MORE_PIXELS,
+        Criterion("in the first folder", lambda s: s.standing.side),
+    ),
+    "resolution": (MORE_PIXELS, LARGER_FILE),
+    "oldest": (Criterion("the older file", lambda s: s.file.mtime_ns),),
+    "newest": (Criterion("the newer file", lambda s: -s.file.mtime_ns),),
+    "shortest-path": (Criterion("the shorter path", lambda s: len(s.file.path)),),
     # cross: one folder is never touched; the largest of the rest decides among equals.
-    "db1": lambda f, s: (s.side, -f.size, -_pixels(f), f.path),
-    "db2": lambda f, s: (1 - s.side, -f.size, -_pixels(f), f.path),
+    "db1": (Criterion("in the first folder", lambda s: s.standing.side), LARGER_FILE, MORE_PIXELS),
+    "db2": (
+        Criterion("in the second folder", lambda s: 1 - s.standing.side),
+        LARGER_FILE,
+        MORE_PIXELS,
+    ),
     # filename-clean: the file without a copy mark stays.
-    "base": lambda f, s: (not s.is_base, f.path),
+    "base": (Criterion("the name without a copy mark", lambda s: not s.standing.is_base),),
     # filename-clean's "largest": the biggest file; the base name wins a tie.
-    "largest-name": lambda f, s: (-f.size, not s.is_base, _Descending(f.path)),
+    "largest-name": (
+        LARGER_FILE,
+        Criterion("the name without a copy mark", lambda s: not s.standing.is_base),
+        Criterion("the later path", lambda s: _Descending(s.file.path)),
+    ),
 }
-FIND_RULES = ("largest", "resolution", "oldest", "newest", "shortest-path")
-CROSS_RULES = ("largest", "db1", "db2")
-NAME_RULES = ("base", "largest")
+FIND_RULES = ("quality", "largest", "resolution", "oldest", "newest", "shortest-path")
+CROSS_RULES = ("quality", "largest", "db1", "db2")
+NAME_RULES = ("quality", "base", "largest")
 _NAME_ALIASES = {"largest": "largest-name"}
+BY_PATH = "first by path (they tie on everything else)"
 
 
 def check_keep(rule: str, allowed: Sequence[str]) -> str:
@@ -78,16 +153,100 @@ def check_keep(rule: str, allowed: Sequence[str]) -> str:
     return rule
 
 
+class KeeperRank:
+    """Orders the files of a job by a keep rule: ``rank(i)`` is a sort key (the smallest is
+    kept), ``best(members)`` the keeper of a group, ``why(keeper, others)`` the reason.
+
+    ``best`` is where ``quality`` looks across the group: among the members with the most
+    pixels, one made from another (``media.provenance.made_from``) is not kept while its
+    source is there. Formats and metadata are read from the files once, when first needed."""
+
+    def __init__(
+        self,
+        rule: str,
+        files: Sequence[FileInfo],
+        standing: Callable[[int], Standing] | None = None,
+    ) -> None:
+        self.rule = rule
+        self.criteria = KEEP_RULES[rule]
+        self.files = files
+        self.standing = standing or (lambda _i: Standing())
+        self._keys: dict[int, tuple[Any, ...]] = {}
+        self._encodings: dict[int, Encoding] = {}
+        self._made_from: dict[tuple[int, int], str | None] = {}
+
+    def __call__(self, i: int) -> tuple[Any, ...]:
+        key = self._keys.get(i)
+        if key is None:
+            seen = Seen(self.files[i], self.standing(i), lambda: self._encoding(i))
+            key = self._keys[i] = (*(c.key(seen) for c in self.criteria), self.files[i].path)
+        return key
+
+    def _encoding(self, i: int) -> Encoding:
+        if i not in self._encodings:
+            self._encodings[i] = encoding_of(self.files[i].absolute)
+        return self._encodings[i]
+
+    def best(self, members: Sequence[int]) -> int:
+        """The keeper among ``members``."""
+        ranked = sorted(members, key=self._order)
+        if NOT_MADE_FROM_ANOTHER not in self.criteria or len(ranked) < 2:
+            return ranked[0]
+        most = _pixels_of(self.files[ranked[0]])
+        top = [i for i in ranked if _pixels_of(self.files[i]) == most][:MAX_PROVENANCE_MEMBERS]
+        for candidate in top:
+            if not any(other != candidate and self._derived(candidate, other) for other in top):
+                return candidate
+        return ranked[0]  # each made from another: no source among them
+
+    def _order(self, i: int) -> tuple[Any, ...]:
+        return (self(i), i)
+
+    def _derived(self, copy: int, source: int) -> bool:
+        a, b = self.files[copy], self.files[source]
+        if a.content_hash is not None and a.content_hash == b.content_hash:
+            return False
+        if (copy, source) not in self._made_from:
+            self._made_from[(copy, source)] = made_from(a.absolute, b.absolute)
+        return self._made_from[(copy, source)] is not None
+
+    def why(self, keeper: int, others: Sequence[int]) -> str:
+        """Why ``keeper`` won over ``others``: the first criterion on which it beats the
+        closest of them."""
+        if not others:
+            return ""
+        rival = min(others, key=self._order)
+        if self._order(rival) < self._order(keeper):  # passed over: made from another copy
+            how = next((h for (c, _), h in self._made_from.items() if c == rival and h), None)
+            name = PurePosixPath(self.files[rival].path).name
+            return f"{name} was made from another copy" + (f" ({how})" if how else "")
+        mine, theirs = self._order(keeper)[0], self._order(rival)[0]
+        for criterion, a, b in zip(self.criteria, mine, theirs):
+            if a != b:
+                return criterion.reason
+        return BY_PATH
+
+
+def _pixels_of(f: FileInfo) -> int:
+    return (f.width or 0) * (f.height or 0)
+
+
 def keeper_rank(
     rule: str,
     files: Sequence[FileInfo],
     standing: Callable[[int], Standing] | None = None,
     allowed: Sequence[str] = FIND_RULES,
-) -> Callable[[int], Hashable]:
-    """A sort key over positions in ``files`` for ``rule``; the smallest is kept."""
-    key = KEEP_RULES[check_keep(rule, allowed)]
-    where = standing or (lambda _i: Standing())
-    return lambda i: key(files[i], where(i))
+) -> KeeperRank:
+    """The ranking of ``files`` by ``rule`` (checked against the job's ``allowed`` rules)."""
+    return KeeperRank(check_keep(rule, allowed), files, standing)
+
+
+def best_of(rank: Callable[[int], Hashable], members: Sequence[int]) -> int:
+    """The keeper among ``members``: ``rank.best`` for a ``KeeperRank``, else the smallest
+    rank (a plain sort key, as tests pass)."""
+    if isinstance(rank, KeeperRank):
+        return rank.best(members)
+    return min(members, key=lambda i: (rank(i), i))  # type: ignore[arg-type,return-value,unused-ignore]
 
 
 def name_rule(rule: str) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ class Removal:
 class PlannedGroup:
     keep: FileInfo
     remove: tuple[Removal, ...]
+    why: str = ""  # why the keep rule chose this file over the others (``KeeperRank.why``)
 
 
 @dataclass
@@ -59,6 +60,7 @@ class Plan:
             "groups": [
                 {
                     "keep": str(g.keep.absolute),
+                    "keep_reason": g.why,
                     "remove": [str(r.file.absolute) for r in g.remove],
                     "keep_file": g.keep.as_dict(),
                     "remove_files": [
@@ -82,12 +84,15 @@ def make_plan(
     strategy: str,
     files: Sequence[FileInfo],
     groups: Sequence[Group],
+    why: Callable[[int, Sequence[int]], str] | None = None,
 ) -> Plan:
-    """Turn index groups into a plan over file facts, largest savings first."""
+    """Turn index groups into a plan over file facts, largest savings first; ``why`` says
+    why each keeper won (``KeeperRank.why``)."""
     planned = [
         PlannedGroup(
             keep=files[g.keeper],
             remove=tuple(Removal(files[m], g.similarity[m], g.method[m]) for m in g.members),
+            why=why(g.keeper, g.members) if why is not None else "",
         )
         for g in groups
     ]

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from dedup_cli.config import DEFAULT_KEEP
 from dedup_cli.confirm.rederive import rederive_shared_hashes
 from dedup_cli.core.keep import CROSS_RULES, Standing, check_keep, keeper_rank
 from dedup_cli.core.pairs import Pairs
@@ -163,7 +164,7 @@ def cross_find(
     options: Any,
     *,
     threshold: float | None = None,
-    keep: str = "largest",
+    keep: str = DEFAULT_KEEP,
     hash_missing: bool = True,
     verify: bool = True,
     geometric: bool = True,
@@ -239,7 +240,7 @@ def cross_find(
     candidates, confirmation = proved.candidates, proved.confirmation
     found = confirmation.pairs
     confirmed = Pairs(found.left, found.right + offset, found.similarity)
-    plan = make_plan(a_root, spec.key, threshold, f"cross-{keep}", files, groups)
+    plan = make_plan(a_root, spec.key, threshold, f"cross-{keep}", files, groups, rank.why)
     matched = set(confirmed.left.tolist()) | set(confirmed.right.tolist())
     for members in byte_identical([*a.files.content_hashes, *b.files.content_hashes]):
         if members[0] < offset <= members[-1]:  # in both folders

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dedup_cli.config import DEFAULT_KEEP
 from dedup_cli.confirm.rederive import RederivedHashes, rederive_shared_hashes
 from dedup_cli.core.keep import FIND_RULES, check_keep, keeper_rank
 from dedup_cli.core.pairs import Pairs
@@ -103,7 +104,7 @@ def find_duplicates(
     options: EmbedOptions,
     *,
     threshold: float | None = None,
-    keep: str = "largest",
+    keep: str = DEFAULT_KEEP,
     verify: bool = True,
     geometric: bool = True,
     index: str = "auto",
@@ -186,7 +187,7 @@ def find_duplicates(
     proof_seconds = time.perf_counter() - searched
     candidates, confirmation = proved.candidates, proved.confirmation
     confirmed = confirmation.pairs
-    plan = make_plan(root, spec.key, threshold, keep, files, groups)
+    plan = make_plan(root, spec.key, threshold, keep, files, groups, rank.why)
     if model_id is not None:
         mark_searched(store, model_id, files.seqs)
     return FindResult(

@@ -12,12 +12,13 @@ screenshots "Screenshot (1).png", "Screenshot (2).png", and those of one app agr
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from dedup_cli.config import DEFAULT_KEEP
 from dedup_cli.confirm.cascade import CROP_AREA, checked
 from dedup_cli.confirm.geometry import PictureCache, match, match_aligned
 from dedup_cli.confirm.thumbnails import confirm
@@ -28,6 +29,7 @@ from dedup_cli.core.plan import Plan, PlannedGroup, Removal
 from dedup_cli.jobs.workflow import validate_threshold
 from dedup_cli.media.decode import ImageDecodeError, content_hash, decode, read_file
 from dedup_cli.media.filenames import NamePair, name_pairs
+from dedup_cli.media.provenance import pixel_size
 from dedup_cli.media.scan import ScannedFile, scan
 from dedup_cli.models import ModelSpec
 from dedup_cli.store import Store
@@ -194,13 +196,84 @@ class _Confirmer:
         return False
 
 
+def _with_size(info: FileInfo) -> FileInfo:
+    """``info`` with its pixel size read from the header when it was not stored (a file not
+    hashed yet): the keep rules compare pixels."""
+    if info.width is not None and info.height is not None:
+        return info
+    size = pixel_size(info.absolute)
+    if size is None:
+        return info
+    return replace(info, width=size[0], height=size[1])
+
+
+def _plan_family(
+    named: list[str],
+    rule: str,
+    checker: _Confirmer,
+    remembered: set[tuple[str, str]],
+    verify: bool,
+    result: NameCleanResult,
+) -> PlannedGroup | None:
+    """The group of one name family (``named[0]`` the base): the keeper is chosen among
+    the files proved to be the base's picture, so a stranger that only shares the name
+    ("Copy of coffee.jpg" showing a rocket) never keeps; every other file is proved against
+    that keeper before it is planned. Unproved pairs are added to ``result.unconfirmed``."""
+    root = result.plan.root
+    facts = [_with_size(checker.evidence(n).info) for n in named]
+    rank = keeper_rank(rule, facts, lambda i: Standing(is_base=i == 0), tuple(KEEP_RULES))
+    known: dict[tuple[int, int], tuple[str | None, float]] = {}
+
+    def reviewed_apart(a: int, b: int) -> bool:
+        """A reviewer said these two files are not duplicates."""
+        ha, hb = facts[a].content_hash, facts[b].content_hash
+        return bool(ha and hb and (min(ha, hb), max(ha, hb)) in remembered)
+
+    def proved(a: int, b: int) -> tuple[str | None, float]:
+        """How files ``a`` and ``b`` are proved the same picture (None: not proved, or
+        reviewed apart)."""
+        pair = (min(a, b), max(a, b))
+        if pair not in known:
+            if reviewed_apart(a, b):
+                known[pair] = (None, 0.0)
+            elif not verify:
+                known[pair] = (NAME_ONLY, 0.0)
+            else:
+                known[pair] = checker.check(named[pair[0]], named[pair[1]])
+        return known[pair]
+
+    same = [0] + [i for i in range(1, len(named)) if proved(0, i)[0] is not None]
+    chosen = rank.best(same)
+    removals: list[Removal] = []
+    for other, path in enumerate(named):
+        if other == chosen:
+            continue
+        method, similarity = proved(chosen, other)
+        if method is None:
+            if not reviewed_apart(chosen, other):
+                result.unconfirmed.append(
+                    {
+                        "keep": str(root / named[chosen]),
+                        "copy": str(root / path),
+                        "similarity": round(similarity, 6),
+                    }
+                )
+            continue
+        removals.append(Removal(checker.evidence(path).info, similarity, method))
+        result.confirmed += 1
+    if not removals:
+        return None
+    why = rank.why(chosen, [i for i in same if i != chosen])
+    return PlannedGroup(checker.evidence(named[chosen]).info, tuple(removals), why)
+
+
 def clean_by_names(
     root: Path,
     store: Store,
     spec: ModelSpec,
     *,
     threshold: float | None = None,
-    keep: str = "base",
+    keep: str = DEFAULT_KEEP,
     verify: bool = True,
     include_hidden: bool = False,
 ) -> NameCleanResult:
@@ -227,36 +300,8 @@ def clean_by_names(
     for base, members in sorted(by_base.items()):
         copies = [p.copy for p in members]
         named = [base, *copies]
-        facts = [
-            FileInfo(n, files[n].absolute, files[n].size, files[n].mtime_ns, None, None, None)
-            for n in named
-        ]
-        rank = keeper_rank(rule, facts, lambda i: Standing(is_base=i == 0), tuple(KEEP_RULES))
-        keeper = named[min(range(len(named)), key=rank)]  # type: ignore[arg-type,return-value,unused-ignore]
-        removals: list[Removal] = []
-        for path in [base, *copies]:
-            if path == keeper:
-                continue
-            ha = checker.evidence(keeper).info.content_hash
-            hb = checker.evidence(path).info.content_hash
-            if ha and hb and (min(ha, hb), max(ha, hb)) in remembered:
-                continue  # a reviewer said these are not duplicates
-            if verify:
-                method, similarity = checker.check(keeper, path)
-            else:
-                method, similarity = NAME_ONLY, 0.0
-            if method is None:
-                result.unconfirmed.append(
-                    {
-                        "keep": str(root / keeper),
-                        "copy": str(root / path),
-                        "similarity": round(similarity, 6),
-                    }
-                )
-                continue
-            removals.append(Removal(checker.evidence(path).info, similarity, method))
-            result.confirmed += 1
-        if removals:
-            groups.append(PlannedGroup(checker.evidence(keeper).info, tuple(removals)))
+        group = _plan_family(named, rule, checker, remembered, verify, result)
+        if group is not None:
+            groups.append(group)
     result.plan.groups = groups
     return result

@@ -116,7 +116,7 @@ class ReviewSession:
         )
         if self.cancelled:
             return reviewed
-        for group in self.groups:
+        for group, proposed in zip(self.groups, self.plan.groups):
             if group.not_duplicates or not group.remove:
                 continue
             removals = tuple(
@@ -128,7 +128,8 @@ class ReviewSession:
                 for i in sorted(group.remove)
                 if i != group.keeper
             )
-            reviewed.groups.append(PlannedGroup(group.files[group.keeper], removals))
+            why = proposed.why if group.keeper == 0 else "chosen in review"
+            reviewed.groups.append(PlannedGroup(group.files[group.keeper], removals, why))
         return reviewed
 
     def not_duplicate_groups(self) -> list[list[str]]:

@@ -1,0 +1,68 @@
+"""How results look in a terminal: one listing of a plan for find, cross and filename-clean.
+
+Results (the groups, the summaries, the tables) go to stdout, so ``dedup find photos >
+report.txt`` and ``| less`` carry them; progress, prompts and diagnostics go to stderr
+(``common.err_console``), and with ``--json`` stdout holds the JSON document alone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+
+from dedup_cli.text import markup
+from dedup_cli.units import human_bytes
+
+out_console = Console(soft_wrap=True)
+GROUPS_SHOWN = 50
+
+
+def _facts(f: Any) -> str:
+    size = human_bytes(f.size)
+    return f"{size}, {f.width}x{f.height}" if f.width and f.height else size
+
+
+def print_plan(
+    plan: Any, related: list[dict[str, Any]] | None = None, *, absolute: bool = False
+) -> None:
+    """The groups of a plan: the keeper (and why it won), then each file to remove with how
+    it was proved; then the related pairs, which are never removed. ``absolute``: full
+    paths (``cross``, whose files live under two folders)."""
+
+    def name(f: Any) -> str:
+        return markup(f.absolute if absolute else f.path)
+
+    for number, group in enumerate(plan.groups[:GROUPS_SHOWN], start=1):
+        out_console.print(f"[bold]group {number}[/bold]", highlight=False)
+        why = f"; kept: {markup(group.why)}" if getattr(group, "why", "") else ""
+        out_console.print(
+            f"  [green]keep  [/green] {name(group.keep)} ({_facts(group.keep)}){why}",
+            highlight=False,
+        )
+        for removal in group.remove:
+            f = removal.file
+            similarity = f"similarity {removal.similarity:.3f}, " if removal.similarity else ""
+            out_console.print(
+                f"  [red]remove[/red] {name(f)} ({_facts(f)}, {similarity}{removal.method})",
+                highlight=False,
+            )
+    if len(plan.groups) > GROUPS_SHOWN:
+        out_console.print(
+            f"… and {len(plan.groups) - GROUPS_SHOWN} more groups (see --json or --html)"
+        )
+    if related:
+        print_related(related)
+
+
+def print_related(related: list[dict[str, Any]]) -> None:
+    """Pairs where one picture is an edit of the other (an overlay, a caption) or shares
+    its frame: shown so the user can look, never planned for removal."""
+    out_console.print(
+        f"[bold]related, kept[/bold] ({len(related)}): one is an edit of the other or they "
+        "share a frame; nothing is removed",
+        highlight=False,
+    )
+    for pair in related[:GROUPS_SHOWN]:
+        out_console.print(f"  {markup(pair['a'])}  ~  {markup(pair['b'])}", highlight=False)
+    if len(related) > GROUPS_SHOWN:
+        out_console.print(f"  … and {len(related) - GROUPS_SHOWN} more (see --json)")
