@@ -545,8 +545,8 @@ def test_files_changed_between_planning_and_acting_are_skipped_never_moved(
 
     monkeypatch.setattr(acting, "review_plan", review_then_change)
     document = invoke_json(
-        "find", str(root), "--action", "move", "--to", str(quarantine), "--yes", expect=1
-    )  # skipped files: exit 1
+        "find", str(root), "--action", "move", "--to", str(quarantine), "--yes", expect=3
+    )  # skipped files: exit 3, done with exceptions
     action = document["action"]
     assert len(document["groups"]) == 4 and action["failed"] == []
     root_abs = root.resolve()

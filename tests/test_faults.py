@@ -223,11 +223,37 @@ def test_full_disk_during_a_move_leaves_the_file_in_place(
             "--yes",
         ],
     )
-    assert result.exit_code == 1, result.stderr  # files that failed: not a clean run
+    assert result.exit_code == 3, result.stderr  # files that failed: not a clean run
     outcome = json.loads(result.stdout)["action"]
     assert outcome["done"] == [] and len(outcome["failed"]) >= 2
     assert all("No space left" in f["reason"] for f in outcome["failed"])
     assert all(Path(f["path"]).exists() for f in outcome["failed"])
+
+
+def test_a_partly_failed_action_names_every_failed_file_and_exits_3(
+    library: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One file of the plan fails, the others are moved: the human output names the failed
+    file with its reason, and the exit code (3, documented) tells a script the run was not
+    clean though it did the rest."""
+    import dedup_cli.act.execute as act
+
+    real_transfer = act.transfer
+
+    def fails_for_one(source, target_fd, name, snapshot):  # type: ignore[no-untyped-def]
+        if name == "astronaut_small.jpg":
+            raise OSError(errno.EIO, "Input/output error")
+        return real_transfer(source, target_fd, name, snapshot)
+
+    monkeypatch.setattr(act, "transfer", fails_for_one)
+    args = ["find", str(library), "--workers", "0", "--action", "move", "--to", str(tmp_path / "q")]
+    result = runner.invoke(app, [*args, "--yes"])
+    assert result.exit_code == 3, result.stderr
+    out = " ".join(result.stdout.split())
+    assert "failed" in out and "astronaut_small.jpg: Input/output error" in out
+    assert "1 failed" in out and "3 file(s)" in out  # the rest was done
+    assert "left in place" in result.stderr
+    assert (library / "trip" / "astronaut_small.jpg").exists()
 
 
 def test_full_disk_for_the_database_is_one_clear_line(

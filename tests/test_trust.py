@@ -90,7 +90,7 @@ def test_keeper_damaged_between_plan_and_action_is_caught_at_the_removal(
 
     monkeypatch.setattr(acting, "confirm", confirm_then_rot)
     result = act(root, "--action", "delete")
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     assert (root / "b.jpg").exists() and (root / "a.jpg").exists()
     skipped = json.loads(result.stdout)["action"]["skipped"]
     assert [s["reason"] for s in skipped] == [
@@ -304,7 +304,7 @@ def test_undo_never_writes_outside_the_runs_folder(tmp_path: Path) -> None:
     with sqlite3.connect(root / "image_database.db") as db:
         db.execute("UPDATE actions SET path = ?", (str(elsewhere),))
     undone = invoke("undo", run_id)
-    assert undone.exit_code == 1
+    assert undone.exit_code == 3
     assert "outside the run's folder" in undone.stdout
     assert not elsewhere.exists() and (quarantine / "b.jpg").exists()
 
@@ -366,7 +366,7 @@ def test_a_quarantine_above_the_root_never_puts_a_file_back_inside(tmp_path: Pat
     (root / "photos" / "z.jpg").write_bytes(photo(50))  # quarantined as <to>/photos/z.jpg
     assert invoke("hash", str(root), "--workers", "0", "-q").exit_code == 0
     result = act(root, "--action", "move", "--to", str(tmp_path))
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     skipped = json.loads(result.stdout)["action"]["skipped"]
     assert "inside a scanned folder" in skipped[0]["reason"]
     assert sorted(p.name for p in root.rglob("*.jpg")) == ["keep.jpg", "z.jpg"]
@@ -409,7 +409,7 @@ def test_one_entry_that_cannot_be_restored_does_not_strand_the_others(tmp_path: 
     (root / "s1").rmdir()
     (root / "s1").write_text("a file where the folder was")
     undone = invoke("undo", run_id, "--json")
-    assert undone.exit_code == 1
+    assert undone.exit_code == 3
     report = json.loads(undone.stdout)
     assert report["restored"] == [str(root.resolve() / "s2" / "copy2.jpg")]
     assert [Path(f["path"]).name for f in report["failed"]] == ["copy1.jpg"]
@@ -427,7 +427,7 @@ def test_undo_does_not_restore_a_quarantined_file_that_was_replaced(tmp_path: Pa
     run_id = json.loads(act(root, "--action", "move", "--to", str(quarantine)).stdout)["run_id"]
     (quarantine / "b.jpg").write_bytes(photo(99))  # another picture under the same name
     result = invoke("undo", run_id)
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     assert "is not the file that was moved" in result.stdout
     assert not (root / "b.jpg").exists() and (quarantine / "b.jpg").read_bytes() == photo(99)
 
@@ -544,7 +544,7 @@ def test_a_symlink_planted_in_the_quarantine_is_not_followed(tmp_path: Path) -> 
     quarantine.mkdir()
     os.symlink(target, quarantine / "sub")
     result = act(root, "--action", "move", "--to", str(quarantine))
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     assert "symlink" in json.loads(result.stdout)["action"]["skipped"][0]["reason"]
     assert (root / "sub" / "copy.jpg").exists() and list(target.iterdir()) == []
 
@@ -561,7 +561,7 @@ def test_undo_does_not_follow_a_symlink_planted_in_the_root(tmp_path: Path) -> N
     (root / "sub").rmdir()
     os.symlink(elsewhere, root / "sub")
     result = invoke("undo", run_id)
-    assert result.exit_code == 1 and "symlink" in result.stdout
+    assert result.exit_code == 3 and "symlink" in result.stdout
     assert list(elsewhere.iterdir()) == [] and (quarantine / "sub" / "copy.jpg").exists()
 
 
@@ -631,7 +631,7 @@ def test_a_folder_held_by_identity_blocks_removals_in_it_whatever_the_path(
     finally:
         release.set()
         holder.join(30)
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     failed = json.loads(result.stdout)["action"]["failed"]
     assert "another dedup run is acting" in failed[0]["reason"]
     assert (root / "sub" / "a.jpg").exists() and (root / "sub" / "b.jpg").exists()
@@ -690,7 +690,7 @@ def test_an_entry_undo_skipped_is_restored_by_the_next_undo(tmp_path: Path) -> N
     run_id = json.loads(act(root, "--action", "move", "--to", str(quarantine)).stdout)["run_id"]
     (root / "b.jpg").write_bytes(b"the user put something here meanwhile")
     first = invoke("undo", run_id)
-    assert first.exit_code == 1 and "a file is back at that path" in first.stdout
+    assert first.exit_code == 3 and "a file is back at that path" in first.stdout
     (root / "b.jpg").unlink()
     again = invoke("undo", run_id)
     assert again.exit_code == 0, again.stderr
@@ -825,7 +825,7 @@ def test_a_half_done_move_whose_home_file_changed_keeps_the_quarantined_copy(
     root, quarantine, run_id = _half_done_move(tmp_path, hard_link=False)
     (root / "b.jpg").write_bytes(photo(77))  # the user put another picture at that path
     result = invoke("undo", run_id, "--json")
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     assert (quarantine / "b.jpg").read_bytes() == photo(1)
     assert (root / "b.jpg").read_bytes() == photo(77)
     skipped = json.loads(result.stdout)["skipped"]
@@ -853,5 +853,5 @@ def test_a_half_done_move_keeps_its_quarantined_copy_if_home_goes_at_that_moment
 
     monkeypatch.setattr(fsops.Pinned, "snapshot", snapshot_then_lose_home)
     result = invoke("undo", run_id, "--json")
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     assert (quarantine / "b.jpg").read_bytes() == photo(1)

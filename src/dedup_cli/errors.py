@@ -29,3 +29,11 @@ class StoreError(DedupError):
 
 class NothingToUndoError(DedupError):
     """``undo`` was asked for a run that does not exist or has nothing left to undo."""
+
+
+class IncompleteError(DedupError):
+    """An action or an undo carried out the rest but left some files in place (a safety
+    check skipped them, or the file system failed them): exit code 3, so a script can tell
+    "done, with exceptions" from "did nothing"."""
+
+    exit_code = 3

@@ -15,7 +15,7 @@ import typer
 from dedup_cli.cli.common import err_console, print_json
 from dedup_cli.cli.render import out_console, print_plan
 from dedup_cli.config import ACTIONS, REVIEWS, choices
-from dedup_cli.errors import DedupError, UsageError
+from dedup_cli.errors import DedupError, IncompleteError, UsageError
 from dedup_cli.text import markup
 from dedup_cli.units import human_bytes
 
@@ -59,7 +59,7 @@ class NotConfirmedError(DedupError):
     """An action was asked for, but nobody confirmed it."""
 
 
-class IncompleteActionError(DedupError):
+class IncompleteActionError(IncompleteError):
     """Some planned files were skipped by a safety check or failed: each has its reason."""
 
 
@@ -259,13 +259,12 @@ def print_action_summary(outcome: Any) -> None:
         f"{len(outcome.failed)} failed; journal {markup(outcome.manifest)}",
         highlight=False,
     )
+    # Every file left in place is named with its reason: it is what the user must look at.
     for kind, items in (("skipped", outcome.skipped), ("failed", outcome.failed)):
-        for item in items[:20]:
+        for item in items:
             out_console.print(
                 f"  [yellow]{kind}[/yellow] {markup(item['path'])}: {markup(item['reason'])}",
                 highlight=False,
             )
-        if len(items) > 20:
-            out_console.print(f"  … and {len(items) - 20} more {kind} (see --json)")
     if outcome.action == "move":
         out_console.print(f"undo with: dedup undo {outcome.run_id}", highlight=False)

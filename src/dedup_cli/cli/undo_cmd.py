@@ -59,10 +59,10 @@ def undo_command(
                 f"dedup undo {report.run_id} again to restore the rest"
             )
         if report.failed or report.skipped:
-            from dedup_cli.errors import DedupError
+            from dedup_cli.errors import IncompleteError
 
             again = f"; run dedup undo {report.run_id} again after fixing" if report.failed else ""
-            raise DedupError(
+            raise IncompleteError(
                 f"{len(report.skipped)} file(s) not restored and {len(report.failed)} failed "
                 f"(reasons above){again}"
             )
