@@ -147,7 +147,7 @@ def test_delete_with_yes_removes_only_planned_copies(library: Path) -> None:
         (["hash", "{root}/missing"], 2, "does not exist"),
         (["hash", "{root}/camera.png"], 2, "not a folder"),
         (["hash", "{root}", "--device", "tpu"], 2, "--device"),
-        (["find", "{root}", "--model", "clip-b32", "--weights", "{root}/none.pt"], 1, "clip"),
+        (["find", "{root}", "--model", "clip-b32", "--weights", "{root}/none.pt"], 2, "none.pt"),
     ],
 )
 def test_bad_input_is_one_line_and_an_exit_code(
@@ -167,6 +167,7 @@ def test_bad_input_is_one_line_and_an_exit_code(
 
 def test_custom_db_location(library: Path, tmp_path: Path) -> None:
     db = tmp_path / "elsewhere" / "cache.db"
+    db.parent.mkdir()  # a missing folder is refused (tests/test_newcomer.py)
     code, _, err = invoke("hash", str(library), "--db", str(db), "--workers", "0", "-q")
     assert code == 0, err
     assert db.exists() and not (library / "image_database.db").exists()

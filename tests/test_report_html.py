@@ -44,6 +44,7 @@ class _Figures(HTMLParser):
 
 def report_for(library: Path, tmp_path: Path) -> tuple[dict, Path]:  # type: ignore[type-arg]
     html = tmp_path / "report" / "dupes.html"
+    html.parent.mkdir(exist_ok=True)
     result = runner.invoke(
         app, ["find", str(library), "--json", "--workers", "0", "--html", str(html)]
     )

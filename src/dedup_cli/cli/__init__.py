@@ -25,9 +25,10 @@ app = typer.Typer(
     help="Find duplicate and near-duplicate photos with deep embeddings, and remove the "
     "redundant copies safely.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion, --show-completion
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,  # plain help: readable at 80 columns, pipes and less
 )
 
 

@@ -29,11 +29,19 @@ ActionOpt = Annotated[
 ]
 ToOpt = Annotated[
     Path | None,
-    typer.Option("--to", help="Quarantine folder for --action move (outside the photo folder)."),
+    typer.Option(
+        "--to",
+        metavar="DIR",
+        help="Quarantine folder for --action move (outside the photo folder).",
+    ),
 ]
 HtmlOpt = Annotated[
     Path | None,
-    typer.Option("--html", help="Also write a self-contained HTML report of the plan to FILE."),
+    typer.Option(
+        "--html",
+        metavar="FILE",
+        help="Also write a self-contained HTML report of the plan to FILE.",
+    ),
 ]
 ReviewOpt = Annotated[
     str,
@@ -122,20 +130,46 @@ def review_plan(
 
 
 def check_action(
-    action: str, to: Path | None, review: str = "auto", html: Path | None = None
+    action: str,
+    to: Path | None,
+    review: str = "auto",
+    html: Path | None = None,
+    roots: list[Path] | None = None,
 ) -> None:
-    """Bad choices stop before any work, the report path included (it must not replace a
-    photo or any file that is not an earlier dedup report)."""
+    """Bad choices stop before any work (no model loaded, nothing hashed): the action and
+    its quarantine (never inside a scanned folder, never without ``--action move``), and the
+    report path (it must not replace a photo or any file that is not an earlier dedup
+    report, and its folder must exist)."""
     if html is not None or review == "html":
         from dedup_cli.review.html import check_report_path
 
-        check_report_path(html or Path("dedup-report.html"))
+        report = check_report_path(html or Path("dedup-report.html"))
+        check_parent_exists("--html", report)
     if review not in REVIEWS:
         raise UsageError(f"--review must be one of {', '.join(REVIEWS)}, not {review!r}")
     if action not in ("report", *ACTIONS):
         raise UsageError(f"--action must be report, {', '.join(ACTIONS)}, not {action!r}")
     if action == "move" and to is None:
         raise UsageError("--action move needs --to DIR")
+    if to is not None and action != "move":
+        raise UsageError("--to is only for --action move (a quarantine folder to move copies to)")
+    if to is not None:
+        quarantine = to.expanduser().resolve()
+        for root in roots or []:
+            scanned = root.expanduser().resolve()
+            if quarantine == scanned or quarantine.is_relative_to(scanned):
+                raise UsageError(
+                    f"--to {quarantine} is inside a scanned folder; choose a folder outside it"
+                )
+        if quarantine.exists() and not quarantine.is_dir():
+            raise UsageError(f"--to {quarantine} is not a folder")
+
+
+def check_parent_exists(option: str, path: Path) -> None:
+    """A file the user names goes into a folder that exists: a typo never makes folders."""
+    parent = path.expanduser().absolute().parent
+    if not parent.is_dir():
+        raise UsageError(f"{option} {path}: the folder {parent} does not exist")
 
 
 def confirm(action: str, count: int, size: int, yes: bool) -> None:

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dedup_cli.cli.common import (
+    DebugOpt,
     DeviceOpt,
     JsonOpt,
     RootArg,
@@ -24,9 +25,11 @@ from dedup_cli.text import markup
 
 def bench_command(
     root: RootArg,
-    sample: Annotated[int, typer.Option("--sample", min=1, help="Photos to sample.")] = 200,
+    sample: Annotated[
+        int, typer.Option("--sample", metavar="N", min=1, help="Photos to sample.")
+    ] = 200,
     models: Annotated[
-        str, typer.Option("--models", help="Comma-separated models to measure.")
+        str, typer.Option("--models", metavar="NAMES", help="Comma-separated models to measure.")
     ] = "effnet",
     target_precision: Annotated[
         float,
@@ -38,14 +41,16 @@ def bench_command(
         ),
     ] = 0.99,
     seed: Annotated[
-        int, typer.Option("--seed", help="Sampling seed (same seed, same sample).")
+        int, typer.Option("--seed", metavar="N", help="Sampling seed (same seed, same sample).")
     ] = 0,
     plot: Annotated[
-        Path | None, typer.Option("--plot", help="Write a precision/recall PNG here.")
+        Path | None,
+        typer.Option("--plot", metavar="FILE", help="Write a precision/recall PNG here."),
     ] = None,
     workers: WorkersOpt = None,
     device: DeviceOpt = "auto",
     json_output: JsonOpt = False,
+    debug: DebugOpt = False,
 ) -> None:
     """Measure precision/recall on transformed copies of your photos (ROOT is never written)."""
     with handle_errors():

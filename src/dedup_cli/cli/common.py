@@ -39,11 +39,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 # Human output goes to stderr so that stdout carries only the JSON document when asked for.
 err_console = Console(stderr=True)
 
-RootArg = Annotated[Path, typer.Argument(help="The photo folder.", show_default=False)]
+RootArg = Annotated[
+    Path, typer.Argument(metavar="ROOT", help="The photo folder.", show_default=False)
+]
 DbOpt = Annotated[
     Path | None,
     typer.Option(
         "--db",
+        metavar="FILE",
         help="Database file (default: image_database.db in the photo folder).",
         envvar="DEDUP_DB",
     ),
@@ -53,18 +56,23 @@ ModelOpt = Annotated[
     typer.Option(
         "--model",
         "-m",
+        metavar="NAME",
         help="Embedding model: effnet, clip-b32, clip-l14, dinov3 (see `dedup models`).",
         envvar="DEDUP_MODEL",
     ),
 ]
 EmbeddingTypeOpt = Annotated[
-    str | None, typer.Option("--embedding-type", help="CLIP only: final, hidden or both.")
+    str | None,
+    typer.Option("--embedding-type", metavar="TYPE", help="CLIP only: final, hidden or both."),
 ]
-BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Images per model batch.")]
+BatchOpt = Annotated[
+    int, typer.Option("--batch-size", metavar="N", min=1, help="Images per model batch.")
+]
 WorkersOpt = Annotated[
     int | None,
     typer.Option(
         "--workers",
+        metavar="N",
         min=0,
         help="Decode worker processes (default: one per core; 0 decodes inline).",
     ),
@@ -73,7 +81,10 @@ DeviceOpt = Annotated[
     str, typer.Option("--device", metavar=choices(DEVICES), help="auto, cpu, cuda or mps.")
 ]
 WeightsOpt = Annotated[
-    Path | None, typer.Option("--weights", help="Local weights file or folder, for offline use.")
+    Path | None,
+    typer.Option(
+        "--weights", metavar="PATH", help="Local weights file or folder, for offline use."
+    ),
 ]
 HiddenOpt = Annotated[
     bool, typer.Option("--include-hidden", help="Also scan hidden files and folders.")
@@ -96,6 +107,19 @@ IndexOpt = Annotated[
         "re-scored exactly; measured "
         "recall >= 0.99 against exact).",
     ),
+]
+
+
+def _set_debug(value: bool) -> bool:
+    if value:
+        state.debug = True
+    return value
+
+
+# Accepted after the command as well as before it (``dedup find X --debug``).
+DebugOpt = Annotated[
+    bool,
+    typer.Option("--debug", help="Show tracebacks for errors.", callback=_set_debug, is_eager=True),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
@@ -137,8 +161,11 @@ def embed_options(
     """The embedding options every command that embeds shares (the device is checked by
     name here and resolved only where a model or a search runs)."""
     from dedup_cli.embed.pipeline import EmbedOptions
+    from dedup_cli.errors import UsageError
     from dedup_cli.models import check_device_choice
 
+    if weights is not None and not weights.expanduser().exists():
+        raise UsageError(f"--weights {weights} does not exist")
     return EmbedOptions(
         device=check_device_choice(device),
         weights=weights,
@@ -155,6 +182,10 @@ def open_store(root: Path, db: Path | None) -> Store:
         raise UsageError(f"{root} does not exist")
     if not root.is_dir():
         raise UsageError(f"{root} is not a folder")
+    if db is not None and not db.expanduser().absolute().parent.is_dir():
+        raise UsageError(
+            f"--db {db}: the folder {db.expanduser().absolute().parent} does not exist"
+        )
     return Store((db or default_db_path(root)).expanduser().resolve())
 
 

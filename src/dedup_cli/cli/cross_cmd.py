@@ -21,6 +21,7 @@ from dedup_cli.cli.acting import (
 )
 from dedup_cli.cli.common import (
     BatchOpt,
+    DebugOpt,
     DeviceOpt,
     EmbeddingTypeOpt,
     GeometricOpt,
@@ -43,8 +44,8 @@ from dedup_cli.units import human_bytes
 
 
 def cross_command(
-    folder_a: Annotated[Path, typer.Argument(help="Folder A.", show_default=False)],
-    folder_b: Annotated[Path, typer.Argument(help="Folder B.", show_default=False)],
+    folder_a: Annotated[Path, typer.Argument(metavar="A", help="Folder A.", show_default=False)],
+    folder_b: Annotated[Path, typer.Argument(metavar="B", help="Folder B.", show_default=False)],
     keep: Annotated[
         str,
         typer.Option(
@@ -61,6 +62,7 @@ def cross_command(
         typer.Option(
             "--threshold",
             "-t",
+            metavar="T",
             help="Cosine similarity 0..1 (default: the model's).",
             show_default=False,
         ),
@@ -88,10 +90,10 @@ def cross_command(
     geometric: GeometricOpt = True,
     index: IndexOpt = "auto",
     db_a: Annotated[
-        Path | None, typer.Option("--db-a", help="Database of A (default: in A).")
+        Path | None, typer.Option("--db-a", metavar="FILE", help="Database of A (default: in A).")
     ] = None,
     db_b: Annotated[
-        Path | None, typer.Option("--db-b", help="Database of B (default: in B).")
+        Path | None, typer.Option("--db-b", metavar="FILE", help="Database of B (default: in B).")
     ] = None,
     batch_size: BatchOpt = DEFAULT_BATCH_SIZE,
     workers: WorkersOpt = None,
@@ -100,6 +102,7 @@ def cross_command(
     include_hidden: HiddenOpt = False,
     json_output: JsonOpt = False,
     quiet: QuietOpt = False,
+    debug: DebugOpt = False,
 ) -> None:
     """Find duplicates between folders A and B only (never within one); act on copies."""
     with handle_errors():
@@ -107,7 +110,7 @@ def cross_command(
         from dedup_cli.jobs.workflow import validate_threshold
         from dedup_cli.models import get_spec
 
-        check_action(action, to, review, html)
+        check_action(action, to, review, html, [folder_a, folder_b])
         if threshold is not None:
             validate_threshold(threshold)
         check_roots(folder_a, folder_b)

@@ -20,6 +20,7 @@ from dedup_cli.cli.acting import (
 )
 from dedup_cli.cli.common import (
     DbOpt,
+    DebugOpt,
     HiddenOpt,
     JsonOpt,
     ModelOpt,
@@ -57,6 +58,7 @@ def filename_clean_command(
         typer.Option(
             "--threshold",
             "-t",
+            metavar="T",
             help="Embedding similarity when both are stored.",
             show_default=False,
         ),
@@ -71,6 +73,7 @@ def filename_clean_command(
     include_hidden: HiddenOpt = False,
     json_output: JsonOpt = False,
     quiet: QuietOpt = False,
+    debug: DebugOpt = False,
 ) -> None:
     """Find copies by name (name (1).jpg, Copy of name.jpg …) and confirm them by content."""
     with handle_errors():
@@ -78,7 +81,7 @@ def filename_clean_command(
         from dedup_cli.jobs.workflow import validate_threshold
         from dedup_cli.models import get_spec
 
-        check_action(action, to, review, html)
+        check_action(action, to, review, html, [root])
         if threshold is not None:
             validate_threshold(threshold)
         spec = get_spec(model)

@@ -21,6 +21,7 @@ from dedup_cli.cli.acting import (
 from dedup_cli.cli.common import (
     BatchOpt,
     DbOpt,
+    DebugOpt,
     DeviceOpt,
     EmbeddingTypeOpt,
     GeometricOpt,
@@ -53,6 +54,7 @@ def find_command(
         typer.Option(
             "--threshold",
             "-t",
+            metavar="T",
             help="Cosine similarity 0..1 (default: the model's calibrated one).",
             show_default=False,
         ),
@@ -98,6 +100,7 @@ def find_command(
     include_hidden: HiddenOpt = False,
     json_output: JsonOpt = False,
     quiet: QuietOpt = False,
+    debug: DebugOpt = False,
 ) -> None:
     """Find duplicate groups under ROOT and plan what to remove; act only with --action."""
     with handle_errors():
@@ -106,7 +109,7 @@ def find_command(
         from dedup_cli.jobs.workflow import validate_threshold
         from dedup_cli.models import get_spec
 
-        check_action(action, to, review, html)
+        check_action(action, to, review, html, [root])
         check_keep(keep, FIND_RULES)
         if threshold is not None:
             validate_threshold(threshold)

@@ -7,6 +7,7 @@ from rich.table import Table
 from dedup_cli.cli.common import (
     BatchOpt,
     DbOpt,
+    DebugOpt,
     DeviceOpt,
     EmbeddingTypeOpt,
     HiddenOpt,
@@ -40,6 +41,7 @@ def hash_command(
     include_hidden: HiddenOpt = False,
     json_output: JsonOpt = False,
     quiet: QuietOpt = False,
+    debug: DebugOpt = False,
 ) -> None:
     """Embed new and changed images under ROOT (a rerun only stats unchanged files)."""
     with handle_errors():

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from dedup_cli.cli.common import JsonOpt, handle_errors, print_json
+from dedup_cli.cli.common import DebugOpt, JsonOpt, handle_errors, print_json
 from dedup_cli.cli.render import out_console
 
 
-def models_command(json_output: JsonOpt = False) -> None:
+def models_command(json_output: JsonOpt = False, debug: DebugOpt = False) -> None:
     """List the embedding models, their dimensions and default thresholds."""
     with handle_errors():
         from dedup_cli.models import list_models

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from dedup_cli.cli.common import (
     DbOpt,
+    DebugOpt,
     HiddenOpt,
     JsonOpt,
     QuietOpt,
@@ -51,6 +52,7 @@ def prune_command(
     include_hidden: HiddenOpt = False,
     json_output: JsonOpt = False,
     quiet: QuietOpt = False,
+    debug: DebugOpt = False,
 ) -> None:
     """Remove rows of files that no longer exist, keep embeddings of renamed files, compact."""
     with handle_errors():

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from dedup_cli.cli.common import JsonOpt, handle_errors, print_json
+from dedup_cli.cli.common import DebugOpt, JsonOpt, handle_errors, print_json
 from dedup_cli.cli.render import out_console
 from dedup_cli.text import markup
 
@@ -15,13 +15,18 @@ from dedup_cli.text import markup
 def undo_command(
     run_id: Annotated[
         str | None,
-        typer.Argument(help="The run to undo (default: the last run).", show_default=False),
+        typer.Argument(
+            metavar="RUN_ID", help="The run to undo (default: the last run).", show_default=False
+        ),
     ] = None,
     db: Annotated[
         Path | None,
-        typer.Option("--db", help="Database of the run (default: found from the run id)."),
+        typer.Option(
+            "--db", metavar="FILE", help="Database of the run (default: found from the run id)."
+        ),
     ] = None,
     json_output: JsonOpt = False,
+    debug: DebugOpt = False,
 ) -> None:
     """Undo a run: moved files go back to where they were."""
     with handle_errors():
