@@ -185,3 +185,22 @@ def test_a_normal_prune_of_a_few_deleted_files_is_not_refused(hashed: Path) -> N
     assert count(hashed, "files") == 2
     human = runner.invoke(app, ["prune-db", str(hashed)])
     assert human.exit_code == 0 and "refusing" not in human.stderr
+
+
+def test_compacting_reports_the_real_size_not_the_database_twice(tmp_path: Path) -> None:
+    """In WAL mode VACUUM writes the compacted database into the WAL: counted with the file
+    it replaces, the database seemed to double. After prune-db the WAL is folded back, and
+    the size reported is what the folder holds."""
+    root = tmp_path / "photos"
+    root.mkdir()
+    for i in range(40):
+        (root / f"p{i}.png").write_bytes(encode(random_image(i, (80, 60)), "PNG"))
+    run("hash", str(root), "--workers", "0")
+    for i in range(30):
+        (root / f"p{i}.png").unlink()
+    report = run("prune-db", str(root), "--force")
+    db = root / "image_database.db"
+    wal = Path(f"{db}-wal")
+    on_disk = db.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+    assert report["bytes_after"] == on_disk
+    assert report["bytes_after"] < report["bytes_before"]

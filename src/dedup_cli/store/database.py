@@ -632,11 +632,14 @@ class Store:
         return _Transaction(self, write)
 
     def compact(self) -> None:
-        """Checkpoint the WAL and VACUUM, so removed rows give their space back."""
+        """Checkpoint the WAL and VACUUM, so removed rows give their space back; then
+        checkpoint again: in WAL mode VACUUM writes the whole compacted database into the
+        WAL, and until that is copied back the folder holds it twice."""
         try:
             with self.engine.connect() as conn:
                 conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
                 conn.exec_driver_sql("VACUUM")
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
         except OperationalError as exc:
             raise StoreError(_explain(exc, self.path)) from exc
 
