@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from conftest import encode
 from dedup_cli.cli import app
 
 runner = CliRunner()
@@ -109,11 +110,35 @@ def test_move_then_undo_restores_identical_bytes(library: Path, tmp_path: Path) 
     assert code == 1 and "already undone" in err
 
 
-def test_undo_without_run_id_undoes_the_last_run(library: Path, tmp_path: Path) -> None:
+def test_undo_without_run_id_undoes_the_last_run_of_this_folder(
+    library: Path, tmp_path: Path, photos, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """A later run on another collection is not what a plain ``dedup undo`` in this
+    folder means: it undoes this folder's last run, and leaves the other alone."""
     find_json(library, "--action", "move", "--to", str(tmp_path / "q"), "--yes")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "a.jpg").write_bytes(encode(photos["coffee"], quality=90))
+    (other / "b.jpg").write_bytes((other / "a.jpg").read_bytes())
+    later = find_json(other, "--action", "move", "--to", str(tmp_path / "q2"), "--yes")
+    monkeypatch.chdir(library)
     code, _, err = invoke("undo")
     assert code == 0, err
     assert (library / "trip" / "chelsea_copy.jpg").exists()
+    assert not Path(later["action"]["done"][0]["path"]).exists()  # the other run stands
+    monkeypatch.chdir(library / "trip")  # a folder inside it: the same collection
+    code, _, err = invoke("undo")
+    assert code == 1 and "no run to undo" in err
+    code, out, _ = invoke("undo", "--list")
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == 2
+    assert later["run_id"] in lines[0] and "can be undone" in lines[0]
+    assert "undone" in lines[1] and "can be" not in lines[1]
+    monkeypatch.chdir(tmp_path)
+    code, _, err = invoke("undo")
+    assert code == 1 and "dedup undo --list" in err
+    listed = json.loads(invoke("undo", "--list", "--json")[1])
+    assert [r["state"] for r in listed] == ["can be undone", "undone"]
 
 
 def test_without_a_terminal_nothing_is_removed_unless_yes(library: Path) -> None:

@@ -766,15 +766,22 @@ def test_an_earlier_report_is_replaced(tmp_path: Path) -> None:
     assert "a.jpg" in report.read_text() and not list(tmp_path.glob("*.tmp"))
 
 
-def test_plain_undo_finds_the_newest_undoable_run_across_databases(tmp_path: Path) -> None:
+def test_plain_undo_undoes_the_run_of_the_folder_it_is_run_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Never the newest run anywhere: in ``first`` a plain undo puts back first's files,
+    although ``second`` acted later; ``second``'s run stands until undone there."""
     first = hashed_pair(tmp_path, "first")
     second = hashed_pair(tmp_path, "second")
     assert act(first, "--action", "move", "--to", str(tmp_path / "q1")).exit_code == 0
     assert act(second, "--action", "move", "--to", str(tmp_path / "q2")).exit_code == 0
-    assert invoke("undo").exit_code == 0 and (second / "b.jpg").exists()
-    again = invoke("undo")  # the newest run is undone: the older one, on the other database
+    monkeypatch.chdir(first)
+    assert invoke("undo").exit_code == 0 and (first / "b.jpg").exists()
+    assert not (second / "b.jpg").exists()
+    monkeypatch.chdir(second)
+    again = invoke("undo")
     assert again.exit_code == 0, again.stderr
-    assert (first / "b.jpg").exists()
+    assert (second / "b.jpg").exists()
 
 
 def test_an_unconfirmed_action_still_prints_the_plan_for_a_script(tmp_path: Path) -> None:

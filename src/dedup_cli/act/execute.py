@@ -48,7 +48,7 @@ from dedup_cli.media.fsops import (
     transfer,
     write_atomic,
 )
-from dedup_cli.store import Store
+from dedup_cli.store import Store, default_db_path
 
 MANIFEST_FOLDER = ".dedup-runs"
 
@@ -480,23 +480,54 @@ def _recorded_for(store: Store, run_id: str | None) -> RecordedRun:
     raise NothingToUndoError(f"no run to undo in {store.path}")
 
 
-def database_to_undo() -> Path | None:
-    """The database of the newest run in this user's run index that can still be undone
-    (a plain ``dedup undo``): runs already undone, or whose database is gone, are passed
-    over, so an older run on another database is found."""
-    seen: set[str] = set()
+def database_to_undo(folder: Path) -> Path | None:
+    """The database a plain ``dedup undo`` run in ``folder`` means: the folder's own
+    database, or else the database of the newest recorded run on this folder (or on a
+    folder holding it). Never the last run anywhere: a run on another collection is undone
+    only by its id or its ``--db``."""
+    here = folder.resolve()
+    own = default_db_path(here)
+    if own.exists():
+        return own
     for recorded in reversed(recorded_runs()):
-        key = os.path.realpath(recorded.database)
-        if key in seen or not recorded.database.exists():
-            continue
-        seen.add(key)
-        try:
-            with Store(recorded.database) as store:
-                _recorded_for(store, None)
-        except (NothingToUndoError, StoreError):
-            continue
-        return recorded.database
+        if any(here == r or here.is_relative_to(r) for r in recorded.roots):
+            if recorded.database.exists():
+                return recorded.database
     return None
+
+
+def list_runs() -> list[dict[str, Any]]:
+    """This user's recorded runs, newest first, each with what ``undo`` can do with it."""
+    listed = []
+    for recorded in reversed(recorded_runs()):
+        state = "database gone"
+        if recorded.database.exists():
+            try:
+                with Store(recorded.database) as store:
+                    run = store.run(recorded.run_id)
+            except StoreError:
+                run = None
+                state = "database unreadable"
+            else:
+                if run is None:
+                    state = "not in its database"
+                elif run["undone_at"] is not None:
+                    state = "undone"
+                elif recorded.action == "move":
+                    state = "can be undone"
+                else:
+                    state = "cannot be undone (not a move)"
+        listed.append(
+            {
+                "run_id": recorded.run_id,
+                "action": recorded.action,
+                "roots": [str(r) for r in recorded.roots],
+                "quarantine": None if recorded.quarantine is None else str(recorded.quarantine),
+                "database": str(recorded.database),
+                "state": state,
+            }
+        )
+    return listed
 
 
 def undo_run(store: Store, run_id: str | None = None) -> UndoReport:

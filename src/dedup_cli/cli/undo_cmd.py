@@ -16,7 +16,9 @@ def undo_command(
     run_id: Annotated[
         str | None,
         typer.Argument(
-            metavar="RUN_ID", help="The run to undo (default: the last run).", show_default=False
+            metavar="RUN_ID",
+            help="The run to undo (default: the last run of this folder's database).",
+            show_default=False,
         ),
     ] = None,
     db: Annotated[
@@ -25,20 +27,28 @@ def undo_command(
             "--db", metavar="FILE", help="Database of the run (default: found from the run id)."
         ),
     ] = None,
+    list_runs: Annotated[
+        bool, typer.Option("--list", help="List your recorded runs and what undo can do.")
+    ] = False,
     json_output: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Undo a run: moved files go back to where they were."""
+    """Undo a run: moved files go back to where they were. Without RUN_ID, the last run of
+    the database in the current folder (or --db)."""
     with handle_errors():
         from dedup_cli.act.execute import database_to_undo, undo_run
         from dedup_cli.act.runs_index import find_database
         from dedup_cli.errors import NothingToUndoError
         from dedup_cli.store import Store
 
-        database = db or (find_database(run_id) if run_id else database_to_undo())
+        if list_runs:
+            _print_runs(json_output)
+            return
+        database = db or (find_database(run_id) if run_id else database_to_undo(Path.cwd()))
         if database is None or not database.exists():
             raise NothingToUndoError(
-                "no run found to undo; pass --db PATH to the database of the run"
+                "no dedup database in this folder and no run recorded on it; pass RUN_ID "
+                "(see dedup undo --list) or --db PATH"
                 if run_id is None
                 else f"run {run_id} not found; pass --db PATH to its database"
             )
@@ -71,3 +81,21 @@ def undo_command(
                 f"{len(report.skipped)} file(s) not restored and {len(report.failed)} failed "
                 f"(reasons above){again}"
             )
+
+
+def _print_runs(json_output: bool) -> None:
+    from dedup_cli.act.execute import list_runs
+
+    runs = list_runs()
+    if json_output:
+        print_json(runs)
+        return
+    if not runs:
+        out_console.print("no runs recorded", highlight=False)
+        return
+    for run in runs:
+        folders = ", ".join(run["roots"]) or "?"
+        out_console.print(
+            f"{run['run_id']}  {run['action'] or '?':6s}  {run['state']}  {markup(folders)}",
+            highlight=False,
+        )
