@@ -165,5 +165,5 @@ def _print_summary(result: Any) -> None:
     table.add_row("space to free", human_bytes(plan.bytes_to_free))
     table.add_row("look-alikes not confirmed", str(result.unconfirmed_pairs))
     if result.related:
-        table.add_row("edited or same-frame pairs (kept, see --json)", str(len(result.related)))
+        table.add_row("related pairs (kept, listed above)", str(len(result.related)))
     out_console.print(table)

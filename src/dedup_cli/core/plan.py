@@ -37,6 +37,10 @@ class Plan:
     # Content hashes of the groups a reviewer marked "not duplicates": remembered by
     # ``act.carry_out`` so that no job proposes them again (not part of the JSON plan).
     not_duplicates: list[list[str]] = field(default_factory=list)
+    # Pairs where one picture is an edit of the other (an overlay, a caption) or shares its
+    # frame: shown to the user wherever the plan is (listing, report, reviewers), never
+    # planned. Each ``{"a", "b", "similarity", "reason"}`` (absolute paths).
+    related: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def files_to_remove(self) -> int:

@@ -241,6 +241,7 @@ def cross_find(
     found = confirmation.pairs
     confirmed = Pairs(found.left, found.right + offset, found.similarity)
     plan = make_plan(a_root, spec.key, threshold, f"cross-{keep}", files, groups, rank.why)
+    plan.related = confirmation.related
     matched = set(confirmed.left.tolist()) | set(confirmed.right.tolist())
     for members in byte_identical([*a.files.content_hashes, *b.files.content_hashes]):
         if members[0] < offset <= members[-1]:  # in both folders

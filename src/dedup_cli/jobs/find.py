@@ -188,6 +188,7 @@ def find_duplicates(
     candidates, confirmation = proved.candidates, proved.confirmation
     confirmed = confirmation.pairs
     plan = make_plan(root, spec.key, threshold, keep, files, groups, rank.why)
+    plan.related = confirmation.related
     if model_id is not None:
         mark_searched(store, model_id, files.seqs)
     return FindResult(

@@ -20,6 +20,11 @@ from dedup_cli.text import printable
 
 KEEP_COLOUR = "#2e9d3a"
 REMOVE_COLOUR = "#d33333"
+RELATED_COLOUR = "#d29a00"
+KEYS_HINT = (
+    "←/→ or Previous/Next: group  ·  click a file: make it the keeper, click again: "
+    "keep/remove  ·  n: not duplicates  ·  close the window: done  ·  Esc: cancel"
+)
 
 
 def _thumbnail(path: Path, side: int = 320) -> np.ndarray | None:
@@ -48,6 +53,7 @@ class MatplotlibReviewer:
         self.next_button = Button(next_ax, "Next")
         self.previous_button.on_clicked(lambda _event: self._move(-1))
         self.next_button.on_clicked(lambda _event: self._move(1))
+        self.figure.text(0.5, 0.095, KEYS_HINT, ha="center", fontsize=9, color="#555555")
         canvas = self.figure.canvas
         canvas.mpl_connect("key_press_event", self.on_key)
         canvas.mpl_connect("button_press_event", self.on_click)
@@ -70,10 +76,7 @@ class MatplotlibReviewer:
             return
         group = session.group
         count = len(group.files)
-        title = f"Group {session.index + 1} of {len(session.groups)}"
-        if group.not_duplicates:
-            title += " — NOT DUPLICATES (remembered)"
-        self.figure.suptitle(title)
+        self.figure.suptitle(session.heading())
         width = 0.96 / count
         for position, file in enumerate(group.files):
             ax = self.figure.add_axes((0.02 + position * width, 0.15, width - 0.01, 0.72))
@@ -83,16 +86,30 @@ class MatplotlibReviewer:
             ax.set_xticks([])
             ax.set_yticks([])
             removing = position in group.remove and not group.not_duplicates
-            colour = REMOVE_COLOUR if removing else KEEP_COLOUR
+            colour = (
+                RELATED_COLOUR
+                if group.related is not None
+                else REMOVE_COLOUR
+                if removing
+                else KEEP_COLOUR
+            )
             for spine in ax.spines.values():
                 spine.set_edgecolor(colour)
                 spine.set_linewidth(6)
-            role = "KEEPER" if position == group.keeper else "REMOVE" if removing else "KEEP"
-            similarity = group.similarity.get(position)
+            role = (
+                "RELATED (STAYS)"
+                if group.related is not None
+                else "KEEPER"
+                if position == group.keeper
+                else "REMOVE"
+                if removing
+                else "KEEP"
+            )
+            label = session.similarity_label(position)
             facts = f"{file.size / 1000:.1f} KB · {file.width}×{file.height}"
             caption = f"{role}\n{printable(file.path)}\n{facts}"
-            if similarity is not None:
-                caption += f"\nsimilarity {similarity:.3f}"
+            if label is not None:
+                caption += f"\n{label}"
             ax.set_title(caption, fontsize=8, color=colour)
             self.image_axes.append(ax)
         self.figure.canvas.draw_idle()

@@ -38,6 +38,8 @@ figure .missing{height:200px;display:flex;align-items:center;justify-content:cen
 figcaption{font-size:.8rem;line-height:1.35;word-break:break-all;margin-top:4px}
 .tag{font-weight:bold;text-transform:uppercase;font-size:.75rem}
 .keep .tag{color:#2e9d3a}.remove .tag{color:#d33}
+.note{word-break:normal;overflow-wrap:anywhere}
+figure.related{border-color:#d29a00}.related .tag{color:#b07d00}
 """
 
 
@@ -71,8 +73,26 @@ def _figure(file: FileInfo, role: str, note: str, side: int) -> str:
     size = f"{file.width}×{file.height}" if file.width and file.height else "?"
     return (
         f'<figure class="{role}" data-path="{_true_path(file.absolute)}">{picture}'
-        f'<figcaption><span class="tag">{role}</span> {html.escape(note)}<br>'
+        f'<figcaption><span class="tag">{role}</span> <span class="note">'
+        f"{html.escape(note)}</span><br>"
         f"{_shown(file.absolute)}<br>{human_bytes(file.size)} · {size}</figcaption></figure>"
+    )
+
+
+RELATED_SHOWN = 200  # related pairs drawn with thumbnails; the rest are counted
+
+
+def _related_figure(path: Path, side: int) -> str:
+    thumb = thumbnail_jpeg(path, side)
+    if thumb is None:
+        picture = '<div class="missing">no preview</div>'
+    else:
+        data = base64.b64encode(thumb).decode("ascii")
+        picture = f'<img alt="{_shown(path)}" src="data:image/jpeg;base64,{data}">'
+    return (
+        f'<figure class="related" data-path="{_true_path(path)}">{picture}'
+        f'<figcaption><span class="tag">related: stays</span><br>{_shown(path)}'
+        "</figcaption></figure>"
     )
 
 
@@ -101,11 +121,28 @@ def render_html(plan: Plan, title: str = "dedup report", thumbnail_side: int = 2
             f"{len(group.remove)} to remove · "
             f"{human_bytes(sum(r.file.size for r in group.remove))}</h2><div class='files'>"
         )
-        parts.append(_figure(group.keep, "keep", "kept", thumbnail_side))
+        kept = f"kept: {group.why}" if group.why else "kept"
+        parts.append(_figure(group.keep, "keep", kept, thumbnail_side))
         for removal in group.remove:
             note = f"similarity {removal.similarity:.3f} ({removal.method})"
             parts.append(_figure(removal.file, "remove", note, thumbnail_side))
         parts.append("</div></section>")
+    if plan.related:
+        parts.append(
+            f"<h2 id='related'>Related, kept ({len(plan.related)})</h2><p>One picture is an "
+            "edit of the other (an overlay, a caption) or they share a frame: shown so they "
+            "can be looked at; nothing here is removed.</p>"
+        )
+    for number, pair in enumerate(plan.related[:RELATED_SHOWN], start=1):
+        parts.append(
+            f"<section class='group related' id='related-{number}'><h2>Related {number} · "
+            f"{html.escape(str(pair.get('reason', '')))}</h2><div class='files'>"
+        )
+        for path in (pair["a"], pair["b"]):
+            parts.append(_related_figure(Path(path), thumbnail_side))
+        parts.append("</div></section>")
+    if len(plan.related) > RELATED_SHOWN:
+        parts.append(f"<p>… and {len(plan.related) - RELATED_SHOWN} more (see --json)</p>")
     parts.append("</body></html>")
     return "".join(parts)
 

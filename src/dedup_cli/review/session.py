@@ -25,6 +25,8 @@ class ReviewGroup:
     similarity: dict[int, float] = field(default_factory=dict)
     method: dict[int, str] = field(default_factory=dict)
     not_duplicates: bool = False
+    # A related pair (an overlay, a caption, one frame): shown, never removed or edited.
+    related: str | None = None
 
 
 class ReviewSession:
@@ -44,6 +46,11 @@ class ReviewSession:
                     method={k + 1: r.method for k, r in enumerate(g.remove)},
                 )
             )
+        for pair in plan.related:
+            files = [_related_file(pair["a"]), _related_file(pair["b"])]
+            self.groups.append(
+                ReviewGroup(files=files, keeper=0, remove=set(), related=pair.get("reason", ""))
+            )
         self.index = 0
         self.selected = 0
         self.finished = False
@@ -52,6 +59,36 @@ class ReviewSession:
     @property
     def group(self) -> ReviewGroup:
         return self.groups[self.index]
+
+    def heading(self) -> str:
+        """The line above a group: where it is, and what it is."""
+        group = self.group
+        groups = sum(1 for g in self.groups if g.related is None)
+        if group.related is not None:
+            number = self.index - groups + 1
+            return (
+                f"related pair {number} of {len(self.groups) - groups}: {group.related}; "
+                "both files stay"
+            )
+        heading = f"group {self.index + 1} of {groups}"
+        if group.not_duplicates:
+            heading += "   NOT DUPLICATES (will be remembered)"
+        return heading
+
+    def similarity_label(self, position: int) -> str | None:
+        """What a file's caption says of its similarity. The scores are to the proposed
+        keeper (the first file), so once the reviewer picks another keeper they say so,
+        and the keeper itself shows none."""
+        group = self.group
+        if position == group.keeper:
+            return None
+        if group.keeper != 0 and position == 0:
+            return "the proposed keeper"
+        similarity = group.similarity.get(position)
+        if similarity is None:
+            return None
+        to = "keeper" if group.keeper == 0 else "the proposed keeper"
+        return f"similarity to {to} {similarity:.3f}"
 
     # -- moving ---------------------------------------------------------------------------
 
@@ -73,6 +110,8 @@ class ReviewSession:
     def make_keeper(self, position: int | None = None) -> None:
         """The selected (or given) file stays; the previous keeper is kept too, unless the
         reviewer marks it for removal, so a group never loses its last copy."""
+        if self.groups and self.group.related is not None:
+            return  # a related pair is shown, never edited
         if not self.groups:
             return
         group = self.group
@@ -82,6 +121,8 @@ class ReviewSession:
 
     def toggle(self, position: int | None = None) -> None:
         """Switch the selected file between keep and remove (never the keeper)."""
+        if self.groups and self.group.related is not None:
+            return  # a related pair is shown, never edited
         if not self.groups:
             return
         group = self.group
@@ -94,6 +135,8 @@ class ReviewSession:
             group.remove.add(position)
 
     def toggle_not_duplicates(self) -> None:
+        if self.groups and self.group.related is not None:
+            return  # a related pair is shown, never edited
         if self.groups:
             self.group.not_duplicates = not self.group.not_duplicates
 
@@ -137,5 +180,20 @@ class ReviewSession:
         return [
             [f.content_hash for f in g.files if f.content_hash]
             for g in self.groups
-            if g.not_duplicates and not self.cancelled
+            if g.not_duplicates and not self.cancelled and g.related is None
         ]
+
+
+def _related_file(path: str) -> FileInfo:
+    """A file of a related pair, as far as the review shows it (it is never acted on)."""
+    from pathlib import Path
+
+    from dedup_cli.media.provenance import pixel_size
+
+    absolute = Path(path)
+    try:
+        size = absolute.stat().st_size
+    except OSError:
+        size = 0
+    pixels = pixel_size(absolute) or (None, None)
+    return FileInfo(str(absolute), absolute, size, 0, None, pixels[0], pixels[1])

@@ -5,7 +5,9 @@ Kitty's graphics protocol or Sixel where available, half-block characters everyw
 
 Keys: ←/→ previous/next group, ↑/↓ select a file, k make the selected file the keeper,
 space toggle keep/remove, n mark the group "not duplicates", enter finish (the reviewed plan
-is then confirmed and carried out), escape cancel (nothing is removed).
+is then confirmed and carried out), escape cancel (nothing is removed). The keys are shown in
+the footer. Related pairs (an overlay, a caption, one frame) follow the groups, framed
+yellow: shown so they can be looked at, never removed or edited.
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ THUMBNAIL_PIXELS = 320
 
 
 def card_role(session: ReviewSession, position: int) -> str:
-    """``keeper``, ``keep`` or ``remove``: what will happen to this file of the group."""
+    """``keeper``, ``keep``, ``remove`` or ``related`` (a related pair: both stay)."""
     group = session.group
+    if group.related is not None:
+        return "related"
     if position == group.keeper:
         return "keeper"
     if position in group.remove and not group.not_duplicates:
@@ -45,6 +49,7 @@ class ReviewApp(App[None]):
     #cards { height: auto; }
     .card { width: 34; height: auto; border: round green; margin: 0 1 0 0; }
     .card.remove { border: round red; }
+    .card.related { border: round yellow; }
     .card.selected { border: double green; }
     .card.remove.selected { border: double red; }
     .card .thumb { width: 32; height: 12; }
@@ -53,8 +58,8 @@ class ReviewApp(App[None]):
     BINDINGS: ClassVar[list[Binding]] = [  # type: ignore[assignment]
         Binding("left", "previous", "prev group"),
         Binding("right", "next", "next group"),
-        Binding("up", "select(-1)", "up", show=False),
-        Binding("down", "select(1)", "down", show=False),
+        Binding("up", "select(-1)", "prev file", key_display="↑"),
+        Binding("down", "select(1)", "next file", key_display="↓"),
         Binding("k", "keeper", "make keeper"),
         Binding("space", "toggle_remove", "keep/remove"),
         Binding("n", "not_duplicates", "not duplicates"),
@@ -98,19 +103,16 @@ class ReviewApp(App[None]):
             header.update("No duplicate groups.")
             return
         group = session.group
-        header.update(
-            f"group {session.index + 1} of {len(session.groups)}"
-            + ("   NOT DUPLICATES (will be remembered)" if group.not_duplicates else "")
-        )
+        header.update(session.heading())
         widgets = []
         for position, file in enumerate(group.files):
             role = card_role(session, position)
-            similarity = group.similarity.get(position)
+            label = session.similarity_label(position)
             caption = (
                 f"{printable(file.path)}\n{human_bytes(file.size)} · {file.width}×{file.height}"
             )
-            if similarity is not None:
-                caption += f"\nsimilarity to keeper {similarity:.3f}"
+            if label is not None:
+                caption += f"\n{label}"
             thumb = self._thumb(file.absolute)
             picture = (
                 AutoImage(thumb, classes="thumb")
