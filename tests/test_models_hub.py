@@ -270,8 +270,71 @@ def test_clip_without_weights_offline(offline_hub: Path) -> None:
     with pytest.raises(ModelLoadError) as exc:
         load_model(get_spec("clip-b32"), CPU, None)
     message = _one_line(exc)
-    assert "cannot download clip-b32 weights" in message
-    assert "--weights" in message
+    assert "clip-b32 weights are not in the local Hugging Face cache" in message
+    assert "HF_HUB_OFFLINE=1 is set" in message and "--weights PATH" in message
+
+
+def test_an_unreachable_hub_is_said_at_once_in_one_line(
+    offline_hub: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not offline by setting, but the hub's host refuses: no download is tried (it would
+    retry for a minute), one line says what is missing and what to do."""
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the discard port: refused
+    for proxy in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
+    with pytest.raises(ModelLoadError) as exc:
+        load_model(get_spec("clip-l14"), CPU, None)
+    message = _one_line(exc)
+    assert "127.0.0.1 cannot be reached" in message and "--weights PATH" in message
+
+
+def test_cached_hub_weights_are_not_refused(offline_hub: Path) -> None:
+    """Weights in the cache need no network: the check lets them through even offline."""
+    from dedup_cli.models.clip import HUB_FILES
+    from dedup_cli.models.hub import check_reachable
+
+    repo = offline_hub / "hub" / "models--timm--vit_base_patch32_clip_224.openai"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("abc123")
+    (repo / "snapshots" / "abc123").mkdir(parents=True)
+    (repo / "snapshots" / "abc123" / HUB_FILES[0]).write_bytes(b"weights")
+    check_reachable("clip-b32", "timm/vit_base_patch32_clip_224.openai", HUB_FILES)
+    with pytest.raises(ModelLoadError):
+        check_reachable("clip-b32", "timm/vit_large_patch14_clip_224.openai", HUB_FILES)
+
+
+def test_the_cli_says_offline_in_one_line_without_retries(tmp_path: Path) -> None:
+    import os
+
+    from conftest import encode, random_image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "a.png").write_bytes(encode(random_image(1, (64, 48)), "PNG"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "DEDUP_"))}
+    env.update(
+        HF_HOME=str(tmp_path / "hf"),
+        HF_ENDPOINT="http://127.0.0.1:9",
+        DEDUP_STATE_DIR=str(tmp_path / "state"),
+    )
+    for proxy in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        env.pop(proxy, None)
+    done = subprocess.run(
+        [sys.executable, "-m", "dedup_cli", "hash", str(photos), "--model", "clip-b32"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Retry" not in done.stderr, done.stderr
+    assert "--weights PATH" in lines[0] and "HF_HUB_OFFLINE=1" in lines[0]
 
 
 # ---------------------------------------------------------------- DINOv3

@@ -54,7 +54,7 @@ def test_the_listing_and_the_report_show_related_pairs(with_overlay: Path) -> No
     assert len(plan.related) == 2 and len(plan.groups) == 1  # the sticker against each copy
     page = render_html(plan)
     related = page.split("id='related'", 1)[1]
-    assert "sticker.jpg" in related and related.count("<figure class=\"related\"") == 4
+    assert "sticker.jpg" in related and related.count('<figure class="related"') == 4
     assert "kept: " in page  # the keeper's reason
 
 
@@ -69,7 +69,9 @@ def test_the_terminal_gallery_shows_related_pairs_read_only_and_its_keys(
         app_ = ReviewApp(session)
         async with app_.run_test(size=(140, 40)) as pilot:
             footer = " ".join(
-                str(b.key_display or b.key) for b in app_.BINDINGS if b.show  # type: ignore[union-attr]
+                str(b.key_display or b.key)
+                for b in app_.BINDINGS
+                if b.show  # type: ignore[union-attr]
             )
             assert "↑" in footer and "↓" in footer
             await pilot.press("right")  # the related pair

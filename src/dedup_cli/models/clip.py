@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from dedup_cli.errors import ModelLoadError
 from dedup_cli.models import ModelSpec, register_model
 from dedup_cli.models.base import Preprocessing, normalise_rows, to_model_input
+from dedup_cli.models.hub import check_reachable, quiet_hub
 
 if TYPE_CHECKING:
     import numpy as np
@@ -59,6 +60,10 @@ PREFERRED_CHECKPOINTS = (
     "pytorch_model.bin",
 )
 CHECKPOINT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
+
+
+# The files open_clip fetches for a pretrained tag on the hub (either is enough).
+HUB_FILES = ("open_clip_pytorch_model.bin", "open_clip_model.safetensors")
 
 
 def _brief(exc: BaseException, limit: int = 240) -> str:
@@ -141,10 +146,14 @@ def _create_open_clip(spec: ModelSpec, weights: Path | None) -> Any:
     arch, tag = ARCHITECTURES[spec.name]
     with _quiet_open_clip():
         if weights is None:
+            repo = str(open_clip.get_pretrained_cfg(arch, tag).get("hf_hub", "")).strip("/")
+            if repo:
+                check_reachable(spec.name, repo, HUB_FILES)
             try:
                 # OpenAI's weights were trained with QuickGELU, which the plain 'ViT-B-32' /
                 # 'ViT-L-14' configs of open_clip 3.x do not use: force it, or the features are off.
-                return open_clip.create_model(arch, pretrained=tag, force_quick_gelu=True)
+                with quiet_hub():
+                    return open_clip.create_model(arch, pretrained=tag, force_quick_gelu=True)
             except Exception as exc:
                 raise ModelLoadError(
                     f"cannot download {spec.name} weights (open_clip {arch!r}, pretrained {tag!r}: "

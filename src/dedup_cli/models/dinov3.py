@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from dedup_cli.errors import ModelLoadError
 from dedup_cli.models import ModelSpec, register_model
 from dedup_cli.models.base import Preprocessing, normalise_rows, to_model_input
+from dedup_cli.models.hub import check_reachable, quiet_hub
 
 if TYPE_CHECKING:
     import numpy as np
@@ -67,8 +68,16 @@ def _load_transformers_model(spec: ModelSpec, weights: Path | None) -> Any:
         ) from exc
 
     if weights is None:
+        check_reachable(
+            spec.name,
+            HUB_ID,
+            ("model.safetensors", "pytorch_model.bin"),
+            f"; the model is gated: accept its licence at https://huggingface.co/{HUB_ID} "
+            "and run `hf auth login` first",
+        )
         try:
-            return AutoModel.from_pretrained(HUB_ID, dtype=torch.float32)
+            with quiet_hub():
+                return AutoModel.from_pretrained(HUB_ID, dtype=torch.float32)
         except Exception as exc:
             raise ModelLoadError(
                 f"cannot download {spec.name} weights from the Hugging Face hub "
