@@ -14,6 +14,7 @@ from dedup_cli.cli.common import (
     DebugOpt,
     DeviceOpt,
     JsonOpt,
+    RichProgress,
     RootArg,
     WorkersOpt,
     err_console,
@@ -65,7 +66,8 @@ def bench_command(
         with tempfile.TemporaryDirectory(prefix="dedup-bench-") as tmp:
             corpus = Path(tmp) / "corpus"
             corpus.mkdir()
-            samples, unreadable = build_corpus(root.resolve(), corpus, sample, seed)
+            progress = RichProgress("bench", json_output)
+            samples, unreadable = build_corpus(root.resolve(), corpus, sample, seed, progress)
             if not json_output:
                 err_console.print(
                     f"bench corpus: {sum(s.family == 'original' for s in samples)} photos, "
@@ -74,7 +76,15 @@ def bench_command(
                 )
             for spec in specs:
                 results.append(
-                    evaluate(corpus, samples, spec, options, Path(tmp), target_precision)
+                    evaluate(
+                        corpus,
+                        samples,
+                        spec,
+                        options,
+                        Path(tmp),
+                        target_precision,
+                        progress=progress,
+                    )
                 )
         document: dict[str, Any] = {
             "root": str(root.resolve()),

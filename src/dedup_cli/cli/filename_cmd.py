@@ -25,6 +25,7 @@ from dedup_cli.cli.common import (
     JsonOpt,
     ModelOpt,
     QuietOpt,
+    RichProgress,
     RootArg,
     err_console,
     handle_errors,
@@ -95,6 +96,7 @@ def filename_clean_command(
                 keep=keep,
                 verify=verify,
                 include_hidden=include_hidden,
+                progress=RichProgress("filename-clean", silent),
             )
             document: dict[str, Any] = result.as_dict()
             if not silent:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
+from dedup_cli.core.progress import Progress
 from dedup_cli.embed.collection import load_collection
 from dedup_cli.embed.pipeline import embed_root
 from dedup_cli.errors import UsageError
@@ -51,11 +52,14 @@ class Sample:
     tier: str  # "original", "easy", "hard" or "lookalike"
 
 
-def build_corpus(root: Path, out: Path, sample: int, seed: int = 0) -> tuple[list[Sample], int]:
+def build_corpus(
+    root: Path, out: Path, sample: int, seed: int = 0, progress: Progress | None = None
+) -> tuple[list[Sample], int]:
     """Originals and transformed copies of ``sample`` photos of ``root`` written into ``out``.
 
     Returns the samples and how many picked photos could not be read (they are replaced by
     others where the folder has more)."""
+    watch = progress or Progress()
     files = scan(root).files
     if not files:
         raise UsageError(f"no images found in {root}")
@@ -65,6 +69,7 @@ def build_corpus(root: Path, out: Path, sample: int, seed: int = 0) -> tuple[lis
     samples: list[Sample] = []
     unreadable = 0
     source = 0
+    watch.start(min(sample, len(order)), "bench: making copies")
     for file in order:
         if source >= sample:
             break
@@ -90,6 +95,8 @@ def build_corpus(root: Path, out: Path, sample: int, seed: int = 0) -> tuple[lis
             image.crop(box).save(out / name, "JPEG", quality=92)
             samples.append(Sample(name, source, PAN, LOOKALIKE))
         source += 1
+        watch.advance(1)
+    watch.finish()
     return samples, unreadable
 
 
@@ -195,13 +202,14 @@ def evaluate(
     thresholds: tuple[float, ...] = THRESHOLDS,
     geometric: bool = True,
     verify: bool = True,
+    progress: Progress | None = None,
 ) -> ModelBench:
     """Hash the corpus with one model and score every threshold (``verify=False``: the
     embedding alone, as ``find --no-verify``)."""
     with Store(work / f"bench-{spec.key.replace('/', '_')}.db") as store:
         found = scan(folder, exclude=[store.path])
         started = time.perf_counter()
-        report = embed_root(folder, store, spec, options, scanned=found)
+        report = embed_root(folder, store, spec, options, progress, scanned=found)
         seconds = time.perf_counter() - started
         if store.model_id(spec.key) is None:
             raise UsageError("no embeddings were made; see the errors above")
@@ -218,6 +226,7 @@ def evaluate(
             verify=verify,
             geometric=geometric,
             per_file=len(files),
+            progress=progress,
         ).confirmation
     index = {s.path: k for k, s in enumerate(samples)}
     ids = [index[f.path] for f in files]

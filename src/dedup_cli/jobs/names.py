@@ -26,6 +26,7 @@ from dedup_cli.core.files import FileInfo
 from dedup_cli.core.keep import KEEP_RULES, Standing, keeper_rank, name_rule
 from dedup_cli.core.methods import EXACT, NAME_AND_PHASH, NAME_AND_PIXELS, NAME_ONLY
 from dedup_cli.core.plan import Plan, PlannedGroup, Removal
+from dedup_cli.core.progress import Progress
 from dedup_cli.jobs.workflow import validate_threshold
 from dedup_cli.media.decode import ImageDecodeError, content_hash, decode, read_file
 from dedup_cli.media.filenames import NamePair, name_pairs
@@ -276,6 +277,7 @@ def clean_by_names(
     keep: str = DEFAULT_KEEP,
     verify: bool = True,
     include_hidden: bool = False,
+    progress: Progress | None = None,
 ) -> NameCleanResult:
     """Plan the removal of name-pattern copies, confirmed by content unless ``verify=False``."""
     rule = name_rule(keep)
@@ -297,11 +299,15 @@ def clean_by_names(
         verified=verify,
     )
     groups: list[PlannedGroup] = []
+    watch = progress or Progress()
+    watch.start(len(by_base), "proving: name families")
     for base, members in sorted(by_base.items()):
         copies = [p.copy for p in members]
         named = [base, *copies]
         group = _plan_family(named, rule, checker, remembered, verify, result)
         if group is not None:
             groups.append(group)
+        watch.advance(1)
+    watch.finish()
     result.plan.groups = groups
     return result
