@@ -115,3 +115,19 @@ def test_help_with_h_reads_well_at_80_columns() -> None:
         assert max(len(line) for line in text.splitlines()) <= 80, command
     assert "ROOT" in runner.invoke(app, ["find", "-h"]).stdout
     assert "--install-completion" in runner.invoke(app, ["-h"]).stdout
+
+
+def test_exclude_leaves_out_folders_and_files_by_glob(library: Path) -> None:
+    """``-e trip`` leaves out a folder and everything under it (its copies are not found);
+    ``-e '*.png'`` leaves out files by name; each counted, the database never told they
+    are gone."""
+    result = runner.invoke(
+        app, ["find", str(library), "--json", "--workers", "0", "-e", "trip", "-e", "*.png"]
+    )
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    everything = [p for g in doc["groups"] for p in (g["keep"], *g["remove"])]
+    assert not any("/trip/" in p or p.endswith(".png") for p in everything)
+    assert doc["stats"]["skipped_excluded"] >= 2
+    whole = runner.invoke(app, ["find", str(library), "--json", "--workers", "0"])
+    assert any("/trip/" in p for g in json.loads(whole.stdout)["groups"] for p in g["remove"])

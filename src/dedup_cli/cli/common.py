@@ -121,6 +121,16 @@ DebugOpt = Annotated[
     bool,
     typer.Option("--debug", help="Show tracebacks for errors.", callback=_set_debug, is_eager=True),
 ]
+ExcludeOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--exclude",
+        "-e",
+        metavar="GLOB",
+        help="Leave out files and folders whose path under the folder, or name, matches "
+        "GLOB (repeatable): -e backup -e '*.png' -e '2020/raw'.",
+    ),
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 
@@ -156,7 +166,12 @@ def handle_errors() -> Iterator[None]:
 
 
 def embed_options(
-    device: str, weights: Path | None, batch_size: int, workers: int | None, include_hidden: bool
+    device: str,
+    weights: Path | None,
+    batch_size: int,
+    workers: int | None,
+    include_hidden: bool,
+    exclude: list[str] | None = None,
 ) -> Any:
     """The embedding options every command that embeds shares (the device is checked by
     name here and resolved only where a model or a search runs)."""
@@ -172,6 +187,7 @@ def embed_options(
         batch_size=batch_size,
         workers=workers,
         include_hidden=include_hidden,
+        exclude=tuple(exclude or ()),
     )
 
 

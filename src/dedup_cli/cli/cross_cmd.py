@@ -24,6 +24,7 @@ from dedup_cli.cli.common import (
     DebugOpt,
     DeviceOpt,
     EmbeddingTypeOpt,
+    ExcludeOpt,
     GeometricOpt,
     HiddenOpt,
     IndexOpt,
@@ -100,6 +101,7 @@ def cross_command(
     device: DeviceOpt = "auto",
     weights: WeightsOpt = None,
     include_hidden: HiddenOpt = False,
+    exclude: ExcludeOpt = None,
     json_output: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -115,7 +117,7 @@ def cross_command(
             validate_threshold(threshold)
         check_roots(folder_a, folder_b)
         spec = get_spec(model, embedding_type)
-        options = embed_options(device, weights, batch_size, workers, include_hidden)
+        options = embed_options(device, weights, batch_size, workers, include_hidden, exclude)
         silent = json_output or quiet
         with (
             open_store(folder_a, db_a) as store_a,

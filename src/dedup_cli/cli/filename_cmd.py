@@ -21,6 +21,7 @@ from dedup_cli.cli.acting import (
 from dedup_cli.cli.common import (
     DbOpt,
     DebugOpt,
+    ExcludeOpt,
     HiddenOpt,
     JsonOpt,
     ModelOpt,
@@ -72,6 +73,7 @@ def filename_clean_command(
     review: ReviewOpt = "auto",
     db: DbOpt = None,
     include_hidden: HiddenOpt = False,
+    exclude: ExcludeOpt = None,
     json_output: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -97,6 +99,7 @@ def filename_clean_command(
                 verify=verify,
                 include_hidden=include_hidden,
                 progress=RichProgress("filename-clean", silent),
+                exclude=tuple(exclude or ()),
             )
             document: dict[str, Any] = result.as_dict()
             if not silent:

@@ -24,6 +24,7 @@ from dedup_cli.cli.common import (
     DebugOpt,
     DeviceOpt,
     EmbeddingTypeOpt,
+    ExcludeOpt,
     GeometricOpt,
     HiddenOpt,
     IndexOpt,
@@ -98,6 +99,7 @@ def find_command(
     device: DeviceOpt = "auto",
     weights: WeightsOpt = None,
     include_hidden: HiddenOpt = False,
+    exclude: ExcludeOpt = None,
     json_output: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -114,7 +116,7 @@ def find_command(
         if threshold is not None:
             validate_threshold(threshold)
         spec = get_spec(model, embedding_type)
-        options = embed_options(device, weights, batch_size, workers, include_hidden)
+        options = embed_options(device, weights, batch_size, workers, include_hidden, exclude)
         with open_store(root, db) as store, planning_lock(action, [root]):
             result = find_duplicates(
                 root,

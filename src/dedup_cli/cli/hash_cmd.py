@@ -10,6 +10,7 @@ from dedup_cli.cli.common import (
     DebugOpt,
     DeviceOpt,
     EmbeddingTypeOpt,
+    ExcludeOpt,
     HiddenOpt,
     JsonOpt,
     ModelOpt,
@@ -39,6 +40,7 @@ def hash_command(
     device: DeviceOpt = "auto",
     weights: WeightsOpt = None,
     include_hidden: HiddenOpt = False,
+    exclude: ExcludeOpt = None,
     json_output: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -49,7 +51,7 @@ def hash_command(
         from dedup_cli.models import get_spec
 
         spec = get_spec(model, embedding_type)
-        options = embed_options(device, weights, batch_size, workers, include_hidden)
+        options = embed_options(device, weights, batch_size, workers, include_hidden, exclude)
         with open_store(root, db) as store:
             report = embed_root(
                 root.resolve(), store, spec, options, RichProgress("hashing", quiet or json_output)
@@ -68,6 +70,8 @@ def print_hash_summary(report: HashReport) -> None:
     table.add_row("unreadable", f"{len(report.failed)} new, {report.known_bad} known")
     if report.skipped_symlinks:
         table.add_row("symlinks skipped", str(report.skipped_symlinks))
+    if report.skipped_excluded:
+        table.add_row("left out by --exclude", str(report.skipped_excluded))
     if report.scan_errors:
         table.add_row("folders/files not readable", str(len(report.scan_errors)))
     table.add_row("database", markup(report.database))

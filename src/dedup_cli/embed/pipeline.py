@@ -44,6 +44,7 @@ class HashReport:
     known_bad: int = 0
     skipped_symlinks: int = 0
     skipped_hidden: int = 0
+    skipped_excluded: int = 0
     scan_errors: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -64,6 +65,7 @@ class HashReport:
             "known_bad": self.known_bad,
             "skipped_symlinks": self.skipped_symlinks,
             "skipped_hidden": self.skipped_hidden,
+            "skipped_excluded": self.skipped_excluded,
             "scan_errors": [{"path": p, "error": e} for p, e in self.scan_errors],
             "seconds": round(self.seconds, 3),
             "images_per_second": round(self.images_per_second, 2),
@@ -169,6 +171,7 @@ def hash_folder(
     batch_size: int = 32,
     workers: int | None = None,
     include_hidden: bool = False,
+    exclude: tuple[str, ...] = (),
     progress: Progress | None = None,
     model_factory: Callable[[], EmbeddingModel] | None = None,
     scanned: ScanResult | None = None,
@@ -179,7 +182,7 @@ def hash_folder(
     found = (
         scanned
         if scanned is not None
-        else scan(root, include_hidden=include_hidden, exclude=[store.path])
+        else scan(root, include_hidden=include_hidden, exclude=[store.path], skip=exclude)
     )
     report = HashReport(
         root=str(root),
@@ -189,6 +192,7 @@ def hash_folder(
         scanned=len(found.files),
         skipped_symlinks=found.skipped_symlinks,
         skipped_hidden=found.skipped_hidden,
+        skipped_excluded=found.skipped_excluded,
         scan_errors=list(found.errors),
     )
     known = store.model_id(spec.key)
@@ -286,6 +290,7 @@ class EmbedOptions:
     batch_size: int = 32
     workers: int | None = None
     include_hidden: bool = False
+    exclude: tuple[str, ...] = ()  # glob patterns of files and folders not to scan
 
 
 def embed_root(
@@ -306,6 +311,7 @@ def embed_root(
         batch_size=options.batch_size,
         workers=options.workers,
         include_hidden=options.include_hidden,
+        exclude=options.exclude,
         progress=progress,
         scanned=scanned,
     )

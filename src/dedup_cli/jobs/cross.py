@@ -180,7 +180,12 @@ def cross_find(
         side = _Side(
             root,
             store,
-            scan(root, include_hidden=options.include_hidden, exclude=[store_a.path, store_b.path]),
+            scan(
+                root,
+                include_hidden=options.include_hidden,
+                exclude=[store_a.path, store_b.path],
+                skip=options.exclude,
+            ),
         )
         _prepare(side, spec, options, hash_missing, label, progress)
         sides.append(side)

@@ -73,6 +73,7 @@ class FindResult:
             "files_embedded_now": self.hashing.embedded,
             "unreadable": len(self.unreadable),
             "skipped_symlinks": self.hashing.skipped_symlinks,
+            "skipped_excluded": self.hashing.skipped_excluded,
             "candidate_pairs": self.candidate_pairs,
             "confirmed_pairs": self.confirmed_pairs,
             "confirmed_by": self.confirmed_by,
@@ -119,7 +120,9 @@ def find_duplicates(
     threshold = validate_threshold(spec.default_threshold if threshold is None else threshold)
     check_keep(keep, FIND_RULES)
     root = root.resolve()
-    found = scan(root, include_hidden=options.include_hidden, exclude=[store.path])
+    found = scan(
+        root, include_hidden=options.include_hidden, exclude=[store.path], skip=options.exclude
+    )
     report = embed_root(root, store, spec, options, progress, scanned=found)
     started = time.perf_counter()
     files, matrix, unreadable, model_id = load_collection(root, store, spec, found)

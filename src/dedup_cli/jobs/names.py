@@ -278,13 +278,15 @@ def clean_by_names(
     verify: bool = True,
     include_hidden: bool = False,
     progress: Progress | None = None,
+    exclude: tuple[str, ...] = (),
 ) -> NameCleanResult:
     """Plan the removal of name-pattern copies, confirmed by content unless ``verify=False``."""
     rule = name_rule(keep)
     threshold = validate_threshold(spec.default_threshold if threshold is None else threshold)
     root = root.resolve()
     files = {
-        f.path: f for f in scan(root, include_hidden=include_hidden, exclude=[store.path]).files
+        f.path: f
+        for f in scan(root, include_hidden=include_hidden, exclude=[store.path], skip=exclude).files
     }
     pairs = name_pairs(files)
     involved = {p.base for p in pairs} | {p.copy for p in pairs}

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +39,7 @@ class ScanResult:
     files: list[ScannedFile] = field(default_factory=list)
     skipped_symlinks: int = 0
     skipped_hidden: int = 0
+    skipped_excluded: int = 0  # files and folders matching an ``--exclude`` pattern
     errors: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -46,9 +48,18 @@ def is_image_name(name: str) -> bool:
 
 
 def scan(
-    roots: Path | Iterable[Path], *, include_hidden: bool = False, exclude: Iterable[Path] = ()
+    roots: Path | Iterable[Path],
+    *,
+    include_hidden: bool = False,
+    exclude: Iterable[Path] = (),
+    skip: Sequence[str] = (),
 ) -> ScanResult:
     """Recursively list image files under each root, sorted by path.
+
+    ``skip``: glob patterns (``--exclude``, as czkawka's ``-e``) matched against each file's
+    and folder's path relative to its root and against its name alone: ``backup``,
+    ``2020/raw``, ``*.png``, ``*/thumbs/*``. A matching folder is not entered. Counted in
+    ``skipped_excluded``.
 
     Symlinks are never followed (so a link loop cannot trap the walk, and a removal can never
     reach outside the root through one); they are counted in ``skipped_symlinks``. Hidden
@@ -61,7 +72,7 @@ def scan(
     for root in root_list:
         if not root.is_dir():
             raise UsageError(f"{root} is not a folder")
-        _walk(root.resolve(), "", result, include_hidden, excluded)
+        _walk(root.resolve(), "", result, include_hidden, excluded, tuple(skip))
     result.files.sort(key=lambda f: (str(f.root), f.path))
     return result
 
@@ -70,8 +81,22 @@ def _db_family(db: Path) -> list[str]:
     return [str(db) + suffix for suffix in DB_SUFFIXES]
 
 
+def matches(relative: str, patterns: Sequence[str]) -> bool:
+    """Whether a relative path (or its last name) matches one of the glob ``patterns``."""
+    name = relative.rsplit("/", 1)[-1]
+    return any(
+        fnmatch.fnmatchcase(relative, p.strip("/")) or fnmatch.fnmatchcase(name, p.strip("/"))
+        for p in patterns
+    )
+
+
 def _walk(
-    root: Path, rel: str, result: ScanResult, include_hidden: bool, excluded: set[str]
+    root: Path,
+    rel: str,
+    result: ScanResult,
+    include_hidden: bool,
+    excluded: set[str],
+    skip: tuple[str, ...] = (),
 ) -> None:
     """Depth first, each folder's entries by name, with an explicit stack (no recursion: a
     tree thousands of folders deep must not exhaust Python's recursion limit). The order in
@@ -94,6 +119,9 @@ def _walk(
         child = f"{parent}/{name}" if parent else name
         if name.startswith(".") and not include_hidden:
             result.skipped_hidden += 1
+            continue
+        if skip and matches(child, skip):
+            result.skipped_excluded += 1
             continue
         try:
             if entry.is_symlink():
