@@ -361,7 +361,9 @@ def test_sigkill_during_a_move_then_undo_restores_every_file(tmp_path: Path) -> 
         == (remaining - {db.name, f"{db.name}-wal", f"{db.name}-shm", ".dedup-runs"}) | quarantined
     )  # nothing lost
     assert 20 <= len(quarantined) < 100
-    undo = subprocess.run([DEDUP, "undo", "--json"], capture_output=True, text=True, timeout=60)
+    undo = subprocess.run(  # run in the folder, as a user would: its database's last run
+        [DEDUP, "undo", "--json"], capture_output=True, text=True, timeout=60, cwd=root
+    )
     assert undo.returncode == 0, undo.stderr
     assert len(json.loads(undo.stdout)["restored"]) == len(quarantined)
     for name, content in before.items():
