@@ -63,13 +63,17 @@ def _true_path(path: object) -> str:
     return "".join(f"&#x{ord(c):x};" if printable(c) != c else c for c in text)
 
 
-def _figure(file: FileInfo, role: str, note: str, side: int) -> str:
-    thumb = thumbnail_jpeg(file.absolute, side)
+def _picture(path: Path, alt: object, side: int) -> str:
+    """The file's thumbnail embedded in the page, or a placeholder."""
+    thumb = thumbnail_jpeg(path, side)
     if thumb is None:
-        picture = '<div class="missing">no preview</div>'
-    else:
-        data = base64.b64encode(thumb).decode("ascii")
-        picture = f'<img alt="{_shown(file.path)}" src="data:image/jpeg;base64,{data}">'
+        return '<div class="missing">no preview</div>'
+    data = base64.b64encode(thumb).decode("ascii")
+    return f'<img alt="{_shown(alt)}" src="data:image/jpeg;base64,{data}">'
+
+
+def _figure(file: FileInfo, role: str, note: str, side: int) -> str:
+    picture = _picture(file.absolute, file.path, side)
     size = f"{file.width}×{file.height}" if file.width and file.height else "?"
     return (
         f'<figure class="{role}" data-path="{_true_path(file.absolute)}">{picture}'
@@ -83,12 +87,7 @@ RELATED_SHOWN = 200  # related pairs drawn with thumbnails; the rest are counted
 
 
 def _related_figure(path: Path, side: int) -> str:
-    thumb = thumbnail_jpeg(path, side)
-    if thumb is None:
-        picture = '<div class="missing">no preview</div>'
-    else:
-        data = base64.b64encode(thumb).decode("ascii")
-        picture = f'<img alt="{_shown(path)}" src="data:image/jpeg;base64,{data}">'
+    picture = _picture(path, path, side)
     return (
         f'<figure class="related" data-path="{_true_path(path)}">{picture}'
         f'<figcaption><span class="tag">related: stays</span><br>{_shown(path)}'
