@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -139,3 +141,66 @@ def test_pairs_found_among_some_rows_are_numbered_as_rows_of_the_whole() -> None
     whole = in_rows(pairs, np.array([7, 3, 5]))
     assert list(zip(whole.left.tolist(), whole.right.tolist())) == [(3, 5), (5, 7)]
     assert whole.similarity.tolist() == [np.float32(0.8), np.float32(0.9)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(0, 90),
+    cluster=st.integers(1, 40),
+    spread=st.floats(0.05, 1.0),
+    k=st.integers(1, 12),
+    threshold=st.floats(0.3, 0.98),
+)
+def test_the_torch_free_search_of_a_small_collection_is_the_same_search(
+    seed: int, n: int, cluster: int, spread: float, k: int, threshold: float
+) -> None:
+    """``nearest_pairs_small`` (faiss k-NN, what ``find`` runs below 50,000 files without
+    starting torch) returns the pairs ``nearest_pairs`` does: each row's k nearest at or
+    above the threshold, a subset of the exact answer. Rows with a tie at the k-th place
+    may pick different neighbours; away from ties the two agree pair for pair."""
+    from dedup_cli.search.nearest import nearest_pairs_small
+
+    rows = clustered(seed, n, 16, cluster, spread)
+    small = nearest_pairs_small(rows, threshold, k)
+    torch_pairs = as_set(nearest_pairs(rows, threshold, k))
+    got = as_set(small)
+    assert got <= as_set(brute_force_pairs(rows, threshold))
+    assert np.all(small.left < small.right) and np.all(small.similarity >= threshold)
+    similarity = rows @ rows.T if n else np.zeros((0, 0))
+    for a, b in got ^ torch_pairs:
+        # A pair only one of the two proposes sits where a row's k-th and (k+1)-th
+        # neighbours are all but tied (float32 against the bf16 screen re-scored).
+        for owner in (a, b):
+            ranked = np.sort(np.delete(similarity[owner], owner))[::-1]
+            if len(ranked) > k:
+                assert ranked[k - 1] - ranked[k] < 1e-2 or ranked[k] < threshold + 1e-2
+
+
+def test_find_on_a_hashed_folder_never_starts_torch(library: Path) -> None:
+    import subprocess
+    import sys
+
+    from typer.testing import CliRunner
+
+    from dedup_cli.cli import app
+
+    assert CliRunner().invoke(app, ["hash", str(library), "--workers", "0", "-q"]).exit_code == 0
+    script = (
+        "import sys\n"
+        "from dedup_cli.cli import app\n"
+        "try:\n"
+        "    app(['find', sys.argv[1], '--json', '--workers', '0'])\n"
+        "except SystemExit as exit:\n"
+        "    assert exit.code == 0, exit.code\n"
+        "print('TORCH', 'torch' in sys.modules, file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(library)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert "TORCH False" in done.stderr, done.stderr[-2000:]
+    assert '"groups"' in done.stdout

@@ -31,7 +31,7 @@ from dedup_cli.jobs.workflow import (
     validate_threshold,
 )
 from dedup_cli.media.scan import scan
-from dedup_cli.models import ModelSpec, resolve_device
+from dedup_cli.models import ModelSpec
 from dedup_cli.search.candidates import find_candidates, mark_searched, rows_written_since
 from dedup_cli.search.exact import row_dots
 from dedup_cli.search.nearest import NEIGHBOURS
@@ -144,7 +144,7 @@ def find_duplicates(
         matrix,
         threshold,
         index=index,
-        device=resolve_device(options.device),
+        device=options.device,  # resolved (torch started) only where the search needs it
         new_only=new_only,
         searched=None if len(searched_rows) == len(files) else searched_rows,
         neighbours=neighbours,

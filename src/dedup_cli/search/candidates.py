@@ -20,6 +20,7 @@ import numpy as np
 from dedup_cli.config import INDEXES
 from dedup_cli.core.pairs import Pairs
 from dedup_cli.errors import UsageError
+from dedup_cli.models import resolve_device
 from dedup_cli.search.exact import (
     nearest_pairs,
     nearest_pairs_of_rows,
@@ -28,7 +29,7 @@ from dedup_cli.search.exact import (
     similar_pairs,
     undirected,
 )
-from dedup_cli.search.nearest import NEIGHBOURS
+from dedup_cli.search.nearest import NEIGHBOURS, SMALL_SEARCH, nearest_pairs_small
 from dedup_cli.store import Store
 
 # ``auto`` switches to the approximate search where it is clearly faster than exact search
@@ -50,8 +51,10 @@ def choose_index(index: str, n: int, device: Any) -> str:
         raise UsageError(f"--index must be one of {', '.join(INDEXES)}, not {index!r}")
     if index != "auto":
         return index
-    on_gpu = getattr(device, "type", "cpu") in ("cuda", "mps")
     large = ANN_CUTOVER is not None and n >= ANN_CUTOVER
+    if large and isinstance(device, str):
+        device = resolve_device(device)  # whether a GPU is there decides: torch starts
+    on_gpu = getattr(device, "type", "cpu") in ("cuda", "mps")
     return "ann" if large and not on_gpu else "exact"
 
 
@@ -103,17 +106,44 @@ def find_candidates(
         )
     else:
         among = matrix if searched is None else matrix[rows]
-        if queries is None and neighbours is None:
-            pairs = similar_pairs(among, threshold, device=device)
-        elif queries is None:
-            pairs = nearest_pairs(among, threshold, neighbours, device=device)  # type: ignore[arg-type]
-        elif neighbours is None:
-            pairs = pairs_of_rows(among, queries, threshold, device=device)
-        else:
-            pairs = nearest_pairs_of_rows(among, queries, threshold, neighbours, device=device)
+        pairs = _exact_candidates(among, queries, threshold, neighbours, device)
         if searched is not None:
             pairs = in_rows(pairs, rows)
     return Candidates(pairs, method, new_rows, report)
+
+
+def _exact_candidates(
+    among: np.ndarray,
+    queries: np.ndarray | None,
+    threshold: float,
+    neighbours: int | None,
+    device: Any,
+) -> Pairs:
+    """Exact search: each row's nearest (or, ``neighbours`` None, every pair in range),
+    among all rows or from ``queries`` to all. A small collection's default search runs
+    without torch; every other one on ``device`` (a name is resolved here, starting
+    torch)."""
+    if queries is None and neighbours is not None and _small_on_cpu(len(among), device):
+        return nearest_pairs_small(among, threshold, neighbours)
+    if device is None or isinstance(device, str):
+        device = resolve_device(device or "cpu")
+    if queries is None and neighbours is None:
+        return similar_pairs(among, threshold, device=device)
+    if queries is None:
+        return nearest_pairs(among, threshold, neighbours, device=device)  # type: ignore[arg-type]
+    if neighbours is None:
+        return pairs_of_rows(among, queries, threshold, device=device)
+    return nearest_pairs_of_rows(among, queries, threshold, neighbours, device=device)
+
+
+def _small_on_cpu(n: int, device: Any) -> bool:
+    """Whether the default search runs torch-free (``nearest_pairs_small``): a collection
+    of at most ``SMALL_SEARCH`` rows, on the CPU or where the device is still to be chosen
+    (a GPU gains nothing at that size)."""
+    if n > SMALL_SEARCH:
+        return False
+    kind = device if isinstance(device, str) or device is None else device.type
+    return kind in (None, "auto", "cpu")
 
 
 def in_rows(pairs: Pairs, rows: np.ndarray) -> Pairs:

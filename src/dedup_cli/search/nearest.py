@@ -15,12 +15,21 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from dedup_cli.core.pairs import Pairs
+
 if TYPE_CHECKING:
     import torch
 
 # Candidates per file. The calibration corpus has photos with 25 copies each; 16 keeps every
 # planted copy there (docs/benchmarks.md), and bounds 10,000 noise thumbnails to 160,000 pairs.
 NEIGHBOURS = 16
+
+
+# Up to this many rows, the default search (each row's ``k`` nearest among all) runs as
+# faiss's exact k-NN on the CPU (``nearest_pairs_small``), so a ``find`` on a hashed folder
+# never imports torch: at 50,000 rows of 1,280 dimensions it is seconds, about what starting
+# torch costs.
+SMALL_SEARCH = 50_000
 
 
 # Neighbours kept beyond ``k`` while screening in reduced precision (bfloat16 is off by up to
@@ -83,3 +92,26 @@ class Nearest:
         chosen = torch.gather(self.index, 1, order).numpy()[where, slot]
         owners = where.astype(np.int64) if rows is None else rows[where]
         return owners, chosen
+
+
+def nearest_pairs_small(vectors: np.ndarray, threshold: float, neighbours: int) -> Pairs:
+    """The pairs ``search.exact.nearest_pairs`` returns, by faiss's exact inner-product
+    k-NN in float32 on the CPU, without torch: each row's ``neighbours`` most similar other
+    rows at or above ``threshold``, as (i < j) pairs re-scored exactly. Meant for
+    ``SMALL_SEARCH`` rows or fewer (it holds an n x (k + 1) table)."""
+    import faiss
+
+    from dedup_cli.search.exact import rescored
+
+    n = len(vectors)
+    if n < 2:
+        return Pairs.empty()
+    rows = np.ascontiguousarray(vectors, dtype=np.float32)
+    take = min(n, neighbours + 1)  # the row itself comes back among its nearest
+    similarity, index = faiss.knn(rows, rows, take, metric=faiss.METRIC_INNER_PRODUCT)
+    owners = np.repeat(np.arange(n, dtype=np.int64)[:, None], take, axis=1)
+    others = (index != owners) & (index >= 0)
+    rank = np.cumsum(others, axis=1)  # a row tied with its own copies may come back later
+    keep = others & (rank <= neighbours) & (similarity >= threshold)
+    left, right = owners[keep], index[keep].astype(np.int64)
+    return rescored(rows, np.minimum(left, right), np.maximum(left, right), threshold)
