@@ -197,3 +197,38 @@ def test_the_group_wide_test_runs_only_among_the_members_with_the_most_pixels(
     assert rank.best([0, 1]) == 1
     assert rank._made_from == {}  # nothing was decoded
     assert rank.why(1, [0]) == "more pixels"
+
+
+def test_a_lossless_original_is_never_called_a_conversion_of_its_jpeg_export(
+    tmp_path: Path, photos
+) -> None:  # type: ignore[no-untyped-def]
+    """A PNG original exported as a quality-100 JPEG without chroma subsampling: the two
+    decode to almost the same pixels, but the JPEG's are off by 2-4 levels on 4 % of them.
+    The PNG is the source; found by an adversarial review (the PNG was removed)."""
+    original = tmp_path / "scan_original.png"
+    photos["astronaut"].save(original)
+    export = tmp_path / "scan_export.jpg"
+    Image.open(original).save(export, quality=100, subsampling=0)
+    assert made_from(original, export) is None
+    files = [FileInfo(p.name, p, p.stat().st_size, 0, p.name, 512, 512) for p in (export, original)]
+    assert KeeperRank("quality", files).best([0, 1]) == 1
+
+
+def test_pixels_that_differ_away_from_the_centre_are_not_a_conversion(
+    tmp_path: Path, photos
+) -> None:  # type: ignore[no-untyped-def]
+    """Tiles are spread corners to centre: a PNG of a JPEG's pixels with its top rows
+    blacked out and its bottom rows tinted is not "made from" that JPEG."""
+    import numpy as np
+
+    big = photos["astronaut"].resize((2048, 2048))
+    source = tmp_path / "source.jpg"
+    big.save(source, quality=90)
+    pixels = np.asarray(Image.open(source).convert("RGB")).copy()
+    pixels[:300] = 0
+    pixels[-200:, :, 0] = 255
+    edited = tmp_path / "edited.png"
+    Image.fromarray(pixels).save(edited)
+    assert made_from(edited, source) is None
+    Image.open(source).save(tmp_path / "same.png")
+    assert made_from(tmp_path / "same.png", source) is not None

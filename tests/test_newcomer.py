@@ -131,3 +131,11 @@ def test_exclude_leaves_out_folders_and_files_by_glob(library: Path) -> None:
     assert doc["stats"]["skipped_excluded"] >= 2
     whole = runner.invoke(app, ["find", str(library), "--json", "--workers", "0"])
     assert any("/trip/" in p for g in json.loads(whole.stdout)["groups"] for p in g["remove"])
+
+
+def test_exclude_patterns_ignore_case() -> None:
+    from dedup_cli.media.scan import matches
+
+    assert matches("IMG_1.PNG", ["*.png"]) and matches("Backup", ["backup"])
+    assert matches("2020/RAW", ["2020/raw"]) and matches("a/Backup", ["backup"])
+    assert not matches("backups", ["backup"]) and not matches("photo.jpg", ["*.png"])

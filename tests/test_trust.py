@@ -862,3 +862,33 @@ def test_a_half_done_move_keeps_its_quarantined_copy_if_home_goes_at_that_moment
     result = invoke("undo", run_id, "--json")
     assert result.exit_code == 3
     assert (quarantine / "b.jpg").read_bytes() == photo(1)
+
+
+def test_listing_runs_never_writes_to_a_database(tmp_path: Path) -> None:
+    """``undo --list`` reads each recorded database read-only: a database replaced by an
+    empty file stays empty (no schema made in it), and a foreign SQLite file keeps its
+    journal mode (an adversarial review saw both changed)."""
+    import sqlite3
+
+    first = hashed_pair(tmp_path, "first")
+    second = hashed_pair(tmp_path, "second")
+    assert act(first, "--action", "move", "--to", str(tmp_path / "q1")).exit_code == 0
+    assert act(second, "--action", "move", "--to", str(tmp_path / "q2")).exit_code == 0
+    emptied = first / "image_database.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{emptied}{suffix}").unlink(missing_ok=True)
+    emptied.write_bytes(b"")
+    foreign = second / "image_database.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{foreign}{suffix}").unlink(missing_ok=True)
+    with sqlite3.connect(foreign) as connection:
+        connection.execute("CREATE TABLE notes (text TEXT)")
+    listed = invoke("undo", "--list", "--json")
+    assert listed.exit_code == 0, listed.stderr
+    states = [run["state"] for run in json.loads(listed.stdout)]
+    assert len(states) == 2 and set(states) <= {"database unreadable", "not in its database"}
+    assert emptied.stat().st_size == 0
+    with sqlite3.connect(foreign) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+    assert tables == {"notes"}

@@ -18,11 +18,13 @@ system changes and ``done`` or ``failed`` after; the run is marked finished at t
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import secrets
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -496,27 +498,39 @@ def database_to_undo(folder: Path) -> Path | None:
     return None
 
 
+def _undone_at(database: Path, run_id: str) -> tuple[Any, ...] | None:
+    """``(undone_at,)`` of a run, ``()`` when the database has no such run, None when it
+    cannot be read. Read-only (``mode=ro``): listing runs never creates, migrates or
+    changes the journal mode of a database, whatever file now sits at its path."""
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True, timeout=2)
+        ) as connection:
+            row = connection.execute(
+                "SELECT undone_at FROM runs WHERE id = ?", (run_id,)
+            ).fetchone()
+    except (sqlite3.Error, OSError, ValueError):
+        return None
+    return () if row is None else (row[0],)
+
+
 def list_runs() -> list[dict[str, Any]]:
     """This user's recorded runs, newest first, each with what ``undo`` can do with it."""
     listed = []
     for recorded in reversed(recorded_runs()):
         state = "database gone"
         if recorded.database.exists():
-            try:
-                with Store(recorded.database) as store:
-                    run = store.run(recorded.run_id)
-            except StoreError:
-                run = None
+            found = _undone_at(recorded.database, recorded.run_id)
+            if found is None:
                 state = "database unreadable"
+            elif not found:
+                state = "not in its database"
+            elif found[0] is not None:
+                state = "undone"
+            elif recorded.action == "move":
+                state = "can be undone"
             else:
-                if run is None:
-                    state = "not in its database"
-                elif run["undone_at"] is not None:
-                    state = "undone"
-                elif recorded.action == "move":
-                    state = "can be undone"
-                else:
-                    state = "cannot be undone (not a move)"
+                state = "cannot be undone (not a move)"
         listed.append(
             {
                 "run_id": recorded.run_id,

@@ -82,12 +82,16 @@ def _db_family(db: Path) -> list[str]:
 
 
 def matches(relative: str, patterns: Sequence[str]) -> bool:
-    """Whether a relative path (or its last name) matches one of the glob ``patterns``."""
-    name = relative.rsplit("/", 1)[-1]
-    return any(
-        fnmatch.fnmatchcase(relative, p.strip("/")) or fnmatch.fnmatchcase(name, p.strip("/"))
-        for p in patterns
-    )
+    """Whether a relative path (or its last name) matches one of the glob ``patterns``,
+    ignoring case: ``-e '*.png'`` means ``IMG.PNG`` too, and ``-e backup`` ``Backup/``
+    (leaving out more is the safe side: a file left out is never planned)."""
+    path = relative.casefold()
+    name = path.rsplit("/", 1)[-1]
+    for pattern in patterns:
+        wanted = pattern.strip("/").casefold()
+        if fnmatch.fnmatchcase(path, wanted) or fnmatch.fnmatchcase(name, wanted):
+            return True
+    return False
 
 
 def _walk(
