@@ -27,7 +27,7 @@ import signal
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,6 +212,21 @@ class Outcome:
     report: ActionReport | None = None
 
 
+def checked_quarantine(move_to: Path, roots: Iterable[Path]) -> Path:
+    """The quarantine folder, resolved; a UsageError when it lies inside one of ``roots``
+    (or is one) or is not a folder. The CLI asks before any work, ``carry_out`` again."""
+    quarantine = move_to.expanduser().resolve()
+    for root in roots:
+        scanned = root.expanduser().resolve()
+        if quarantine == scanned or quarantine.is_relative_to(scanned):
+            raise UsageError(
+                f"--to {quarantine} is inside a scanned folder; choose a folder outside it"
+            )
+    if quarantine.exists() and not quarantine.is_dir():
+        raise UsageError(f"--to {quarantine} is not a folder")
+    return quarantine
+
+
 def carry_out(
     plan: Plan,
     store: Store,
@@ -260,13 +275,7 @@ def execute_plan(
     else:
         if move_to is None:
             raise UsageError("--action move needs --to DIR")
-        move_to = move_to.expanduser().resolve()
-        if any(move_to == r or move_to.is_relative_to(r) for r in roots):
-            raise UsageError(
-                f"--to {move_to} is inside a scanned folder; choose a folder outside it"
-            )
-        if move_to.exists() and not move_to.is_dir():
-            raise UsageError(f"--to {move_to} is not a folder")
+        move_to = checked_quarantine(move_to, roots)
     run_id = run_id or new_run_id()
     manifest = store.path.parent / MANIFEST_FOLDER / f"{run_id}.json"
     report = ActionReport(run_id=run_id, action=action, manifest=str(manifest))

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from dedup_cli.cli.common import err_console, print_json
+from dedup_cli.cli.common import check_parent_exists, err_console, print_json
 from dedup_cli.cli.render import out_console, print_plan
 from dedup_cli.config import ACTIONS, REVIEWS, choices
 from dedup_cli.errors import DedupError, IncompleteError, UsageError
@@ -154,22 +154,9 @@ def check_action(
     if to is not None and action != "move":
         raise UsageError("--to is only for --action move (a quarantine folder to move copies to)")
     if to is not None:
-        quarantine = to.expanduser().resolve()
-        for root in roots or []:
-            scanned = root.expanduser().resolve()
-            if quarantine == scanned or quarantine.is_relative_to(scanned):
-                raise UsageError(
-                    f"--to {quarantine} is inside a scanned folder; choose a folder outside it"
-                )
-        if quarantine.exists() and not quarantine.is_dir():
-            raise UsageError(f"--to {quarantine} is not a folder")
+        from dedup_cli.act.execute import checked_quarantine
 
-
-def check_parent_exists(option: str, path: Path) -> None:
-    """A file the user names goes into a folder that exists: a typo never makes folders."""
-    parent = path.expanduser().absolute().parent
-    if not parent.is_dir():
-        raise UsageError(f"{option} {path}: the folder {parent} does not exist")
+        checked_quarantine(to, roots or [])
 
 
 def confirm(action: str, count: int, size: int, yes: bool) -> None:

@@ -198,11 +198,18 @@ def open_store(root: Path, db: Path | None) -> Store:
         raise UsageError(f"{root} does not exist")
     if not root.is_dir():
         raise UsageError(f"{root} is not a folder")
-    if db is not None and not db.expanduser().absolute().parent.is_dir():
-        raise UsageError(
-            f"--db {db}: the folder {db.expanduser().absolute().parent} does not exist"
-        )
+    if db is not None:
+        check_parent_exists("--db", db)
     return Store((db or default_db_path(root)).expanduser().resolve())
+
+
+def check_parent_exists(option: str, path: Path) -> None:
+    """A file the user names goes into a folder that exists: a typo never makes folders."""
+    from dedup_cli.errors import UsageError
+
+    parent = path.expanduser().absolute().parent
+    if not parent.is_dir():
+        raise UsageError(f"{option} {path}: the folder {parent} does not exist")
 
 
 def print_json(document: Any) -> None:

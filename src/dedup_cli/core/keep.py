@@ -71,8 +71,8 @@ class Seen:
     encoding: Callable[[], Encoding]
 
 
-def _pixels(s: Seen) -> int:
-    return (s.file.width or 0) * (s.file.height or 0)
+def _pixels(f: FileInfo) -> int:
+    return (f.width or 0) * (f.height or 0)
 
 
 def has_copy_mark(path: str) -> bool:
@@ -93,7 +93,7 @@ class Criterion:
     key: Callable[[Seen], Any]
 
 
-MORE_PIXELS = Criterion("more pixels", lambda s: -_pixels(s))
+MORE_PIXELS = Criterion("more pixels", lambda s: -_pixels(s.file))
 LARGER_FILE = Criterion("the larger file", lambda s: -s.file.size)
 # Marks the place in ``quality`` of the group-wide test (``KeeperRank.best``).
 NOT_MADE_FROM_ANOTHER = Criterion("the others were made from it", lambda s: 0)
@@ -195,8 +195,8 @@ class KeeperRank:
         ranked = sorted(members, key=self._order)
         if NOT_MADE_FROM_ANOTHER not in self.criteria or len(ranked) < 2:
             return ranked[0]
-        most = _pixels_of(self.files[ranked[0]])
-        top = [i for i in ranked if _pixels_of(self.files[i]) == most][:MAX_PROVENANCE_MEMBERS]
+        most = _pixels(self.files[ranked[0]])
+        top = [i for i in ranked if _pixels(self.files[i]) == most][:MAX_PROVENANCE_MEMBERS]
         for candidate in top:
             if not any(other != candidate and self._derived(candidate, other) for other in top):
                 return candidate
@@ -228,10 +228,6 @@ class KeeperRank:
             if a != b:
                 return criterion.reason
         return BY_PATH
-
-
-def _pixels_of(f: FileInfo) -> int:
-    return (f.width or 0) * (f.height or 0)
 
 
 def keeper_rank(

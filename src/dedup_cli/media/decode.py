@@ -131,7 +131,7 @@ def decode(data: bytes, size: int) -> DecodedImage:
             Image.MAX_IMAGE_PIXELS = MAX_PIXELS
             img: Image.Image = Image.open(io.BytesIO(data))
             width, height = img.size
-            orientation = _orientation(img)
+            orientation = exif_orientation(img)
             if orientation in (5, 6, 7, 8):
                 width, height = height, width
             if img.format == "JPEG" and isinstance(img, ImageFile.ImageFile):
@@ -181,7 +181,7 @@ def decode_for_display(path: str | os.PathLike[str], side: int) -> Image.Image:
             if img.format == "JPEG" and isinstance(img, ImageFile.ImageFile):
                 img.draft("RGB", (side, side))
             _check_decoded_size(img)
-            orientation = _orientation(img)
+            orientation = exif_orientation(img)
             factor = 1
             if decoded_bytes(img) > DISPLAY_REDUCE_ABOVE_BYTES:
                 factor = max(1, max(img.size) // (2 * max(side, 1)))
@@ -198,7 +198,7 @@ def decode_for_display(path: str | os.PathLike[str], side: int) -> Image.Image:
         raise ImageDecodeError(f"corrupt image ({exc})") from None
 
 
-def _orientation(img: Image.Image) -> int | None:
+def exif_orientation(img: Image.Image) -> int | None:
     try:
         value = img.getexif().get(0x0112)
     except Exception:  # noqa: BLE001 - broken EXIF must not make the image unreadable

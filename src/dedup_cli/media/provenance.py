@@ -11,9 +11,10 @@ time, the camera and the GPS position its original carries. These are read from 
 - *Made from*: a lossless file (PNG, TIFF, BMP) whose decoded pixels are a lossy file's
   decoded pixels is a conversion of it. A JPEG whose pixels are what encoding the other
   JPEG's pixels with *its* quantisation tables gives, while the reverse does not hold as
-  well, was re-encoded from the other. Both tests compare pixels, so they never call two
-  different pictures one another's source; when neither direction is clear, neither file
-  is called made from the other.
+  well, was re-encoded from the other. Both compare tiles spread over the picture, not
+  every pixel: they tell which of two files the proof already called copies was made from
+  which, and prove nothing themselves; when neither direction is clear, neither file is
+  called made from the other.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, JpegImagePlugin
 
-from dedup_cli.media.decode import MAX_PIXELS
+from dedup_cli.media.decode import MAX_PIXELS, exif_orientation
 
 LOSSLESS_FORMATS = frozenset({"PNG", "TIFF", "BMP", "PPM", "QOI"})
 LOSSY_FORMATS = frozenset({"JPEG", "MPO", "WEBP", "HEIF", "AVIF"})
@@ -74,7 +75,7 @@ def pixel_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
     try:
         with Image.open(path) as image:
             width, height = image.size
-            turned = image.getexif().get(0x0112) in (5, 6, 7, 8)
+            turned = exif_orientation(image) in (5, 6, 7, 8)
     except Exception:  # noqa: BLE001 - unreadable: no size known
         return None
     return (height, width) if turned else (width, height)
@@ -165,7 +166,7 @@ def _decoded_tiles(path: str, _size: int, _mtime_ns: int) -> _Tiles | None:
             )
             return _Tiles(
                 image.size,
-                _orientation(image),
+                exif_orientation(image) or 1,
                 image.mode,
                 pixels,
                 getattr(image, "quantization", None),
@@ -222,14 +223,6 @@ def _reencoding_error(source: Path, copy: Path) -> float | None:
         inner = (slice(8, -8), slice(8, -8))
         errors.append(float(np.abs(redone[inner] - theirs[inner]).mean()))
     return float(np.mean(errors)) if errors else None
-
-
-def _orientation(image: Image.Image) -> int:
-    try:
-        value = image.getexif().get(0x0112)
-    except Exception:  # noqa: BLE001
-        return 1
-    return value if isinstance(value, int) else 1
 
 
 def _tile_boxes(size: tuple[int, int]) -> list[tuple[int, int, int, int]]:
