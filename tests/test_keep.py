@@ -232,3 +232,32 @@ def test_pixels_that_differ_away_from_the_centre_are_not_a_conversion(
     assert made_from(edited, source) is None
     Image.open(source).save(tmp_path / "same.png")
     assert made_from(tmp_path / "same.png", source) is not None
+
+
+def test_a_keep_reason_naming_a_file_shows_its_control_characters_escaped(
+    tmp_path: Path, photos
+) -> None:  # type: ignore[no-untyped-def]
+    """The reason can name a file ("X was made from another copy"): in the listing and the
+    HTML report its control characters are shown escaped, never written raw."""
+    from dedup_cli.review.html import render_html
+
+    root = tmp_path / "photos"
+    root.mkdir()
+    (root / "coffee.jpg").write_bytes(encode(photos["coffee"], quality=85))
+    evil = "\x1b[2Jcoffee\x07.png"
+    Image.open(root / "coffee.jpg").save(root / evil, format="PNG")
+    doc = plan(root)
+    assert doc["groups"][0]["keep_reason"].startswith(evil)
+    listing = runner.invoke(app, ["find", str(root), "--workers", "0"]).stdout
+    assert "\x1b" not in listing and "\\x1b[2Jcoffee\\x07.png was made from" in listing
+    from dedup_cli.embed.pipeline import EmbedOptions
+    from dedup_cli.jobs.find import find_duplicates
+    from dedup_cli.models import get_spec
+    from dedup_cli.store import Store
+
+    with Store(root / "image_database.db") as store:
+        found = find_duplicates(
+            root, store, get_spec("effnet"), EmbedOptions(device="cpu", workers=0)
+        )
+    page = render_html(found.plan)
+    assert "\x1b" not in page and "\x07" not in page and "\\x1b[2Jcoffee" in page

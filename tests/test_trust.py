@@ -892,3 +892,25 @@ def test_listing_runs_never_writes_to_a_database(tmp_path: Path) -> None:
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
         tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
     assert tables == {"notes"}
+
+
+def test_a_database_copied_into_a_folder_does_not_make_plain_undo_act(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plain ``dedup undo`` takes the current folder's database; one copied there from
+    another collection carries that collection's runs, but they were recorded for the other
+    database: nothing is restored, the quarantined files stay, one line says why."""
+    import shutil
+
+    first = hashed_pair(tmp_path, "first")
+    assert act(first, "--action", "move", "--to", str(tmp_path / "q1")).exit_code == 0
+    moved = sorted(p.name for p in (tmp_path / "q1").rglob("*.jpg"))
+    assert moved
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(first / "image_database.db", elsewhere / "image_database.db")
+    monkeypatch.chdir(elsewhere)
+    result = invoke("undo")
+    assert result.exit_code == 1 and "no run to undo" in result.stderr
+    assert sorted(p.name for p in (tmp_path / "q1").rglob("*.jpg")) == moved
+    assert list(elsewhere.glob("*.jpg")) == []

@@ -78,7 +78,7 @@ def _figure(file: FileInfo, role: str, note: str, side: int) -> str:
     return (
         f'<figure class="{role}" data-path="{_true_path(file.absolute)}">{picture}'
         f'<figcaption><span class="tag">{role}</span> <span class="note">'
-        f"{html.escape(note)}</span><br>"
+        f"{_shown(note)}</span><br>"
         f"{_shown(file.absolute)}<br>{human_bytes(file.size)} · {size}</figcaption></figure>"
     )
 
