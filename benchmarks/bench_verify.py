@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from dedup_cli.confirm.cascade import confirm_pairs
+from dedup_cli.jobs.workflow import stored_thumbnails
 from dedup_cli.confirm.geometry import PictureCache
 from dedup_cli.embed.collection import load_collection
 from dedup_cli.embed.pipeline import EmbedOptions, embed_root
@@ -71,7 +72,7 @@ def main() -> None:
             files, matrix, *_ = load_collection(folder, store, spec, found)
             pairs = similar_pairs(matrix, spec.default_threshold)
             involved = set(pairs.left.tolist()) | set(pairs.right.tolist())
-            thumbs = store.thumbnails(files[i].path for i in involved)
+            thumbs = stored_thumbnails([files[i] for i in involved], {folder: store})
         print(
             f"{len(files)} files (12 MP and 3 MP JPEGs), {len(pairs)} candidate pairs at "
             f"{spec.default_threshold}"
@@ -80,7 +81,7 @@ def main() -> None:
             before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             started = time.perf_counter()
             result = confirm_pairs(
-                pairs, files, files, thumbs, thumbs, pictures=PictureCache(), workers=workers
+                pairs, files, files, thumbs, pictures=PictureCache(), workers=workers
             )
             seconds = time.perf_counter() - started
             grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -177,7 +179,45 @@ def test_the_torch_free_search_of_a_small_collection_is_the_same_search(
                 assert ranked[k - 1] - ranked[k] < 1e-2 or ranked[k] < threshold + 1e-2
 
 
-def test_find_on_a_hashed_folder_never_starts_torch(library: Path) -> None:
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(0, 70),
+    m=st.integers(0, 70),
+    spread=st.floats(0.05, 1.0),
+    k=st.integers(1, 12),
+    threshold=st.floats(0.3, 0.98),
+)
+def test_the_torch_free_cross_search_is_the_same_search(
+    seed: int, n: int, m: int, spread: float, k: int, threshold: float
+) -> None:
+    """``nearest_cross_pairs_small`` (faiss k-NN both ways, what ``cross`` runs on two small
+    folders without torch) returns what ``nearest_cross_pairs`` does, away from ties at the
+    k-th place, and never a pair below the threshold."""
+    from dedup_cli.search.nearest import nearest_cross_pairs_small
+
+    rows = clustered(seed, n + m, 16, 8, spread)
+    left, right = rows[:n], rows[n:]
+    small = nearest_cross_pairs_small(left, right, threshold, k)
+    got = {(int(i), int(j)) for i, j in zip(small.left, small.right)}
+    reference = nearest_cross_pairs(left, right, threshold, k)
+    expected = {(int(i), int(j)) for i, j in zip(reference.left, reference.right)}
+    assert np.all(small.similarity >= threshold)
+    assert len(got) == len(small)  # no pair twice
+    similarity = left @ right.T if n and m else np.zeros((n, m))
+    assert all(similarity[i, j] >= threshold - 1e-5 for i, j in got)
+    for i, j in got ^ expected:
+        near_tie = False
+        for ranked in (np.sort(similarity[i])[::-1], np.sort(similarity[:, j])[::-1]):
+            if len(ranked) > k:
+                near_tie |= ranked[k - 1] - ranked[k] < 1e-2 or ranked[k] < threshold + 1e-2
+        assert near_tie, (i, j)
+
+
+@pytest.mark.parametrize("command", ["find", "cross"])
+def test_a_job_on_hashed_folders_never_starts_torch(
+    library: Path, tmp_path: Path, command: str
+) -> None:
     import subprocess
     import sys
 
@@ -185,18 +225,24 @@ def test_find_on_a_hashed_folder_never_starts_torch(library: Path) -> None:
 
     from dedup_cli.cli import app
 
-    assert CliRunner().invoke(app, ["hash", str(library), "--workers", "0", "-q"]).exit_code == 0
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(library / "coffee.jpg", other / "coffee_too.jpg")
+    for folder in (library, other):
+        hashed = CliRunner().invoke(app, ["hash", str(folder), "--workers", "0", "-q"])
+        assert hashed.exit_code == 0
+    folders = [str(library)] if command == "find" else [str(library), str(other)]
     script = (
         "import sys\n"
         "from dedup_cli.cli import app\n"
         "try:\n"
-        "    app(['find', sys.argv[1], '--json', '--workers', '0'])\n"
+        "    app([*sys.argv[1:], '--json', '--workers', '0'])\n"
         "except SystemExit as exit:\n"
         "    assert exit.code == 0, exit.code\n"
         "print('TORCH', 'torch' in sys.modules, file=sys.stderr)\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", script, str(library)],
+        [sys.executable, "-c", script, command, *folders],
         capture_output=True,
         text=True,
         timeout=120,

@@ -248,3 +248,39 @@ def test_a_database_never_searched_compares_everything_even_unnumbered_vectors(
         )
     assert found.new_rows is not None and len(found.new_rows) == 50
     assert list(zip(found.pairs.left.tolist(), found.pairs.right.tolist())) == [(0, 49)]
+
+
+@pytest.mark.parametrize("index", ["exact", "ann"])
+def test_new_only_never_proposes_a_pair_of_two_old_files(tmp_path: Path, index: str) -> None:
+    """Without byte-identical sets (every row searched), only the new rows are queries: a
+    pair of two old files found by an earlier ``find`` is not proposed again."""
+    from dedup_cli.search.candidates import mark_searched
+
+    rng = np.random.default_rng(4)
+    rows = unit(rng, 41)
+    rows[1] = rows[0] + 0.01  # an old near pair
+    rows[40] = rows[2] + 0.01  # a new copy of an old file
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    names = [f"{k:02d}.jpg" for k in range(41)]
+    with Store(tmp_path / "image_database.db") as store:
+        model = store.ensure_model("m", 16, "{}")
+        write(store, model, names[:40], rows[:40])
+        old = load(store, model, names[:40])
+        mark_searched(store, model, old.seqs)
+        write(store, model, names[40:], rows[40:])
+        stored = load(store, model, names)
+        found = find_candidates(
+            store,
+            model,
+            "m",
+            stored.ids,
+            stored.seqs,
+            stored.matrix,
+            0.95,
+            index=index,
+            new_only=True,
+        )
+    pairs = {
+        (stored.paths[i], stored.paths[j]) for i, j in zip(found.pairs.left, found.pairs.right)
+    }
+    assert pairs == {("02.jpg", "40.jpg")}

@@ -110,10 +110,13 @@ def test_help_with_h_reads_well_at_80_columns() -> None:
         text = result.stdout
         assert "Usage: dedup" in text
         assert "<bool>" not in text and "{root}" not in text, command
-        # Options name their value (--db FILE, --to DIR), never its Python type.
-        assert not re.search(r"--[\w-]+ <\w+>", text), command
+        # Options and arguments name their value (--db FILE, ROOT), never its Python type
+        # (``<path>``, ``<list[Path]>``), and the usage line has no braces (``{ROOT}``).
+        assert not re.search(r"<[\w\[\]|, ]+>", text), (command, text)
+        assert "{" not in text.split("\n\n")[0], command
         assert max(len(line) for line in text.splitlines()) <= 80, command
-    assert "ROOT" in runner.invoke(app, ["find", "-h"]).stdout
+    assert "Usage: dedup find [OPTIONS] ROOT..." in runner.invoke(app, ["find", "-h"]).stdout
+    assert "Usage: dedup undo [OPTIONS] [RUN_ID]" in runner.invoke(app, ["undo", "-h"]).stdout
     assert "--install-completion" in runner.invoke(app, ["-h"]).stdout
 
 

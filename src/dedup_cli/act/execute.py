@@ -27,7 +27,7 @@ import signal
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -234,13 +234,19 @@ def carry_out(
     *,
     move_to: Path | None = None,
     confirm: Callable[[Plan], None] | None = None,
+    remember_in: Sequence[Store] = (),
 ) -> Outcome:
     """The end of every acting job, in one call: remember the groups a reviewer marked
-    "not duplicates", then (unless ``action`` is ``report`` or nothing is planned) ask
-    ``confirm`` (which raises to refuse) and execute the plan."""
+    "not duplicates" (in ``store`` and in ``remember_in``, the other databases of the
+    plan's folders, so a later run of any of them forgets them too), then (unless ``action``
+    is ``report`` or nothing is planned) ask ``confirm`` (which raises to refuse) and
+    execute the plan, journaled in ``store``."""
     outcome = Outcome()
     for hashes in plan.not_duplicates:
         outcome.not_duplicates_remembered += store.remember_not_duplicates(hashes)
+        for other in remember_in:
+            if other is not store:
+                other.remember_not_duplicates(hashes)
     if action == "report" or not plan.files_to_remove:
         return outcome
     if confirm is not None:

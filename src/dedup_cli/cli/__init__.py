@@ -20,6 +20,33 @@ from dedup_cli.cli import (
 )
 from dedup_cli.cli.common import state
 
+
+def _arguments_named_like_git() -> None:
+    """Help names an argument as git and the tools users know do: ``ROOT...`` and
+    ``[RUN_ID]`` in the usage line, ``ROOT`` in the list. Typer 0.29 adds the Python type
+    (``ROOT <path>``, ``RUN_ID <str>``) and braces (``{ROOT}``) and offers no setting for
+    either; its argument class is told here, and left as it is by a Typer without these
+    methods (the help test then says so)."""
+    from typer.core import TyperArgument
+
+    if not hasattr(TyperArgument, "display_type_rich"):
+        return
+
+    def no_type(self: TyperArgument, ctx: object) -> None:
+        return None
+
+    def usage_name(self: TyperArgument) -> str:
+        name = str(self.metavar or self.name).upper()
+        if self.nargs != 1 and not name.endswith("..."):
+            name += "..."
+        return name if self.required else f"[{name}]"
+
+    TyperArgument.display_type_rich = no_type  # type: ignore[method-assign, assignment]
+    TyperArgument._usage_display_name = usage_name  # type: ignore[method-assign]
+
+
+_arguments_named_like_git()
+
 app = typer.Typer(
     name="dedup",
     help="Find duplicate and near-duplicate photos with deep embeddings, and remove the "

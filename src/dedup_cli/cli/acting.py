@@ -4,7 +4,7 @@ the confirmation rule, the journal entry in the runs index, and the summary."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -209,7 +209,7 @@ class ActingChoices:
 
 def end_with_plan(
     plan: Any,
-    store: Any,
+    stores: Sequence[Any],
     document: dict[str, Any],
     title: str,
     choices: ActingChoices,
@@ -218,7 +218,8 @@ def end_with_plan(
     json_output: bool,
 ) -> None:
     """The one ending of ``find``, ``cross`` and ``filename-clean``: report, review,
-    confirm, carry out (``act.carry_out``), print the JSON document, and turn an incomplete
+    confirm, carry out (``act.carry_out``; the journal goes into the first of ``stores``,
+    the databases of the plan's folders), print the JSON document, and turn an incomplete
     action into its exit code."""
     from dedup_cli.act.execute import carry_out
 
@@ -232,7 +233,14 @@ def end_with_plan(
         confirm(choices.action, chosen.files_to_remove, chosen.bytes_to_free, choices.yes)
 
     try:
-        outcome = carry_out(reviewed, store, choices.action, move_to=choices.to, confirm=ask)
+        outcome = carry_out(
+            reviewed,
+            stores[0],
+            choices.action,
+            move_to=choices.to,
+            confirm=ask,
+            remember_in=stores[1:],
+        )
     except NotConfirmedError:
         if json_output:  # a script still gets the plan that was not carried out
             print_json(document)

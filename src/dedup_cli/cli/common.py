@@ -42,6 +42,15 @@ err_console = Console(stderr=True)
 RootArg = Annotated[
     Path, typer.Argument(metavar="ROOT", help="The photo folder.", show_default=False)
 ]
+RootsArg = Annotated[
+    list[Path],
+    typer.Argument(
+        metavar="ROOT...",
+        help="The photo folder; several are searched as one collection, within each and "
+        "across them (each keeps its own database).",
+        show_default=False,
+    ),
+]
 DbOpt = Annotated[
     Path | None,
     typer.Option(
@@ -191,13 +200,18 @@ def embed_options(
     )
 
 
-def open_store(root: Path, db: Path | None) -> Store:
+def check_folder(root: Path) -> None:
+    """A photo folder given on the command line exists and is a folder."""
     from dedup_cli.errors import UsageError
 
     if not root.exists():
         raise UsageError(f"{root} does not exist")
     if not root.is_dir():
         raise UsageError(f"{root} is not a folder")
+
+
+def open_store(root: Path, db: Path | None) -> Store:
+    check_folder(root)
     if db is not None:
         check_parent_exists("--db", db)
     return Store((db or default_db_path(root)).expanduser().resolve())

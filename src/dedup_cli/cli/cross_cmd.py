@@ -108,14 +108,14 @@ def cross_command(
 ) -> None:
     """Find duplicates between folders A and B only (never within one); act on copies."""
     with handle_errors():
-        from dedup_cli.jobs.cross import check_roots, cross_find
-        from dedup_cli.jobs.workflow import validate_threshold
+        from dedup_cli.jobs.cross import cross_find
+        from dedup_cli.jobs.workflow import check_separate_folders, validate_threshold
         from dedup_cli.models import get_spec
 
         check_action(action, to, review, html, [folder_a, folder_b])
         if threshold is not None:
             validate_threshold(threshold)
-        check_roots(folder_a, folder_b)
+        check_separate_folders([folder_a, folder_b])
         spec = get_spec(model, embedding_type)
         options = embed_options(device, weights, batch_size, workers, include_hidden, exclude)
         silent = json_output or quiet
@@ -147,7 +147,7 @@ def cross_command(
             # The journal of a cross run lives in A's database.
             end_with_plan(
                 result.plan,
-                store_a,
+                [store_a, store_b],
                 document,
                 "dedup cross",
                 ActingChoices(action, to, yes, review, html),
@@ -158,7 +158,7 @@ def cross_command(
 
 def _print_summary(result: Any) -> None:
     plan = result.plan
-    print_plan(plan, result.related, absolute=True)
+    print_plan(plan, result.related)
     table = Table(title=f"dedup cross · {plan.model} · {plan.keep_strategy}", show_header=False)
     table.add_row("only in A", str(result.only_a))
     table.add_row("only in B", str(result.only_b))

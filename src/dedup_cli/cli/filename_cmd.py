@@ -106,7 +106,7 @@ def filename_clean_command(
                 _print_summary(result)
             end_with_plan(
                 result.plan,
-                store,
+                [store],
                 document,
                 "dedup filename-clean",
                 ActingChoices(action, to, yes, review, html),

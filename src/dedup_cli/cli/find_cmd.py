@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from typing import Annotated, Any
 
 import typer
@@ -32,9 +33,10 @@ from dedup_cli.cli.common import (
     ModelOpt,
     QuietOpt,
     RichProgress,
-    RootArg,
+    RootsArg,
     WeightsOpt,
     WorkersOpt,
+    check_folder,
     embed_options,
     handle_errors,
     open_store,
@@ -47,7 +49,7 @@ from dedup_cli.units import human_bytes
 
 
 def find_command(
-    root: RootArg,
+    roots: RootsArg,
     model: ModelOpt = DEFAULT_MODEL,
     embedding_type: EmbeddingTypeOpt = None,
     threshold: Annotated[
@@ -104,23 +106,31 @@ def find_command(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Find duplicate groups under ROOT and plan what to remove; act only with --action."""
+    """Find duplicate groups under ROOT (or across several) and plan what to remove; act
+    only with --action."""
     with handle_errors():
         from dedup_cli.core.keep import FIND_RULES, check_keep
-        from dedup_cli.jobs.find import find_duplicates
-        from dedup_cli.jobs.workflow import validate_threshold
+        from dedup_cli.errors import UsageError
+        from dedup_cli.jobs.find import Folder, find_in_folders
+        from dedup_cli.jobs.workflow import check_separate_folders, validate_threshold
         from dedup_cli.models import get_spec
 
-        check_action(action, to, review, html, [root])
+        if db is not None and len(roots) > 1:
+            raise UsageError("--db names one database; with several folders each keeps its own")
+        for root in roots:
+            check_folder(root)
+        check_separate_folders(roots)
+        check_action(action, to, review, html, roots)
         check_keep(keep, FIND_RULES)
         if threshold is not None:
             validate_threshold(threshold)
         spec = get_spec(model, embedding_type)
         options = embed_options(device, weights, batch_size, workers, include_hidden, exclude)
-        with open_store(root, db) as store, planning_lock(action, [root]):
-            result = find_duplicates(
-                root,
-                store,
+        with ExitStack() as held:
+            stores = [held.enter_context(open_store(root, db)) for root in roots]
+            held.enter_context(planning_lock(action, roots))
+            result = find_in_folders(
+                [Folder(root, store) for root, store in zip(roots, stores)],
                 spec,
                 options,
                 threshold=threshold,
@@ -136,7 +146,7 @@ def find_command(
                 print_find_summary(result)
             end_with_plan(
                 result.plan,
-                store,
+                stores,
                 document,
                 "dedup find",
                 ActingChoices(action, to, yes, review, html),

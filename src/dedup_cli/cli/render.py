@@ -22,15 +22,13 @@ def _facts(f: Any) -> str:
     return f"{size}, {f.width}x{f.height}" if f.width and f.height else size
 
 
-def print_plan(
-    plan: Any, related: list[dict[str, Any]] | None = None, *, absolute: bool = False
-) -> None:
+def print_plan(plan: Any, related: list[dict[str, Any]] | None = None) -> None:
     """The groups of a plan: the keeper (and why it won), then each file to remove with how
-    it was proved; then the related pairs, which are never removed. ``absolute``: full
-    paths (``cross``, whose files live under two folders)."""
+    it was proved; then the related pairs, which are never removed. Files are named as the
+    plan shows them (``Plan.shown``: in full when it spans several folders)."""
 
     def name(f: Any) -> str:
-        return markup(f.absolute if absolute else f.path)
+        return markup(plan.shown(f))
 
     for number, group in enumerate(plan.groups[:GROUPS_SHOWN], start=1):
         out_console.print(f"[bold]group {number}[/bold]", highlight=False)

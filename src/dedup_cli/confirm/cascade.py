@@ -24,6 +24,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -94,8 +95,7 @@ def confirm_pairs(
     candidates: Pairs,
     left: Sequence[FileInfo],
     right: Sequence[FileInfo],
-    thumbs_left: Mapping[str, bytes | None],
-    thumbs_right: Mapping[str, bytes | None],
+    thumbnails: Mapping[Path, bytes | None],
     *,
     geometric: bool = True,
     per_file: int = GEOMETRY_PER_FILE,
@@ -106,7 +106,9 @@ def confirm_pairs(
 ) -> Confirmation:
     """Run the cascade on candidate pairs ``(left[i], right[j])``.
 
-    ``left`` and ``right`` may be the same list (one collection). Keypoint checks go to the
+    ``left`` and ``right`` may be the same list (one collection); ``thumbnails`` holds the
+    stored thumbnail of each file by its absolute path (files of several folders may share a
+    relative one). Keypoint checks go to the
     most similar unconfirmed pairs first, at most ``per_file`` per file, and, for a file
     that still has ``neighbours`` unproved candidates, only to mutual nearest neighbours:
     a folder of look-alike textures cannot make this quadratic in work. The checks run on
@@ -143,8 +145,8 @@ def confirm_pairs(
     watch.start(len(to_screen), "proving: thumbnails")
     proofs["thumbnails"] = len(to_screen)
     agree = agreeing(
-        [thumbs_left.get(files(k)[0].path) for k in to_screen],
-        [thumbs_right.get(files(k)[1].path) for k in to_screen],
+        [thumbnails.get(files(k)[0].absolute) for k in to_screen],
+        [thumbnails.get(files(k)[1].absolute) for k in to_screen],
         MIN_CORRELATION_ALONE,
     )
     aligned = [k for k, passed in zip(to_screen, agree.tolist()) if passed]

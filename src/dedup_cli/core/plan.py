@@ -41,6 +41,14 @@ class Plan:
     # frame: shown to the user wherever the plan is (listing, report, reviewers), never
     # planned. Each ``{"a", "b", "similarity", "reason"}`` (absolute paths).
     related: list[dict[str, Any]] = field(default_factory=list)
+    # Every folder the plan spans (``find A B``, ``cross``); the journal lives in the first's
+    # database. Empty: ``root`` alone.
+    roots: list[Path] = field(default_factory=list)
+
+    def shown(self, file: FileInfo) -> str:
+        """How a file is named to the user: relative to the folder, or in full when the plan
+        spans several (the same relative path may be in each)."""
+        return str(file.absolute) if len(self.roots) > 1 else file.path
 
     @property
     def files_to_remove(self) -> int:
@@ -53,6 +61,7 @@ class Plan:
     def as_dict(self) -> dict[str, Any]:
         return {
             "root": str(self.root),
+            "roots": [str(r) for r in self.roots or [self.root]],
             "model": self.model,
             "threshold": self.threshold,
             "keep_strategy": self.keep_strategy,

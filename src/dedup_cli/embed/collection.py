@@ -114,3 +114,45 @@ def load_collection(
         half = len(present) * dimension * 4 > HALF_PRECISION_ABOVE_BYTES
     stored = store.read_collection(model_id, dimension, present, np.float16 if half else np.float32)
     return Collection(FileTable(root, stored), stored.matrix, unreadable, model_id)
+
+
+class JoinedFiles(Sequence[FileInfo]):
+    """The tables of several folders as one row space (``find A B``): row k of the join is
+    row ``k - offset`` of the folder it falls in. Each ``FileInfo`` keeps its own folder
+    (``FileInfo.root``) and its path relative to it, so nothing is renamed or moved between
+    databases; the content hashes are read through to the tables, which re-derivation
+    corrects in place."""
+
+    def __init__(self, tables: Sequence[FileTable]) -> None:
+        self.tables = list(tables)
+        self.offsets = np.cumsum([0, *(len(t) for t in self.tables)]).astype(np.int64)
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    @property
+    def content_hashes(self) -> list[str | None]:
+        return [digest for table in self.tables for digest in table.content_hashes]
+
+    def part(self, k: int) -> int:
+        """The index of the folder row ``k`` belongs to."""
+        return int(np.searchsorted(self.offsets, k, side="right")) - 1
+
+    @overload
+    def __getitem__(self, k: int) -> FileInfo: ...
+
+    @overload
+    def __getitem__(self, k: slice) -> list[FileInfo]: ...
+
+    def __getitem__(self, k: int | slice) -> FileInfo | list[FileInfo]:
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(len(self)))]
+        if k < 0:
+            k += len(self)
+        if not 0 <= k < len(self):
+            raise IndexError(k)
+        part = self.part(k)
+        return self.tables[part][k - int(self.offsets[part])]
+
+    def __iter__(self) -> Iterator[FileInfo]:
+        return (f for table in self.tables for f in table)

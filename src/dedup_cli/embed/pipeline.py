@@ -29,6 +29,19 @@ if TYPE_CHECKING:
     from dedup_cli.models.base import EmbeddingModel
 
 
+# The counts of a ``HashReport`` that add up across folders.
+COUNTED = (
+    "scanned",
+    "unchanged",
+    "embedded",
+    "known_bad",
+    "skipped_symlinks",
+    "skipped_hidden",
+    "skipped_excluded",
+    "seconds",
+)
+
+
 @dataclass
 class HashReport:
     """What a ``hash`` run did, for the human summary and the JSON output."""
@@ -47,6 +60,26 @@ class HashReport:
     skipped_excluded: int = 0
     scan_errors: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
+
+    @classmethod
+    def merged(cls, reports: Sequence[HashReport]) -> HashReport:
+        """The reports of several folders hashed in one run (``find A B``) as one."""
+        if len(reports) == 1:
+            return reports[0]
+        first = reports[0]
+        total = cls(
+            root=", ".join(r.root for r in reports),
+            database=", ".join(r.database for r in reports),
+            model=first.model,
+            device=first.device,
+        )
+        for report in reports:
+            for name in COUNTED:
+                setattr(total, name, getattr(total, name) + getattr(report, name))
+            # Relative paths may repeat across folders: name each failure in full.
+            total.failed += [(str(Path(report.root) / p), e) for p, e in report.failed]
+            total.scan_errors += [(str(Path(report.root) / p), e) for p, e in report.scan_errors]
+        return total
 
     @property
     def images_per_second(self) -> float:

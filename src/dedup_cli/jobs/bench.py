@@ -222,7 +222,7 @@ def evaluate(
             pairs,
             files,
             files,
-            (store, store),
+            {folder: store},
             verify=verify,
             geometric=geometric,
             per_file=len(files),

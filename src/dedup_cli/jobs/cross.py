@@ -26,10 +26,12 @@ from dedup_cli.core.plan import Plan, make_plan
 from dedup_cli.core.progress import Progress
 from dedup_cli.embed.collection import FileTable, empty_stored, load_collection
 from dedup_cli.embed.pipeline import HashReport, embed_root, needs_work
-from dedup_cli.errors import DedupError, UsageError
+from dedup_cli.errors import DedupError
 from dedup_cli.jobs.workflow import (
+    ModelMismatchError,
     Proved,
     byte_identical,
+    check_separate_folders,
     prove,
     tried_against_keepers,
     validate_threshold,
@@ -37,17 +39,13 @@ from dedup_cli.jobs.workflow import (
 from dedup_cli.media.scan import ScanResult, scan
 from dedup_cli.models import ModelSpec, resolve_device
 from dedup_cli.search.candidates import choose_index
-from dedup_cli.search.exact import nearest_cross_pairs, row_dots
-from dedup_cli.search.nearest import NEIGHBOURS
+from dedup_cli.search.exact import row_dots
+from dedup_cli.search.nearest import NEIGHBOURS, SMALL_SEARCH, nearest_cross_pairs_small
 from dedup_cli.store import Store
 
 
 class IncompleteDatabaseError(DedupError):
     """``--no-hash`` was given but a database lacks embeddings of some files."""
-
-
-class ModelMismatchError(DedupError):
-    """The two databases hold embeddings of different models or dimensions."""
 
 
 @dataclass
@@ -98,17 +96,6 @@ class CrossResult:
         return document
 
 
-def check_roots(root_a: Path, root_b: Path) -> tuple[Path, Path]:
-    """Two existing, distinct, non-nested folders."""
-    for root in (root_a, root_b):
-        if not root.is_dir():
-            raise UsageError(f"{root} is not a folder")
-    a, b = root_a.resolve(), root_b.resolve()
-    if a == b or a.is_relative_to(b) or b.is_relative_to(a):
-        raise UsageError(f"{root_a} and {root_b} overlap; cross compares two separate folders")
-    return a, b
-
-
 def _prepare(
     side: _Side,
     spec: ModelSpec,
@@ -155,6 +142,30 @@ def _exact_across(
     return sets, links
 
 
+def _cross_candidates(
+    left: np.ndarray, right: np.ndarray, threshold: float, index: str, device: Any
+) -> tuple[Pairs, str]:
+    """Each side's ``NEIGHBOURS`` nearest on the other, and how they were searched. Two
+    small folders on the CPU are searched without torch (``nearest_cross_pairs_small``);
+    otherwise the device is resolved (torch starts) and the search runs on it, or on cells
+    above the same cut-over as ``find``: as many products as all-pairs search over
+    sqrt(2 |A| |B|) files."""
+    size = int(math.sqrt(2 * len(left) * len(right)))
+    method = choose_index(index, size, device)
+    if method == "ann":
+        from dedup_cli.search.cells import ann_cross_pairs
+
+        return ann_cross_pairs(left, right, threshold, neighbours=NEIGHBOURS), method
+    if max(len(left), len(right)) <= SMALL_SEARCH and device in (None, "auto", "cpu"):
+        return nearest_cross_pairs_small(left, right, threshold, NEIGHBOURS), method
+    from dedup_cli.search.exact import nearest_cross_pairs
+
+    found = nearest_cross_pairs(
+        left, right, threshold, NEIGHBOURS, device=resolve_device(device or "cpu")
+    )
+    return found, method
+
+
 def cross_find(
     root_a: Path,
     store_a: Store,
@@ -174,7 +185,7 @@ def cross_find(
     """Plan the removal of confirmed duplicates between two folders."""
     check_keep(keep, CROSS_RULES)
     threshold = validate_threshold(spec.default_threshold if threshold is None else threshold)
-    a_root, b_root = check_roots(root_a, root_b)
+    a_root, b_root = check_separate_folders([root_a, root_b])
     sides = []
     for root, store, label in ((a_root, store_a, "A"), (b_root, store_b, "B")):
         side = _Side(
@@ -197,22 +208,14 @@ def cross_find(
             f"--weights on both"
         )
     rederive_shared_hashes([a.files, b.files])  # stored hashes never decide "exact" alone
-    device = resolve_device(options.device)
-    # As many products as all-pairs search over sqrt(2 |A| |B|) files: the same cut-over.
-    method = choose_index(index, int(math.sqrt(2 * len(a.files) * len(b.files))), device)
-    if method == "ann":
-        from dedup_cli.search.cells import ann_cross_pairs
-
-        candidates = ann_cross_pairs(a.matrix, b.matrix, threshold, neighbours=NEIGHBOURS)
-    else:
-        candidates = nearest_cross_pairs(a.matrix, b.matrix, threshold, NEIGHBOURS, device=device)
+    candidates, method = _cross_candidates(a.matrix, b.matrix, threshold, index, options.device)
 
     def proved_from_files(pairs: Pairs) -> Proved:
         return prove(
             pairs,
             a.files,
             b.files,
-            (a.store, b.store),
+            {a.root: a.store, b.root: b.store},
             verify=verify,
             geometric=geometric,
             neighbours=NEIGHBOURS,
@@ -246,6 +249,7 @@ def cross_find(
     found = confirmation.pairs
     confirmed = Pairs(found.left, found.right + offset, found.similarity)
     plan = make_plan(a_root, spec.key, threshold, f"cross-{keep}", files, groups, rank.why)
+    plan.roots = [a_root, b_root]
     plan.related = confirmation.related
     matched = set(confirmed.left.tolist()) | set(confirmed.right.tolist())
     for members in byte_identical([*a.files.content_hashes, *b.files.content_hashes]):

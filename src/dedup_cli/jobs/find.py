@@ -1,17 +1,22 @@
-"""The jobs the CLI runs, as plain functions over the library: hash a folder, find duplicates.
+"""``find``: duplicates within one folder, or within and across several (``find A B``).
 
 ``find_duplicates`` is the whole workflow: hash what is missing, find exact copies by content
 hash, propose near-duplicates by embedding similarity, confirm each pair (same bytes,
 pixels, geometry: see ``confirmation``), group without chaining, and plan what to remove
-under a keep strategy.
+under a keep strategy. ``find_in_folders`` runs it over several folders as one collection;
+each folder keeps its own database (its cache stays valid for a later ``find`` of it alone),
+and the run's journal lives in the first one's.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from dedup_cli.config import DEFAULT_KEEP
 from dedup_cli.confirm.rederive import RederivedHashes, rederive_shared_hashes
@@ -19,11 +24,20 @@ from dedup_cli.core.keep import FIND_RULES, check_keep, keeper_rank
 from dedup_cli.core.pairs import Pairs
 from dedup_cli.core.plan import Plan, make_plan
 from dedup_cli.core.progress import Progress
-from dedup_cli.embed.collection import load_collection
+from dedup_cli.embed.collection import (
+    HALF_PRECISION_ABOVE_BYTES,
+    Collection,
+    FileTable,
+    JoinedFiles,
+    load_collection,
+)
 from dedup_cli.embed.pipeline import EmbedOptions, HashReport, embed_root
+from dedup_cli.errors import UsageError
 from dedup_cli.jobs.workflow import (
+    ModelMismatchError,
     Proved,
     byte_identical,
+    check_separate_folders,
     group_proved,
     prove,
     standing_for_sets,
@@ -98,9 +112,28 @@ class FindResult:
         return document
 
 
+@dataclass
+class Folder:
+    """One folder of a ``find`` and the database that caches it."""
+
+    root: Path
+    store: Store
+
+
 def find_duplicates(
     root: Path,
     store: Store,
+    spec: ModelSpec,
+    options: EmbedOptions,
+    **settings: Any,
+) -> FindResult:
+    """Hash what is missing, then plan the removal of confirmed duplicates in one folder
+    (``find_in_folders`` takes the settings)."""
+    return find_in_folders([Folder(root, store)], spec, options, **settings)
+
+
+def find_in_folders(
+    folders: Sequence[Folder],
     spec: ModelSpec,
     options: EmbedOptions,
     *,
@@ -113,39 +146,55 @@ def find_duplicates(
     progress: Progress | None = None,
     neighbours: int | None = NEIGHBOURS,
 ) -> FindResult:
-    """Hash what is missing, then plan the removal of confirmed duplicates (``new_only``:
-    among pairs with a file added since the last ``find``). ``neighbours``: candidates per
-    file (``search.nearest``); None proposes every pair in range and proves each, as dedup
-    0.1 did: work that grows with how alike the photos look."""
+    """Hash what is missing in each folder, then plan the removal of confirmed duplicates
+    among all their files, within a folder and across them (``new_only``: among pairs with
+    a file added since each database's last ``find``). ``neighbours``: candidates per file
+    (``search.nearest``); None proposes every pair in range and proves each, as dedup 0.1
+    did: work that grows with how alike the photos look."""
     threshold = validate_threshold(spec.default_threshold if threshold is None else threshold)
     check_keep(keep, FIND_RULES)
-    root = root.resolve()
-    found = scan(
-        root, include_hidden=options.include_hidden, exclude=[store.path], skip=options.exclude
-    )
-    report = embed_root(root, store, spec, options, progress, scanned=found)
+    if not folders:
+        raise UsageError("find needs at least one folder")
+    roots = check_separate_folders([f.root for f in folders])
+    databases = [f.store.path for f in folders]
+    scanned = [
+        scan(root, include_hidden=options.include_hidden, exclude=databases, skip=options.exclude)
+        for root in roots
+    ]
+    reports = [
+        embed_root(root, folder.store, spec, options, progress, scanned=found)
+        for root, folder, found in zip(roots, folders, scanned)
+    ]
     started = time.perf_counter()
-    files, matrix, unreadable, model_id = load_collection(root, store, spec, found)
+    half = sum(len(found.files) for found in scanned) * spec.dimension * 4
+    loaded_folders = [
+        load_collection(root, folder.store, spec, found, half=half > HALF_PRECISION_ABOVE_BYTES)
+        for root, folder, found in zip(roots, folders, scanned)
+    ]
+    joined = _joined(loaded_folders, roots)
+    files, matrix = joined.files, joined.matrix
     loaded = time.perf_counter()
     new_rows = None
-    if new_only and model_id is not None:
-        new_rows = set(rows_written_since(store, model_id, files.seqs).tolist())
+    if new_only and joined.model_ids:
+        new_rows = set(_new_rows(folders, loaded_folders).tolist())
+    tables = [c.files for c in loaded_folders]
     # Stored hashes never decide "exact" alone: the files of every exact set are re-read
     # (with --new-only, those of the sets the search touches, once it has).
-    rederived = rederive_shared_hashes([files]) if new_rows is None else RederivedHashes()
+    rederived = rederive_shared_hashes(tables) if new_rows is None else RederivedHashes()
     exact_sets = byte_identical(files.content_hashes)
     searched_rows = standing_for_sets(len(files), exact_sets, new_rows)
+    one = len(folders) == 1
     found_by = find_candidates(
-        store,
-        model_id,
+        folders[0].store if one else None,  # the approximate index is kept per database
+        joined.model_ids[0] if joined.model_ids else None,
         spec.key,
-        files.ids,
-        files.seqs,
+        loaded_folders[0].files.ids if one else np.zeros(0, np.int64),
+        loaded_folders[0].files.seqs if one else np.zeros(0, np.int64),
         matrix,
         threshold,
         index=index,
         device=options.device,  # resolved (torch started) only where the search needs it
-        new_only=new_only,
+        new_rows=None if new_rows is None else np.array(sorted(new_rows), dtype=np.int64),
         searched=None if len(searched_rows) == len(files) else searched_rows,
         neighbours=neighbours,
     )
@@ -154,20 +203,21 @@ def find_duplicates(
         # files (its other files were not searched: they stand behind that one).
         touched = new_rows | set(found_by.pairs.left.tolist()) | set(found_by.pairs.right.tolist())
         hashes = {h for i in touched if (h := files.content_hashes[i])}
-        rederived = rederive_shared_hashes([files], hashes)
+        rederived = rederive_shared_hashes(tables, hashes)
         exact_sets = [
             members
             for members in byte_identical(files.content_hashes)
             if not touched.isdisjoint(members)
         ]
     searched = time.perf_counter()
+    stores = {root: folder.store for root, folder in zip(roots, folders)}
 
     def proved_from_files(pairs: Pairs) -> Proved:
         return prove(
             pairs,
             files,
             files,
-            (store, store),
+            stores,
             verify=verify,
             geometric=geometric,
             neighbours=neighbours,
@@ -190,12 +240,14 @@ def find_duplicates(
     proof_seconds = time.perf_counter() - searched
     candidates, confirmation = proved.candidates, proved.confirmation
     confirmed = confirmation.pairs
-    plan = make_plan(root, spec.key, threshold, keep, files, groups, rank.why)
+    plan = make_plan(roots[0], spec.key, threshold, keep, files, groups, rank.why)
+    plan.roots = roots
     plan.related = confirmation.related
-    if model_id is not None:
-        mark_searched(store, model_id, files.seqs)
+    for folder, collection in zip(folders, loaded_folders):
+        if collection.model_id is not None:
+            mark_searched(folder.store, collection.model_id, collection.files.seqs)
     return FindResult(
-        hashing=report,
+        hashing=HashReport.merged(reports),
         plan=plan,
         files_compared=len(files),
         candidate_pairs=len(candidates),
@@ -206,7 +258,7 @@ def find_duplicates(
         unconfirmed=confirmation.unconfirmed,
         unconfirmed_pairs=confirmation.unconfirmed_count,
         related=confirmation.related,
-        unreadable=unreadable,
+        unreadable=joined.unreadable,
         search_seconds=time.perf_counter() - started,
         load_seconds=loaded - started,
         proof_seconds=proof_seconds,
@@ -215,3 +267,51 @@ def find_duplicates(
         new_files=None if new_rows is None else len(new_rows),
         rederived=rederived,
     )
+
+
+@dataclass
+class _Joined:
+    """The loaded folders of a ``find`` as one collection."""
+
+    files: FileTable | JoinedFiles
+    matrix: np.ndarray
+    unreadable: list[tuple[str, str]]
+    model_ids: list[int]  # of the databases that hold the model (each numbers its own)
+
+
+def _joined(collections: Sequence[Collection], roots: Sequence[Path]) -> _Joined:
+    """One folder as it is; several as one row space, their matrices stacked, unreadable
+    files named by absolute path (their relative paths may repeat across folders)."""
+    model_ids = [c.model_id for c in collections if c.model_id is not None]
+    if len(collections) == 1:
+        only = collections[0]
+        return _Joined(only.files, only.matrix, only.unreadable, model_ids)
+    widths = {c.matrix.shape[1] for c in collections if len(c.files)}
+    if len(widths) > 1:
+        raise ModelMismatchError(
+            "the folders' databases hold embeddings of different dimensions "
+            f"({', '.join(map(str, sorted(widths)))}: different weights); re-run dedup hash "
+            "with the same --weights on each"
+        )
+    dtype = np.result_type(*(c.matrix.dtype for c in collections))
+    width = widths.pop() if widths else collections[0].matrix.shape[1]
+    matrix = np.concatenate(
+        [c.matrix.astype(dtype, copy=False).reshape(-1, width) for c in collections]
+    )
+    unreadable = [
+        (str(root / path), error)
+        for root, c in zip(roots, collections)
+        for path, error in c.unreadable
+    ]
+    return _Joined(JoinedFiles([c.files for c in collections]), matrix, unreadable, model_ids)
+
+
+def _new_rows(folders: Sequence[Folder], collections: Sequence[Collection]) -> np.ndarray:
+    """The rows (of the joined collection) written since each database's last ``find``."""
+    parts, offset = [], 0
+    for folder, collection in zip(folders, collections):
+        if collection.model_id is not None:
+            written = rows_written_since(folder.store, collection.model_id, collection.files.seqs)
+            parts.append(written + offset)
+        offset += len(collection.files)
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)

@@ -10,8 +10,9 @@ take the embedding's word), group without chaining, and plan under a keep rule.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -25,15 +26,36 @@ from dedup_cli.core.files import FileInfo
 from dedup_cli.core.group import Group, group_pairs
 from dedup_cli.core.pairs import Pairs
 from dedup_cli.core.progress import Progress
-from dedup_cli.errors import UsageError
+from dedup_cli.errors import DedupError, UsageError
 from dedup_cli.malloc_tuning import give_back_freed_memory
 from dedup_cli.store import Store
+
+
+class ModelMismatchError(DedupError):
+    """The databases of a run hold embeddings of different models or dimensions."""
 
 
 def validate_threshold(threshold: float) -> float:
     if not 0.0 <= threshold <= 1.0:
         raise UsageError(f"--threshold must be between 0 and 1, not {threshold}")
     return threshold
+
+
+def check_separate_folders(roots: Sequence[Path]) -> list[Path]:
+    """Existing folders, none the same as or inside another (it would be scanned twice and
+    its files planned against themselves); resolved, in the order given."""
+    for root in roots:
+        if not root.is_dir():
+            raise UsageError(f"{root} is not a folder")
+    resolved = [r.resolve() for r in roots]
+    for k, a in enumerate(resolved):
+        for b in resolved[k + 1 :]:
+            if a == b or a.is_relative_to(b) or b.is_relative_to(a):
+                raise UsageError(
+                    f"{a} and {b} overlap; give each folder once (a folder inside another "
+                    "is scanned with it)"
+                )
+    return resolved
 
 
 @dataclass
@@ -90,7 +112,7 @@ def prove(
     candidates: Pairs,
     left: Sequence[FileInfo],
     right: Sequence[FileInfo],
-    stores: tuple[Store, Store],
+    stores: Mapping[Path, Store],
     *,
     verify: bool = True,
     geometric: bool = True,
@@ -100,34 +122,48 @@ def prove(
 ) -> Proved:
     """Drop remembered pairs, then confirm each candidate from the files (``left[i]``
     against ``right[j]``; the same list for one folder), or trust it (``verify=False``).
+    ``stores``: the database of each folder the files lie in (``FileInfo.root``), which
+    holds its thumbnails and the pairs its reviewers marked "not duplicates".
     ``neighbours``: the bound the candidates were searched with (``search.nearest``), by
     which the cascade tells a file in a dense region of look-alikes."""
-    left_store, right_store = stores
-    remembered = left_store.not_duplicate_pairs()
-    if right_store is not left_store:
-        remembered |= right_store.not_duplicate_pairs()
+    remembered: set[tuple[str, str]] = set()
+    for store in {id(s): s for s in stores.values()}.values():
+        remembered |= store.not_duplicate_pairs()
     candidates = drop_remembered(candidates, left, right, remembered)
     if not verify:
         return Proved(candidates, Confirmation.unverified(candidates))
-    lefts, rights = set(candidates.left.tolist()), set(candidates.right.tolist())
-    if right is left:  # one collection: one read of the thumbnails
-        thumbs_left = thumbs_right = left_store.thumbnails({left[i].path for i in lefts | rights})
-    else:
-        thumbs_left = left_store.thumbnails({left[i].path for i in lefts})
-        thumbs_right = right_store.thumbnails({right[j].path for j in rights})
+    involved = [left[i] for i in set(candidates.left.tolist())]
+    involved += [right[j] for j in set(candidates.right.tolist())]
+    thumbnails = stored_thumbnails(involved, stores)
     give_back_freed_memory()  # the search's kept heap: the proofs allocate in many threads
     confirmation = confirm_pairs(
         candidates,
         left,
         right,
-        thumbs_left,
-        thumbs_right,
+        thumbnails,
         geometric=geometric,
         per_file=GEOMETRY_PER_FILE if per_file is None else per_file,
         neighbours=neighbours,
         progress=progress,
     )
     return Proved(candidates, confirmation)
+
+
+def stored_thumbnails(
+    files: Iterable[FileInfo], stores: Mapping[Path, Store]
+) -> dict[Path, bytes | None]:
+    """The stored thumbnails of ``files`` by absolute path, each read from the database of
+    its own folder (relative paths repeat across folders; absolute ones do not)."""
+    by_root: dict[Path, dict[str, Path]] = defaultdict(dict)
+    for file in files:
+        if file.root is None:
+            raise ValueError(f"{file.absolute}: a file to prove must know its folder")
+        by_root[file.root][file.path] = file.absolute
+    found: dict[Path, bytes | None] = {}
+    for root, paths in by_root.items():
+        stored = stores[root].thumbnails(paths)
+        found.update({absolute: stored.get(path) for path, absolute in paths.items()})
+    return found
 
 
 def group_proved(

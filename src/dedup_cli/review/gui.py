@@ -107,7 +107,7 @@ class MatplotlibReviewer:
             )
             label = session.similarity_label(position)
             facts = f"{file.size / 1000:.1f} KB · {file.width}×{file.height}"
-            caption = f"{role}\n{printable(file.path)}\n{facts}"
+            caption = f"{role}\n{printable(session.plan.shown(file))}\n{facts}"
             if label is not None:
                 caption += f"\n{label}"
             ax.set_title(caption, fontsize=8, color=colour)

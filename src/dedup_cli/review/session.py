@@ -156,6 +156,7 @@ class ReviewSession:
             self.plan.threshold,
             self.plan.keep_strategy,
             not_duplicates=self.not_duplicate_groups(),
+            roots=self.plan.roots,
         )
         if self.cancelled:
             return reviewed

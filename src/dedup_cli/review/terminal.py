@@ -108,9 +108,8 @@ class ReviewApp(App[None]):
         for position, file in enumerate(group.files):
             role = card_role(session, position)
             label = session.similarity_label(position)
-            caption = (
-                f"{printable(file.path)}\n{human_bytes(file.size)} · {file.width}×{file.height}"
-            )
+            name = printable(session.plan.shown(file))
+            caption = f"{name}\n{human_bytes(file.size)} · {file.width}×{file.height}"
             if label is not None:
                 caption += f"\n{label}"
             thumb = self._thumb(file.absolute)

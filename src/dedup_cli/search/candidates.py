@@ -69,7 +69,7 @@ class Candidates:
 
 
 def find_candidates(
-    store: Store,
+    store: Store | None,
     model_id: int | None,
     model_key: str,
     ids: np.ndarray,
@@ -80,6 +80,7 @@ def find_candidates(
     index: str = "auto",
     device: Any = None,
     new_only: bool = False,
+    new_rows: np.ndarray | None = None,
     searched: np.ndarray | None = None,
     neighbours: int | None = NEIGHBOURS,
 ) -> Candidates:
@@ -88,19 +89,24 @@ def find_candidates(
     written after the last ``mark_searched``. ``searched``: the rows to search among (one
     per set of byte-identical files, which stands for the others; default every row).
     ``neighbours``: each row's that many most similar rows (``search.nearest``); None: every
-    pair at or above the threshold."""
-    method = choose_index(index, len(ids), device)
-    new_rows: np.ndarray | None = None
-    if new_only and model_id is not None:
+    pair at or above the threshold. ``store`` None: the rows come from several databases
+    (``find A B``), so no approximate index is kept, and ``new_rows`` (rows written since
+    each database's last ``find``) replaces ``new_only``."""
+    method = choose_index(index, len(matrix), device)
+    if new_only and new_rows is None and model_id is not None:
+        if store is None:
+            raise ValueError("new_only needs the store, or the new rows")
         new_rows = rows_written_since(store, model_id, seqs)
-    rows = np.arange(len(ids), dtype=np.int64) if searched is None else np.asarray(searched)
+    rows = np.arange(len(matrix), dtype=np.int64) if searched is None else np.asarray(searched)
     queries: np.ndarray | None = None
     if new_rows is not None:
-        queries = rows if searched is None else np.flatnonzero(np.isin(rows, new_rows))
+        queries = new_rows if searched is None else np.flatnonzero(np.isin(rows, new_rows))
     report: dict[str, Any] | None = None
     if model_id is None or len(rows) < 2 or (queries is not None and len(queries) == 0):
         pairs = Pairs.empty()
-    elif method == "ann":
+    elif method == "ann" and store is None:
+        pairs = _unkept_ann_candidates(matrix, rows, new_rows, threshold, neighbours)
+    elif method == "ann" and store is not None:
         pairs, report = _ann_candidates(
             store, model_id, model_key, ids, seqs, matrix, threshold, new_rows, rows, neighbours
         )
@@ -169,6 +175,25 @@ def mark_searched(store: Store, model_id: int, seqs: np.ndarray) -> None:
         store.set_counter(
             searched_key(model_id), max(int(seqs.max()), store.counter(searched_key(model_id)) or 0)
         )
+
+
+def _unkept_ann_candidates(
+    matrix: np.ndarray,
+    rows: np.ndarray,
+    new_rows: np.ndarray | None,
+    threshold: float,
+    neighbours: int | None,
+) -> Pairs:
+    """The approximate search over rows of several databases, whose cells no one database
+    can keep: built for this run. With new rows, the pairs that touch one (the join itself
+    runs over every row, as a first ``--new-only`` does)."""
+    from dedup_cli.search.cells import ann_pairs
+
+    pairs = in_rows(ann_pairs(matrix[rows], threshold, neighbours=neighbours), rows)
+    if new_rows is None:
+        return pairs
+    touch = np.isin(pairs.left, new_rows) | np.isin(pairs.right, new_rows)
+    return Pairs(pairs.left[touch], pairs.right[touch], pairs.similarity[touch])
 
 
 def _ann_candidates(

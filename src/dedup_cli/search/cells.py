@@ -229,16 +229,24 @@ def ann_pairs(
     nprobe: int = DEFAULT_NPROBE,
     cells_per_sqrt_n: float = CELLS_PER_SQRT_N,
     seed: int = 0,
+    neighbours: int | None = None,
 ) -> Pairs:
     """Pairs (i < j) with cosine >= threshold among unit rows, proposed by the cell join and
-    re-scored exactly; may miss a few pairs that exact search finds, never adds one."""
+    re-scored exactly; may miss a few pairs that exact search finds, never adds one.
+    ``neighbours``: only each row's that many most similar (``search.nearest``). Nothing is
+    kept between runs (``kept_cells`` keeps the cells of one database)."""
     n = vectors.shape[0]
     if n < 2:
         return Pairs.empty()
     centroids = train_cells(vectors, cells_per_sqrt_n=cells_per_sqrt_n, seed=seed)
     probes = nearest_cells(centroids, vectors, nprobe)
     queries, found = cell_join(
-        vectors, probes[:, 0].copy(), np.arange(n, dtype=np.int64), probes, threshold
+        vectors,
+        probes[:, 0].copy(),
+        np.arange(n, dtype=np.int64),
+        probes,
+        threshold,
+        neighbours=neighbours,
     )
     left, right = undirected(queries, found)
     return rescored(vectors, left, right, threshold)

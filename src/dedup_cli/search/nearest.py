@@ -115,3 +115,34 @@ def nearest_pairs_small(vectors: np.ndarray, threshold: float, neighbours: int) 
     keep = others & (rank <= neighbours) & (similarity >= threshold)
     left, right = owners[keep], index[keep].astype(np.int64)
     return rescored(rows, np.minimum(left, right), np.maximum(left, right), threshold)
+
+
+def nearest_cross_pairs_small(
+    left: np.ndarray, right: np.ndarray, threshold: float, neighbours: int
+) -> Pairs:
+    """The pairs ``search.exact.nearest_cross_pairs`` returns, by faiss's exact k-NN both
+    ways in float32 on the CPU, without torch: (i in ``left``, j in ``right``) when j is
+    among the ``neighbours`` rows of ``right`` most similar to ``left[i]``, or i among those
+    of ``left`` most similar to ``right[j]``, at or above ``threshold``, re-scored exactly.
+    Meant for ``SMALL_SEARCH`` rows or fewer a side."""
+    import faiss
+
+    from dedup_cli.search.exact import rescored_between
+
+    if len(left) == 0 or len(right) == 0:
+        return Pairs.empty()
+    a = np.ascontiguousarray(left, dtype=np.float32)
+    b = np.ascontiguousarray(right, dtype=np.float32)
+
+    def nearest(queries: np.ndarray, among: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        take = min(len(among), neighbours)
+        similarity, index = faiss.knn(queries, among, take, metric=faiss.METRIC_INNER_PRODUCT)
+        owners = np.repeat(np.arange(len(queries), dtype=np.int64)[:, None], take, axis=1)
+        keep = (index >= 0) & (similarity >= threshold)
+        return owners[keep], index[keep].astype(np.int64)
+
+    i1, j1 = nearest(a, b)
+    j2, i2 = nearest(b, a)
+    return rescored_between(
+        left, right, np.concatenate([i1, i2]), np.concatenate([j1, j2]), threshold
+    )
