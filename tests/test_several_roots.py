@@ -184,3 +184,31 @@ def test_new_only_across_folders_looks_only_at_new_files(
     members = set().union(*grouped(again))
     assert str(b / "coffee_again.png") in members
     assert str(b / "chelsea.jpg") not in members  # an old group is not planned again
+
+
+def test_a_symlink_to_the_first_folder_is_the_same_folder(
+    two_folders: tuple[Path, Path], tmp_path: Path
+) -> None:
+    a, _ = two_folders
+    (tmp_path / "link").symlink_to(a, target_is_directory=True)
+    result = runner.invoke(app, ["find", str(a), str(tmp_path / "link")])
+    assert result.exit_code == 2 and "overlap" in result.stderr
+
+
+def test_two_folders_on_one_database_file_are_refused(
+    two_folders: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A symlinked image_database.db would record both folders' files under the same
+    relative paths; refused before the database is opened."""
+    a, b = two_folders
+    shared = tmp_path / "shared.db"
+    (a / "image_database.db").symlink_to(shared)
+    (b / "image_database.db").symlink_to(shared)
+    result = runner.invoke(app, ["find", str(a), str(b)])
+    assert result.exit_code == 2 and "one database" in result.stderr
+    assert not shared.exists()
+    crossed = runner.invoke(
+        app, ["cross", str(a), str(b), "--db-a", str(shared), "--db-b", str(shared)]
+    )
+    assert crossed.exit_code == 2 and "one database" in crossed.stderr
+    assert not shared.exists()

@@ -8,6 +8,9 @@
         result = find_duplicates(root, store, get_spec("effnet"), EmbedOptions(device="cpu"))
     print(result.plan.as_dict()["summary"])
 
+Several folders, each with its own database, are one collection through ``find_in_folders``
+(``[Folder(root, store), ...]``).
+
 Acting on a plan goes through ``carry_out`` (or ``execute_plan``), which re-checks every
 file at the moment of acting, under the folder lock; ``undo_run`` puts a move back.
 """
@@ -22,7 +25,7 @@ from dedup_cli.core.plan import Plan
 from dedup_cli.embed.pipeline import EmbedOptions, embed_root
 from dedup_cli.errors import DedupError, UsageError
 from dedup_cli.jobs.cross import cross_find
-from dedup_cli.jobs.find import FindResult, find_duplicates
+from dedup_cli.jobs.find import FindResult, Folder, find_duplicates, find_in_folders
 from dedup_cli.jobs.names import clean_by_names
 from dedup_cli.jobs.prune import prune_database
 from dedup_cli.models import get_spec, list_models
@@ -38,6 +41,7 @@ __all__ = [
     "EmbedOptions",
     "FileInfo",
     "FindResult",
+    "Folder",
     "Pairs",
     "Plan",
     "Store",
@@ -49,6 +53,7 @@ __all__ = [
     "embed_root",
     "execute_plan",
     "find_duplicates",
+    "find_in_folders",
     "get_spec",
     "list_models",
     "prune_database",

@@ -109,13 +109,21 @@ def cross_command(
     """Find duplicates between folders A and B only (never within one); act on copies."""
     with handle_errors():
         from dedup_cli.jobs.cross import cross_find
-        from dedup_cli.jobs.workflow import check_separate_folders, validate_threshold
+        from dedup_cli.jobs.workflow import (
+            check_separate_databases,
+            check_separate_folders,
+            validate_threshold,
+        )
         from dedup_cli.models import get_spec
+        from dedup_cli.store.database import default_db_path
 
         check_action(action, to, review, html, [folder_a, folder_b])
         if threshold is not None:
             validate_threshold(threshold)
         check_separate_folders([folder_a, folder_b])
+        check_separate_databases(
+            [db_a or default_db_path(folder_a), db_b or default_db_path(folder_b)]
+        )
         spec = get_spec(model, embedding_type)
         options = embed_options(device, weights, batch_size, workers, include_hidden, exclude)
         silent = json_output or quiet

@@ -112,14 +112,22 @@ def find_command(
         from dedup_cli.core.keep import FIND_RULES, check_keep
         from dedup_cli.errors import UsageError
         from dedup_cli.jobs.find import Folder, find_in_folders
-        from dedup_cli.jobs.workflow import check_separate_folders, validate_threshold
+        from dedup_cli.jobs.workflow import (
+            check_separate_databases,
+            check_separate_folders,
+            validate_threshold,
+        )
         from dedup_cli.models import get_spec
+        from dedup_cli.store.database import default_db_path
 
         if db is not None and len(roots) > 1:
-            raise UsageError("--db names one database; with several folders each keeps its own")
+            raise UsageError(
+                "--db (or DEDUP_DB) names one database; with several folders each keeps its own"
+            )
         for root in roots:
             check_folder(root)
         check_separate_folders(roots)
+        check_separate_databases([db or default_db_path(root) for root in roots])
         check_action(action, to, review, html, roots)
         check_keep(keep, FIND_RULES)
         if threshold is not None:

@@ -31,6 +31,7 @@ from dedup_cli.jobs.workflow import (
     ModelMismatchError,
     Proved,
     byte_identical,
+    check_separate_databases,
     check_separate_folders,
     prove,
     tried_against_keepers,
@@ -186,6 +187,7 @@ def cross_find(
     check_keep(keep, CROSS_RULES)
     threshold = validate_threshold(spec.default_threshold if threshold is None else threshold)
     a_root, b_root = check_separate_folders([root_a, root_b])
+    check_separate_databases([store_a.path, store_b.path])
     sides = []
     for root, store, label in ((a_root, store_a, "A"), (b_root, store_b, "B")):
         side = _Side(

@@ -37,6 +37,7 @@ from dedup_cli.jobs.workflow import (
     ModelMismatchError,
     Proved,
     byte_identical,
+    check_separate_databases,
     check_separate_folders,
     group_proved,
     prove,
@@ -125,11 +126,31 @@ def find_duplicates(
     store: Store,
     spec: ModelSpec,
     options: EmbedOptions,
-    **settings: Any,
+    *,
+    threshold: float | None = None,
+    keep: str = DEFAULT_KEEP,
+    verify: bool = True,
+    geometric: bool = True,
+    index: str = "auto",
+    new_only: bool = False,
+    progress: Progress | None = None,
+    neighbours: int | None = NEIGHBOURS,
 ) -> FindResult:
     """Hash what is missing, then plan the removal of confirmed duplicates in one folder
-    (``find_in_folders`` takes the settings)."""
-    return find_in_folders([Folder(root, store)], spec, options, **settings)
+    (``find_in_folders`` says what each setting does)."""
+    return find_in_folders(
+        [Folder(root, store)],
+        spec,
+        options,
+        threshold=threshold,
+        keep=keep,
+        verify=verify,
+        geometric=geometric,
+        index=index,
+        new_only=new_only,
+        progress=progress,
+        neighbours=neighbours,
+    )
 
 
 def find_in_folders(
@@ -157,6 +178,7 @@ def find_in_folders(
         raise UsageError("find needs at least one folder")
     roots = check_separate_folders([f.root for f in folders])
     databases = [f.store.path for f in folders]
+    check_separate_databases(databases)
     scanned = [
         scan(root, include_hidden=options.include_hidden, exclude=databases, skip=options.exclude)
         for root in roots

@@ -9,6 +9,7 @@ take the embedding's word), group without chaining, and plan under a keep rule.
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -56,6 +57,21 @@ def check_separate_folders(roots: Sequence[Path]) -> list[Path]:
                     "is scanned with it)"
                 )
     return resolved
+
+
+def check_separate_databases(paths: Sequence[Path]) -> None:
+    """Each folder of a run has a database of its own. Two folders on one database file
+    (a symlinked ``image_database.db``, the same ``--db-a`` and ``--db-b``) would key their
+    files by the same relative paths: each run would overwrite the other's rows."""
+    seen: dict[str, Path] = {}
+    for path in paths:
+        real = os.path.realpath(path.expanduser())
+        if real in seen:
+            raise UsageError(
+                f"{seen[real]} and {path} are one database; each folder needs its own (their "
+                "files would be recorded under the same relative paths)"
+            )
+        seen[real] = path
 
 
 @dataclass
