@@ -25,6 +25,12 @@ from dedup_cli.store.database import StoredCollection
 HALF_PRECISION_ABOVE_BYTES = 256 * 1024 * 1024
 
 
+def held_in_half(rows: int, dimension: int) -> bool:
+    """Whether a collection of ``rows`` vectors is held in float16 (``HALF_PRECISION_ABOVE_
+    BYTES``); decided over every folder of a run together, so their matrices stack."""
+    return rows * dimension * 4 > HALF_PRECISION_ABOVE_BYTES
+
+
 class FileTable(Sequence[FileInfo]):
     """The files of a collection as columns; ``table[k]`` is the ``FileInfo`` of row k."""
 
@@ -111,7 +117,7 @@ def load_collection(
         return Collection(FileTable(root, nothing), nothing.matrix, unreadable, None)
     model_id, dimension = known
     if half is None:
-        half = len(present) * dimension * 4 > HALF_PRECISION_ABOVE_BYTES
+        half = held_in_half(len(present), dimension)
     stored = store.read_collection(model_id, dimension, present, np.float16 if half else np.float32)
     return Collection(FileTable(root, stored), stored.matrix, unreadable, model_id)
 

@@ -25,10 +25,10 @@ from dedup_cli.core.pairs import Pairs
 from dedup_cli.core.plan import Plan, make_plan
 from dedup_cli.core.progress import Progress
 from dedup_cli.embed.collection import (
-    HALF_PRECISION_ABOVE_BYTES,
     Collection,
     FileTable,
     JoinedFiles,
+    held_in_half,
     load_collection,
 )
 from dedup_cli.embed.pipeline import EmbedOptions, HashReport, embed_root
@@ -188,9 +188,9 @@ def find_in_folders(
         for root, folder, found in zip(roots, folders, scanned)
     ]
     started = time.perf_counter()
-    half = sum(len(found.files) for found in scanned) * spec.dimension * 4
+    half = held_in_half(sum(len(found.files) for found in scanned), spec.dimension)
     loaded_folders = [
-        load_collection(root, folder.store, spec, found, half=half > HALF_PRECISION_ABOVE_BYTES)
+        load_collection(root, folder.store, spec, found, half=half)
         for root, folder, found in zip(roots, folders, scanned)
     ]
     joined = _joined(loaded_folders, roots)
