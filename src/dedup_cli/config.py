@@ -12,7 +12,7 @@ DEFAULT_BATCH_SIZE = 32
 # Every choice a command offers, named once (the library checks them; the CLI shows them).
 INDEXES = ("auto", "exact", "ann")  # how candidate pairs are searched (search.candidates)
 ACTIONS = ("trash", "move", "delete")  # what happens to planned copies (act.execute)
-REVIEWS = ("auto", "terminal", "gui", "html", "none")  # how a plan is looked at (cli.acting)
+REVIEWS = ("auto", "terminal", "gui", "web", "html", "none")  # how a plan is looked at (cli.acting)
 DEVICES = ("auto", "cpu", "cuda", "mps")  # where a model runs (models)
 
 

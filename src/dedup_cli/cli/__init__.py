@@ -16,6 +16,7 @@ from dedup_cli.cli import (
     hash_cmd,
     models_cmd,
     prune_cmd,
+    review_cmd,
     undo_cmd,
 )
 from dedup_cli.cli.common import state
@@ -84,6 +85,7 @@ def _main(
 app.command("hash")(hash_cmd.hash_command)
 app.command("find")(find_cmd.find_command)
 app.command("cross")(cross_cmd.cross_command)
+app.command("review")(review_cmd.review_command)
 app.command("filename-clean")(filename_cmd.filename_clean_command)
 app.command("prune-db")(prune_cmd.prune_command)
 app.command("undo")(undo_cmd.undo_command)

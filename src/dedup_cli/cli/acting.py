@@ -48,7 +48,8 @@ ReviewOpt = Annotated[
     typer.Option(
         "--review",
         metavar=choices(REVIEWS),
-        help="terminal (gallery), gui (matplotlib window), html (write the report), none, or "
+        help="terminal (gallery), gui (matplotlib window), web (the browser; only accepted "
+        "groups come back), html (write the report), none, or "
         "auto: terminal when an action is asked for on a terminal, none otherwise.",
     ),
 ]
@@ -93,21 +94,33 @@ def review_plan(
     document: dict[str, Any],
     title: str,
     silent: bool,
+    stores: Sequence[Any] = (),
 ) -> Any:
     """Let the user review the plan; returns the reviewed plan (empty when cancelled).
 
-    Groups marked "not duplicates" ride on the reviewed plan (``Plan.not_duplicates``)."""
+    Groups marked "not duplicates" ride on the reviewed plan (``Plan.not_duplicates``). In
+    the browser (``web``) only the groups the reviewer accepted come back, and the page
+    hands back to the terminal with "Finish review" (Ctrl-C cancels)."""
     if review == "auto":
         interactive = sys.stdin.isatty() and sys.stdout.isatty()
         review = "terminal" if action != "report" and interactive else "none"
     if review == "html":
         write_report(plan, html_path or Path("dedup-report.html"), document, title, silent)
         return plan
-    if review not in ("terminal", "gui") or not plan.groups:
+    if review not in ("terminal", "gui", "web") or not plan.groups:
         return plan
     from dedup_cli.review.session import ReviewSession
 
-    if review == "gui":
+    only_accepted = False
+    if review == "web":
+        from dedup_cli.cli.review_cmd import serve_plan
+
+        session = serve_plan(
+            plan, stores, allow_delete=False, port=0, open_browser=True, returns_to_terminal=True
+        )
+        session.cancelled = not session.finished
+        only_accepted = True
+    elif review == "gui":
         from dedup_cli.review.gui import review_with_matplotlib
 
         session = review_with_matplotlib(ReviewSession(plan))
@@ -119,7 +132,7 @@ def review_plan(
     document["review"] = {"cancelled": session.cancelled, "not_duplicates_remembered": 0}
     if session.cancelled and not silent:
         err_console.print("review cancelled: nothing will be removed", highlight=False)
-    reviewed = session.result()
+    reviewed = session.result(only_accepted=only_accepted)
     if not session.cancelled and action != "report" and not silent:
         # What is confirmed next is this plan, not the one listed before the review.
         out_console.print("[bold]the reviewed plan[/bold] (what will be done):", highlight=False)
@@ -225,7 +238,7 @@ def end_with_plan(
 
     write_report(plan, choices.html, document, title, silent)
     reviewed = review_plan(
-        plan, choices.review, choices.action, choices.html, document, title, silent
+        plan, choices.review, choices.action, choices.html, document, title, silent, stores
     )
     document["action"] = None
 

@@ -14,6 +14,7 @@ import io
 import os
 import warnings
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import numpy as np
 import xxhash
@@ -167,7 +168,7 @@ def decode(data: bytes, size: int) -> DecodedImage:
     return DecodedImage(np.asarray(square, dtype=np.uint8), width, height, thumb.tobytes())
 
 
-def decode_for_display(path: str | os.PathLike[str], side: int) -> Image.Image:
+def decode_for_display(path: str | os.PathLike[str] | BinaryIO, side: int) -> Image.Image:
     """An oriented RGB image at least ``side`` px on its long edge, decoded with JPEG draft
     mode where possible (for review thumbnails). An image over
     ``DISPLAY_REDUCE_ABOVE_BYTES`` decoded is reduced while converted, to at least twice

@@ -15,6 +15,7 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 import xxhash
 
@@ -141,6 +142,17 @@ class Pinned:
         return FileSnapshot(
             info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, digest.hexdigest()
         )
+
+    def open_read(self) -> BinaryIO:
+        """The file open for reading (never through a symlink; only a regular file)."""
+        fd = os.open(self.name, _FILE_FLAGS, dir_fd=self.fd)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise UnsafePathError(errno.EINVAL, "not a regular file", self.relative)
+            return os.fdopen(fd, "rb")
+        except BaseException:
+            os.close(fd)
+            raise
 
     def read_bytes(self) -> bytes:
         fd = os.open(self.name, _FILE_FLAGS, dir_fd=self.fd)

@@ -24,6 +24,7 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, JpegImagePlugin
@@ -79,6 +80,25 @@ def pixel_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
     except Exception:  # noqa: BLE001 - unreadable: no size known
         return None
     return (height, width) if turned else (width, height)
+
+
+def photo_facts(source: str | os.PathLike[str] | BinaryIO) -> dict[str, str | None]:
+    """What a reviewer wants to see of a file besides its size: format, capture time and
+    camera, from the header (all None when unreadable)."""
+    facts: dict[str, str | None] = {"format": None, "captured": None, "camera": None}
+    try:
+        with Image.open(source) as image:
+            facts["format"] = image.format
+            exif = image.getexif()
+            taken = exif.get_ifd(0x8769).get(0x9003) or exif.get(0x0132)
+            make, model = exif.get(0x010F), exif.get(0x0110)
+    except Exception:  # noqa: BLE001 - an unreadable header only means "nothing known"
+        return facts
+    if isinstance(taken, str) and taken.strip("\0 "):
+        facts["captured"] = taken.strip("\0 ")
+    camera = " ".join(str(v).strip("\0 ") for v in (make, model) if v)
+    facts["camera"] = camera or None
+    return facts
 
 
 def _metadata(image: Image.Image) -> tuple[str, ...]:

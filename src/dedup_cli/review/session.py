@@ -27,6 +27,10 @@ class ReviewGroup:
     not_duplicates: bool = False
     # A related pair (an overlay, a caption, one frame): shown, never removed or edited.
     related: str | None = None
+    # The browser reviewer's "accept": only accepted groups are carried out from the page.
+    accepted: bool = False
+    # The run that carried this group out (the browser reviewer); it is not done twice.
+    applied: str | None = None
 
 
 class ReviewSession:
@@ -148,8 +152,9 @@ class ReviewSession:
 
     # -- result ---------------------------------------------------------------------------
 
-    def result(self) -> Plan:
-        """The reviewed plan; a cancelled review removes nothing."""
+    def result(self, only_accepted: bool = False) -> Plan:
+        """The reviewed plan; a cancelled review removes nothing. ``only_accepted``: only
+        the groups the reviewer accepted and no run carried out yet (the browser)."""
         reviewed = Plan(
             self.plan.root,
             self.plan.model,
@@ -162,6 +167,8 @@ class ReviewSession:
             return reviewed
         for group, proposed in zip(self.groups, self.plan.groups):
             if group.not_duplicates or not group.remove:
+                continue
+            if only_accepted and (not group.accepted or group.applied):
                 continue
             removals = tuple(
                 Removal(

@@ -6,6 +6,7 @@ batch in their own transactions, so an interrupted run keeps everything finished
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sqlite3
@@ -543,6 +544,43 @@ class Store:
                 (r.hash_a, r.hash_b)
                 for r in conn.execute(text("SELECT hash_a, hash_b FROM not_duplicates"))
             }
+
+    def save_review_decision(self, group_key: str, decision: dict[str, Any]) -> None:
+        """Save (replace) what a reviewer decided for one group."""
+        with self.transaction(write=True) as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO review_decisions (group_key, decision, at) VALUES (:k, :d, :t) "
+                    "ON CONFLICT(group_key) DO UPDATE SET decision = excluded.decision, "
+                    "at = excluded.at"
+                ),
+                {"k": group_key, "d": json.dumps(decision), "t": time.time()},
+            )
+
+    def review_decisions(self, group_keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The saved decisions of these groups (those never decided are absent); a row that
+        is not a JSON object is ignored (the database is a cache, not a witness)."""
+        wanted = sorted(set(group_keys))
+        found: dict[str, dict[str, Any]] = {}
+        with self.transaction() as conn:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                marks = ", ".join(f":k{i}" for i in range(len(chunk)))
+                rows = conn.execute(
+                    text(
+                        "SELECT group_key, decision FROM review_decisions "
+                        f"WHERE group_key IN ({marks})"
+                    ),
+                    {f"k{i}": k for i, k in enumerate(chunk)},
+                )
+                for row in rows:
+                    try:
+                        decision = json.loads(row.decision)
+                    except (TypeError, ValueError):
+                        continue
+                    if isinstance(decision, dict):
+                        found[row.group_key] = decision
+        return found
 
     # -- journal --------------------------------------------------------------------------
 

@@ -47,11 +47,19 @@ def _m004_run_lifecycle(conn: Connection) -> None:
         conn.exec_driver_sql("ALTER TABLE runs ADD COLUMN quarantine TEXT")
 
 
+def _m005_review_decisions(conn: Connection) -> None:
+    """The browser reviewer's decisions, one row per group."""
+    from dedup_cli.store.schema import ReviewDecisionRecord
+
+    ReviewDecisionRecord.__table__.create(conn, checkfirst=True)  # type: ignore[attr-defined]
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _m001_initial,
     _m002_not_duplicates,
     _m003_embedding_sequence,
     _m004_run_lifecycle,
+    _m005_review_decisions,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -112,6 +112,18 @@ class NotDuplicateRecord(Base):
     at: Mapped[float] = mapped_column(Float)
 
 
+class ReviewDecisionRecord(Base):
+    """What a reviewer decided for one group in the browser (``review.decisions``), saved as
+    it is made so that a reload or a crash loses nothing. ``group_key`` names the group by
+    its members (paths and content hashes): a group that changed is a new one."""
+
+    __tablename__ = "review_decisions"
+
+    group_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    decision: Mapped[str] = mapped_column(Text)  # JSON: keeper, remove, not_duplicates...
+    at: Mapped[float] = mapped_column(Float)
+
+
 class CounterRecord(Base):
     """Named monotonic counters: the embedding write sequence, and per model the sequence
     number the last ``find`` searched up to (``searched:<model id>``)."""

@@ -1,0 +1,161 @@
+"""``dedup review``: plan as ``find`` does, then review and resolve the groups in the browser."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import ExitStack
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from dedup_cli.cli.common import (
+    BatchOpt,
+    DbOpt,
+    DebugOpt,
+    DeviceOpt,
+    EmbeddingTypeOpt,
+    ExcludeOpt,
+    HiddenOpt,
+    ModelOpt,
+    QuietOpt,
+    RichProgress,
+    RootsArg,
+    WeightsOpt,
+    WorkersOpt,
+    check_folder,
+    embed_options,
+    err_console,
+    handle_errors,
+    open_store,
+)
+from dedup_cli.config import DEFAULT_BATCH_SIZE, DEFAULT_KEEP, DEFAULT_MODEL, choices
+from dedup_cli.core.keep import FIND_RULES
+
+if TYPE_CHECKING:
+    from dedup_cli.core.plan import Plan
+    from dedup_cli.review.session import ReviewSession
+    from dedup_cli.store import Store
+
+
+def review_command(
+    roots: RootsArg,
+    port: Annotated[
+        int,
+        typer.Option("--port", metavar="N", help="Port on 127.0.0.1 (default: any free one)."),
+    ] = 0,
+    no_open: Annotated[
+        bool, typer.Option("--no-open", help="Print the address; do not open a browser.")
+    ] = False,
+    allow_delete: Annotated[
+        bool,
+        typer.Option(
+            "--allow-delete",
+            help="Offer permanent deletion in the page (otherwise trash or move only).",
+        ),
+    ] = False,
+    model: ModelOpt = DEFAULT_MODEL,
+    embedding_type: EmbeddingTypeOpt = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            "--threshold",
+            "-t",
+            metavar="T",
+            help="Cosine similarity 0..1 (default: the model's calibrated one).",
+            show_default=False,
+        ),
+    ] = None,
+    keep: Annotated[
+        str,
+        typer.Option(
+            "--keep",
+            metavar=choices(FIND_RULES),
+            help="Which file the plan keeps at first (see docs/keep.md).",
+        ),
+    ] = DEFAULT_KEEP,
+    db: DbOpt = None,
+    batch_size: BatchOpt = DEFAULT_BATCH_SIZE,
+    workers: WorkersOpt = None,
+    device: DeviceOpt = "auto",
+    weights: WeightsOpt = None,
+    include_hidden: HiddenOpt = False,
+    exclude: ExcludeOpt = None,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Plan as find does, then review in the browser: decide per group, Apply, Undo."""
+    with handle_errors():
+        from dedup_cli.core.keep import check_keep
+        from dedup_cli.errors import UsageError
+        from dedup_cli.jobs.find import Folder, find_in_folders
+        from dedup_cli.jobs.workflow import (
+            check_separate_databases,
+            check_separate_folders,
+            validate_threshold,
+        )
+        from dedup_cli.models import get_spec
+        from dedup_cli.store.database import default_db_path
+
+        if db is not None and len(roots) > 1:
+            raise UsageError(
+                "--db (or DEDUP_DB) names one database; with several folders each keeps its own"
+            )
+        for root in roots:
+            check_folder(root)
+        check_separate_folders(roots)
+        check_separate_databases([db or default_db_path(root) for root in roots])
+        check_keep(keep, FIND_RULES)
+        if threshold is not None:
+            validate_threshold(threshold)
+        if not 0 <= port <= 65535:
+            raise UsageError(f"--port must be 0..65535, not {port}")
+        spec = get_spec(model, embedding_type)
+        options = embed_options(device, weights, batch_size, workers, include_hidden, exclude)
+        with ExitStack() as held:
+            stores = [held.enter_context(open_store(root, db)) for root in roots]
+            result = find_in_folders(
+                [Folder(root, store) for root, store in zip(roots, stores)],
+                spec,
+                options,
+                threshold=threshold,
+                keep=keep,
+                progress=RichProgress("hashing", quiet),
+            )
+            serve_plan(
+                result.plan, stores, allow_delete=allow_delete, port=port, open_browser=not no_open
+            )
+
+
+def serve_plan(
+    plan: Plan,
+    stores: Sequence[Store],
+    *,
+    allow_delete: bool,
+    port: int,
+    open_browser: bool,
+    returns_to_terminal: bool = False,
+) -> ReviewSession:
+    """Serve ``plan`` for review until Ctrl-C (or "Finish review"); returns the session."""
+    from dedup_cli.review.session import ReviewSession
+    from dedup_cli.review.web import WebReview, serve
+
+    session = ReviewSession(plan)
+    review = WebReview(session, stores, allow_delete=allow_delete)
+
+    def announce(url: str) -> None:
+        groups = sum(1 for g in session.groups if g.related is None)
+        err_console.print(
+            f"reviewing {groups} group(s) at {url}\n(open it in a browser on this machine; "
+            "Ctrl-C stops the server)",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    serve(
+        review,
+        port,
+        open_browser=open_browser,
+        announce=announce,
+        returns_to_terminal=returns_to_terminal,
+    )
+    return session

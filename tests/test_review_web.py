@@ -1,0 +1,299 @@
+"""The browser reviewer's server (``review.web``) through Starlette's test client: the token,
+what can be read through it, decisions kept in the database, Apply and Undo."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+from typer.testing import CliRunner
+
+from dedup_cli.api import EmbedOptions, Store, default_db_path, find_duplicates, get_spec
+from dedup_cli.cli import app as cli_app
+from dedup_cli.review.session import ReviewSession
+from dedup_cli.review.web import WebReview, make_app
+
+TOKEN = "test-token-1234"
+HEADERS = {"X-Dedup-Token": TOKEN}
+
+
+def planned(root: Path, store: Store) -> WebReview:
+    result = find_duplicates(root, store, get_spec("effnet"), EmbedOptions(device="cpu", workers=0))
+    return WebReview(ReviewSession(result.plan), [store])
+
+
+@pytest.fixture
+def served(library: Path) -> Iterator[tuple[TestClient, WebReview, Path]]:
+    with Store(default_db_path(library)) as store:
+        review = planned(library, store)
+        with TestClient(make_app(review, TOKEN)) as client:
+            yield client, review, library
+
+
+def test_every_request_needs_the_token(served: tuple[TestClient, WebReview, Path]) -> None:
+    client, _, _ = served
+    assert client.get("/api/plan").status_code == 403
+    assert client.get("/").status_code == 403
+    assert client.get("/?token=wrong").status_code == 403
+    assert client.get("/api/image/0/0").status_code == 403
+    assert client.get("/static/review.js").status_code == 403
+    assert client.get("/api/plan", headers=HEADERS).status_code == 200
+    # The address's token becomes a cookie and leaves the address bar.
+    entered = client.get(f"/?token={TOKEN}", follow_redirects=False)
+    assert entered.status_code == 303 and entered.headers["location"] == "/"
+    assert "httponly" in entered.headers["set-cookie"].lower()
+    assert "samesite=strict" in entered.headers["set-cookie"].lower()
+    page = client.get("/")
+    assert page.status_code == 200 and TOKEN in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert client.get("/api/plan").status_code == 200  # the cookie, for reading
+    # Changing anything needs the header: a cookie alone (another page's form) is refused.
+    decided = client.post("/api/decision", json={"group": 0, "not_duplicates": True})
+    assert decided.status_code == 403
+    plain = client.post(
+        "/api/decision", content="group=0", headers={**HEADERS, "Content-Type": "text/plain"}
+    )
+    assert plain.status_code == 415
+
+
+def test_another_host_name_is_refused(library: Path) -> None:
+    """DNS rebinding: a page on evil.example resolving to 127.0.0.1 sends its own Host."""
+    with Store(default_db_path(library)) as store:
+        review = planned(library, store)
+        app = make_app(review, TOKEN, allowed_hosts=["127.0.0.1:8123"])
+        with TestClient(app) as client:
+            assert client.get("/api/plan", headers=HEADERS).status_code == 403
+            ok = client.get("/api/plan", headers={**HEADERS, "Host": "127.0.0.1:8123"})
+            assert ok.status_code == 200
+
+
+def test_only_files_of_the_plan_are_served(
+    served: tuple[TestClient, WebReview, Path], tmp_path: Path
+) -> None:
+    client, review, _library = served
+    group = review.session.groups[0]
+    full = client.get("/api/image/0/0?full=1", headers=HEADERS)
+    assert full.status_code == 200 and full.content == Path(group.files[0].absolute).read_bytes()
+    thumb = client.get("/api/image/0/0", headers=HEADERS)
+    assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+    for bad in (
+        "/api/image/0/99",
+        "/api/image/99/0",
+        "/api/image/-1/0",
+        "/api/image/0/x",
+        "/api/image/../../../etc/passwd",
+        "/api/image/0/..%2F..%2Fetc%2Fpasswd",
+        "/static/../web.py",
+        "/static/index.html",
+    ):
+        assert client.get(bad, headers=HEADERS).status_code == 404, bad
+    # A planned file swapped for a symlink to a file outside the folder is not followed.
+    secret = tmp_path / "secret.jpg"
+    secret.write_bytes(b"not for the browser")
+    target = Path(group.files[1].absolute)
+    target.unlink()
+    target.symlink_to(secret)
+    assert client.get("/api/image/0/1?full=1", headers=HEADERS).status_code == 404
+    assert client.get("/api/image/0/1", headers=HEADERS).status_code == 404
+
+
+def test_a_folder_on_the_way_swapped_for_a_symlink_is_not_followed(
+    served: tuple[TestClient, WebReview, Path], tmp_path: Path
+) -> None:
+    client, review, _library = served
+    number, position = next(
+        (g, k)
+        for g, group in enumerate(review.session.groups)
+        for k, f in enumerate(group.files)
+        if "/" in review.session.plan.shown(f)
+    )
+    file = review.session.groups[number].files[position]
+    folder = Path(file.absolute).parent
+    outside = tmp_path / "outside"
+    shutil.copytree(folder, outside)
+    shutil.rmtree(folder)
+    folder.symlink_to(outside, target_is_directory=True)
+    assert client.get(f"/api/image/{number}/{position}?full=1", headers=HEADERS).status_code == 404
+
+
+def test_decisions_are_saved_as_made_and_come_back(
+    served: tuple[TestClient, WebReview, Path],
+) -> None:
+    client, _review, library = served
+    plan = client.get("/api/plan", headers=HEADERS).json()
+    first = plan["groups"][0]
+    assert first["keeper"] == 0 and first["remove"] == list(range(1, len(first["files"])))
+    chosen = client.post(
+        "/api/decision", headers=HEADERS, json={"group": 0, "keeper": 1, "remove": [0]}
+    )
+    assert chosen.status_code == 200 and chosen.json()["keeper"] == 1
+    assert chosen.json()["remove"] == [0]
+    rejected = client.post(
+        "/api/decision", headers=HEADERS, json={"group": 1, "not_duplicates": True}
+    )
+    assert rejected.json()["not_duplicates"] is True and rejected.json()["bytes_to_free"] == 0
+    # Bad decisions change nothing.
+    for bad in ({"group": 0, "keeper": 7}, {"group": 0, "remove": [9]}, {"group": 42}, {}):
+        assert client.post("/api/decision", headers=HEADERS, json=bad).status_code == 400
+    # A new server on the same database (a reload, a crash, a new `dedup review`).
+    with Store(default_db_path(library)) as store:
+        again = planned(library, store)
+        with TestClient(make_app(again, TOKEN)) as second:
+            groups = second.get("/api/plan", headers=HEADERS).json()["groups"]
+    assert groups[0]["keeper"] == 1 and groups[0]["remove"] == [0]
+    assert groups[1]["not_duplicates"] is True
+    assert [g["keeper"] for g in groups[2:]] == [g["keeper"] for g in plan["groups"][2:]]
+
+
+def test_a_saved_decision_naming_other_files_is_ignored(library: Path) -> None:
+    """The decisions table is a cache, not a witness: a row whose keeper is not a member
+    of the group is dropped, whatever it says."""
+    from dedup_cli.review.decisions import group_key
+
+    with Store(default_db_path(library)) as store:
+        review = planned(library, store)
+        group = review.session.groups[0]
+        store.save_review_decision(
+            group_key(group),
+            {"keeper": "/etc/passwd", "remove": [str(f.absolute) for f in group.files]},
+        )
+        again = planned(library, store)
+    assert again.session.groups[0].keeper == 0
+    assert again.session.groups[0].remove == set(range(1, len(group.files)))
+
+
+def test_related_pairs_are_shown_and_never_edited(tmp_path: Path, photos) -> None:  # type: ignore[no-untyped-def]
+    from dedup_cli.core.plan import Plan
+
+    root = tmp_path / "r"
+    root.mkdir()
+    for name in ("a.jpg", "b.jpg"):
+        (root / name).write_bytes(b"x")
+    plan = Plan(root, "effnet", 0.9, "quality")
+    plan.related = [{"a": str(root / "a.jpg"), "b": str(root / "b.jpg"), "reason": "an overlay"}]
+    with Store(default_db_path(root)) as store:
+        review = WebReview(ReviewSession(plan), [store])
+        with TestClient(make_app(review, TOKEN)) as client:
+            groups = client.get("/api/plan", headers=HEADERS).json()["groups"]
+            assert groups[0]["kind"] == "related" and groups[0]["remove"] == []
+            changed = client.post(
+                "/api/decision", headers=HEADERS, json={"group": 0, "remove": [1], "accepted": True}
+            )
+            assert changed.status_code == 400
+            client.post("/api/accept-all", headers=HEADERS, json={})
+            pending = client.get("/api/pending", headers=HEADERS).json()
+    assert pending["files"] == 0 and review.session.groups[0].accepted is False
+
+
+def moved_names(quarantine: Path) -> set[str]:
+    return {p.relative_to(quarantine).as_posix() for p in quarantine.rglob("*") if p.is_file()}
+
+
+def test_apply_carries_out_what_find_action_would_and_undo_restores(
+    library: Path, tmp_path: Path
+) -> None:
+    twin = tmp_path / "twin"
+    shutil.copytree(library, twin)
+    before = {p: p.read_bytes() for p in library.rglob("*") if p.is_file()}
+    # find --action move on a twin of the folder, as the plan proposed.
+    done = CliRunner().invoke(
+        cli_app,
+        ["find", str(twin), "--action", "move", "--to", str(tmp_path / "q-find"), "--yes"],
+    )
+    assert done.exit_code == 0, done.stderr
+    with Store(default_db_path(library)) as store:
+        review = planned(library, store)
+        with TestClient(make_app(review, TOKEN)) as client:
+            client.post("/api/accept-all", headers=HEADERS, json={})
+            pending = client.get("/api/pending", headers=HEADERS).json()
+            confirm = {"files": pending["files"], "bytes": pending["bytes"]}
+            # Delete is not offered unless the server allows it; a stale count is refused.
+            refused = client.post(
+                "/api/apply", headers=HEADERS, json={"action": "delete", "confirm": confirm}
+            )
+            assert refused.status_code == 400
+            stale = client.post(
+                "/api/apply",
+                headers=HEADERS,
+                json={
+                    "action": "move",
+                    "to": str(tmp_path / "q-web"),
+                    "confirm": {"files": confirm["files"] + 1, "bytes": confirm["bytes"]},
+                },
+            )
+            assert stale.status_code == 409 and not (tmp_path / "q-web").exists()
+            inside = client.post(
+                "/api/apply",
+                headers=HEADERS,
+                json={"action": "move", "to": str(library / "q"), "confirm": confirm},
+            )
+            assert inside.status_code == 400 and not (library / "q").exists()
+            applied = client.post(
+                "/api/apply",
+                headers=HEADERS,
+                json={"action": "move", "to": str(tmp_path / "q-web"), "confirm": confirm},
+            )
+            assert applied.status_code == 200, applied.text
+            result = applied.json()
+            assert len(result["done"]) == pending["files"] and not result["skipped"]
+            assert moved_names(tmp_path / "q-web") == moved_names(tmp_path / "q-find")
+            # Applied groups are not carried out twice.
+            assert client.get("/api/pending", headers=HEADERS).json()["files"] == 0
+            undone = client.post("/api/undo", headers=HEADERS, json={"run_id": result["run_id"]})
+            assert undone.status_code == 200, undone.text
+            assert len(undone.json()["restored"]) == pending["files"]
+            again = client.post("/api/undo", headers=HEADERS, json={"run_id": result["run_id"]})
+            assert again.status_code == 409
+            unknown = client.post("/api/undo", headers=HEADERS, json={"run_id": "x"})
+            assert unknown.status_code == 400
+    after = {p: p.read_bytes() for p in library.rglob("*") if p.is_file() and p in before}
+    assert after == before
+
+
+def test_only_accepted_groups_are_applied(library: Path, tmp_path: Path) -> None:
+    with Store(default_db_path(library)) as store:
+        review = planned(library, store)
+        distinct = next(
+            k
+            for k, g in enumerate(review.session.groups)
+            if k and len({f.content_hash for f in g.files}) > 1
+        )
+        with TestClient(make_app(review, TOKEN)) as client:
+            client.post("/api/decision", headers=HEADERS, json={"group": 0, "accepted": True})
+            client.post(
+                "/api/decision", headers=HEADERS, json={"group": distinct, "not_duplicates": True}
+            )
+            pending = client.get("/api/pending", headers=HEADERS).json()
+            group = review.session.groups[0]
+            assert pending["files"] == len(group.remove) and pending["not_duplicates"] == 1
+            confirm = {"files": pending["files"], "bytes": pending["bytes"]}
+            applied = client.post(
+                "/api/apply",
+                headers=HEADERS,
+                json={"action": "move", "to": str(tmp_path / "q"), "confirm": confirm},
+            )
+            assert applied.status_code == 200
+            rejected = review.session.groups[distinct]
+        hashes = [f.content_hash for f in rejected.files if f.content_hash]
+        assert (min(hashes[:2]), max(hashes[:2])) in store.not_duplicate_pairs()
+    moved = {os.path.basename(p) for p in moved_names(tmp_path / "q")}
+    assert moved == {Path(group.files[i].absolute).name for i in group.remove}
+
+
+def test_the_page_and_its_scripts_are_served_with_no_outside_resource(
+    served: tuple[TestClient, WebReview, Path],
+) -> None:
+    client, _, _ = served
+    client.get(f"/?token={TOKEN}")
+    page = client.get("/").text
+    script = client.get("/static/review.js").text
+    style = client.get("/static/review.css").text
+    for text in (page, script, style):
+        assert "http://" not in text and "https://" not in text and "//cdn" not in text
+    assert "innerHTML" not in script  # names reach the page as text only
+    assert json.dumps(TOKEN) not in script
