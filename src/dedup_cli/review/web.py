@@ -155,7 +155,9 @@ def group_state(review: WebReview, number: int) -> dict[str, Any]:
     """A group as the page shows it: files with their facts, and the decisions so far."""
     group = review.session.groups[number]
     freed = sum(group.files[i].size for i in group.remove if i != group.keeper)
-    proposed = review.session.plan.groups[number].why if group.related is None else ""
+    proposed = ""
+    if group.related is None:
+        proposed = review.session.plan.groups[number].why if group.keeper == 0 else "chosen here"
     return {
         "id": number,
         "kind": group_kind(group),
@@ -493,18 +495,12 @@ def new_token() -> str:
     return secrets.token_urlsafe(24)
 
 
-def serve(
-    review: WebReview,
-    port: int = 0,
-    *,
-    open_browser: bool = True,
-    announce: Callable[[str], None] = print,
-    returns_to_terminal: bool = False,
-) -> None:
-    """Serve the review on 127.0.0.1 (``port`` 0: any free port) until Ctrl-C, or, with
-    ``returns_to_terminal``, until the page's "Finish review"; ``announce`` gets the URL."""
+def prepare_server(
+    review: WebReview, port: int = 0, *, returns_to_terminal: bool = False
+) -> tuple[Any, Any, str]:
+    """A uvicorn server for the review, its socket bound to 127.0.0.1 (``port`` 0: any free
+    port), and the address to open, token included."""
     import socket
-    import webbrowser
 
     import uvicorn
 
@@ -528,7 +524,22 @@ def serve(
             server.should_exit = True
 
         review.finish = stop
-    url = f"http://127.0.0.1:{bound}/?token={token}"
+    return server, sock, f"http://127.0.0.1:{bound}/?token={token}"
+
+
+def serve(
+    review: WebReview,
+    port: int = 0,
+    *,
+    open_browser: bool = True,
+    announce: Callable[[str], None] = print,
+    returns_to_terminal: bool = False,
+) -> None:
+    """Serve the review until Ctrl-C (uvicorn stops cleanly), or, with
+    ``returns_to_terminal``, until the page's "Finish review"; ``announce`` gets the URL."""
+    import webbrowser
+
+    server, sock, url = prepare_server(review, port, returns_to_terminal=returns_to_terminal)
     announce(url)
     if open_browser:
         threading.Timer(0.5, webbrowser.open, [url]).start()

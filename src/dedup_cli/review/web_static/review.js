@@ -3,7 +3,7 @@
 "use strict";
 
 const token = document.querySelector('meta[name="dedup-token"]').content;
-const state = { plan: null, order: [], current: 0, chosen: 0, compare: null };
+const state = { plan: null, sorted: null, order: [], current: 0, chosen: 0, compare: null };
 const $ = (id) => document.getElementById(id);
 
 async function api(path, body) {
@@ -50,19 +50,24 @@ function duplicateGroups() {
   return state.plan.groups.filter((g) => g.related === null);
 }
 
-function arrange() {
-  const sort = $("sort").value;
-  const filter = $("filter").value;
-  let groups = duplicateGroups();
-  if (filter === "undecided") groups = groups.filter((g) => !g.accepted && !g.not_duplicates && !g.applied);
-  else if (filter !== "all") groups = groups.filter((g) => g.kind === filter);
+// The order is set when the page loads and when the sort changes, not on every decision:
+// a card never jumps away from under the reviewer.
+function sortGroups() {
   const key = {
     space: (g) => -g.bytes_to_free,
     size: (g) => -g.total_bytes,
     files: (g) => -g.files.length,
     kind: (g) => KIND_ORDER[g.kind] ?? 9,
-  }[sort];
-  groups.sort((a, b) => key(a) - key(b) || a.id - b.id);
+  }[$("sort").value];
+  state.sorted = duplicateGroups().sort((a, b) => key(a) - key(b) || a.id - b.id).map((g) => g.id);
+}
+
+function arrange() {
+  const filter = $("filter").value;
+  if (!state.sorted) sortGroups();
+  let groups = state.sorted.map((id) => state.plan.groups[id]);
+  if (filter === "undecided") groups = groups.filter((g) => !g.accepted && !g.not_duplicates && !g.applied);
+  else if (filter !== "all") groups = groups.filter((g) => g.kind === filter);
   const before = state.order[state.current];
   state.order = groups.map((g) => g.id);
   const at = state.order.indexOf(before);
@@ -470,12 +475,13 @@ function onKey(event) {
 
 async function load() {
   state.plan = await api("/api/plan");
+  state.sorted = null;
   document.title = state.plan.title;
   render();
 }
 
 function wire() {
-  $("sort").addEventListener("change", render);
+  $("sort").addEventListener("change", () => { sortGroups(); render(); });
   $("filter").addEventListener("change", render);
   $("accept-all").addEventListener("click", acceptAll);
   $("apply").addEventListener("click", openApply);
