@@ -8,6 +8,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -297,3 +298,93 @@ def test_the_page_and_its_scripts_are_served_with_no_outside_resource(
         assert "http://" not in text and "https://" not in text and "//cdn" not in text
     assert "innerHTML" not in script  # names reach the page as text only
     assert json.dumps(TOKEN) not in script
+
+
+def _start(*args: str) -> tuple[Any, str]:
+    """Start ``dedup ARGS`` and read the address it prints."""
+    import re
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dedup_cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200", "BROWSER": "true"},
+    )
+    assert process.stderr is not None
+    for line in process.stderr:
+        found = re.search(r"(http://127\.0\.0\.1:\d+/\?token=[\w-]+)", line)
+        if found:
+            return process, found.group(1)
+    process.wait(timeout=30)
+    raise AssertionError(f"no address printed; exit {process.returncode}")
+
+
+def _call(url: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    import urllib.request
+    from urllib.parse import parse_qs, urlsplit
+
+    parts = urlsplit(url)
+    token = parse_qs(parts.query)["token"][0]
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        f"{parts.scheme}://{parts.netloc}{path}",
+        data=data,
+        headers={"X-Dedup-Token": token, "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def test_dedup_review_serves_on_loopback_and_stops_cleanly_on_ctrl_c(library: Path) -> None:
+    import signal
+
+    process, url = _start("review", str(library), "--no-open", "--workers", "0")
+    try:
+        assert url.startswith("http://127.0.0.1:")
+        plan = _call(url, "/api/plan")
+        assert plan["groups"] and plan["actions"] == ["trash", "move"]  # no delete by default
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+    assert process.returncode == 0
+
+
+def test_a_bad_port_is_a_usage_error_before_any_work(library: Path) -> None:
+    result = CliRunner().invoke(cli_app, ["review", str(library), "--port", "70000"])
+    assert result.exit_code == 2 and "--port" in result.stderr
+    assert not (library / "image_database.db").exists()
+
+
+def test_find_review_web_hands_the_accepted_groups_back_to_the_terminal(
+    library: Path, tmp_path: Path
+) -> None:
+    quarantine = tmp_path / "q"
+    process, url = _start(
+        "find",
+        str(library),
+        "--review",
+        "web",
+        "--action",
+        "move",
+        "--to",
+        str(quarantine),
+        "--yes",
+        "--workers",
+        "0",
+    )
+    try:
+        plan = _call(url, "/api/plan")
+        assert plan["actions"] == []  # the terminal acts, not the page
+        chosen = plan["groups"][0]
+        _call(url, "/api/decision", {"group": chosen["id"], "accepted": True})
+        _call(url, "/api/finish", {})
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, process.stderr.read() if process.stderr else ""
+    expected = {chosen["files"][i]["name"] for i in chosen["remove"]}
+    assert {p.name for p in quarantine.rglob("*") if p.is_file()} == expected

@@ -510,6 +510,7 @@ def prepare_server(
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.bind(("127.0.0.1", port))
+        sock.listen(128)  # a browser opened at once waits in the queue, never refused
     except OSError as exc:
         sock.close()
         raise UsageError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}") from None
@@ -535,7 +536,7 @@ def serve(
     announce: Callable[[str], None] = print,
     returns_to_terminal: bool = False,
 ) -> None:
-    """Serve the review until Ctrl-C (uvicorn stops cleanly), or, with
+    """Serve the review until Ctrl-C (uvicorn stops cleanly; this returns), or, with
     ``returns_to_terminal``, until the page's "Finish review"; ``announce`` gets the URL."""
     import webbrowser
 
@@ -545,5 +546,7 @@ def serve(
         threading.Timer(0.5, webbrowser.open, [url]).start()
     try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass  # uvicorn has shut down; it hands the Ctrl-C back, which here means "stop"
     finally:
         sock.close()
