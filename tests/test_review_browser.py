@@ -74,6 +74,8 @@ def shot(page: Any, name: str) -> None:
 def test_review_resolve_apply_and_undo_in_chromium(
     browser: Any, library: Path, tmp_path: Path
 ) -> None:
+    hostile = "<img src=x id=pwn onerror=alert(1)>.jpg"  # a name is text, never markup
+    (library / hostile).write_bytes((library / "coffee.jpg").read_bytes())
     before = {p: p.read_bytes() for p in library.rglob("*") if p.is_file()}
     quarantine = tmp_path / "quarantine"
     with Store(default_db_path(library)) as store:
@@ -95,6 +97,8 @@ def test_review_resolve_apply_and_undo_in_chromium(
                 ".every(i => i.complete && i.naturalWidth > 0)",
             )
             assert page.locator("#groups figure.keeper").count() == len(groups)
+            assert page.evaluate("document.getElementById('pwn') === null")
+            assert hostile in page.inner_text("#groups")
             shot(page, "review-groups.png")
 
             # Keys: choose the second file of the current group and make it the keeper.

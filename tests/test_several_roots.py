@@ -212,3 +212,39 @@ def test_two_folders_on_one_database_file_are_refused(
     )
     assert crossed.exit_code == 2 and "one database" in crossed.stderr
     assert not shared.exists()
+
+
+def test_joined_files_read_through_to_each_folders_table(tmp_path: Path) -> None:
+    """Row k of the join is the row of the folder it falls in, with that folder as its
+    root; a hash corrected in a table is seen through the join."""
+    import numpy as np
+
+    from dedup_cli.embed.collection import FileTable, JoinedFiles
+    from dedup_cli.store.database import StoredCollection
+
+    def table(root: Path, names: list[str]) -> FileTable:
+        n = len(names)
+        column = np.arange(n, dtype=np.int64)
+        stored = StoredCollection(
+            names,
+            [f"h-{root.name}-{k}" for k in range(n)],
+            column,
+            column,
+            column + 100,
+            column.astype(np.int32) + 10,
+            column.astype(np.int32) + 20,
+            column,
+            np.zeros((n, 4), np.float32),
+        )
+        return FileTable(root, stored)
+
+    a, b = table(tmp_path / "a", ["x.jpg", "y.jpg"]), table(tmp_path / "b", ["x.jpg"])
+    joined = JoinedFiles([a, b])
+    assert len(joined) == 3 and [joined.part(k) for k in range(3)] == [0, 0, 1]
+    assert joined[2].absolute == tmp_path / "b" / "x.jpg" and joined[2].root == tmp_path / "b"
+    assert joined[-1] == joined[2] and [f.path for f in joined[0:2]] == ["x.jpg", "y.jpg"]
+    assert [f.absolute for f in joined] == [f.absolute for f in (*a, *b)]
+    b.content_hashes[0] = "corrected"
+    assert joined.content_hashes[2] == "corrected" and joined[2].content_hash == "corrected"
+    with pytest.raises(IndexError):
+        joined[3]

@@ -51,6 +51,16 @@ RootsArg = Annotated[
         show_default=False,
     ),
 ]
+ThresholdOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--threshold",
+        "-t",
+        metavar="T",
+        help="Cosine similarity 0..1 (default: the model's calibrated one).",
+        show_default=False,
+    ),
+]
 DbOpt = Annotated[
     Path | None,
     typer.Option(
@@ -208,6 +218,24 @@ def check_folder(root: Path) -> None:
         raise UsageError(f"{root} does not exist")
     if not root.is_dir():
         raise UsageError(f"{root} is not a folder")
+
+
+def check_folders(roots: list[Path], db: Path | None) -> None:
+    """The photo folders of a command that takes several, before any work: each exists,
+    none overlaps another, and each has a database of its own (``--db`` names one, so it
+    is for one folder only)."""
+    from dedup_cli.errors import UsageError
+    from dedup_cli.jobs.workflow import check_separate_databases, check_separate_folders
+    from dedup_cli.store.database import default_db_path
+
+    if db is not None and len(roots) > 1:
+        raise UsageError(
+            "--db (or DEDUP_DB) names one database; with several folders each keeps its own"
+        )
+    for root in roots:
+        check_folder(root)
+    check_separate_folders(roots)
+    check_separate_databases([db or default_db_path(root) for root in roots])
 
 
 def open_store(root: Path, db: Path | None) -> Store:

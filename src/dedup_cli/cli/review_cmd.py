@@ -20,9 +20,10 @@ from dedup_cli.cli.common import (
     QuietOpt,
     RichProgress,
     RootsArg,
+    ThresholdOpt,
     WeightsOpt,
     WorkersOpt,
-    check_folder,
+    check_folders,
     embed_options,
     err_console,
     handle_errors,
@@ -55,16 +56,7 @@ def review_command(
     ] = False,
     model: ModelOpt = DEFAULT_MODEL,
     embedding_type: EmbeddingTypeOpt = None,
-    threshold: Annotated[
-        float | None,
-        typer.Option(
-            "--threshold",
-            "-t",
-            metavar="T",
-            help="Cosine similarity 0..1 (default: the model's calibrated one).",
-            show_default=False,
-        ),
-    ] = None,
+    threshold: ThresholdOpt = None,
     keep: Annotated[
         str,
         typer.Option(
@@ -88,22 +80,10 @@ def review_command(
         from dedup_cli.core.keep import check_keep
         from dedup_cli.errors import UsageError
         from dedup_cli.jobs.find import Folder, find_in_folders
-        from dedup_cli.jobs.workflow import (
-            check_separate_databases,
-            check_separate_folders,
-            validate_threshold,
-        )
+        from dedup_cli.jobs.workflow import validate_threshold
         from dedup_cli.models import get_spec
-        from dedup_cli.store.database import default_db_path
 
-        if db is not None and len(roots) > 1:
-            raise UsageError(
-                "--db (or DEDUP_DB) names one database; with several folders each keeps its own"
-            )
-        for root in roots:
-            check_folder(root)
-        check_separate_folders(roots)
-        check_separate_databases([db or default_db_path(root) for root in roots])
+        check_folders(roots, db)
         check_keep(keep, FIND_RULES)
         if threshold is not None:
             validate_threshold(threshold)

@@ -31,7 +31,32 @@ def held_in_half(rows: int, dimension: int) -> bool:
     return rows * dimension * 4 > HALF_PRECISION_ABOVE_BYTES
 
 
-class FileTable(Sequence[FileInfo]):
+class _Rows(Sequence[FileInfo]):
+    """A sequence of files that builds each ``FileInfo`` on access (``_row``)."""
+
+    def _row(self, k: int) -> FileInfo:
+        raise NotImplementedError
+
+    @overload
+    def __getitem__(self, k: int) -> FileInfo: ...
+
+    @overload
+    def __getitem__(self, k: slice) -> list[FileInfo]: ...
+
+    def __getitem__(self, k: int | slice) -> FileInfo | list[FileInfo]:
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(len(self)))]
+        if k < 0:
+            k += len(self)
+        if not 0 <= k < len(self):
+            raise IndexError(k)
+        return self._row(k)
+
+    def __iter__(self) -> Iterator[FileInfo]:
+        return (self._row(k) for k in range(len(self)))
+
+
+class FileTable(_Rows):
     """The files of a collection as columns; ``table[k]`` is the ``FileInfo`` of row k."""
 
     def __init__(self, root: Path, stored: StoredCollection) -> None:
@@ -48,19 +73,7 @@ class FileTable(Sequence[FileInfo]):
     def __len__(self) -> int:
         return len(self.paths)
 
-    @overload
-    def __getitem__(self, k: int) -> FileInfo: ...
-
-    @overload
-    def __getitem__(self, k: slice) -> list[FileInfo]: ...
-
-    def __getitem__(self, k: int | slice) -> FileInfo | list[FileInfo]:
-        if isinstance(k, slice):
-            return [self[i] for i in range(*k.indices(len(self)))]
-        if k < 0:
-            k += len(self)
-        if not 0 <= k < len(self):
-            raise IndexError(k)
+    def _row(self, k: int) -> FileInfo:
         path = self.paths[k]
         width, height = int(self._widths[k]), int(self._heights[k])
         return FileInfo(
@@ -73,9 +86,6 @@ class FileTable(Sequence[FileInfo]):
             height=None if height < 0 else height,
             root=self.root,
         )
-
-    def __iter__(self) -> Iterator[FileInfo]:
-        return (self[k] for k in range(len(self)))
 
 
 class Collection(NamedTuple):
@@ -122,7 +132,7 @@ def load_collection(
     return Collection(FileTable(root, stored), stored.matrix, unreadable, model_id)
 
 
-class JoinedFiles(Sequence[FileInfo]):
+class JoinedFiles(_Rows):
     """The tables of several folders as one row space (``find A B``): row k of the join is
     row ``k - offset`` of the folder it falls in. Each ``FileInfo`` keeps its own folder
     (``FileInfo.root``) and its path relative to it, so nothing is renamed or moved between
@@ -144,21 +154,6 @@ class JoinedFiles(Sequence[FileInfo]):
         """The index of the folder row ``k`` belongs to."""
         return int(np.searchsorted(self.offsets, k, side="right")) - 1
 
-    @overload
-    def __getitem__(self, k: int) -> FileInfo: ...
-
-    @overload
-    def __getitem__(self, k: slice) -> list[FileInfo]: ...
-
-    def __getitem__(self, k: int | slice) -> FileInfo | list[FileInfo]:
-        if isinstance(k, slice):
-            return [self[i] for i in range(*k.indices(len(self)))]
-        if k < 0:
-            k += len(self)
-        if not 0 <= k < len(self):
-            raise IndexError(k)
+    def _row(self, k: int) -> FileInfo:
         part = self.part(k)
         return self.tables[part][k - int(self.offsets[part])]
-
-    def __iter__(self) -> Iterator[FileInfo]:
-        return (f for table in self.tables for f in table)

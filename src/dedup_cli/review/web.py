@@ -302,13 +302,15 @@ def make_app(
                     thumb = review.thumbnails.get(pinned)
         except (LookupError, ValueError, OSError):
             return Response("not found", 404)
+        # The browser may keep pictures a while: redrawing a card must not fetch them again.
+        cache = {"Cache-Control": "private, max-age=600"}
         if full:
             if shown is None:
                 return Response("not a readable image", 404)
-            return Response(shown[0], media_type=shown[1])
+            return Response(shown[0], media_type=shown[1], headers=cache)
         if thumb is None:
             return Response("not a readable image", 404)
-        return Response(thumb, media_type="image/jpeg")
+        return Response(thumb, media_type="image/jpeg", headers=cache)
 
     async def decide(request: Request) -> Response:
         body = await _json_body(request)

@@ -171,14 +171,29 @@ function render() {
   const related = state.plan.groups.filter((g) => g.related !== null);
   $("related-heading").hidden = related.length === 0;
   $("related").replaceChildren(...related.map((g) => card(g, 0)));
+  updateSummary();
+  $("finish").hidden = !state.plan.finish;
+  $("apply").hidden = state.plan.actions.length === 0;
+  renderRuns();
+}
+
+// Redraw only what changed: a decision redraws its card, a move the two cards it leaves
+// and enters (a full redraw of thousands of cards on every key would be slow).
+function redrawGroup(id) {
+  const node = $(`group-${id}`);
+  const at = state.order.indexOf(id);
+  if (!node || at < 0) return;
+  node.replaceWith(card(state.plan.groups[id], at + 1));
+}
+
+function updateSummary() {
   const all = duplicateGroups();
+  const related = state.plan.groups.filter((g) => g.related !== null);
   const accepted = all.filter((g) => g.accepted && !g.applied && !g.not_duplicates);
   const freed = accepted.reduce((sum, g) => sum + g.bytes_to_free, 0);
   $("summary").textContent =
     `${all.length} groups · ${accepted.length} accepted (${bytes(freed)} to free) · ` +
     `${all.filter((g) => g.not_duplicates).length} not duplicates · ${related.length} related`;
-  $("finish").hidden = !state.plan.finish;
-  renderRuns();
 }
 
 function renderRuns() {
@@ -193,24 +208,26 @@ function renderRuns() {
   }
 }
 
-function focusGroup(id, chosen) {
-  const at = state.order.indexOf(id);
-  if (at < 0) return;
+function setCurrent(at, chosen) {
+  const before = state.order[state.current];
   state.current = at;
   state.chosen = chosen;
-  render();
+  if (before !== undefined && before !== state.order[at]) redrawGroup(before);
+  const id = state.order[at];
+  if (id === undefined) return;
+  redrawGroup(id);
   const node = $(`group-${id}`);
   if (node && node.scrollIntoView) node.scrollIntoView({ block: "nearest" });
 }
 
+function focusGroup(id, chosen) {
+  const at = state.order.indexOf(id);
+  if (at >= 0) setCurrent(at, chosen);
+}
+
 function move(delta) {
   if (!state.order.length) return;
-  state.current = Math.max(0, Math.min(state.order.length - 1, state.current + delta));
-  state.chosen = 0;
-  render();
-  const group = currentGroup();
-  const node = group && $(`group-${group.id}`);
-  if (node && node.scrollIntoView) node.scrollIntoView({ block: "nearest" });
+  setCurrent(Math.max(0, Math.min(state.order.length - 1, state.current + delta)), 0);
 }
 
 async function decide(changes) {
@@ -222,7 +239,8 @@ async function decide(changes) {
   };
   try {
     state.plan.groups[group.id] = await api("/api/decision", body);
-    render();
+    redrawGroup(group.id);
+    updateSummary();
   } catch (error) {
     say(error.message, true);
   }
@@ -460,8 +478,8 @@ function onKey(event) {
   let handled = true;
   if (key === "ArrowRight" || key === "j") move(1);
   else if (key === "ArrowLeft" || key === "k") move(-1);
-  else if (/^[1-9]$/.test(key) && group && Number(key) <= group.files.length) { state.chosen = Number(key) - 1; render(); }
-  else if (key === "Tab" && group) { state.chosen = (state.chosen + (event.shiftKey ? group.files.length - 1 : 1)) % group.files.length; render(); }
+  else if (/^[1-9]$/.test(key) && group && Number(key) <= group.files.length) setCurrent(state.current, Number(key) - 1);
+  else if (key === "Tab" && group) setCurrent(state.current, (state.chosen + (event.shiftKey ? group.files.length - 1 : 1)) % group.files.length);
   else if (key === "Enter" || key === "p") makeKeeper();
   else if (key === "x" || key === " ") toggleRemove();
   else if (key === "n") toggleNotDuplicates();
