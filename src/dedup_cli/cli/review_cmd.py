@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import ExitStack
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -31,9 +32,11 @@ from dedup_cli.cli.common import (
 )
 from dedup_cli.config import DEFAULT_BATCH_SIZE, DEFAULT_KEEP, DEFAULT_MODEL, choices
 from dedup_cli.core.keep import FIND_RULES
+from dedup_cli.text import markup
 
 if TYPE_CHECKING:
     from dedup_cli.core.plan import Plan
+    from dedup_cli.jobs.find import Folder
     from dedup_cli.review.session import ReviewSession
     from dedup_cli.store import Store
 
@@ -47,6 +50,15 @@ def review_command(
     no_open: Annotated[
         bool, typer.Option("--no-open", help="Print the address; do not open a browser.")
     ] = False,
+    plan_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--plan",
+            metavar="FILE",
+            help="Review a plan written by find --json instead of planning again (every "
+            "file is read and every pair proved again; what no longer holds is dropped).",
+        ),
+    ] = None,
     allow_delete: Annotated[
         bool,
         typer.Option(
@@ -91,19 +103,39 @@ def review_command(
             raise UsageError(f"--port must be 0..65535, not {port}")
         spec = get_spec(model, embedding_type)
         options = embed_options(device, weights, batch_size, workers, include_hidden, exclude)
+        if plan_file is not None and not plan_file.is_file():
+            raise UsageError(f"--plan {plan_file} is not a file")
         with ExitStack() as held:
             stores = [held.enter_context(open_store(root, db)) for root in roots]
-            result = find_in_folders(
-                [Folder(root, store) for root, store in zip(roots, stores)],
-                spec,
-                options,
-                threshold=threshold,
-                keep=keep,
-                progress=RichProgress("hashing", quiet),
-            )
+            folders = [Folder(root, store) for root, store in zip(roots, stores)]
+            if plan_file is not None:
+                plan = _plan_from_file(plan_file, folders, quiet)
+            else:
+                plan = find_in_folders(
+                    folders,
+                    spec,
+                    options,
+                    threshold=threshold,
+                    keep=keep,
+                    progress=RichProgress("hashing", quiet),
+                ).plan
             serve_plan(
-                result.plan, stores, allow_delete=allow_delete, port=port, open_browser=not no_open
+                plan, stores, allow_delete=allow_delete, port=port, open_browser=not no_open
             )
+
+
+def _plan_from_file(path: Path, folders: list[Folder], quiet: bool) -> Plan:
+    """The plan file as the files still prove it; what was dropped is said on stderr."""
+    from dedup_cli.jobs.plan_file import plan_from_file
+
+    read = plan_from_file(path, folders)
+    if not quiet:
+        for item in read.dropped:
+            err_console.print(
+                f"dropped from the plan: {markup(item['path'])}: {markup(item['reason'])}",
+                highlight=False,
+            )
+    return read.plan
 
 
 def serve_plan(
