@@ -113,7 +113,7 @@ function tile(group, file, k, editable) {
   figure.append(caption);
   if (editable) {
     const actions = el("div", { class: "actions" });
-    if (k !== group.keeper) {
+    if (k !== group.keeper && !group.not_duplicates) {
       actions.append(el("button", { text: "Keep this", onclick: () => { focusGroup(group.id, k); makeKeeper(); } }));
       actions.append(el("button", {
         text: group.remove.includes(k) ? "Don't remove" : "Remove",
