@@ -89,6 +89,8 @@ def test_review_resolve_apply_and_undo_in_chromium(
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.goto(url)
             page.wait_for_selector("section.group")
+            # The token left the address bar, and no cookie holds it.
+            assert "token" not in page.url and page.context.cookies() == []
             # The groups render with their pictures (thumbnails decoded by the browser).
             assert page.locator("#groups section.group").count() == len(groups)
             wait_until(

@@ -23,6 +23,13 @@ TOKEN = "test-token-1234"
 HEADERS = {"X-Dedup-Token": TOKEN}
 
 
+def signed(group: int, position: int, full: bool = False) -> str:
+    from dedup_cli.review.web import image_signature
+
+    extra = "full=1&" if full else ""
+    return f"/api/image/{group}/{position}?{extra}s={image_signature(TOKEN, group, position, full)}"
+
+
 def planned(root: Path, store: Store) -> WebReview:
     result = find_duplicates(root, store, get_spec("effnet"), EmbedOptions(device="cpu", workers=0))
     return WebReview(ReviewSession(result.plan), [store])
@@ -38,28 +45,34 @@ def served(library: Path) -> Iterator[tuple[TestClient, WebReview, Path]]:
 
 def test_every_request_needs_the_token(served: tuple[TestClient, WebReview, Path]) -> None:
     client, _, _ = served
-    assert client.get("/api/plan").status_code == 403
-    assert client.get("/").status_code == 403
-    assert client.get("/?token=wrong").status_code == 403
-    assert client.get("/api/image/0/0").status_code == 403
-    assert client.get("/static/review.js").status_code == 403
-    assert client.get("/api/plan", headers=HEADERS).status_code == 200
-    # The address's token becomes a cookie and leaves the address bar.
-    entered = client.get(f"/?token={TOKEN}", follow_redirects=False)
-    assert entered.status_code == 303 and entered.headers["location"] == "/"
-    assert "httponly" in entered.headers["set-cookie"].lower()
-    assert "samesite=strict" in entered.headers["set-cookie"].lower()
+    # The page and its script hold no secret: they are served, and the token is not in them.
     page = client.get("/")
-    assert page.status_code == 200 and TOKEN in page.text
+    assert page.status_code == 200 and TOKEN not in page.text
     assert "script-src 'self'" in page.headers["content-security-policy"]
-    assert client.get("/api/plan").status_code == 200  # the cookie, for reading
-    # Changing anything needs the header: a cookie alone (another page's form) is refused.
+    assert client.get("/static/review.js").status_code == 200
+    # Everything else needs the token in a header; no cookie is ever set or read (a cookie
+    # would go to every port of 127.0.0.1).
+    assert client.get("/api/plan").status_code == 403
+    assert client.get("/api/plan", cookies={"dedup_token": TOKEN}).status_code == 403
+    assert client.get("/api/plan", params={"token": TOKEN}).status_code == 403
+    plan = client.get("/api/plan", headers=HEADERS)
+    assert plan.status_code == 200 and "set-cookie" not in plan.headers
     decided = client.post("/api/decision", json={"group": 0, "not_duplicates": True})
     assert decided.status_code == 403
     plain = client.post(
         "/api/decision", content="group=0", headers={**HEADERS, "Content-Type": "text/plain"}
     )
     assert plain.status_code == 415
+    # Pictures (an <img> sends no header) need the signature the plan document hands out.
+    file = plan.json()["groups"][0]["files"][0]
+    assert client.get(file["thumb"]).status_code == 200
+    assert client.get(file["full"]).status_code == 200
+    assert client.get("/api/image/0/0").status_code == 403
+    assert client.get("/api/image/0/0?s=" + "0" * 32).status_code == 403
+    other = plan.json()["groups"][0]["files"][1]["thumb"].split("?")[1]
+    assert client.get(f"/api/image/0/0?{other}").status_code == 403  # another file's
+    assert client.get(file["thumb"].replace("?", "?full=1&")).status_code == 403
+    assert client.get(file["thumb"], headers=HEADERS).status_code == 200
 
 
 def test_another_host_name_is_refused(library: Path) -> None:
@@ -78,29 +91,28 @@ def test_only_files_of_the_plan_are_served(
 ) -> None:
     client, review, _library = served
     group = review.session.groups[0]
-    full = client.get("/api/image/0/0?full=1", headers=HEADERS)
+    full = client.get(signed(0, 0, True))
     assert full.status_code == 200 and full.content == Path(group.files[0].absolute).read_bytes()
-    thumb = client.get("/api/image/0/0", headers=HEADERS)
+    thumb = client.get(signed(0, 0))
     assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+    for bad in (signed(0, 99), signed(99, 0), signed(-1, 0)):
+        assert client.get(bad).status_code == 404, bad
     for bad in (
-        "/api/image/0/99",
-        "/api/image/99/0",
-        "/api/image/-1/0",
         "/api/image/0/x",
         "/api/image/../../../etc/passwd",
         "/api/image/0/..%2F..%2Fetc%2Fpasswd",
         "/static/../web.py",
         "/static/index.html",
     ):
-        assert client.get(bad, headers=HEADERS).status_code == 404, bad
+        assert client.get(bad, headers=HEADERS).status_code in (403, 404), bad
     # A planned file swapped for a symlink to a file outside the folder is not followed.
     secret = tmp_path / "secret.jpg"
     secret.write_bytes(b"not for the browser")
     target = Path(group.files[1].absolute)
     target.unlink()
     target.symlink_to(secret)
-    assert client.get("/api/image/0/1?full=1", headers=HEADERS).status_code == 404
-    assert client.get("/api/image/0/1", headers=HEADERS).status_code == 404
+    assert client.get(signed(0, 1, True)).status_code == 404
+    assert client.get(signed(0, 1)).status_code == 404
 
 
 def test_a_folder_on_the_way_swapped_for_a_symlink_is_not_followed(
@@ -119,7 +131,7 @@ def test_a_folder_on_the_way_swapped_for_a_symlink_is_not_followed(
     shutil.copytree(folder, outside)
     shutil.rmtree(folder)
     folder.symlink_to(outside, target_is_directory=True)
-    assert client.get(f"/api/image/{number}/{position}?full=1", headers=HEADERS).status_code == 404
+    assert client.get(signed(number, position, True)).status_code == 404
 
 
 def test_decisions_are_saved_as_made_and_come_back(
@@ -315,7 +327,7 @@ def _start(*args: str) -> tuple[Any, str]:
     )
     assert process.stderr is not None
     for line in process.stderr:
-        found = re.search(r"(http://127\.0\.0\.1:\d+/\?token=[\w-]+)", line)
+        found = re.search(r"(http://127\.0\.0\.1:\d+/#token=[\w-]+)", line)
         if found:
             return process, found.group(1)
     process.wait(timeout=30)
@@ -327,7 +339,7 @@ def _call(url: str, path: str, body: dict[str, Any] | None = None) -> Any:
     from urllib.parse import parse_qs, urlsplit
 
     parts = urlsplit(url)
-    token = parse_qs(parts.query)["token"][0]
+    token = parse_qs(parts.fragment)["token"][0]
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(
         f"{parts.scheme}://{parts.netloc}{path}",
@@ -388,3 +400,153 @@ def test_find_review_web_hands_the_accepted_groups_back_to_the_terminal(
     assert process.returncode == 0, process.stderr.read() if process.stderr else ""
     expected = {chosen["files"][i]["name"] for i in chosen["remove"]}
     assert {p.name for p in quarantine.rglob("*") if p.is_file()} == expected
+
+
+def test_a_relative_quarantine_is_refused_and_each_destination_is_named(
+    library: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative folder would be taken from the server's working folder, which the page
+    never shows; the result names where each file went."""
+    monkeypatch.chdir(tmp_path)
+    with Store(default_db_path(library)) as store:
+        review = planned(library, store)
+        with TestClient(make_app(review, TOKEN)) as client:
+            client.post("/api/accept-all", headers=HEADERS, json={})
+            pending = client.get("/api/pending", headers=HEADERS).json()
+            confirm = {"files": pending["files"], "bytes": pending["bytes"]}
+            relative = client.post(
+                "/api/apply",
+                headers=HEADERS,
+                json={"action": "move", "to": "quarantine", "confirm": confirm},
+            )
+            assert relative.status_code == 400 and "full path" in relative.json()["error"]
+            assert not (tmp_path / "quarantine").exists()
+            moved = client.post(
+                "/api/apply",
+                headers=HEADERS,
+                json={"action": "move", "to": str(tmp_path / "q"), "confirm": confirm},
+            ).json()
+    assert moved["quarantine"] == str((tmp_path / "q").resolve())
+    assert all(Path(d["destination"]).is_relative_to(tmp_path / "q") for d in moved["done"])
+
+
+def test_pictures_with_one_relative_path_in_two_folders_are_told_apart(
+    tmp_path: Path, photos
+) -> None:  # type: ignore[no-untyped-def]
+    """Same relative path, size and mtime in two folders: the thumbnail cache keys on the
+    file itself, so each shows its own picture."""
+    from conftest import encode
+    from dedup_cli.core.plan import Plan, PlannedGroup, Removal
+    from dedup_cli.jobs.find import Folder  # noqa: F401 - the folders of a plan
+
+    roots = [tmp_path / "A", tmp_path / "B"]
+    data = [encode(photos["astronaut"], quality=90), encode(photos["coffee"], quality=90)]
+    size = max(len(d) for d in data)
+    plan = Plan(roots[0], "effnet", 0.9, "quality", roots=roots)
+    for root, payload in zip(roots, data):
+        root.mkdir()
+        path = root / "IMG_0001.jpg"
+        path.write_bytes(payload + b"\0" * (size - len(payload)))
+        os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+        (root / "other.jpg").write_bytes(payload)
+    from dedup_cli.core.files import FileInfo
+
+    def info(root: Path, name: str) -> FileInfo:
+        path = root / name
+        stat = path.stat()
+        return FileInfo(name, path, stat.st_size, stat.st_mtime_ns, None, 10, 10, root)
+
+    for root in roots:
+        plan.groups.append(
+            PlannedGroup(info(root, "IMG_0001.jpg"), (Removal(info(root, "other.jpg"), 1.0, "x"),))
+        )
+    with Store(tmp_path / "db.sqlite") as store:
+        review = WebReview(ReviewSession(plan), [store])
+        with TestClient(make_app(review, TOKEN)) as client:
+            first, second = client.get(signed(0, 0)).content, client.get(signed(1, 0)).content
+    assert first and second and first != second
+
+
+def test_a_group_whose_files_were_all_skipped_stays_open(library: Path, tmp_path: Path) -> None:
+    with Store(default_db_path(library)) as store:
+        review = planned(library, store)
+        group = review.session.groups[0]
+        with TestClient(make_app(review, TOKEN)) as client:
+            client.post("/api/decision", headers=HEADERS, json={"group": 0, "accepted": True})
+            keeper = Path(group.files[group.keeper].absolute)
+            os.utime(keeper, ns=(1, 1))  # the keeper changed since planning: every file skips
+            pending = client.get("/api/pending", headers=HEADERS).json()
+            confirm = {"files": pending["files"], "bytes": pending["bytes"]}
+            result = client.post(
+                "/api/apply",
+                headers=HEADERS,
+                json={"action": "move", "to": str(tmp_path / "q"), "confirm": confirm},
+            ).json()
+            assert result["skipped"] and not result["done"]
+            assert group.applied is None
+            assert client.get("/api/pending", headers=HEADERS).json()["files"] == pending["files"]
+
+
+def test_decisions_take_only_real_indices_and_booleans(
+    served: tuple[TestClient, WebReview, Path],
+) -> None:
+    client, review, _library = served
+    last = len(review.session.groups) - 1
+    for bad in (
+        {"group": -1, "accepted": True},
+        {"group": True, "accepted": True},
+        {"group": "0", "accepted": True},
+        {"group": 0, "accepted": "false"},
+        {"group": 0, "not_duplicates": "no"},
+        {"group": 0, "keeper": True},
+        {"group": 0, "remove": "1"},
+    ):
+        answer = client.post("/api/decision", headers=HEADERS, json=bad)
+        assert answer.status_code == 400, bad
+    assert not any(g.accepted or g.not_duplicates for g in review.session.groups)
+    assert review.session.groups[last].keeper == 0
+
+
+def test_a_long_apply_does_not_stop_the_server_answering(
+    served: tuple[TestClient, WebReview, Path],
+) -> None:
+    """Work that waits on the review's lock runs in a worker thread: while the lock is held
+    (an Apply of thousands of files), pictures and the plan are still served."""
+    import threading
+
+    client, review, _library = served
+    waiting = threading.Thread(
+        target=lambda: client.get("/api/pending", headers=HEADERS), daemon=True
+    )
+    with review.lock:
+        waiting.start()
+        waiting.join(timeout=0.5)
+        assert waiting.is_alive()  # held up by the lock, in a worker thread
+        assert client.get(signed(0, 0)).status_code == 200
+    waiting.join(timeout=10)
+    assert not waiting.is_alive()
+
+
+def test_a_partial_undo_is_reported_and_can_be_run_again(library: Path, tmp_path: Path) -> None:
+    with Store(default_db_path(library)) as store:
+        review = planned(library, store)
+        with TestClient(make_app(review, TOKEN)) as client:
+            client.post("/api/accept-all", headers=HEADERS, json={})
+            pending = client.get("/api/pending", headers=HEADERS).json()
+            confirm = {"files": pending["files"], "bytes": pending["bytes"]}
+            result = client.post(
+                "/api/apply",
+                headers=HEADERS,
+                json={"action": "move", "to": str(tmp_path / "q"), "confirm": confirm},
+            ).json()
+            blocker = Path(result["done"][0]["path"])
+            blocker.write_bytes(b"a new file now sits where the copy was")
+            undone = client.post("/api/undo", headers=HEADERS, json={"run_id": result["run_id"]})
+            report = undone.json()
+            assert report["complete"] is False and report["skipped"] + report["failed"]
+            runs = client.get("/api/plan", headers=HEADERS).json()["runs"]
+            assert runs[0]["undone"] is False  # still offered: undo again once it is cleared
+            blocker.unlink()
+            again = client.post("/api/undo", headers=HEADERS, json={"run_id": result["run_id"]})
+            assert again.status_code == 200 and again.json()["complete"] is True
+            assert blocker.exists()

@@ -248,3 +248,41 @@ def test_joined_files_read_through_to_each_folders_table(tmp_path: Path) -> None
     assert joined.content_hashes[2] == "corrected" and joined[2].content_hash == "corrected"
     with pytest.raises(IndexError):
         joined[3]
+
+
+def test_new_only_compares_old_files_of_folders_searched_apart_once_together(
+    two_folders: tuple[Path, Path],
+) -> None:
+    """find A and find B each compared only within their folder: a first find A B
+    --new-only must still compare A's old files with B's (a new set of folders is a first
+    run), and the next one only what is new."""
+    a, b = (p.resolve() for p in two_folders)
+    find(str(a))
+    find(str(b))
+    together = find(str(a), str(b), "--new-only")
+    assert frozenset({str(a / "coffee.jpg"), str(b / "coffee_small.jpg")}) in grouped(together)
+    again = find(str(b), str(a), "--new-only")  # the same set, in another order
+    assert again["stats"]["new_files"] == 0 and again["groups"] == []
+
+
+def test_a_hard_linked_database_is_one_database(two_folders: tuple[Path, Path]) -> None:
+    a, b = two_folders
+    find(str(a))
+    os.link(a / "image_database.db", b / "image_database.db")
+    result = runner.invoke(app, ["find", str(a), str(b)])
+    assert result.exit_code == 2 and "one database" in result.stderr
+
+
+def test_plain_undo_in_the_second_folder_finds_the_run(
+    two_folders: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = (p.resolve() for p in two_folders)
+    before = {p: p.read_bytes() for root in (a, b) for p in root.rglob("*.jpg")}
+    moved = runner.invoke(
+        app, ["find", str(a), str(b), "--action", "move", "--to", str(tmp_path / "q"), "--yes"]
+    )
+    assert moved.exit_code == 0, moved.stderr
+    monkeypatch.chdir(b)
+    undone = runner.invoke(app, ["undo"])
+    assert undone.exit_code == 0, undone.stderr
+    assert {p: p.read_bytes() for p in before} == before

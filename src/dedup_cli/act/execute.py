@@ -498,19 +498,19 @@ def _recorded_for(store: Store, run_id: str | None) -> RecordedRun:
 
 
 def database_to_undo(folder: Path) -> Path | None:
-    """The database a plain ``dedup undo`` run in ``folder`` means: the folder's own
-    database, or else the database of the newest recorded run on this folder (or on a
-    folder holding it). Never the last run anywhere: a run on another collection is undone
-    only by its id or its ``--db``."""
+    """The database a plain ``dedup undo`` run in ``folder`` means: the database of the
+    newest recorded run on this folder (or on a folder holding it), or else the folder's
+    own database. Never the last run anywhere: a run on another collection is undone only
+    by its id or its ``--db``."""
     here = folder.resolve()
-    own = default_db_path(here)
-    if own.exists():
-        return own
+    # The newest recorded run on this folder first: a run over several folders
+    # (``find A B``) is journaled in the first one's database, also for the others.
     for recorded in reversed(recorded_runs()):
         if any(here == r or here.is_relative_to(r) for r in recorded.roots):
             if recorded.database.exists():
                 return recorded.database
-    return None
+    own = default_db_path(here)
+    return own if own.exists() else None
 
 
 def _undone_at(database: Path, run_id: str) -> tuple[Any, ...] | None:

@@ -119,9 +119,7 @@ def review_command(
                     keep=keep,
                     progress=RichProgress("hashing", quiet),
                 ).plan
-            serve_plan(
-                plan, stores, allow_delete=allow_delete, port=port, open_browser=not no_open
-            )
+            serve_plan(plan, stores, allow_delete=allow_delete, port=port, open_browser=not no_open)
 
 
 def _plan_from_file(path: Path, folders: list[Folder], quiet: bool) -> Plan:

@@ -10,6 +10,7 @@ and the run's journal lives in the first one's.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -196,9 +197,10 @@ def find_in_folders(
     joined = _joined(loaded_folders, roots)
     files, matrix = joined.files, joined.matrix
     loaded = time.perf_counter()
+    scope = searched_scope(roots)
     new_rows = None
     if new_only and joined.model_ids:
-        new_rows = set(_new_rows(folders, loaded_folders).tolist())
+        new_rows = set(_new_rows(folders, loaded_folders, scope).tolist())
     tables = [c.files for c in loaded_folders]
     # Stored hashes never decide "exact" alone: the files of every exact set are re-read
     # (with --new-only, those of the sets the search touches, once it has).
@@ -267,7 +269,7 @@ def find_in_folders(
     plan.related = confirmation.related
     for folder, collection in zip(folders, loaded_folders):
         if collection.model_id is not None:
-            mark_searched(folder.store, collection.model_id, collection.files.seqs)
+            mark_searched(folder.store, collection.model_id, collection.files.seqs, scope)
     return FindResult(
         hashing=HashReport.merged(reports),
         plan=plan,
@@ -328,12 +330,26 @@ def _joined(collections: Sequence[Collection], roots: Sequence[Path]) -> _Joined
     return _Joined(JoinedFiles([c.files for c in collections]), matrix, unreadable, model_ids)
 
 
-def _new_rows(folders: Sequence[Folder], collections: Sequence[Collection]) -> np.ndarray:
-    """The rows (of the joined collection) written since each database's last ``find``."""
+def searched_scope(roots: Sequence[Path]) -> str | None:
+    """What a ``--new-only`` mark covers: the folder alone (None), or this set of folders
+    searched together, whatever their order."""
+    if len(roots) == 1:
+        return None
+    together = "\n".join(sorted(str(r) for r in roots))
+    return "with-" + hashlib.sha256(together.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
+def _new_rows(
+    folders: Sequence[Folder], collections: Sequence[Collection], scope: str | None
+) -> np.ndarray:
+    """The rows (of the joined collection) written since each database's last ``find`` of
+    these folders together."""
     parts, offset = [], 0
     for folder, collection in zip(folders, collections):
         if collection.model_id is not None:
-            written = rows_written_since(folder.store, collection.model_id, collection.files.seqs)
+            written = rows_written_since(
+                folder.store, collection.model_id, collection.files.seqs, scope
+            )
             parts.append(written + offset)
         offset += len(collection.files)
     return np.concatenate(parts) if parts else np.zeros(0, np.int64)

@@ -61,17 +61,25 @@ def check_separate_folders(roots: Sequence[Path]) -> list[Path]:
 
 def check_separate_databases(paths: Sequence[Path]) -> None:
     """Each folder of a run has a database of its own. Two folders on one database file
-    (a symlinked ``image_database.db``, the same ``--db-a`` and ``--db-b``) would key their
+    (a symlinked or hard-linked ``image_database.db``, the same ``--db-a`` and ``--db-b``)
+    would key their
     files by the same relative paths: each run would overwrite the other's rows."""
-    seen: dict[str, Path] = {}
+    seen: dict[object, Path] = {}
     for path in paths:
-        real = os.path.realpath(path.expanduser())
-        if real in seen:
-            raise UsageError(
-                f"{seen[real]} and {path} are one database; each folder needs its own (their "
-                "files would be recorded under the same relative paths)"
-            )
-        seen[real] = path
+        names: list[object] = [os.path.realpath(path.expanduser())]
+        try:
+            found = os.stat(path.expanduser())
+            names.append((found.st_dev, found.st_ino))  # a hard link is the same file too
+        except OSError:
+            pass  # not made yet: its resolved path names it
+        for name in names:
+            if name in seen:
+                raise UsageError(
+                    f"{seen[name]} and {path} are one database; each folder needs its own "
+                    "(their files would be recorded under the same relative paths)"
+                )
+        for name in names:
+            seen[name] = path
 
 
 @dataclass

@@ -30,7 +30,7 @@ def decision_of(group: ReviewGroup) -> dict[str, Any]:
         "remove": sorted(names[i] for i in group.remove if i != group.keeper),
         "not_duplicates": group.not_duplicates,
         "accepted": group.accepted,
-        "applied": group.applied,
+        "applied": group.applied,  # for the record only (see ``restore_decisions``)
     }
 
 
@@ -62,7 +62,7 @@ def restore_decisions(session: ReviewSession, store: Store) -> int:
         group.remove = {k for k in remove if k is not None and k != keeper}
         group.not_duplicates = decision.get("not_duplicates") is True
         group.accepted = decision.get("accepted") is True
-        applied = decision.get("applied")
-        group.applied = applied if isinstance(applied, str) else None
+        # "Carried out" is never restored: a group found whole again by a new plan (its
+        # files all back, or all skipped) is open to be looked at and applied again.
         restored += 1
     return restored

@@ -1,10 +1,13 @@
 """``dedup review``: the plan in the browser, served by a local Starlette app.
 
-The server binds 127.0.0.1 only and knows one random token, made for this run. Every request
-must carry it: the page's URL sets it as a cookie (then the token leaves the address bar),
-and every state-changing request is a JSON POST with the token in the ``X-Dedup-Token``
-header, which another page on this machine cannot add (no CSRF, no CORS is ever allowed). A
-``Host`` other than the loopback address the server listens on is refused (DNS rebinding).
+The server binds 127.0.0.1 only and knows one random token, made for this run. The address
+it prints carries the token in its fragment (``/#token=``), which browsers never send to a
+server; the page keeps it for its tab (sessionStorage, scoped to this origin and port) and
+sends it in the ``X-Dedup-Token`` header of every API request, which another page on this
+machine cannot add (no CSRF, no CORS is ever allowed). No cookie is set: cookies are shared
+by every port of 127.0.0.1. Pictures, which an ``<img>`` fetches without headers, are
+fetched by signed addresses handed out in the plan document. A ``Host`` other than the
+loopback address the server listens on is refused (DNS rebinding).
 
 Files are addressed by their place in the plan (group, file), never by a path from the
 request, and opened folder by folder from their root without following symlinks, so
@@ -17,8 +20,10 @@ which must match what would be done.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import io
+import re
 import secrets
 import threading
 from collections import OrderedDict
@@ -30,10 +35,11 @@ from typing import Any, BinaryIO
 
 from PIL import Image
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from dedup_cli.config import ACTIONS
@@ -47,7 +53,6 @@ from dedup_cli.review.decisions import restore_decisions, save_decision
 from dedup_cli.review.session import ReviewGroup, ReviewSession
 from dedup_cli.store import Store
 
-TOKEN_COOKIE = "dedup_token"
 TOKEN_HEADER = "x-dedup-token"
 THUMBNAIL_SIDE = 360
 # Formats every browser shows as they are; others (HEIC, TIFF, BMP, RAW previews) are
@@ -185,17 +190,18 @@ def _pinned(review: WebReview, file: FileInfo) -> Pinned:
 
 
 class ThumbnailCache:
-    """JPEG thumbnails by (path, size, mtime): made once per version of a file, the least
-    recently shown dropped past ``capacity`` (a few hundred KB each at most)."""
+    """JPEG thumbnails by file version (absolute path, device, inode, size, mtime): made once
+    per version, the least recently shown dropped past ``capacity`` (tens of KB each).
+    Relative paths repeat across folders, so they never name a thumbnail."""
 
     def __init__(self, capacity: int = 2048) -> None:
         self.capacity = capacity
-        self._made: OrderedDict[tuple[str, int, int], bytes | None] = OrderedDict()
+        self._made: OrderedDict[tuple[str, int, int, int, int], bytes | None] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, pinned: Pinned) -> bytes | None:
+    def get(self, pinned: Pinned, absolute: Path) -> bytes | None:
         info = pinned.lstat()
-        key = (pinned.relative, info.st_size, info.st_mtime_ns)
+        key = (str(absolute), info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
         with self._lock:
             if key in self._made:
                 self._made.move_to_end(key)
@@ -239,11 +245,41 @@ def _full(data: bytes) -> tuple[bytes, str] | None:
     return out.getvalue(), "image/jpeg"
 
 
-def _token_ok(request: Request, token: str, *, header_only: bool) -> bool:
+def _token_ok(request: Request, token: str) -> bool:
     sent = request.headers.get(TOKEN_HEADER)
-    if sent is None and not header_only:
-        sent = request.cookies.get(TOKEN_COOKIE)
     return sent is not None and hmac.compare_digest(sent.encode(), token.encode())
+
+
+def image_signature(token: str, group: int, position: int, full: bool) -> str:
+    """What lets an ``<img>`` (which cannot send a header) fetch one picture of the plan:
+    an HMAC of its place under the run's token, handed out only in the plan document."""
+    message = f"{group}/{position}/{int(full)}".encode()
+    return hmac.new(token.encode(), message, hashlib.sha256).hexdigest()[:32]
+
+
+def _signed(request: Request, token: str) -> bool:
+    # Before routing: the place is read from the path itself.
+    found = re.fullmatch(r"/api/image/(-?\d{1,9})/(-?\d{1,9})", request.url.path)
+    if found is None:
+        return False
+    group, position = int(found.group(1)), int(found.group(2))
+    full = request.query_params.get("full") == "1"
+    sent = request.query_params.get("s", "")
+    expected = image_signature(token, group, position, full)
+    return hmac.compare_digest(sent.encode(), expected.encode())
+
+
+def _flag(body: dict[str, Any], name: str, current: bool) -> bool:
+    value = body.get(name, current)
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false")
+    return value
+
+
+def _index(value: Any, count: int, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < count:
+        raise ValueError(f"no such {what}")
+    return value
 
 
 def make_app(
@@ -254,18 +290,9 @@ def make_app(
     static = resources.files("dedup_cli.review") / "web_static"
 
     async def page(request: Request) -> Response:
-        given = request.query_params.get("token")
-        if given is not None:
-            if not hmac.compare_digest(given.encode(), token.encode()):
-                return Response("forbidden", 403)
-            # Swap the token in the address bar for a cookie only this origin sends.
-            response = RedirectResponse("/", 303)
-            response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
-            return response
-        if not _token_ok(request, token, header_only=False):
-            return Response("forbidden: open the address dedup printed", 403)
-        html = (static / "index.html").read_text(encoding="utf-8")
-        return Response(html.replace("{{TOKEN}}", token), media_type="text/html")
+        # The page holds no secret: its script reads the token from the address's fragment,
+        # which the browser never sends to any server.
+        return Response((static / "index.html").read_bytes(), media_type="text/html")
 
     async def asset(request: Request) -> Response:
         name = request.path_params["name"]
@@ -273,33 +300,42 @@ def make_app(
             return Response("not found", 404)
         return Response((static / name).read_bytes(), media_type=STATIC[name])
 
-    def plan_document(request: Request) -> Response:
+    def plan_now() -> dict[str, Any]:
         with review.lock:
             groups = [group_state(review, k) for k in range(len(review.session.groups))]
+        for group in groups:
+            for file in group["files"]:
+                where = f"/api/image/{group['id']}/{file['index']}"
+                thumb = image_signature(token, group["id"], file["index"], False)
+                full = image_signature(token, group["id"], file["index"], True)
+                file["thumb"] = f"{where}?s={thumb}"
+                file["full"] = f"{where}?full=1&s={full}"
         plan = review.session.plan
-        return JSONResponse(
-            {
-                "title": review.title,
-                "roots": [str(r) for r in review.roots()],
-                "model": plan.model,
-                "threshold": plan.threshold,
-                "keep_strategy": plan.keep_strategy,
-                "actions": review.actions,
-                "finish": review.finish is not None,
-                "groups": groups,
-                "runs": review.runs,
-            }
-        )
+        return {
+            "title": review.title,
+            "roots": [str(r) for r in review.roots()],
+            "model": plan.model,
+            "threshold": plan.threshold,
+            "keep_strategy": plan.keep_strategy,
+            "actions": review.actions,
+            "finish": review.finish is not None,
+            "groups": groups,
+            "runs": review.runs,
+        }
+
+    async def plan_document(request: Request) -> Response:
+        return JSONResponse(await run_in_threadpool(plan_now))
 
     def image(request: Request) -> Response:
         full = request.query_params.get("full") == "1"
         try:
             group, position = int(request.path_params["group"]), int(request.path_params["file"])
-            with _pinned(review, review.file(group, position)) as pinned:
+            file = review.file(group, position)
+            with _pinned(review, file) as pinned:
                 if full:
                     shown = _full(pinned.read_bytes())
                 else:
-                    thumb = review.thumbnails.get(pinned)
+                    thumb = review.thumbnails.get(pinned, Path(file.absolute))
         except (LookupError, ValueError, OSError):
             return Response("not found", 404)
         # The browser may keep pictures a while: redrawing a card must not fetch them again.
@@ -312,24 +348,23 @@ def make_app(
             return Response("not a readable image", 404)
         return Response(thumb, media_type="image/jpeg", headers=cache)
 
-    async def decide(request: Request) -> Response:
-        body = await _json_body(request)
-        try:
-            number = int(body["group"])
-            with review.lock:
+    def decide_now(body: dict[str, Any]) -> Response:
+        with review.lock:
+            try:
+                number = _index(body.get("group"), len(review.session.groups), "group")
                 group = review.session.groups[number]
                 _apply_decision(group, body)
-                review.save(group)
-                return JSONResponse(group_state(review, number))
-        except (KeyError, IndexError, TypeError, ValueError) as exc:
-            return JSONResponse({"error": f"bad decision: {exc}"}, 400)
+            except ValueError as exc:
+                return JSONResponse({"error": f"bad decision: {exc}"}, 400)
+            review.save(group)
+            return JSONResponse(group_state(review, number))
 
-    async def accept_all(request: Request) -> Response:
-        await _json_body(request)
+    def accept_all_now(body: dict[str, Any]) -> Response:
         with review.lock:
             changed = 0
             for group in review.session.groups:
-                if group.related is None and not group.not_duplicates and not group.accepted:
+                undecided = not (group.not_duplicates or group.accepted or group.applied)
+                if group.related is None and undecided:
                     group.accepted = True
                     review.save(group)
                     changed += 1
@@ -344,7 +379,7 @@ def make_app(
             "not_duplicates": len(plan.not_duplicates),
         }
 
-    async def pending(request: Request) -> Response:
+    def pending_now(body: dict[str, Any]) -> Response:
         with review.lock:
             return JSONResponse(pending_counts())
 
@@ -356,10 +391,15 @@ def make_app(
             return JSONResponse({"error": f"action must be one of {review.actions}"}, 400)
         move_to = None
         if action == "move":
-            if not body.get("to"):
+            to = body.get("to")
+            if not isinstance(to, str) or not to.strip():
                 return JSONResponse({"error": "moving needs a quarantine folder"}, 400)
+            chosen = Path(to.strip()).expanduser()
+            if not chosen.is_absolute():
+                # Relative to what? The server's working folder is nowhere on the page.
+                return JSONResponse({"error": "give the quarantine folder as a full path"}, 400)
             try:
-                move_to = checked_quarantine(Path(str(body["to"])).expanduser(), review.roots())
+                move_to = checked_quarantine(chosen, review.roots())
             except DedupError as exc:
                 return JSONResponse({"error": str(exc)}, 400)
         with review.lock:
@@ -381,24 +421,23 @@ def make_app(
             except DedupError as exc:
                 return JSONResponse({"error": str(exc)}, 409)
             result: dict[str, Any] = {
-                "not_duplicates_remembered": outcome.not_duplicates_remembered
+                "not_duplicates_remembered": outcome.not_duplicates_remembered,
+                "quarantine": None if move_to is None else str(move_to),
             }
             if outcome.report is not None:
                 result.update(outcome.report.as_dict())
                 run_id = outcome.report.run_id
+                done = {str(entry["path"]) for entry in outcome.report.done}
                 for group in review.session.groups:
-                    if group.accepted and not group.applied and not group.not_duplicates:
-                        if group.related is None and group.remove:
-                            group.applied = run_id
-                            review.save(group)
+                    # A group is carried out when a file of it went; one whose files were
+                    # all skipped stays open, to be looked at again.
+                    if group.accepted and any(
+                        str(group.files[i].absolute) in done for i in group.remove
+                    ):
+                        group.applied = run_id
+                        review.save(group)
                 review.runs.append({"run_id": run_id, "action": action, "undone": False})
             return JSONResponse(result)
-
-    async def apply(request: Request) -> Response:
-        body = await _json_body(request)
-        from starlette.concurrency import run_in_threadpool
-
-        return await run_in_threadpool(apply_now, body)
 
     def undo_now(body: dict[str, Any]) -> Response:
         from dedup_cli.act.execute import undo_run
@@ -414,38 +453,45 @@ def make_app(
                 report = undo_run(review.stores[0], str(run_id))
             except DedupError as exc:
                 return JSONResponse({"error": str(exc)}, 409)
-            known["undone"] = True
+            restored = set(report.restored)
+            complete = not (report.skipped or report.failed or report.interrupted)
+            known["undone"] = complete
             for group in review.session.groups:
-                if group.applied == run_id:
+                back = any(str(group.files[i].absolute) in restored for i in group.remove)
+                if group.applied == run_id and (complete or back):
                     group.applied = None
                     review.save(group)
-        return JSONResponse(report.as_dict())
+        return JSONResponse({**report.as_dict(), "complete": complete})
 
-    async def undo(request: Request) -> Response:
-        body = await _json_body(request)
-        from starlette.concurrency import run_in_threadpool
-
-        return await run_in_threadpool(undo_now, body)
-
-    async def finish(request: Request) -> Response:
-        await _json_body(request)
+    def finish_now(body: dict[str, Any]) -> Response:
         if review.finish is None:
             return JSONResponse({"error": "nothing waits for this review"}, 400)
         review.session.finish()
         review.finish()
         return JSONResponse({"finished": True})
 
+    def with_body(work: Callable[[dict[str, Any]], Response]) -> Callable[[Request], Any]:
+        """A handler that reads the JSON body, then does ``work`` in a worker thread: work
+        that waits on the review's lock (an Apply of thousands of files) never stops the
+        server from answering meanwhile."""
+
+        async def handler(request: Request) -> Response:
+            body = await _json_body(request) if request.method == "POST" else {}
+            return await run_in_threadpool(work, body)
+
+        return handler
+
     routes = [
         Route("/", page),
         Route("/static/{name}", asset),
         Route("/api/plan", plan_document),
         Route("/api/image/{group}/{file}", image),
-        Route("/api/pending", pending),
-        Route("/api/decision", decide, methods=["POST"]),
-        Route("/api/accept-all", accept_all, methods=["POST"]),
-        Route("/api/apply", apply, methods=["POST"]),
-        Route("/api/undo", undo, methods=["POST"]),
-        Route("/api/finish", finish, methods=["POST"]),
+        Route("/api/pending", with_body(pending_now)),
+        Route("/api/decision", with_body(decide_now), methods=["POST"]),
+        Route("/api/accept-all", with_body(accept_all_now), methods=["POST"]),
+        Route("/api/apply", with_body(apply_now), methods=["POST"]),
+        Route("/api/undo", with_body(undo_now), methods=["POST"]),
+        Route("/api/finish", with_body(finish_now), methods=["POST"]),
     ]
 
     async def guard(
@@ -454,9 +500,14 @@ def make_app(
         host = request.headers.get("host", "")
         if allowed_hosts is not None and host not in allowed_hosts:
             return Response("forbidden host", 403)
-        if request.url.path != "/":
-            header_only = request.method != "GET"
-            if not _token_ok(request, token, header_only=header_only):
+        path = request.url.path
+        if path.startswith("/api/image/"):
+            if request.method != "GET" or not _signed(request, token):
+                return Response("forbidden", 403)
+        elif path.startswith("/api/"):
+            # No cookie is ever set (a cookie is shared by every port of 127.0.0.1): the
+            # token travels in a header, which no other page can add to a request.
+            if not _token_ok(request, token):
                 return Response("forbidden", 403)
             content_type = request.headers.get("content-type", "")
             if request.method != "GET" and not content_type.startswith("application/json"):
@@ -478,19 +529,24 @@ async def _json_body(request: Request) -> dict[str, Any]:
 
 
 def _apply_decision(group: ReviewGroup, body: dict[str, Any]) -> None:
-    """Set a group's keeper, removals and marks from the page; a related pair is never
-    edited, and the keeper is never removed."""
+    """Set a group's keeper, removals and marks from the page; a related pair and a group
+    already carried out are never edited, and the keeper is never removed."""
     if group.related is not None:
         raise ValueError("a related pair is shown, never edited")
+    if group.applied:
+        raise ValueError("this group was carried out; undo the run first")
     count = len(group.files)
-    keeper = int(body.get("keeper", group.keeper))
-    remove = {int(i) for i in body.get("remove", sorted(group.remove))}
-    if not 0 <= keeper < count or any(not 0 <= i < count for i in remove):
-        raise ValueError("no such file in the group")
+    keeper = _index(body.get("keeper", group.keeper), count, "file")
+    chosen = body.get("remove", sorted(group.remove))
+    if not isinstance(chosen, list):
+        raise ValueError("remove must be a list of files")
+    remove = {_index(i, count, "file") for i in chosen}
+    not_duplicates = _flag(body, "not_duplicates", group.not_duplicates)
+    accepted = _flag(body, "accepted", group.accepted)
     group.keeper = keeper
     group.remove = remove - {keeper}
-    group.not_duplicates = bool(body.get("not_duplicates", group.not_duplicates))
-    group.accepted = bool(body.get("accepted", group.accepted)) and not group.not_duplicates
+    group.not_duplicates = not_duplicates
+    group.accepted = accepted and not not_duplicates
 
 
 def new_token() -> str:
@@ -527,7 +583,7 @@ def prepare_server(
             server.should_exit = True
 
         review.finish = stop
-    return server, sock, f"http://127.0.0.1:{bound}/?token={token}"
+    return server, sock, f"http://127.0.0.1:{bound}/#token={token}"
 
 
 def serve(

@@ -40,9 +40,11 @@ from dedup_cli.store import Store
 ANN_CUTOVER: int | None = 200_000
 
 
-def searched_key(model_id: int) -> str:
-    """The counter holding the write sequence number the last ``find`` searched up to."""
-    return f"searched:{model_id}"
+def searched_key(model_id: int, scope: str | None = None) -> str:
+    """The counter holding the write sequence number the last ``find`` searched up to.
+    ``scope``: the set of folders it searched together (``find A B``: old files of A were
+    compared with old files of B only once a find of both ran), None for the folder alone."""
+    return f"searched:{model_id}" if scope is None else f"searched:{model_id}:{scope}"
 
 
 def choose_index(index: str, n: int, device: Any) -> str:
@@ -160,21 +162,22 @@ def in_rows(pairs: Pairs, rows: np.ndarray) -> Pairs:
     return Pairs(small[order], large[order], pairs.similarity[order])
 
 
-def rows_written_since(store: Store, model_id: int, seqs: np.ndarray) -> np.ndarray:
+def rows_written_since(
+    store: Store, model_id: int, seqs: np.ndarray, scope: str | None = None
+) -> np.ndarray:
     """The rows whose vectors were written after the last ``find`` (``--new-only``). Never
     searched (or a database from before sequence numbers, whose vectors are all numbered
     0): everything is new."""
-    since = store.counter(searched_key(model_id))
+    since = store.counter(searched_key(model_id, scope))
     return np.arange(len(seqs)) if since is None else np.flatnonzero(seqs > since)
 
 
-def mark_searched(store: Store, model_id: int, seqs: np.ndarray) -> None:
+def mark_searched(store: Store, model_id: int, seqs: np.ndarray, scope: str | None = None) -> None:
     """Record that every vector up to these has been compared, once ``find`` has planned:
-    the next ``--new-only`` starts after them."""
+    the next ``--new-only`` (of the same ``scope``) starts after them."""
     if len(seqs):
-        store.set_counter(
-            searched_key(model_id), max(int(seqs.max()), store.counter(searched_key(model_id)) or 0)
-        )
+        key = searched_key(model_id, scope)
+        store.set_counter(key, max(int(seqs.max()), store.counter(key) or 0))
 
 
 def _unkept_ann_candidates(

@@ -2,12 +2,21 @@
 // Every name from the plan is put in the page as text (textContent), never as HTML.
 "use strict";
 
-const token = document.querySelector('meta[name="dedup-token"]').content;
+// The token arrives in the address's fragment (never sent to a server), is kept for this
+// tab only (sessionStorage belongs to this origin and port), and leaves the address bar.
+const token = (() => {
+  const given = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (given) {
+    sessionStorage.setItem("dedup-token", given);
+    history.replaceState(null, "", location.pathname);
+  }
+  return sessionStorage.getItem("dedup-token") || "";
+})();
 const state = { plan: null, sorted: null, order: [], current: 0, chosen: 0, compare: null };
 const $ = (id) => document.getElementById(id);
 
 async function api(path, body) {
-  const options = { headers: { "X-Dedup-Token": token }, credentials: "same-origin" };
+  const options = { headers: { "X-Dedup-Token": token }, credentials: "omit" };
   if (body !== undefined) {
     options.method = "POST";
     options.headers["Content-Type"] = "application/json";
@@ -94,7 +103,7 @@ function tile(group, file, k, editable) {
     "data-index": String(k),
     "data-role": kind,
   });
-  const img = el("img", { src: `/api/image/${group.id}/${k}`, alt: file.name, loading: "lazy" });
+  const img = el("img", { src: file.thumb, alt: file.name, loading: "lazy" });
   img.addEventListener("click", () => { focusGroup(group.id, k); openCompare(); });
   figure.append(img);
   const facts = [bytes(file.size)];
@@ -308,7 +317,7 @@ function closeCompare() {
 }
 
 function fullImage(group, k, extra = "") {
-  return el("img", { src: `/api/image/${group.id}/${k}?full=1`, alt: group.files[k].name, class: extra, draggable: "false" });
+  return el("img", { src: group.files[k].full, alt: group.files[k].name, class: extra, draggable: "false" });
 }
 
 function drawCompare() {
@@ -418,7 +427,8 @@ async function confirmApply() {
     const list = el("ul");
     for (const kind of ["done", "skipped", "failed"]) {
       for (const item of result[kind] || []) {
-        list.append(el("li", { class: kind, text: `${kind}: ${item.path}${item.reason ? ` (${item.reason})` : ""}` }));
+        const where = item.destination ? ` → ${item.destination}` : "";
+        list.append(el("li", { class: kind, text: `${kind}: ${item.path}${where}${item.reason ? ` (${item.reason})` : ""}` }));
       }
     }
     const summary = result.run_id
@@ -436,8 +446,11 @@ async function undo(runId) {
   try {
     const report = await api("/api/undo", { run_id: runId });
     await load();
+    const left = [...report.skipped, ...report.failed];
+    const named = left.map((item) => `${item.path}: ${item.reason}`).join("; ");
     say(`run ${runId} undone: ${report.restored.length} file(s) put back` +
-      (report.skipped.length || report.failed.length ? `, ${report.skipped.length + report.failed.length} not (see the terminal)` : ""));
+      (left.length ? `; ${left.length} not (still in the quarantine, undo again later): ${named}` : ""),
+      left.length > 0);
   } catch (error) {
     say(error.message, true);
   }
@@ -492,6 +505,10 @@ function onKey(event) {
 }
 
 async function load() {
+  if (!token) {
+    say("Open the address dedup printed: it carries the key to this review.", true);
+    return;
+  }
   state.plan = await api("/api/plan");
   state.sorted = null;
   document.title = state.plan.title;
