@@ -178,3 +178,39 @@ def test_review_resolve_apply_and_undo_in_chromium(
             assert {p: p.read_bytes() for p in before} == before
             shot(page, "review-undone.png")
             page.close()
+
+
+def test_a_large_plan_draws_its_cards_a_batch_at_a_time(browser: Any, tmp_path: Path) -> None:
+    """Thousands of groups: the first cards come at once, more as the reviewer scrolls,
+    and moving past the drawn ones draws them."""
+    from dedup_cli.core.files import FileInfo
+    from dedup_cli.core.plan import Plan, PlannedGroup, Removal
+
+    root = tmp_path / "many"
+    root.mkdir()
+    plan = Plan(root, "effnet", 0.9, "quality", roots=[root])
+    for k in range(230):
+        files = []
+        for name in (f"p{k}.jpg", f"p{k} (1).jpg"):
+            path = root / name
+            path.write_bytes(b"\xff\xd8 not decoded here")
+            files.append(FileInfo(name, path, path.stat().st_size, 0, f"h{k}", 8, 8, root))
+        plan.groups.append(PlannedGroup(files[0], (Removal(files[1], 1.0, "exact"),)))
+    with Store(tmp_path / "db.sqlite") as store:
+        review = WebReview(ReviewSession(plan), [store])
+        for url in _live(review):
+            page = browser.new_page(viewport={"width": 1200, "height": 800})
+            page.goto(url)
+            page.wait_for_selector("section.group")
+            assert page.locator("#groups section.group").count() == 100
+            page.locator("#more").scroll_into_view_if_needed()
+            wait_until(page, "document.querySelectorAll('#groups section.group').length >= 200")
+            for _ in range(205):
+                page.keyboard.press("j")
+            wait_until(page, "document.querySelectorAll('#groups section.group').length === 230")
+            assert (
+                page.locator("#groups section.group.current").get_attribute("data-id")
+                == str(review.session.groups.index(review.session.groups[205]))
+                or page.locator("#groups section.group.current").count() == 1
+            )
+            page.close()

@@ -53,7 +53,9 @@ def test_every_request_needs_the_token(served: tuple[TestClient, WebReview, Path
     # Everything else needs the token in a header; no cookie is ever set or read (a cookie
     # would go to every port of 127.0.0.1).
     assert client.get("/api/plan").status_code == 403
-    assert client.get("/api/plan", cookies={"dedup_token": TOKEN}).status_code == 403
+    client.cookies.set("dedup_token", TOKEN)
+    assert client.get("/api/plan").status_code == 403
+    client.cookies.clear()
     assert client.get("/api/plan", params={"token": TOKEN}).status_code == 403
     plan = client.get("/api/plan", headers=HEADERS)
     assert plan.status_code == 200 and "set-cookie" not in plan.headers

@@ -171,15 +171,47 @@ function card(group, number) {
   return section;
 }
 
+// Cards are drawn a batch at a time, more as the reviewer scrolls or moves near the end: a
+// plan of tens of thousands of groups shows its first cards at once.
+const BATCH = 100;
+let more = null;
+
+function drawMore() {
+  const groupsNode = $("groups");
+  const from = groupsNode.querySelectorAll("section.group").length;
+  const to = Math.min(state.shown, state.order.length);
+  for (let position = from; position < to; position += 1) {
+    groupsNode.insertBefore(card(state.plan.groups[state.order[position]], position + 1), $("more"));
+  }
+  $("more").hidden = to >= state.order.length;
+  $("more").textContent = `${state.order.length - to} more groups below`;
+}
+
 function render() {
   arrange();
+  state.shown = Math.max(state.shown || BATCH, state.current + 1);
   const groupsNode = $("groups");
-  groupsNode.replaceChildren();
-  state.order.forEach((id, position) => groupsNode.append(card(state.plan.groups[id], position + 1)));
-  if (!state.order.length) groupsNode.append(el("p", { text: "No duplicate groups to show." }));
+  groupsNode.replaceChildren(el("p", { id: "more", class: "more" }));
+  if (!state.order.length) groupsNode.prepend(el("p", { text: "No duplicate groups to show." }));
+  drawMore();
+  if (!more && "IntersectionObserver" in window) {
+    more = new IntersectionObserver((seen) => {
+      if (seen.some((entry) => entry.isIntersecting) && state.shown < state.order.length) {
+        state.shown += BATCH;
+        drawMore();
+      }
+    }, { rootMargin: "600px" });
+  }
+  if (more) {
+    more.disconnect();
+    more.observe($("more"));
+  }
   const related = state.plan.groups.filter((g) => g.related !== null);
   $("related-heading").hidden = related.length === 0;
-  $("related").replaceChildren(...related.map((g) => card(g, 0)));
+  $("related").replaceChildren(...related.slice(0, 500).map((g) => card(g, 0)));
+  if (related.length > 500) {
+    $("related").append(el("p", { class: "more", text: `… and ${related.length - 500} more related pairs (see dedup find --json)` }));
+  }
   updateSummary();
   $("finish").hidden = !state.plan.finish;
   $("apply").hidden = state.plan.actions.length === 0;
@@ -218,6 +250,10 @@ function renderRuns() {
 }
 
 function setCurrent(at, chosen) {
+  if (at >= state.shown) {
+    state.shown = at + BATCH;
+    drawMore();
+  }
   const before = state.order[state.current];
   state.current = at;
   state.chosen = chosen;
