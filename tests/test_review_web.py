@@ -30,6 +30,18 @@ def signed(group: int, position: int, full: bool = False) -> str:
     return f"/api/image/{group}/{position}?{extra}s={image_signature(TOKEN, group, position, full)}"
 
 
+def apply_move(client: TestClient, to: str, *, accept_all: bool = True) -> Any:
+    """Accept every group (unless told not to), then Apply a move to ``to`` with the counts
+    the page would have confirmed; the response."""
+    if accept_all:
+        client.post("/api/accept-all", headers=HEADERS, json={})
+    pending = client.get("/api/pending", headers=HEADERS).json()
+    confirm = {"files": pending["files"], "bytes": pending["bytes"]}
+    return client.post(
+        "/api/apply", headers=HEADERS, json={"action": "move", "to": to, "confirm": confirm}
+    )
+
+
 def planned(root: Path, store: Store) -> WebReview:
     result = find_duplicates(root, store, get_spec("effnet"), EmbedOptions(device="cpu", workers=0))
     return WebReview(ReviewSession(result.plan), [store])
@@ -413,21 +425,10 @@ def test_a_relative_quarantine_is_refused_and_each_destination_is_named(
     with Store(default_db_path(library)) as store:
         review = planned(library, store)
         with TestClient(make_app(review, TOKEN)) as client:
-            client.post("/api/accept-all", headers=HEADERS, json={})
-            pending = client.get("/api/pending", headers=HEADERS).json()
-            confirm = {"files": pending["files"], "bytes": pending["bytes"]}
-            relative = client.post(
-                "/api/apply",
-                headers=HEADERS,
-                json={"action": "move", "to": "quarantine", "confirm": confirm},
-            )
+            relative = apply_move(client, "quarantine")
             assert relative.status_code == 400 and "full path" in relative.json()["error"]
             assert not (tmp_path / "quarantine").exists()
-            moved = client.post(
-                "/api/apply",
-                headers=HEADERS,
-                json={"action": "move", "to": str(tmp_path / "q"), "confirm": confirm},
-            ).json()
+            moved = apply_move(client, str(tmp_path / "q")).json()
     assert moved["quarantine"] == str((tmp_path / "q").resolve())
     assert all(Path(d["destination"]).is_relative_to(tmp_path / "q") for d in moved["done"])
 
@@ -478,12 +479,7 @@ def test_a_group_whose_files_were_all_skipped_stays_open(library: Path, tmp_path
             keeper = Path(group.files[group.keeper].absolute)
             os.utime(keeper, ns=(1, 1))  # the keeper changed since planning: every file skips
             pending = client.get("/api/pending", headers=HEADERS).json()
-            confirm = {"files": pending["files"], "bytes": pending["bytes"]}
-            result = client.post(
-                "/api/apply",
-                headers=HEADERS,
-                json={"action": "move", "to": str(tmp_path / "q"), "confirm": confirm},
-            ).json()
+            result = apply_move(client, str(tmp_path / "q"), accept_all=False).json()
             assert result["skipped"] and not result["done"]
             assert group.applied is None
             assert client.get("/api/pending", headers=HEADERS).json()["files"] == pending["files"]
@@ -533,14 +529,7 @@ def test_a_partial_undo_is_reported_and_can_be_run_again(library: Path, tmp_path
     with Store(default_db_path(library)) as store:
         review = planned(library, store)
         with TestClient(make_app(review, TOKEN)) as client:
-            client.post("/api/accept-all", headers=HEADERS, json={})
-            pending = client.get("/api/pending", headers=HEADERS).json()
-            confirm = {"files": pending["files"], "bytes": pending["bytes"]}
-            result = client.post(
-                "/api/apply",
-                headers=HEADERS,
-                json={"action": "move", "to": str(tmp_path / "q"), "confirm": confirm},
-            ).json()
+            result = apply_move(client, str(tmp_path / "q")).json()
             blocker = Path(result["done"][0]["path"])
             blocker.write_bytes(b"a new file now sits where the copy was")
             undone = client.post("/api/undo", headers=HEADERS, json={"run_id": result["run_id"]})
