@@ -541,3 +541,31 @@ def test_a_partial_undo_is_reported_and_can_be_run_again(library: Path, tmp_path
             again = client.post("/api/undo", headers=HEADERS, json={"run_id": result["run_id"]})
             assert again.status_code == 200 and again.json()["complete"] is True
             assert blocker.exists()
+
+
+def test_not_duplicates_is_remembered_when_marked_and_forgotten_when_taken_back(
+    library: Path,
+) -> None:
+    """A reviewer who marks a group and closes the browser without Apply: the next find
+    does not propose it again. Taking the mark back forgets it."""
+    with Store(default_db_path(library)) as store:
+        review = planned(library, store)
+        number = next(
+            k
+            for k, g in enumerate(review.session.groups)
+            if len({f.content_hash for f in g.files}) > 1
+        )
+        hashes = sorted({f.content_hash for f in review.session.groups[number].files})
+        with TestClient(make_app(review, TOKEN)) as client:
+            client.post(
+                "/api/decision", headers=HEADERS, json={"group": number, "not_duplicates": True}
+            )
+            assert (hashes[0], hashes[1]) in store.not_duplicate_pairs()
+            again = planned(library, store)
+            assert not any(
+                {f.content_hash for f in g.files} == set(hashes) for g in again.session.groups
+            )
+            client.post(
+                "/api/decision", headers=HEADERS, json={"group": number, "not_duplicates": False}
+            )
+            assert (hashes[0], hashes[1]) not in store.not_duplicate_pairs()

@@ -114,6 +114,17 @@ class WebReview:
     def save(self, group: ReviewGroup) -> None:
         save_decision(self.stores[0], group)
 
+    def remember(self, group: ReviewGroup) -> None:
+        """ "Not duplicates" is remembered by content the moment it is marked, in every
+        folder's database (no ``find`` proposes the group again, Apply or not), and
+        forgotten when the mark is taken back."""
+        hashes = [f.content_hash for f in group.files if f.content_hash]
+        for store in {id(s): s for s in self.stores}.values():
+            if group.not_duplicates:
+                store.remember_not_duplicates(hashes)
+            else:
+                store.forget_not_duplicates(hashes)
+
     def facts(self, file: FileInfo) -> dict[str, str | None]:
         """Format, capture time and camera, read once per file through its pinned folder."""
         absolute = Path(file.absolute)
@@ -353,10 +364,13 @@ def make_app(
             try:
                 number = _index(body.get("group"), len(review.session.groups), "group")
                 group = review.session.groups[number]
+                was_rejected = group.not_duplicates
                 _apply_decision(group, body)
             except ValueError as exc:
                 return JSONResponse({"error": f"bad decision: {exc}"}, 400)
             review.save(group)
+            if group.not_duplicates != was_rejected:
+                review.remember(group)
             return JSONResponse(group_state(review, number))
 
     def accept_all_now(body: dict[str, Any]) -> Response:

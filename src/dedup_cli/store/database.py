@@ -537,6 +537,20 @@ class Store:
                 )
         return len(pairs)
 
+    def forget_not_duplicates(self, content_hashes: Iterable[str]) -> int:
+        """Forget every remembered pair among these contents (a reviewer took the mark
+        back); returns pairs forgotten."""
+        unique = sorted(set(content_hashes))
+        pairs = [(a, b) for k, a in enumerate(unique) for b in unique[k + 1 :]]
+        forgotten = 0
+        with self.transaction(write=True) as conn:
+            for a, b in pairs:
+                forgotten += conn.execute(
+                    text("DELETE FROM not_duplicates WHERE hash_a = :a AND hash_b = :b"),
+                    {"a": a, "b": b},
+                ).rowcount
+        return forgotten
+
     def not_duplicate_pairs(self) -> set[tuple[str, str]]:
         """Remembered pairs (sorted hash tuples)."""
         with self.transaction() as conn:
