@@ -443,7 +443,7 @@ async function openApply() {
   state.pending = counts;
   $("results").replaceChildren();
   $("dialog-counts").textContent =
-    `${counts.groups} accepted group(s): ${counts.files} file(s) to remove, ${bytes(counts.bytes)}; ` +
+    `${counts.files} file(s) to remove from ${counts.groups} accepted group(s), ${bytes(counts.bytes)}; ` +
     `${counts.not_duplicates} group(s) to remember as not duplicates. Keepers are never touched, ` +
     "and every file is checked again before it is removed.";
   const select = $("action");
