@@ -14,6 +14,7 @@ INDEXES = ("auto", "exact", "ann")  # how candidate pairs are searched (search.c
 ACTIONS = ("trash", "move", "delete")  # what happens to planned copies (act.execute)
 REVIEWS = ("auto", "terminal", "gui", "web", "html", "none")  # how a plan is looked at (cli.acting)
 DEVICES = ("auto", "cpu", "cuda", "mps")  # where a model runs (models)
+PAIRS = ("keep", "ignore")  # RAW+JPEG and Live Photo sets: kept whole, or planned alone (core.sets)
 
 
 def choices(names: tuple[str, ...]) -> str:

@@ -61,6 +61,25 @@ ThresholdOpt = Annotated[
         show_default=False,
     ),
 ]
+PreferOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--prefer",
+        metavar="FORMATS",
+        help="With --keep quality: an order of formats to keep first when copies tie on "
+        "pixels and metadata, e.g. raw,heic,jpeg (before the file size).",
+        show_default=False,
+    ),
+]
+PairsOpt = Annotated[
+    str,
+    typer.Option(
+        "--pairs",
+        metavar="[keep|ignore]",
+        help="keep: a RAW and its JPEG or HEIC, a Live Photo's still and movie (same folder "
+        "and name) are never split or removed for each other; ignore: plan each file alone.",
+    ),
+]
 DbOpt = Annotated[
     Path | None,
     typer.Option(
@@ -208,6 +227,13 @@ def embed_options(
         include_hidden=include_hidden,
         exclude=tuple(exclude or ()),
     )
+
+
+def preferred_formats(prefer: str | None, keep: str) -> tuple[str, ...]:
+    """``--prefer raw,heic,jpeg`` as an order, checked before any work."""
+    from dedup_cli.core.keep import check_prefer
+
+    return check_prefer(tuple((prefer or "").split(",")), keep)
 
 
 def check_folder(root: Path) -> None:

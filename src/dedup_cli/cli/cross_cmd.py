@@ -30,6 +30,8 @@ from dedup_cli.cli.common import (
     IndexOpt,
     JsonOpt,
     ModelOpt,
+    PairsOpt,
+    PreferOpt,
     QuietOpt,
     RichProgress,
     ThresholdOpt,
@@ -38,6 +40,7 @@ from dedup_cli.cli.common import (
     embed_options,
     handle_errors,
     open_store,
+    preferred_formats,
 )
 from dedup_cli.cli.render import out_console, print_plan
 from dedup_cli.config import DEFAULT_BATCH_SIZE, DEFAULT_KEEP, DEFAULT_MODEL, choices
@@ -57,6 +60,8 @@ def cross_command(
             "db1 (keep all of A), db2 (keep all of B).",
         ),
     ] = DEFAULT_KEEP,
+    prefer: PreferOpt = None,
+    pairs: PairsOpt = "keep",
     model: ModelOpt = DEFAULT_MODEL,
     embedding_type: EmbeddingTypeOpt = None,
     threshold: ThresholdOpt = None,
@@ -100,6 +105,8 @@ def cross_command(
 ) -> None:
     """Find duplicates between folders A and B only (never within one); act on copies."""
     with handle_errors():
+        from dedup_cli.core.keep import CROSS_RULES, check_keep
+        from dedup_cli.core.sets import check_pairs
         from dedup_cli.jobs.cross import cross_find
         from dedup_cli.jobs.workflow import (
             check_separate_databases,
@@ -110,6 +117,9 @@ def cross_command(
         from dedup_cli.store.database import default_db_path
 
         check_action(action, to, review, html, [folder_a, folder_b])
+        check_keep(keep, CROSS_RULES)
+        order = preferred_formats(prefer, keep)
+        check_pairs(pairs)
         if threshold is not None:
             validate_threshold(threshold)
         check_separate_folders([folder_a, folder_b])
@@ -133,6 +143,8 @@ def cross_command(
                 options,
                 threshold=threshold,
                 keep=keep,
+                prefer=order,
+                pairs=pairs,
                 hash_missing=hash_missing,
                 verify=verify,
                 geometric=geometric,

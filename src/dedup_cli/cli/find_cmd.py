@@ -31,6 +31,8 @@ from dedup_cli.cli.common import (
     IndexOpt,
     JsonOpt,
     ModelOpt,
+    PairsOpt,
+    PreferOpt,
     QuietOpt,
     RichProgress,
     RootsArg,
@@ -41,6 +43,7 @@ from dedup_cli.cli.common import (
     embed_options,
     handle_errors,
     open_store,
+    preferred_formats,
 )
 from dedup_cli.cli.render import out_console, print_plan
 from dedup_cli.config import DEFAULT_BATCH_SIZE, DEFAULT_KEEP, DEFAULT_MODEL, choices
@@ -64,6 +67,8 @@ def find_command(
             "shortest-path.",
         ),
     ] = DEFAULT_KEEP,
+    prefer: PreferOpt = None,
+    pairs: PairsOpt = "keep",
     action: ActionOpt = "report",
     to: ToOpt = None,
     yes: YesOpt = False,
@@ -102,6 +107,7 @@ def find_command(
     only with --action."""
     with handle_errors():
         from dedup_cli.core.keep import FIND_RULES, check_keep
+        from dedup_cli.core.sets import check_pairs
         from dedup_cli.jobs.find import Folder, find_in_folders
         from dedup_cli.jobs.workflow import validate_threshold
         from dedup_cli.models import get_spec
@@ -109,6 +115,8 @@ def find_command(
         check_folders(roots, db)
         check_action(action, to, review, html, roots)
         check_keep(keep, FIND_RULES)
+        order = preferred_formats(prefer, keep)
+        check_pairs(pairs)
         if threshold is not None:
             validate_threshold(threshold)
         spec = get_spec(model, embedding_type)
@@ -122,6 +130,8 @@ def find_command(
                 options,
                 threshold=threshold,
                 keep=keep,
+                prefer=order,
+                pairs=pairs,
                 verify=verify,
                 geometric=geometric,
                 index=index,

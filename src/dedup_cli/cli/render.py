@@ -50,6 +50,19 @@ def print_plan(plan: Any, related: list[dict[str, Any]] | None = None) -> None:
         )
     if related:
         print_related(related)
+    held = getattr(plan, "held_back", [])
+    if held:
+        out_console.print(
+            f"[bold]kept with their set[/bold] ({len(held)}): a RAW and its JPEG or HEIC, or "
+            "a Live Photo's still and movie, stay together (--pairs ignore plans them alone)",
+            highlight=False,
+        )
+        for item in held[:GROUPS_SHOWN]:
+            out_console.print(
+                f"  {markup(item['path'])}: {markup(item['reason'])}", highlight=False
+            )
+        if len(held) > GROUPS_SHOWN:
+            out_console.print(f"  … and {len(held) - GROUPS_SHOWN} more (see --json)")
 
 
 def print_related(related: list[dict[str, Any]]) -> None:

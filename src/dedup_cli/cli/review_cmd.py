@@ -18,6 +18,8 @@ from dedup_cli.cli.common import (
     ExcludeOpt,
     HiddenOpt,
     ModelOpt,
+    PairsOpt,
+    PreferOpt,
     QuietOpt,
     RichProgress,
     RootsArg,
@@ -29,6 +31,7 @@ from dedup_cli.cli.common import (
     err_console,
     handle_errors,
     open_store,
+    preferred_formats,
 )
 from dedup_cli.config import DEFAULT_BATCH_SIZE, DEFAULT_KEEP, DEFAULT_MODEL, choices
 from dedup_cli.core.keep import FIND_RULES
@@ -77,6 +80,8 @@ def review_command(
             help="Which file the plan keeps at first (see docs/keep.md).",
         ),
     ] = DEFAULT_KEEP,
+    prefer: PreferOpt = None,
+    pairs: PairsOpt = "keep",
     db: DbOpt = None,
     batch_size: BatchOpt = DEFAULT_BATCH_SIZE,
     workers: WorkersOpt = None,
@@ -90,6 +95,7 @@ def review_command(
     """Plan as find does, then review in the browser: decide per group, Apply, Undo."""
     with handle_errors():
         from dedup_cli.core.keep import check_keep
+        from dedup_cli.core.sets import check_pairs
         from dedup_cli.errors import UsageError
         from dedup_cli.jobs.find import Folder, find_in_folders
         from dedup_cli.jobs.workflow import validate_threshold
@@ -97,6 +103,8 @@ def review_command(
 
         check_folders(roots, db)
         check_keep(keep, FIND_RULES)
+        order = preferred_formats(prefer, keep)
+        check_pairs(pairs)
         if threshold is not None:
             validate_threshold(threshold)
         if not 0 <= port <= 65535:
@@ -117,6 +125,8 @@ def review_command(
                     options,
                     threshold=threshold,
                     keep=keep,
+                    prefer=order,
+                    pairs=pairs,
                     progress=RichProgress("hashing", quiet),
                 ).plan
             serve_plan(plan, stores, allow_delete=allow_delete, port=port, open_browser=not no_open)

@@ -12,7 +12,8 @@ CLI. Ties always fall back to the path, so the choice is the same on every run.
 ``quality`` (the default everywhere) keeps the best copy the files can show: the most
 pixels; then not a conversion or re-encode of another member (``media.provenance``: a PNG
 holding a JPEG's pixels, a JPEG re-saved from another); then the richer metadata (capture
-time, camera, GPS); then the larger file; then the name without a copy mark (``(1)``,
+time, camera, GPS); then, with ``--prefer``, the preferred format; then the larger file;
+then the name without a copy mark (``(1)``,
 `` copy``, ``-2``); then the shallower path; then the older file. ``largest`` is the
 original tool's rule, unchanged.
 """
@@ -28,6 +29,7 @@ from typing import Any
 
 from dedup_cli.core.files import FileInfo
 from dedup_cli.errors import UsageError
+from dedup_cli.media.companions import kind_of
 from dedup_cli.media.filenames import base_stems
 from dedup_cli.media.provenance import Encoding, encoding_of, made_from
 
@@ -146,6 +148,52 @@ _NAME_ALIASES = {"largest": "largest-name"}
 BY_PATH = "first by path (they tie on everything else)"
 
 
+# Formats ``--prefer`` can order (``quality`` consults the order before bytes).
+FORMATS = ("raw", "heic", "jpeg", "png", "webp", "avif", "tiff", "gif", "bmp")
+_PILLOW_FORMATS = {
+    "JPEG": "jpeg",
+    "MPO": "jpeg",
+    "HEIF": "heic",
+    "PNG": "png",
+    "WEBP": "webp",
+    "AVIF": "avif",
+    "TIFF": "tiff",
+    "GIF": "gif",
+    "BMP": "bmp",
+}
+
+
+def format_of(seen: Seen) -> str | None:
+    """A file's format as ``--prefer`` names it: RAW by its extension (Pillow reads no RAW),
+    the others by what the header says."""
+    if kind_of(seen.file.path) == "raw":
+        return "raw"
+    return _PILLOW_FORMATS.get(seen.encoding().format or "")
+
+
+def check_prefer(prefer: Sequence[str], rule: str) -> tuple[str, ...]:
+    """The ``--prefer`` order, checked: known formats, each once, with ``quality``."""
+    order = tuple(p.strip().lower() for p in prefer if p.strip())
+    unknown = [p for p in order if p not in FORMATS]
+    if unknown:
+        raise UsageError(f"--prefer takes formats among {', '.join(FORMATS)}, not {unknown[0]!r}")
+    if len(set(order)) != len(order):
+        raise UsageError("--prefer names each format once")
+    if order and rule != "quality":
+        raise UsageError("--prefer orders formats for --keep quality only")
+    return order
+
+
+def preferring(order: Sequence[str]) -> Criterion:
+    """The criterion ``--prefer`` adds to ``quality``, before the file size: a format
+    earlier in ``order`` wins; formats not named come after every named one."""
+    rank = {name: k for k, name in enumerate(order)}
+    return Criterion(
+        f"the preferred format ({' > '.join(order)})",
+        lambda s: rank.get(format_of(s) or "", len(order)),
+    )
+
+
 def check_keep(rule: str, allowed: Sequence[str]) -> str:
     """``rule`` if this job accepts it; the one place a keep rule is validated."""
     if rule not in allowed:
@@ -166,9 +214,14 @@ class KeeperRank:
         rule: str,
         files: Sequence[FileInfo],
         standing: Callable[[int], Standing] | None = None,
+        prefer: Sequence[str] = (),
     ) -> None:
         self.rule = rule
         self.criteria = KEEP_RULES[rule]
+        order = check_prefer(prefer, rule)
+        if order:
+            at = self.criteria.index(LARGER_FILE)
+            self.criteria = (*self.criteria[:at], preferring(order), *self.criteria[at:])
         self.files = files
         self.standing = standing or (lambda _i: Standing())
         self._keys: dict[int, tuple[Any, ...]] = {}
@@ -235,9 +288,11 @@ def keeper_rank(
     files: Sequence[FileInfo],
     standing: Callable[[int], Standing] | None = None,
     allowed: Sequence[str] = FIND_RULES,
+    prefer: Sequence[str] = (),
 ) -> KeeperRank:
-    """The ranking of ``files`` by ``rule`` (checked against the job's ``allowed`` rules)."""
-    return KeeperRank(check_keep(rule, allowed), files, standing)
+    """The ranking of ``files`` by ``rule`` (checked against the job's ``allowed`` rules);
+    ``prefer``: an order of formats ``quality`` consults before the file size."""
+    return KeeperRank(check_keep(rule, allowed), files, standing, prefer)
 
 
 def best_of(rank: Callable[[int], Hashable], members: Sequence[int]) -> int:

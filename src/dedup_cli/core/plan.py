@@ -44,6 +44,9 @@ class Plan:
     # Every folder the plan spans (``find A B``, ``cross``); the journal lives in the first's
     # database. Empty: ``root`` alone.
     roots: list[Path] = field(default_factory=list)
+    # Planned removals a policy took back (``core.sets``: a file kept with its RAW or Live
+    # Photo set), each ``{"path", "reason"}``: shown, never acted on.
+    held_back: list[dict[str, str]] = field(default_factory=list)
 
     def shown(self, file: FileInfo) -> str:
         """How a file is named to the user: relative to the folder, or in full when the plan
@@ -70,6 +73,7 @@ class Plan:
                 "files_to_remove": self.files_to_remove,
                 "bytes_to_free": self.bytes_to_free,
             },
+            "held_back": self.held_back,
             "groups": [
                 {
                     "keep": str(g.keep.absolute),

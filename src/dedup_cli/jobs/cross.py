@@ -20,10 +20,11 @@ import numpy as np
 
 from dedup_cli.config import DEFAULT_KEEP
 from dedup_cli.confirm.rederive import rederive_shared_hashes
-from dedup_cli.core.keep import CROSS_RULES, Standing, check_keep, keeper_rank
+from dedup_cli.core.keep import CROSS_RULES, Standing, check_keep, check_prefer, keeper_rank
 from dedup_cli.core.pairs import Pairs
 from dedup_cli.core.plan import Plan, make_plan
 from dedup_cli.core.progress import Progress
+from dedup_cli.core.sets import check_pairs, keep_sets_whole
 from dedup_cli.embed.collection import FileTable, empty_stored, load_collection
 from dedup_cli.embed.pipeline import HashReport, embed_root, needs_work
 from dedup_cli.errors import DedupError
@@ -37,6 +38,7 @@ from dedup_cli.jobs.workflow import (
     tried_against_keepers,
     validate_threshold,
 )
+from dedup_cli.media.companions import Companions
 from dedup_cli.media.scan import ScanResult, scan
 from dedup_cli.models import ModelSpec, resolve_device
 from dedup_cli.search.candidates import choose_index
@@ -182,9 +184,14 @@ def cross_find(
     geometric: bool = True,
     index: str = "auto",
     progress: Progress | None = None,
+    prefer: Sequence[str] = (),
+    pairs: str = "keep",
 ) -> CrossResult:
-    """Plan the removal of confirmed duplicates between two folders."""
+    """Plan the removal of confirmed duplicates between two folders (``prefer`` and
+    ``pairs`` as for ``find``)."""
     check_keep(keep, CROSS_RULES)
+    check_prefer(prefer, keep)
+    check_pairs(pairs)
     threshold = validate_threshold(spec.default_threshold if threshold is None else threshold)
     a_root, b_root = check_separate_folders([root_a, root_b])
     check_separate_databases([store_a.path, store_b.path])
@@ -231,7 +238,7 @@ def cross_find(
     def side_of(i: int) -> int:
         return 0 if i < offset else 1
 
-    rank = keeper_rank(keep, files, lambda i: Standing(side=side_of(i)), CROSS_RULES)
+    rank = keeper_rank(keep, files, lambda i: Standing(side=side_of(i)), CROSS_RULES, prefer)
     same_bytes, exact_links = _exact_across(
         [*a.files.content_hashes, *b.files.content_hashes], offset
     )
@@ -253,6 +260,8 @@ def cross_find(
     plan = make_plan(a_root, spec.key, threshold, f"cross-{keep}", files, groups, rank.why)
     plan.roots = [a_root, b_root]
     plan.related = confirmation.related
+    if pairs == "keep":
+        keep_sets_whole(plan, Companions().of)
     matched = set(confirmed.left.tolist()) | set(confirmed.right.tolist())
     for members in byte_identical([*a.files.content_hashes, *b.files.content_hashes]):
         if members[0] < offset <= members[-1]:  # in both folders

@@ -21,10 +21,11 @@ import numpy as np
 
 from dedup_cli.config import DEFAULT_KEEP
 from dedup_cli.confirm.rederive import RederivedHashes, rederive_shared_hashes
-from dedup_cli.core.keep import FIND_RULES, check_keep, keeper_rank
+from dedup_cli.core.keep import FIND_RULES, check_keep, check_prefer, keeper_rank
 from dedup_cli.core.pairs import Pairs
 from dedup_cli.core.plan import Plan, make_plan
 from dedup_cli.core.progress import Progress
+from dedup_cli.core.sets import check_pairs, keep_sets_whole
 from dedup_cli.embed.collection import (
     Collection,
     FileTable,
@@ -46,6 +47,7 @@ from dedup_cli.jobs.workflow import (
     tried_against_keepers,
     validate_threshold,
 )
+from dedup_cli.media.companions import Companions
 from dedup_cli.media.scan import scan
 from dedup_cli.models import ModelSpec
 from dedup_cli.search.candidates import find_candidates, mark_searched, rows_written_since
@@ -136,6 +138,8 @@ def find_duplicates(
     new_only: bool = False,
     progress: Progress | None = None,
     neighbours: int | None = NEIGHBOURS,
+    prefer: Sequence[str] = (),
+    pairs: str = "keep",
 ) -> FindResult:
     """Hash what is missing, then plan the removal of confirmed duplicates in one folder
     (``find_in_folders`` says what each setting does)."""
@@ -151,6 +155,8 @@ def find_duplicates(
         new_only=new_only,
         progress=progress,
         neighbours=neighbours,
+        prefer=prefer,
+        pairs=pairs,
     )
 
 
@@ -167,14 +173,20 @@ def find_in_folders(
     new_only: bool = False,
     progress: Progress | None = None,
     neighbours: int | None = NEIGHBOURS,
+    prefer: Sequence[str] = (),
+    pairs: str = "keep",
 ) -> FindResult:
     """Hash what is missing in each folder, then plan the removal of confirmed duplicates
     among all their files, within a folder and across them (``new_only``: among pairs with
     a file added since each database's last ``find``). ``neighbours``: candidates per file
     (``search.nearest``); None proposes every pair in range and proves each, as dedup 0.1
-    did: work that grows with how alike the photos look."""
+    did: work that grows with how alike the photos look. ``prefer``: an order of formats
+    the ``quality`` keeper consults before the file size. ``pairs``: ``keep`` holds back
+    removals that would split a RAW+JPEG or Live Photo set (``core.sets``)."""
     threshold = validate_threshold(spec.default_threshold if threshold is None else threshold)
     check_keep(keep, FIND_RULES)
+    check_prefer(prefer, keep)
+    check_pairs(pairs)
     if not folders:
         raise UsageError("find needs at least one folder")
     roots = check_separate_folders([f.root for f in folders])
@@ -249,7 +261,7 @@ def find_in_folders(
         )
 
     proved = proved_from_files(found_by.pairs)
-    rank = keeper_rank(keep, files)
+    rank = keeper_rank(keep, files, prefer=prefer)
     if neighbours is None:
         groups = group_proved(proved, rank, exact_sets)
     else:
@@ -267,6 +279,8 @@ def find_in_folders(
     plan = make_plan(roots[0], spec.key, threshold, keep, files, groups, rank.why)
     plan.roots = roots
     plan.related = confirmation.related
+    if pairs == "keep":
+        keep_sets_whole(plan, Companions().of)
     for folder, collection in zip(folders, loaded_folders):
         if collection.model_id is not None:
             mark_searched(folder.store, collection.model_id, collection.files.seqs, scope)

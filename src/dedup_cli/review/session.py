@@ -162,6 +162,7 @@ class ReviewSession:
             self.plan.keep_strategy,
             not_duplicates=self.not_duplicate_groups(),
             roots=self.plan.roots,
+            held_back=self.plan.held_back,
         )
         if self.cancelled:
             return reviewed
