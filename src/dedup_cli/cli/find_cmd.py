@@ -45,7 +45,7 @@ from dedup_cli.cli.common import (
     open_store,
     preferred_formats,
 )
-from dedup_cli.cli.render import out_console, print_plan
+from dedup_cli.cli.render import out_console, print_came_back, print_plan
 from dedup_cli.config import DEFAULT_BATCH_SIZE, DEFAULT_KEEP, DEFAULT_MODEL, choices
 from dedup_cli.core.keep import FIND_RULES
 from dedup_cli.text import markup
@@ -155,6 +155,7 @@ def find_command(
 def print_find_summary(result: Any) -> None:
     plan = result.plan
     print_plan(plan, result.related)
+    print_came_back(result.came_back)
     table = Table(
         title=f"dedup find · {plan.model} · threshold {plan.threshold:.3f}", show_header=False
     )
@@ -185,4 +186,6 @@ def print_find_summary(result: Any) -> None:
     table.add_row("look-alikes not confirmed", str(result.unconfirmed_pairs))
     if result.related:
         table.add_row("related pairs (kept, listed above)", str(len(result.related)))
+    if result.came_back:
+        table.add_row("came back after removal (listed above)", str(len(result.came_back)))
     out_console.print(table)

@@ -77,3 +77,22 @@ def print_related(related: list[dict[str, Any]]) -> None:
         out_console.print(f"  {markup(pair['a'])}  ~  {markup(pair['b'])}", highlight=False)
     if len(related) > GROUPS_SHOWN:
         out_console.print(f"  … and {len(related) - GROUPS_SHOWN} more (see --json)")
+
+
+def print_came_back(came_back: list[dict[str, Any]]) -> None:
+    """Files whose content a dedup run removed before (a backup that uploaded deleted
+    copies again): named with the run that removed it."""
+    if not came_back:
+        return
+    out_console.print(
+        f"[bold]came back[/bold] ({len(came_back)}): content a dedup run removed before",
+        highlight=False,
+    )
+    for item in came_back[:GROUPS_SHOWN]:
+        out_console.print(
+            f"  {markup(item['path'])}: removed by run {markup(item['run_id'])} "
+            f"({markup(item['action'])} of {markup(item['removed'])})",
+            highlight=False,
+        )
+    if len(came_back) > GROUPS_SHOWN:
+        out_console.print(f"  … and {len(came_back) - GROUPS_SHOWN} more (see --json)")

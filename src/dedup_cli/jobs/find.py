@@ -82,6 +82,9 @@ class FindResult:
     new_files: int | None = None  # --new-only: files compared against the whole collection
     # Files whose stored content hash another file shares, read and hashed again this run.
     rederived: RederivedHashes = field(default_factory=RederivedHashes)
+    # Files whose content a dedup run removed before and no undo put back (a phone backup
+    # uploading deleted copies again): ``{"path", "removed", "run_id", "action", "at"}``.
+    came_back: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         document = self.plan.as_dict()
@@ -107,12 +110,14 @@ class FindResult:
             "new_files": self.new_files,
             "hashes_rederived": self.rederived.read,
             "stored_hashes_wrong": self.rederived.differed,
+            "came_back": len(self.came_back),
         }
         document["index_file"] = self.index_file
         document["unreadable"] = [{"path": p, "error": e} for p, e in self.unreadable]
         document["scan_errors"] = [{"path": p, "error": e} for p, e in self.hashing.scan_errors]
         document["unconfirmed"] = self.unconfirmed
         document["related"] = self.related
+        document["came_back"] = self.came_back
         return document
 
 
@@ -304,7 +309,36 @@ def find_in_folders(
         index_file=found_by.index,
         new_files=None if new_rows is None else len(new_rows),
         rederived=rederived,
+        came_back=came_back(files, [folder.store for folder in folders]),
     )
+
+
+def came_back(files: FileTable | JoinedFiles, stores: Sequence[Store]) -> list[dict[str, Any]]:
+    """The files whose content a run journaled in ``stores`` removed, and no undo put back
+    (the tombstones are the journal's done actions). Reported only: such a file is planned
+    like any other, as a proved copy of a keeper that is still there; one with no copy
+    left is the last copy, and stays."""
+    removed: dict[str, dict[str, Any]] = {}
+    for store in {id(s): s for s in stores}.values():
+        removed.update(store.removed_contents())
+    if not removed:
+        return []
+    back = []
+    for k, digest in enumerate(files.content_hashes):
+        if digest and digest in removed:
+            earlier = removed[digest]
+            if str(files[k].absolute) in earlier["keepers"]:
+                continue  # the file a byte copy was removed for: it never left
+            back.append(
+                {
+                    "path": str(files[k].absolute),
+                    "removed": earlier["path"],
+                    "run_id": earlier["run_id"],
+                    "action": earlier["action"],
+                    "at": earlier["at"],
+                }
+            )
+    return back
 
 
 @dataclass

@@ -559,6 +559,31 @@ class Store:
                 for r in conn.execute(text("SELECT hash_a, hash_b FROM not_duplicates"))
             }
 
+    def removed_contents(self) -> dict[str, dict[str, Any]]:
+        """Tombstones: the content hash of every file a run of this database removed and no
+        undo put back, with the newest removal of each (path, run, action, when) and every
+        keeper a removal of it was made for (a byte copy's keeper holds the same content and
+        did not come back). Read from the journal itself, so nothing else has to be kept in
+        step with it."""
+        found: dict[str, dict[str, Any]] = {}
+        with self.transaction() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT content_hash, path, keeper, run_id, action, at FROM actions "
+                    "WHERE status = 'done' AND content_hash IS NOT NULL ORDER BY at"
+                )
+            )
+            for row in rows:
+                keepers = found.get(row.content_hash, {}).get("keepers", set())
+                found[row.content_hash] = {
+                    "path": row.path,
+                    "run_id": row.run_id,
+                    "action": row.action,
+                    "at": row.at,
+                    "keepers": keepers | {row.keeper},
+                }
+        return found
+
     def save_review_decision(self, group_key: str, decision: dict[str, Any]) -> None:
         """Save (replace) what a reviewer decided for one group."""
         with self.transaction(write=True) as conn:
