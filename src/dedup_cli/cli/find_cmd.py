@@ -45,7 +45,7 @@ from dedup_cli.cli.common import (
     open_store,
     preferred_formats,
 )
-from dedup_cli.cli.render import out_console, print_came_back, print_plan
+from dedup_cli.cli.render import out_console, print_bursts, print_came_back, print_plan
 from dedup_cli.config import DEFAULT_BATCH_SIZE, DEFAULT_KEEP, DEFAULT_MODEL, choices
 from dedup_cli.core.keep import FIND_RULES
 from dedup_cli.text import markup
@@ -69,6 +69,14 @@ def find_command(
     ] = DEFAULT_KEEP,
     prefer: PreferOpt = None,
     pairs: PairsOpt = "keep",
+    list_bursts: Annotated[
+        bool,
+        typer.Option(
+            "--bursts",
+            help="Also list bursts (shots by one camera seconds apart), sharpest frame "
+            "marked; reads every file's EXIF. Bursts are never planned for removal.",
+        ),
+    ] = False,
     action: ActionOpt = "report",
     to: ToOpt = None,
     yes: YesOpt = False,
@@ -132,6 +140,7 @@ def find_command(
                 keep=keep,
                 prefer=order,
                 pairs=pairs,
+                list_bursts=list_bursts,
                 verify=verify,
                 geometric=geometric,
                 index=index,
@@ -156,6 +165,7 @@ def print_find_summary(result: Any) -> None:
     plan = result.plan
     print_plan(plan, result.related)
     print_came_back(result.came_back)
+    print_bursts(result.bursts)
     table = Table(
         title=f"dedup find · {plan.model} · threshold {plan.threshold:.3f}", show_header=False
     )

@@ -96,3 +96,26 @@ def print_came_back(came_back: list[dict[str, Any]]) -> None:
         )
     if len(came_back) > GROUPS_SHOWN:
         out_console.print(f"  … and {len(came_back) - GROUPS_SHOWN} more (see --json)")
+
+
+def print_bursts(listed: list[dict[str, Any]] | None) -> None:
+    """``find --bursts``: each burst with its frames, the sharpest marked."""
+    if listed is None:
+        return
+    out_console.print(
+        f"[bold]bursts[/bold] ({len(listed)}): shots by one camera seconds apart; none is "
+        "planned for removal",
+        highlight=False,
+    )
+    for burst in listed[:GROUPS_SHOWN]:
+        out_console.print(
+            f"  {markup(burst['camera'])}, {len(burst['frames'])} frames", highlight=False
+        )
+        for frame in burst["frames"]:
+            mark = "[green]sharpest[/green] " if frame["path"] == burst["sharpest"] else ""
+            out_console.print(
+                f"    {mark}{markup(frame['path'])} (sharpness {frame['sharpness']})",
+                highlight=False,
+            )
+    if len(listed) > GROUPS_SHOWN:
+        out_console.print(f"  … and {len(listed) - GROUPS_SHOWN} more (see --json)")

@@ -10,6 +10,7 @@ that every file lies inside its own folder.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ import numpy as np
 
 from dedup_cli.config import DEFAULT_KEEP
 from dedup_cli.confirm.rederive import rederive_shared_hashes
+from dedup_cli.core.bursts import hold_back_other_shots
 from dedup_cli.core.keep import CROSS_RULES, Standing, check_keep, check_prefer, keeper_rank
 from dedup_cli.core.pairs import Pairs
 from dedup_cli.core.plan import Plan, make_plan
@@ -39,6 +41,7 @@ from dedup_cli.jobs.workflow import (
     validate_threshold,
 )
 from dedup_cli.media.companions import Companions
+from dedup_cli.media.provenance import capture_moment
 from dedup_cli.media.scan import ScanResult, scan
 from dedup_cli.models import ModelSpec, resolve_device
 from dedup_cli.search.candidates import choose_index
@@ -262,6 +265,7 @@ def cross_find(
     plan.related = confirmation.related
     if pairs == "keep":
         keep_sets_whole(plan, Companions().of)
+    hold_back_other_shots(plan, functools.lru_cache(maxsize=None)(capture_moment))
     matched = set(confirmed.left.tolist()) | set(confirmed.right.tolist())
     for members in byte_identical([*a.files.content_hashes, *b.files.content_hashes]):
         if members[0] < offset <= members[-1]:  # in both folders

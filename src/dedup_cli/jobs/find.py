@@ -10,9 +10,10 @@ and the run's journal lives in the first one's.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import numpy as np
 
 from dedup_cli.config import DEFAULT_KEEP
 from dedup_cli.confirm.rederive import RederivedHashes, rederive_shared_hashes
+from dedup_cli.core.bursts import bursts, hold_back_other_shots
 from dedup_cli.core.keep import FIND_RULES, check_keep, check_prefer, keeper_rank
 from dedup_cli.core.pairs import Pairs
 from dedup_cli.core.plan import Plan, make_plan
@@ -48,6 +50,7 @@ from dedup_cli.jobs.workflow import (
     validate_threshold,
 )
 from dedup_cli.media.companions import Companions
+from dedup_cli.media.provenance import capture_moment, sharpness
 from dedup_cli.media.scan import scan
 from dedup_cli.models import ModelSpec
 from dedup_cli.search.candidates import find_candidates, mark_searched, rows_written_since
@@ -85,6 +88,9 @@ class FindResult:
     # Files whose content a dedup run removed before and no undo put back (a phone backup
     # uploading deleted copies again): ``{"path", "removed", "run_id", "action", "at"}``.
     came_back: list[dict[str, Any]] = field(default_factory=list)
+    # --bursts: runs of shots by one camera seconds apart, sharpest frame marked (None: not
+    # asked for).
+    bursts: list[dict[str, Any]] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         document = self.plan.as_dict()
@@ -118,6 +124,8 @@ class FindResult:
         document["unconfirmed"] = self.unconfirmed
         document["related"] = self.related
         document["came_back"] = self.came_back
+        if self.bursts is not None:
+            document["bursts"] = self.bursts
         return document
 
 
@@ -145,6 +153,7 @@ def find_duplicates(
     neighbours: int | None = NEIGHBOURS,
     prefer: Sequence[str] = (),
     pairs: str = "keep",
+    list_bursts: bool = False,
 ) -> FindResult:
     """Hash what is missing, then plan the removal of confirmed duplicates in one folder
     (``find_in_folders`` says what each setting does)."""
@@ -162,6 +171,7 @@ def find_duplicates(
         neighbours=neighbours,
         prefer=prefer,
         pairs=pairs,
+        list_bursts=list_bursts,
     )
 
 
@@ -180,6 +190,7 @@ def find_in_folders(
     neighbours: int | None = NEIGHBOURS,
     prefer: Sequence[str] = (),
     pairs: str = "keep",
+    list_bursts: bool = False,
 ) -> FindResult:
     """Hash what is missing in each folder, then plan the removal of confirmed duplicates
     among all their files, within a folder and across them (``new_only``: among pairs with
@@ -187,7 +198,10 @@ def find_in_folders(
     (``search.nearest``); None proposes every pair in range and proves each, as dedup 0.1
     did: work that grows with how alike the photos look. ``prefer``: an order of formats
     the ``quality`` keeper consults before the file size. ``pairs``: ``keep`` holds back
-    removals that would split a RAW+JPEG or Live Photo set (``core.sets``)."""
+    removals that would split a RAW+JPEG or Live Photo set (``core.sets``). A file that is
+    another shot than its keeper (one camera, another capture time) is always held back
+    (``core.bursts``); ``list_bursts`` also lists the folder's bursts, sharpest frame
+    marked (reads every file's EXIF)."""
     threshold = validate_threshold(spec.default_threshold if threshold is None else threshold)
     check_keep(keep, FIND_RULES)
     check_prefer(prefer, keep)
@@ -286,6 +300,8 @@ def find_in_folders(
     plan.related = confirmation.related
     if pairs == "keep":
         keep_sets_whole(plan, Companions().of)
+    moment_of = functools.lru_cache(maxsize=None)(capture_moment)
+    hold_back_other_shots(plan, moment_of)
     for folder, collection in zip(folders, loaded_folders):
         if collection.model_id is not None:
             mark_searched(folder.store, collection.model_id, collection.files.seqs, scope)
@@ -310,7 +326,36 @@ def find_in_folders(
         new_files=None if new_rows is None else len(new_rows),
         rederived=rederived,
         came_back=came_back(files, [folder.store for folder in folders]),
+        bursts=listed_bursts(files, moment_of) if list_bursts else None,
     )
+
+
+def listed_bursts(
+    files: FileTable | JoinedFiles, moment_of: Callable[[Path], tuple[str, float] | None]
+) -> list[dict[str, Any]]:
+    """The bursts among ``files`` (``core.bursts``), each frame with its capture time and
+    sharpness, the sharpest named. Nothing here is planned for removal."""
+    moments = []
+    for k in range(len(files)):
+        moment = moment_of(Path(files[k].absolute))
+        if moment is not None:
+            moments.append((k, moment[0], moment[1]))
+    listed = []
+    for run in bursts(moments):
+        frames: list[dict[str, Any]] = []
+        for k in run:
+            camera, seconds = moment_of(Path(files[k].absolute)) or ("", 0.0)
+            score = sharpness(files[k].absolute)
+            frames.append(
+                {
+                    "path": str(files[k].absolute),
+                    "taken": seconds,
+                    "sharpness": None if score is None else round(score, 2),
+                }
+            )
+        best = max(frames, key=lambda f: -1.0 if f["sharpness"] is None else float(f["sharpness"]))
+        listed.append({"camera": camera, "frames": frames, "sharpest": best["path"]})
+    return listed
 
 
 def came_back(files: FileTable | JoinedFiles, stores: Sequence[Store]) -> list[dict[str, Any]]:

@@ -101,6 +101,49 @@ def photo_facts(source: str | os.PathLike[str] | BinaryIO) -> dict[str, str | No
     return facts
 
 
+def capture_moment(path: str | os.PathLike[str]) -> tuple[str, float] | None:
+    """(camera, seconds) of the shot from EXIF: Make and Model, DateTimeOriginal with
+    SubSecTimeOriginal. None when the file does not say (a copy that lost its EXIF)."""
+    import datetime
+
+    try:
+        with Image.open(path) as image:
+            exif = image.getexif()
+            shot = exif.get_ifd(0x8769)
+            taken, fraction = shot.get(0x9003), shot.get(0x9291)
+            make, model = exif.get(0x010F), exif.get(0x0110)
+    except Exception:  # noqa: BLE001 - unreadable: nothing known
+        return None
+    camera = " ".join(str(v).strip("\0 ") for v in (make, model) if v)
+    if not isinstance(taken, str) or not camera:
+        return None
+    try:
+        when = datetime.datetime.strptime(taken.strip("\0 "), "%Y:%m:%d %H:%M:%S")
+    except ValueError:
+        return None
+    seconds = when.replace(tzinfo=datetime.timezone.utc).timestamp()
+    digits = str(fraction).strip("\0 ") if fraction is not None else ""
+    if digits.isdigit():
+        seconds += int(digits) / 10 ** len(digits)
+    return camera, seconds
+
+
+def sharpness(path: str | os.PathLike[str], side: int = 512) -> float | None:
+    """How sharp a picture is: the variance of the Laplacian of its gray image at ``side``
+    pixels (a blurred or shaken frame scores low). None when unreadable."""
+    import cv2
+
+    from dedup_cli.media.decode import ImageDecodeError, decode_for_display
+
+    try:
+        image = decode_for_display(path, side)
+    except (OSError, ImageDecodeError):
+        return None
+    image.thumbnail((side, side))
+    gray = np.asarray(image.convert("L"), dtype=np.float32)
+    return float(cv2.Laplacian(gray, cv2.CV_32F).var())
+
+
 def _metadata(image: Image.Image) -> tuple[str, ...]:
     try:
         exif = image.getexif()
