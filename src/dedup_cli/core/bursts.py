@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from dedup_cli.core.methods import EXACT
 from dedup_cli.core.plan import Plan, PlannedGroup
 
 BURST_GAP = 2.0  # seconds between two frames of one burst
@@ -27,10 +28,15 @@ def hold_back_other_shots(
     camera, another capture time); each is added to ``plan.held_back``."""
     held: dict[Path, str] = {}
     for group in plan.groups:
+        # Byte-identical files carry the same EXIF: only groups with other copies are read
+        # (a header each), so a folder of exact copies costs nothing here.
+        others = [r for r in group.remove if r.method != EXACT]
+        if not others:
+            continue
         kept = moment_of(Path(group.keep.absolute))
         if kept is None:
             continue
-        for removal in group.remove:
+        for removal in others:
             mine = moment_of(Path(removal.file.absolute))
             if mine is not None and mine[0] == kept[0] and mine[1] != kept[1]:
                 apart = abs(mine[1] - kept[1])
