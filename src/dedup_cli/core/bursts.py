@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from dedup_cli.core.methods import EXACT
-from dedup_cli.core.plan import Plan, PlannedGroup
+from dedup_cli.core.plan import Plan
 
 BURST_GAP = 2.0  # seconds between two frames of one burst
 
@@ -44,15 +44,7 @@ def hold_back_other_shots(
                     f"another shot than its keeper {Path(group.keep.absolute).name} "
                     f"({mine[0]}, taken {apart:.2f} s apart): a burst, not a copy"
                 )
-    if not held:
-        return plan
-    groups = []
-    for group in plan.groups:
-        remove = tuple(r for r in group.remove if Path(r.file.absolute) not in held)
-        if remove:
-            groups.append(PlannedGroup(group.keep, remove, group.why))
-    plan.groups = groups
-    plan.held_back += [{"path": str(p), "reason": why} for p, why in sorted(held.items())]
+    plan.hold_back(held)
     return plan
 
 

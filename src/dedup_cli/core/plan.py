@@ -48,6 +48,20 @@ class Plan:
     # Photo set), each ``{"path", "reason"}``: shown, never acted on.
     held_back: list[dict[str, str]] = field(default_factory=list)
 
+    def hold_back(self, held: dict[Path, str]) -> None:
+        """Take these planned removals back (a policy's, with its reason for each): their
+        groups lose them, a group left with nothing to remove goes, and each is listed in
+        ``held_back``. Never adds a removal."""
+        if not held:
+            return
+        groups = []
+        for group in self.groups:
+            remove = tuple(r for r in group.remove if Path(r.file.absolute) not in held)
+            if remove:
+                groups.append(PlannedGroup(group.keep, remove, group.why))
+        self.groups = groups
+        self.held_back += [{"path": str(p), "reason": why} for p, why in sorted(held.items())]
+
     def shown(self, file: FileInfo) -> str:
         """How a file is named to the user: relative to the folder, or in full when the plan
         spans several (the same relative path may be in each)."""

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dedup_cli.config import PAIRS
-from dedup_cli.core.plan import Plan, PlannedGroup
+from dedup_cli.core.plan import Plan
 from dedup_cli.errors import UsageError
 
 
@@ -55,13 +55,5 @@ def keep_sets_whole(plan: Plan, companions_of: Callable[[Path], list[Path]]) -> 
                     reason = "kept with its set: " + ", ".join(o.name for o in staying)
                 held[path] = reason
                 changed = True
-    if not held:
-        return plan
-    kept_groups = []
-    for group in plan.groups:
-        remove = tuple(r for r in group.remove if Path(r.file.absolute) not in held)
-        if remove:
-            kept_groups.append(PlannedGroup(group.keep, remove, group.why))
-    plan.groups = kept_groups
-    plan.held_back += [{"path": str(p), "reason": why} for p, why in sorted(held.items())]
+    plan.hold_back(held)
     return plan
