@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from dedup_cli.core.progress import Progress
 from dedup_cli.malloc_tuning import default_malloc, keep_freed_memory
 from dedup_cli.media.decode import ImageDecodeError, content_hash, decode, read_file
+from dedup_cli.media.raw import is_raw, raw_preview
 from dedup_cli.media.scan import ScannedFile, ScanResult, scan
 from dedup_cli.models import ModelSpec, load_model, resolve_device
 from dedup_cli.store import Store
@@ -142,7 +143,10 @@ class DecodeDataset:
             return item
         item["hash"] = content_hash(data)
         try:
-            decoded = decode(data, self.size)
+            # A RAW is embedded from the camera's own JPEG inside it (``media.raw``); its
+            # content hash is of the whole file.
+            picture = raw_preview(data) if is_raw(file.absolute) else data
+            decoded = decode(picture, self.size)
         except ImageDecodeError as exc:
             item["error"] = str(exc)
             return item

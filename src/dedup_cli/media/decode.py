@@ -174,6 +174,12 @@ def decode_for_display(path: str | os.PathLike[str] | BinaryIO, side: int) -> Im
     ``DISPLAY_REDUCE_ABOVE_BYTES`` decoded is reduced while converted, to at least twice
     ``side`` on its long edge."""
     _register_plugins()
+    if isinstance(path, (str, os.PathLike)):
+        from dedup_cli.media.raw import is_raw, raw_preview
+
+        if is_raw(path):  # the camera's embedded JPEG (media.raw)
+            with open(path, "rb") as handle:
+                path = io.BytesIO(raw_preview(handle.read()))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -10,10 +10,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dedup_cli.errors import UsageError
+from dedup_cli.media.companions import RAW_EXTENSIONS
 
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic", ".heif", ".avif"}
-)
+IMAGE_EXTENSIONS = (
+    frozenset(
+        {
+            ".jpg",
+            ".jpeg",
+            ".png",
+            ".webp",
+            ".bmp",
+            ".tif",
+            ".tiff",
+            ".gif",
+            ".heic",
+            ".heif",
+            ".avif",
+        }
+    )
+    | RAW_EXTENSIONS
+)  # a RAW is seen through its embedded preview (media.raw)
 # The database and SQLite's side files are never scanned, whatever their names.
 DB_SUFFIXES = ("", "-wal", "-shm", "-journal")
 

@@ -49,6 +49,7 @@ from dedup_cli.errors import DedupError
 from dedup_cli.media.decode import ImageDecodeError, decode_for_display
 from dedup_cli.media.fsops import Pinned
 from dedup_cli.media.provenance import photo_facts
+from dedup_cli.media.raw import is_raw, raw_preview
 from dedup_cli.review.decisions import restore_decisions, save_decision
 from dedup_cli.review.session import ReviewGroup, ReviewSession
 from dedup_cli.store import Store
@@ -218,7 +219,13 @@ class ThumbnailCache:
                 self._made.move_to_end(key)
                 return self._made[key]
         with pinned.open_read() as handle:
-            thumb = _thumbnail(handle)
+            if is_raw(absolute):  # the camera's embedded JPEG (media.raw)
+                try:
+                    thumb = _thumbnail(io.BytesIO(raw_preview(handle.read())))
+                except ImageDecodeError:
+                    thumb = None
+            else:
+                thumb = _thumbnail(handle)
         with self._lock:
             self._made[key] = thumb
             while len(self._made) > self.capacity:
@@ -342,12 +349,14 @@ def make_app(
         try:
             group, position = int(request.path_params["group"]), int(request.path_params["file"])
             file = review.file(group, position)
+            raw = is_raw(file.absolute)
             with _pinned(review, file) as pinned:
                 if full:
-                    shown = _full(pinned.read_bytes())
+                    data = pinned.read_bytes()
+                    shown = _full(raw_preview(data) if raw else data)
                 else:
                     thumb = review.thumbnails.get(pinned, Path(file.absolute))
-        except (LookupError, ValueError, OSError):
+        except (LookupError, ValueError, OSError, ImageDecodeError):
             return Response("not found", 404)
         # The browser may keep pictures a while: redrawing a card must not fetch them again.
         cache = {"Cache-Control": "private, max-age=600"}
