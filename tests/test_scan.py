@@ -45,6 +45,7 @@ def test_extensions_are_case_insensitive_and_non_images_ignored(tmp_path: Path) 
         "i.heic",
         "j.HEIF",
         "k.avif",
+        "raw.cr2",  # a RAW is read through its embedded preview (media.raw)
     ]
 
 
