@@ -29,9 +29,9 @@ from typing import Any
 
 from dedup_cli.core.files import FileInfo
 from dedup_cli.errors import UsageError
-from dedup_cli.media.companions import kind_of
 from dedup_cli.media.filenames import base_stems
 from dedup_cli.media.provenance import Encoding, encoding_of, made_from
+from dedup_cli.media.raw import is_raw
 
 # The ``quality`` rule compares members' files pairwise for conversions only among the
 # members that tie on the most pixels, and among at most this many of them.
@@ -166,7 +166,7 @@ _PILLOW_FORMATS = {
 def format_of(seen: Seen) -> str | None:
     """A file's format as ``--prefer`` names it: RAW by its extension (Pillow reads no RAW),
     the others by what the header says."""
-    if kind_of(seen.file.path) == "raw":
+    if is_raw(seen.file.path):
         return "raw"
     return _PILLOW_FORMATS.get(seen.encoding().format or "")
 

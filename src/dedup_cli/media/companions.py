@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import unicodedata
-from collections.abc import Iterable
 from pathlib import Path
 
 RAW_EXTENSIONS = frozenset(
@@ -68,12 +67,3 @@ class Companions:
         names = self._listing(path.parent).get(_stem(path.name), [])
         others = [n for n in names if n != path.name and kind_of(n) != mine]
         return [path.parent / n for n in sorted(others)]
-
-    def sets(self, paths: Iterable[Path]) -> dict[Path, list[Path]]:
-        """``of`` for each path that has companions."""
-        found = {}
-        for path in paths:
-            others = self.of(path)
-            if others:
-                found[path] = others
-        return found

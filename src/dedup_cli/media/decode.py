@@ -175,11 +175,9 @@ def decode_for_display(path: str | os.PathLike[str] | BinaryIO, side: int) -> Im
     ``side`` on its long edge."""
     _register_plugins()
     if isinstance(path, (str, os.PathLike)):
-        from dedup_cli.media.raw import is_raw, raw_preview
+        from dedup_cli.media.raw import picture_source
 
-        if is_raw(path):  # the camera's embedded JPEG (media.raw)
-            with open(path, "rb") as handle:
-                path = io.BytesIO(raw_preview(handle.read()))
+        path = picture_source(path)  # a RAW: the camera's embedded JPEG
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -74,14 +74,10 @@ def encoding_of(path: str | os.PathLike[str]) -> Encoding:
 def pixel_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
     """Width and height from the header (upright), or None when unreadable; of a RAW, its
     embedded preview's (``media.raw``)."""
-    source: str | os.PathLike[str] | io.BytesIO = path
     try:
-        from dedup_cli.media.raw import is_raw, raw_preview
+        from dedup_cli.media.raw import picture_source
 
-        if is_raw(path):
-            with open(path, "rb") as handle:
-                source = io.BytesIO(raw_preview(handle.read()))
-        with Image.open(source) as image:
+        with Image.open(picture_source(path)) as image:
             width, height = image.size
             turned = exif_orientation(image) in (5, 6, 7, 8)
     except Exception:  # noqa: BLE001 - unreadable: no size known

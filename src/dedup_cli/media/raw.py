@@ -17,7 +17,7 @@ import warnings
 
 from PIL import Image
 
-from dedup_cli.media.companions import RAW_EXTENSIONS
+from dedup_cli.media.companions import kind_of
 from dedup_cli.media.decode import ImageDecodeError
 
 JPEG_START = b"\xff\xd8\xff"
@@ -26,7 +26,15 @@ MAX_CANDIDATES = 32
 
 
 def is_raw(name: str | os.PathLike[str]) -> bool:
-    return os.path.splitext(os.fspath(name))[1].lower() in RAW_EXTENSIONS
+    return kind_of(os.fspath(name)) == "raw"
+
+
+def picture_source(path: str | os.PathLike[str]) -> str | os.PathLike[str] | io.BytesIO:
+    """What to open for a file's picture: the file itself, or a RAW's embedded preview."""
+    if not is_raw(path):
+        return path
+    with open(path, "rb") as handle:
+        return io.BytesIO(raw_preview(handle.read()))
 
 
 def raw_preview(data: bytes) -> bytes:
