@@ -569,3 +569,72 @@ def test_not_duplicates_is_remembered_when_marked_and_forgotten_when_taken_back(
                 "/api/decision", headers=HEADERS, json={"group": number, "not_duplicates": False}
             )
             assert (hashes[0], hashes[1]) not in store.not_duplicate_pairs()
+
+
+def _hold_lock(root: str, ready: Any, release: Any) -> None:
+    from dedup_cli.act.locking import acting_on
+
+    with acting_on([Path(root)]):
+        ready.set()
+        release.wait(30)
+
+
+def test_apply_while_another_dedup_acts_on_the_folder_does_nothing(
+    library: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import multiprocessing
+
+    monkeypatch.setenv("DEDUP_LOCK_TIMEOUT", "0.5")
+    before = {p: p.read_bytes() for p in library.rglob("*") if p.is_file()}
+    context = multiprocessing.get_context("spawn")
+    ready, release = context.Event(), context.Event()
+    holder = context.Process(target=_hold_lock, args=(str(library), ready, release))
+    holder.start()
+    try:
+        assert ready.wait(60)
+        with Store(default_db_path(library)) as store:
+            review = planned(library, store)
+            with TestClient(make_app(review, TOKEN)) as client:
+                answer = apply_move(client, str(tmp_path / "q"))
+                assert answer.status_code == 409 and "another dedup run" in answer.json()["error"]
+                assert client.get("/api/plan", headers=HEADERS).json()["runs"] == []
+    finally:
+        release.set()
+        holder.join(30)
+    assert not (tmp_path / "q").exists() or not any((tmp_path / "q").rglob("*.*"))
+    after = {p: p.read_bytes() for p in library.rglob("*") if p.is_file() and p in before}
+    assert after == before
+
+
+def test_a_keeper_whose_bytes_rotted_since_the_review_keeps_its_copy(
+    library: Path, tmp_path: Path
+) -> None:
+    """Same size, same mtime, other bytes: the copy is not removed for a damaged keeper."""
+    with Store(default_db_path(library)) as store:
+        review = planned(library, store)
+        number = next(
+            k
+            for k, g in enumerate(review.session.groups)
+            if {f.content_hash for f in g.files} == {g.files[0].content_hash}
+        )
+        group = review.session.groups[number]
+        keeper, copy = Path(group.files[0].absolute), Path(group.files[1].absolute)
+        with TestClient(make_app(review, TOKEN)) as client:
+            client.post("/api/decision", headers=HEADERS, json={"group": number, "accepted": True})
+            stat = keeper.stat()
+            data = bytearray(keeper.read_bytes())
+            data[len(data) // 2 : len(data) // 2 + 200] = b"\x07" * 200
+            keeper.write_bytes(bytes(data))
+            os.utime(keeper, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+            result = apply_move(client, str(tmp_path / "q"), accept_all=False).json()
+    assert [Path(s["path"]) for s in result["skipped"]] == [copy] and not result["done"]
+    assert copy.exists()
+
+
+def test_a_quarantine_reached_through_a_symlink_into_the_folder_is_refused(
+    served: tuple[TestClient, WebReview, Path], tmp_path: Path
+) -> None:
+    client, _review, library = served
+    (tmp_path / "looks-outside").symlink_to(library / "trip", target_is_directory=True)
+    answer = apply_move(client, str(tmp_path / "looks-outside"))
+    assert answer.status_code == 400 and "inside a scanned folder" in answer.json()["error"]
