@@ -106,3 +106,81 @@ def test_burst_frames_are_never_removed_and_are_listed_with_the_sharpest(
     assert Path(burst["sharpest"]).name != "IMG_0103.JPG"  # the shaken frame
     listing = runner.invoke(app, ["find", str(root), "--workers", "0", "--bursts"])
     assert "bursts (1)" in listing.stdout and "sharpest" in listing.stdout
+
+
+def test_remove_all_but_best_is_the_one_way_burst_frames_go(
+    tmp_path: Path, photos: dict[str, Image.Image]
+) -> None:
+    """Three distinct frames a second apart: listed, never removed; with
+    ``--bursts remove-all-but-best`` every frame but the sharpest goes, and undo brings
+    them back."""
+    root = (tmp_path / "burst").resolve()
+    root.mkdir()
+    base = photos["rocket"]
+    shot(base, root / "IMG_0201.JPG", "2026:06:01 12:00:00", "10")
+    shot(
+        base.filter(ImageFilter.GaussianBlur(2)), root / "IMG_0202.JPG", "2026:06:01 12:00:00", "60"
+    )
+    shot(
+        base.filter(ImageFilter.GaussianBlur(4)), root / "IMG_0203.JPG", "2026:06:01 12:00:01", "20"
+    )
+    before = {p.name: p.read_bytes() for p in root.iterdir()}
+    listed = runner.invoke(
+        app,
+        ["find", str(root), "--json", "--workers", "0", "--bursts", "--action", "delete", "--yes"],
+    )
+    assert listed.exit_code == 0, listed.stderr
+    assert {p.name: p.read_bytes() for p in root.iterdir() if p.suffix == ".JPG"} == before
+    quarantine = tmp_path / "q"
+    result = runner.invoke(
+        app,
+        [
+            "find",
+            str(root),
+            "--json",
+            "--workers",
+            "0",
+            "--bursts",
+            "remove-all-but-best",
+            "--action",
+            "move",
+            "--to",
+            str(quarantine),
+            "--yes",
+        ],
+    )
+    assert result.exit_code == 0, result.stderr
+    document = json.loads(result.stdout)
+    [group] = document["groups"]
+    assert Path(group["keep"]).name == "IMG_0201.JPG"  # the sharpest
+    assert group["keep_reason"] == "the sharpest frame of its burst"
+    assert {Path(p).name for p in group["remove"]} == {"IMG_0202.JPG", "IMG_0203.JPG"}
+    assert {f["method"] for f in group["remove_files"]} == {"burst"}
+    assert sorted(p.name for p in root.glob("*.JPG")) == ["IMG_0201.JPG"]
+    undone = runner.invoke(app, ["undo", "--db", str(root / "image_database.db")])
+    assert undone.exit_code == 0, undone.stderr
+    assert {p.name: p.read_bytes() for p in root.iterdir() if p.suffix == ".JPG"} == before
+
+
+def test_a_burst_with_a_frame_in_a_duplicate_group_is_left_alone(
+    tmp_path: Path, photos: dict[str, Image.Image]
+) -> None:
+    """The sharpest frame's copy elsewhere is a duplicate group: removing frames for the
+    burst at the same time could leave no copy of one of them; the burst waits."""
+    root = (tmp_path / "burst").resolve()
+    root.mkdir()
+    base = photos["rocket"]
+    shot(base, root / "IMG_0201.JPG", "2026:06:01 12:00:00", "10")
+    shot(
+        base.filter(ImageFilter.GaussianBlur(4)), root / "IMG_0202.JPG", "2026:06:01 12:00:01", "20"
+    )
+    (root / "copy").mkdir()
+    (root / "copy" / "IMG_0202.JPG").write_bytes((root / "IMG_0202.JPG").read_bytes())
+    result = runner.invoke(
+        app, ["find", str(root), "--json", "--workers", "0", "--bursts", "remove-all-but-best"]
+    )
+    assert result.exit_code == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert all(f["method"] != "burst" for g in document["groups"] for f in g["remove_files"])
+    [burst] = document["bursts"]
+    assert burst["left"].startswith("left as it is: a frame of it is in a duplicate group")

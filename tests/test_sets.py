@@ -18,7 +18,8 @@ from dedup_cli.cli import app
 from dedup_cli.core.files import FileInfo
 from dedup_cli.core.plan import Plan, PlannedGroup, Removal
 from dedup_cli.core.sets import keep_sets_whole
-from dedup_cli.media.companions import Companions
+from dedup_cli.media.companions import MOVIE, SIDECAR, Companions
+from dedup_cli.media.scan import is_image_name
 
 runner = CliRunner()
 
@@ -81,12 +82,26 @@ def test_the_set_policy_only_takes_removals_back_and_never_splits_a_set(
 
 
 def test_companions_are_files_of_other_kinds_under_one_stem(tmp_path: Path) -> None:
-    for name in ("IMG_1.JPG", "IMG_1.CR2", "IMG_2.HEIC", "img_2.mov", "a.jpg", "a.png", "b.jpg"):
+    names = ("IMG_1.JPG", "IMG_1.CR2", "IMG_1.xmp", "IMG_2.HEIC", "img_2.mov", "a.jpg", "a.png")
+    for name in (*names, "b.jpg", "b.jpg.XMP", "c.png", "c.png.xmp"):
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / "b.JPEG").write_bytes(b"x")
     found = Companions()
     assert found.of(tmp_path / "IMG_1.JPG") == [tmp_path / "IMG_1.CR2"]
-    assert found.of(tmp_path / "IMG_2.HEIC") == [tmp_path / "img_2.mov"]
+    # A movie, a sidecar or an edit file is not a member of a set: it follows its picture.
+    assert found.of(tmp_path / "IMG_2.HEIC") == []
+    assert found.followers(tmp_path / "IMG_2.HEIC") == [(tmp_path / "img_2.mov", MOVIE)]
+    assert found.followers(tmp_path / "IMG_1.CR2") == [(tmp_path / "IMG_1.xmp", SIDECAR)]
+    assert found.followers(tmp_path / "b.jpg") == [(tmp_path / "b.jpg.XMP", SIDECAR)]
+    assert found.followers(tmp_path / "b.JPEG") == []  # b.jpg.XMP is b.jpg's alone
+    assert found.followers(tmp_path / "c.png") == [(tmp_path / "c.png.xmp", SIDECAR)]
+    # A stem's sidecar belongs to every picture of the stem; a named one to its picture.
+    assert found.owners(tmp_path / "IMG_1.xmp", SIDECAR, is_image_name) == [
+        tmp_path / "IMG_1.CR2",
+        tmp_path / "IMG_1.JPG",
+    ]
+    assert found.owners(tmp_path / "b.jpg.XMP", SIDECAR, is_image_name) == [tmp_path / "b.jpg"]
+    assert found.owners(tmp_path / "img_2.mov", MOVIE, is_image_name) == [tmp_path / "IMG_2.HEIC"]
     assert found.of(tmp_path / "a.jpg") == []  # a PNG beside a JPEG is a conversion
     assert found.of(tmp_path / "b.jpg") == []  # two JPEGs are never a set
 

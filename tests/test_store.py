@@ -152,3 +152,31 @@ def test_a_version_2_database_gains_sequence_numbers(tmp_path: Path) -> None:
         stored = store.read_collection(m, 2, {"old.jpg", "new.jpg"})
     assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert dict(zip(stored.paths, stored.seqs.tolist())) == {"new.jpg": 1, "old.jpg": 0}
+
+
+def test_a_version_5_journal_gains_the_merge_column_and_keeps_its_rows(tmp_path: Path) -> None:
+    """Schema 6 adds ``actions.after_hash`` (``--merge-metadata``); earlier rows stay."""
+    db = tmp_path / "x.db"
+    with Store(db) as store:
+        store.start_run("r1", str(tmp_path), "move", "m", 0.9, "manifest", None)
+        store.journal(
+            "r1",
+            {
+                "path": "/p/a.jpg",
+                "keeper": "/p/b.jpg",
+                "action": "move",
+                "destination": "/q/a.jpg",
+                "size": 1,
+                "mtime_ns": 2,
+                "content_hash": "h",
+                "status": "done",
+                "reason": None,
+            },
+        )
+    conn = sqlite3.connect(db)
+    conn.executescript("ALTER TABLE actions DROP COLUMN after_hash; PRAGMA user_version = 5;")
+    conn.close()
+    with Store(db) as store:
+        [row] = store.run_actions("r1")
+    assert row["path"] == "/p/a.jpg" and row["after_hash"] is None
+    assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6

@@ -642,7 +642,7 @@ ACTIONS_TABLE = (
     "REFERENCES runs (id) ON DELETE CASCADE, path TEXT NOT NULL, keeper TEXT NOT NULL, "
     "action VARCHAR(20) NOT NULL, destination TEXT, size INTEGER NOT NULL, mtime_ns INTEGER "
     "NOT NULL, content_hash VARCHAR(32), status VARCHAR(20) NOT NULL, reason TEXT, "
-    "at FLOAT NOT NULL{extra})"
+    "at FLOAT NOT NULL, after_hash VARCHAR(32){extra})"
 )
 
 

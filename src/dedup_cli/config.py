@@ -15,6 +15,11 @@ ACTIONS = ("trash", "move", "delete")  # what happens to planned copies (act.exe
 REVIEWS = ("auto", "terminal", "gui", "web", "html", "none")  # how a plan is looked at (cli.acting)
 DEVICES = ("auto", "cpu", "cuda", "mps")  # where a model runs (models)
 PAIRS = ("keep", "ignore")  # RAW+JPEG and Live Photo sets: kept whole, or planned alone (core.sets)
+BURSTS = ("list", "remove-all-but-best")  # what find does with bursts (core.bursts)
+MERGE_MODES = ("file", "sidecar")  # where --merge-metadata writes (media.metadata)
+# Options that may be given without their value: ``--bursts`` alone is ``--bursts list``
+# (``cli.common.OptionalValues``).
+OPTIONAL_VALUES = {"--bursts": BURSTS, "--merge-metadata": MERGE_MODES}
 
 
 def choices(names: tuple[str, ...]) -> str:

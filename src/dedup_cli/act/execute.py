@@ -29,27 +29,31 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from dedup_cli.act.locking import acting_on, holding_folders, is_held_elsewhere
 from dedup_cli.act.runs_index import RecordedRun, find_run, record_run, recorded_runs
-from dedup_cli.config import ACTIONS
+from dedup_cli.config import ACTIONS, state_dir
 from dedup_cli.core.files import FileInfo
 from dedup_cli.core.methods import EXACT
 from dedup_cli.core.plan import Plan, Removal
+from dedup_cli.core.sets import Follower, followers_of
 from dedup_cli.errors import DedupError, NothingToUndoError, StoreError, UsageError
+from dedup_cli.media.companions import MOVIE, SIDECAR, Companions
 from dedup_cli.media.fsops import (
     FileSnapshot,
     Pinned,
     UnsafePathError,
+    fit_name,
     free_name,
     open_base,
     same_folder,
     transfer,
     write_atomic,
 )
+from dedup_cli.media.raw import is_raw
 from dedup_cli.store import Store, default_db_path
 
 MANIFEST_FOLDER = ".dedup-runs"
@@ -66,6 +70,8 @@ class ActionReport:
     skipped: list[dict[str, Any]] = field(default_factory=list)
     failed: list[dict[str, Any]] = field(default_factory=list)
     interrupted: bool = False  # Ctrl-C: stopped between two files, the rest untouched
+    # Keepers (or their sidecars) given fields only a removed copy had (--merge-metadata).
+    merged: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def bytes_freed(self) -> int:
@@ -86,6 +92,7 @@ class ActionReport:
             "failed": self.failed,
             "bytes_freed": self.bytes_freed,
             "interrupted": self.interrupted,
+            "merged": self.merged,
         }
 
 
@@ -212,6 +219,16 @@ class Outcome:
     report: ActionReport | None = None
 
 
+def check_merge_mode(mode: str) -> str:
+    """``file`` or ``sidecar`` (``media.metadata.MERGE_MODES``), with the library there."""
+    from dedup_cli.media.metadata import MERGE_MODES, check_available
+
+    if mode not in MERGE_MODES:
+        raise UsageError(f"--merge-metadata must be one of {', '.join(MERGE_MODES)}, not {mode!r}")
+    check_available()
+    return mode
+
+
 def checked_quarantine(move_to: Path, roots: Iterable[Path]) -> Path:
     """The quarantine folder, resolved; a UsageError when it lies inside one of ``roots``
     (or is one) or is not a folder. The CLI asks before any work, ``carry_out`` again."""
@@ -235,6 +252,7 @@ def carry_out(
     move_to: Path | None = None,
     confirm: Callable[[Plan], None] | None = None,
     remember_in: Sequence[Store] = (),
+    merge_metadata: str | None = None,
 ) -> Outcome:
     """The end of every acting job, in one call: remember the groups a reviewer marked
     "not duplicates" (in ``store`` and in ``remember_in``, the other databases of the
@@ -251,12 +269,20 @@ def carry_out(
         return outcome
     if confirm is not None:
         confirm(plan)
-    outcome.report = execute_plan(plan, store, action, move_to=move_to)
+    outcome.report = execute_plan(
+        plan, store, action, move_to=move_to, merge_metadata=merge_metadata
+    )
     return outcome
 
 
 def execute_plan(
-    plan: Plan, store: Store, action: str, *, move_to: Path | None = None, run_id: str | None = None
+    plan: Plan,
+    store: Store,
+    action: str,
+    *,
+    move_to: Path | None = None,
+    run_id: str | None = None,
+    merge_metadata: str | None = None,
 ) -> ActionReport:
     """Apply ``action`` to every planned removal; keepers are never touched.
 
@@ -266,6 +292,8 @@ def execute_plan(
     quarantine are opened once: every later step works below those descriptors."""
     if action not in ACTIONS:
         raise UsageError(f"--action must be one of {', '.join(ACTIONS)}, not {action!r}")
+    if merge_metadata is not None:
+        check_merge_mode(merge_metadata)
     root = plan.root.resolve()
     roots = sorted(
         {root}
@@ -298,6 +326,7 @@ def execute_plan(
             {r: opened.enter_context(_opened(r)) for r in roots},
             move_to,
             None if move_to is None else opened.enter_context(_opened(move_to)),
+            merge=merge_metadata,
         )
         try:
             record_run(run_id, store.path, roots=roots, action=action, quarantine=move_to)
@@ -315,13 +344,26 @@ def execute_plan(
             str(manifest),
             None if move_to is None else str(move_to),
         )
+        # What goes with each file (sidecars, Live Photo movies), read again from the
+        # folders now that they are locked: the plan's list is what was shown, not a witness.
+        followers, held = followers_of(plan, Companions()) if plan.with_followers else ({}, {})
         try:
             with _DeferredInterrupt() as interrupt:
                 for group in plan.groups:
-                    for removal in group.remove:
+                    # Byte copies first: a merge rewrites the keeper, and they are compared
+                    # with it byte for byte (they carry its metadata: nothing to merge).
+                    for removal in sorted(group.remove, key=lambda r: r.method != EXACT):
                         if interrupt.requested:
                             break
-                        _act_on_one(run, removal, group.keep, root)
+                        path = Path(removal.file.absolute)
+                        _act_on_one(
+                            run,
+                            removal,
+                            group.keep,
+                            root,
+                            followers.get(str(path), ()),
+                            held.get(path),
+                        )
                 report.interrupted = interrupt.requested
         finally:
             try:
@@ -353,6 +395,18 @@ class _Run:
     move_to: Path | None
     quarantine: int | None  # move_to, open
     verdicts: _KeeperVerdicts = field(default_factory=lambda: _KeeperVerdicts())
+    merge: str | None = None  # --merge-metadata: "file", "sidecar" or None
+    # Keepers this run rewrote (a merge), as they are now: later checks expect these bytes.
+    rewritten: dict[Path, FileSnapshot] = field(default_factory=dict)
+
+    def now(self, keeper: FileInfo) -> FileInfo:
+        """The keeper as this run expects it: as planned, or as a merge of this run left it."""
+        after = self.rewritten.get(Path(keeper.absolute))
+        if after is None:
+            return keeper
+        return replace(
+            keeper, size=after.size, mtime_ns=after.mtime_ns, content_hash=after.content_hash
+        )
 
 
 class _DeferredInterrupt:
@@ -382,87 +436,303 @@ class _DeferredInterrupt:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def _act_on_one(run: _Run, removal: Removal, keeper: FileInfo, root: Path) -> None:
-    """Check and act on one file; whatever happens to it, the run goes on."""
-    file, store, report = removal.file, run.store, run.report
-    entry: dict[str, Any] = {
-        "path": str(file.absolute),
-        "keeper": str(keeper.absolute),
+JOURNALED = ("path", "keeper", "action", "destination", "size", "mtime_ns", "content_hash")
+
+
+def _entry(
+    run: _Run, path: Path, keeper: Path, size: int, mtime_ns: int, digest: str | None
+) -> dict[str, Any]:
+    return {
+        "path": str(path),
+        "keeper": str(keeper),
         "action": run.action,
         "destination": None,
-        "size": file.size,
-        "mtime_ns": file.mtime_ns,
-        "content_hash": file.content_hash,
+        "size": size,
+        "mtime_ns": mtime_ns,
+        "content_hash": digest,
     }
-    action_id: int | None = None
-    try:
-        file_root = file.root.resolve() if file.root else root
-        keeper_root = keeper.root.resolve() if keeper.root else root
-        with (
-            Pinned(run.bases[file_root], file.path) as source,
-            Pinned(run.bases[keeper_root], keeper.path) as kept,
-            holding_folders([source.fd, kept.fd]),
-        ):
-            snapshot = check_removal(removal, keeper, source, kept, run.verdicts)
-            if run.action == "move":
-                _move(run, source, snapshot, file, entry)
-                action_id = entry.pop("_id")
-            else:
-                action_id = store.journal(
-                    report.run_id, {**entry, "status": "pending", "reason": None}
-                )
-                if not source.is_same(snapshot):
-                    raise OSError("the file changed at the moment of acting")
-                if run.action == "delete":
-                    source.unlink()
-                else:
-                    # send2trash works by path: act only if the path still leads to the
-                    # pinned folder and the very file that was checked.
-                    if not same_folder(source.fd, (file_root / file.path).parent):
-                        raise OSError("its folder was replaced at the moment of acting")
-                    from send2trash import send2trash
 
-                    send2trash(str(file_root / file.path))
+
+def _act_on_one(
+    run: _Run,
+    removal: Removal,
+    keeper: FileInfo,
+    root: Path,
+    followers: Sequence[Follower] = (),
+    held: str | None = None,
+) -> None:
+    """Check and act on one file, then on the files that go with it (``followers``, each
+    checked with it); whatever happens to them, the run goes on. ``held``: a policy's reason
+    to leave the file, found when acting."""
+    file, keeper = removal.file, run.now(keeper)
+    entry = _entry(run, file.absolute, keeper.absolute, file.size, file.mtime_ns, file.content_hash)
+    file_root = file.root.resolve() if file.root else root
+    keeper_root = keeper.root.resolve() if keeper.root else root
+    checked: list[tuple[Pinned, FileSnapshot, str, Path]] = []
+    with ExitStack() as pinned:
+
+        def act_on_file() -> None:
+            if held is not None:
+                raise _Skip(held)
+            source = pinned.enter_context(Pinned(run.bases[file_root], file.path))
+            kept = pinned.enter_context(Pinned(run.bases[keeper_root], keeper.path))
+            pinned.enter_context(holding_folders([source.fd, kept.fd]))
+            snapshot = check_removal(removal, keeper, source, kept, run.verdicts)
+            for follower in followers:
+                checked.append(
+                    _check_follower(
+                        run, follower, file_root, file.path, keeper, keeper_root, pinned
+                    )
+                )
+            if run.merge is not None and removal.method != EXACT:
+                _merge_metadata(run, source, kept, keeper, keeper_root, file, pinned)
+            _carry(run, source, snapshot, file_root, file.path, entry)
+
+        if not _recorded(run, entry, act_on_file):
+            return
+        for source, snapshot, relative, stands_for in checked:
+            follows = _entry(
+                run,
+                file_root / relative,
+                stands_for,
+                snapshot.size,
+                snapshot.mtime_ns,
+                snapshot.content_hash,
+            )
+            follows["follows"] = str(file.absolute)
+            _recorded(
+                run,
+                follows,
+                lambda s=source, n=snapshot, r=relative, e=follows: _carry(  # type: ignore[misc]
+                    run, s, n, file_root, r, e
+                ),
+            )
+
+
+def _merge_metadata(
+    run: _Run,
+    source: Pinned,
+    kept: Pinned,
+    keeper: FileInfo,
+    keeper_root: Path,
+    file: FileInfo,
+    pinned: ExitStack,
+) -> None:
+    """Give the keeper (or its XMP sidecar) the fields only the copy has, before the copy
+    goes; the earlier bytes are kept in this user's state folder and the change journaled,
+    so ``undo`` restores them byte for byte. A copy whose fields cannot be merged stays."""
+    from dedup_cli.media import metadata
+    from dedup_cli.media.decode import content_hash
+
+    copy, keeper_bytes = source.read_bytes(), kept.read_bytes()
+    if content_hash(keeper_bytes) != keeper.content_hash:
+        raise _Skip("keeper changed at the moment of merging its metadata")
+    try:
+        if run.merge == "file":
+            if is_raw(keeper.path):
+                raise _Skip(
+                    "a RAW keeper is never rewritten: use --merge-metadata sidecar to keep "
+                    "the copy's metadata"
+                )
+            merged = metadata.merged_into_file(keeper_bytes, copy)
+            target, target_path = kept, keeper.absolute
+        else:
+            name = _sidecar_name(keeper)
+            relative = (PurePosixPath(keeper.path).parent / name).as_posix()
+            target = pinned.enter_context(Pinned(run.bases[keeper_root], relative))
+            target_path = keeper.absolute.parent / name
+            before = _read(target).content_hash if target.exists() else None
+            sidecar = target.read_bytes() if before is not None else None
+            merged = metadata.merged_into_sidecar(sidecar, keeper_bytes, copy)
+    except metadata.MetadataError as exc:
+        raise _Skip(f"its metadata could not be merged into the keeper: {exc}") from None
+    if merged is None:
+        return  # the keeper lacks nothing the copy has
+    exists = target.exists()
+    was = _read(target) if exists else None
+    info = target.lstat() if exists else None
+    backup = None
+    if was is not None:
+        backup = _backup(run, was, target)
+    row = run.store.journal(
+        run.report.run_id,
+        {
+            "path": str(target_path),
+            "keeper": str(file.absolute),
+            "action": "merge",
+            "destination": None if backup is None else str(backup),
+            "size": 0 if was is None else was.size,
+            "mtime_ns": 0 if was is None else was.mtime_ns,
+            "content_hash": None if was is None else was.content_hash,
+            "after_hash": content_hash(merged.data),
+            "status": "pending",
+            "reason": None,
+        },
+    )
+    if was is not None and not target.is_same(was):
+        run.store.set_action_status(row, "skipped", "changed at the moment of merging")
+        raise _Skip("keeper changed at the moment of merging its metadata")
+    if was is None and target.exists():
+        run.store.set_action_status(row, "skipped", "a sidecar appeared at the moment of merging")
+        raise _Skip("a sidecar appeared beside the keeper at the moment of merging")
+    after = target.replace_with(merged.data, like=info)
+    run.store.set_action_status(row, "done")
+    if run.merge == "file":
+        run.rewritten[Path(keeper.absolute)] = after
+    run.report.merged.append(
+        {"path": str(target_path), "from": str(file.absolute), "fields": merged.fields}
+    )
+
+
+def _sidecar_name(keeper: FileInfo) -> str:
+    """The keeper's XMP sidecar: the one it has (its own, then its stem's), or a new
+    ``name.ext.xmp``."""
+    for path, what in Companions().followers(Path(keeper.absolute)):
+        if what == SIDECAR and path.suffix.lower() == ".xmp":
+            return path.name
+    return Path(keeper.path).name + ".xmp"
+
+
+def backups_folder(run_id: str) -> Path:
+    """Where a run keeps the bytes its merges replaced: this user's state folder, never a
+    folder that came with the photos."""
+    return state_dir() / "keeper-backups" / run_id
+
+
+def _backup(run: _Run, was: FileSnapshot, target: Pinned) -> Path:
+    data = target.read_bytes()
+    from dedup_cli.media.decode import content_hash
+
+    if content_hash(data) != was.content_hash:
+        raise _Skip("keeper changed at the moment of merging its metadata")
+    folder = backups_folder(run.report.run_id)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    name = fit_name(f"{secrets.token_hex(6)}-{target.name}")
+    write_atomic(folder, name, data)
+    return folder / name
+
+
+def _check_follower(
+    run: _Run,
+    follower: Follower,
+    file_root: Path,
+    relative: str,
+    keeper: FileInfo,
+    keeper_root: Path,
+    pinned: ExitStack,
+) -> tuple[Pinned, FileSnapshot, str, Path]:
+    """Pin and read a file that goes with ``relative``; one that would be lost with no
+    identical file beside the keeper (a movie, or a sidecar to delete) stops the removal."""
+    mine = (PurePosixPath(relative).parent / follower.name).as_posix()
+    source = pinned.enter_context(Pinned(run.bases[file_root], mine))
+    what = f"its {follower.what} {follower.name}"
+    _stat_role(source, what)
+    snapshot = _read(source)
+    stands_for = keeper.absolute
+    if follower.what == MOVIE or run.action == "delete":
+        if follower.counterpart is None:
+            raise _Skip(
+                f"{what} would be deleted and its keeper has no identical one "
+                "(use --action move or trash)"
+            )
+        theirs = (PurePosixPath(keeper.path).parent / follower.counterpart).as_posix()
+        kept = pinned.enter_context(Pinned(run.bases[keeper_root], theirs))
+        _stat_role(kept, f"its keeper's {follower.what} {follower.counterpart}")
+        try:
+            same = kept.same_bytes(source)
+        except OSError as exc:
+            raise _Skip(f"cannot read ({exc.strerror or exc})") from None
+        if not same:
+            raise _Skip(f"{what} differs from its keeper's {follower.counterpart}")
+        stands_for = keeper.absolute.parent / follower.counterpart
+    return source, snapshot, mine, stands_for
+
+
+def _carry(
+    run: _Run,
+    source: Pinned,
+    snapshot: FileSnapshot,
+    file_root: Path,
+    relative: str,
+    entry: dict[str, Any],
+) -> None:
+    """Move, delete or trash one checked file, journaled ``pending`` first (its row id in
+    ``entry["_id"]``)."""
+    if run.action == "move":
+        _move(run, source, snapshot, relative, entry)
+        return
+    entry["_id"] = run.store.journal(
+        run.report.run_id, {**_journaled(entry), "status": "pending", "reason": None}
+    )
+    if not source.is_same(snapshot):
+        raise OSError("the file changed at the moment of acting")
+    if run.action == "delete":
+        source.unlink()
+    else:
+        # send2trash works by path: act only if the path still leads to the pinned folder
+        # and the very file that was checked.
+        if not same_folder(source.fd, (file_root / relative).parent):
+            raise OSError("its folder was replaced at the moment of acting")
+        from send2trash import send2trash
+
+        send2trash(str(file_root / relative))
+
+
+def _journaled(entry: dict[str, Any]) -> dict[str, Any]:
+    return {k: entry[k] for k in JOURNALED}
+
+
+def _recorded(run: _Run, entry: dict[str, Any], act: Callable[[], None]) -> bool:
+    """Run ``act`` on ``entry``'s file and journal and report what came of it: done,
+    skipped (a check failed) or failed. True when done."""
+    store, report = run.store, run.report
+    try:
+        act()
     except (_Skip, UnsafePathError) as why:
-        action_id = action_id if action_id is not None else entry.pop("_id", None)
+        action_id = entry.pop("_id", None)
         reason = str(why) if isinstance(why, _Skip) else f"not acted on: {why.strerror or why}"
         if action_id is not None:
             store.set_action_status(action_id, "skipped", reason)
         else:
-            store.journal(report.run_id, {**entry, "status": "skipped", "reason": reason})
+            store.journal(
+                report.run_id, {**_journaled(entry), "status": "skipped", "reason": reason}
+            )
         report.skipped.append({**entry, "reason": reason})
-        return
+        return False
     except StoreError:
         raise  # the journal cannot be written: stop acting (one line from the CLI)
     except Exception as exc:  # noqa: BLE001 - any failure is recorded, the run goes on
-        action_id = action_id if action_id is not None else entry.pop("_id", None)
+        action_id = entry.pop("_id", None)
         reason = str(exc.strerror or exc) if isinstance(exc, OSError) else str(exc)
         if action_id is not None:
             store.set_action_status(action_id, "failed", reason)
         else:
-            store.journal(report.run_id, {**entry, "status": "failed", "reason": reason})
+            store.journal(
+                report.run_id, {**_journaled(entry), "status": "failed", "reason": reason}
+            )
         report.failed.append({**entry, "reason": reason})
-        return
+        return False
+    action_id = entry.pop("_id")
     report.done.append(entry)  # done on disk, whatever the journal says next
     store.set_action_status(action_id, "done")
+    return True
 
 
 def _move(
-    run: _Run, source: Pinned, snapshot: FileSnapshot, file: FileInfo, entry: dict[str, Any]
+    run: _Run, source: Pinned, snapshot: FileSnapshot, relative: str, entry: dict[str, Any]
 ) -> None:
     """Quarantine one checked file under ``move_to`` at its relative path, never over
     another file and never back inside a scanned folder."""
     assert run.move_to is not None and run.quarantine is not None
-    target = run.move_to / file.path
+    target = run.move_to / relative
     if any(target == r or target.is_relative_to(r) for r in run.roots):
         raise _Skip(f"its quarantine path {target} lies inside a scanned folder")
-    with Pinned(run.quarantine, file.path, create=True) as folder:
+    with Pinned(run.quarantine, relative, create=True) as folder:
         name = free_name(folder, folder.name)
         destination = target.with_name(name)
         entry["destination"] = str(destination)
-        journaled = {k: v for k, v in entry.items() if k != "_id"}
         entry["_id"] = run.store.journal(
-            run.report.run_id, {**journaled, "status": "pending", "reason": None}
+            run.report.run_id, {**_journaled(entry), "status": "pending", "reason": None}
         )
         transfer(source, folder.fd, name, snapshot)
 
@@ -583,8 +853,12 @@ def undo_run(store: Store, run_id: str | None = None) -> UndoReport:
             f"run {run_id} is still acting in another process; undo it when it has finished"
         )
     report = UndoReport(run_id=run_id)
+    actions = store.run_actions(run_id)
+    # Merges last and newest first: each puts back the bytes the one before it left.
+    ordered = [a for a in actions if a["action"] != "merge"]
+    ordered += [a for a in reversed(actions) if a["action"] == "merge"]
     with acting_on(recorded.roots), _DeferredInterrupt() as interrupt:
-        for action in store.run_actions(run_id):
+        for action in ordered:
             if interrupt.requested:
                 report.interrupted = True
                 return report  # files restored so far are marked; undo again for the rest
@@ -624,6 +898,9 @@ def _undo_one(
     if action["status"] not in ("done", "pending"):
         return
     original = Path(action["path"])
+    if action["action"] == "merge":
+        _undo_merge(action, recorded, store, report)
+        return
     if action["action"] != "move" or not action["destination"]:
         if action["status"] == "done":
             why = (
@@ -680,6 +957,60 @@ def _undo_one(
     report.left_in_quarantine -= 1
     store.set_action_status(action["id"], "undone")
     report.restored.append(str(original))
+
+
+def _undo_merge(
+    action: dict[str, Any], recorded: RecordedRun, store: Store, report: UndoReport
+) -> None:
+    """Put back the bytes a metadata merge replaced (from this user's backup of them), or
+    remove the sidecar it created: only over the very bytes the merge wrote."""
+    from dedup_cli.media.decode import content_hash
+
+    path = Path(action["path"])
+    home = next((r for r in recorded.roots if _inside(path, r)), None)
+    back = None if home is None else _inside(path, home)
+    backup = None if action["destination"] is None else Path(action["destination"])
+    if (
+        home is None
+        or back is None
+        or (backup is not None and _inside(backup, backups_folder(recorded.run_id)) is None)
+    ):
+        report.skipped.append(
+            {
+                "path": str(path),
+                "reason": "journal row points outside the run's folder: not restored",
+            }
+        )
+        return
+    with Pinned(home, back) as target, holding_folders([target.fd]):
+        now = target.snapshot() if target.exists() else None
+        current = None if now is None else now.content_hash
+        if current == action["content_hash"]:
+            store.set_action_status(action["id"], "undone")  # the merge never landed
+            return
+        if current != action["after_hash"]:
+            kept = "" if backup is None else f"; its earlier bytes are in {backup}"
+            report.skipped.append(
+                {"path": str(path), "reason": f"changed since its metadata was merged{kept}"}
+            )
+            return
+        assert now is not None
+        if backup is None:  # a sidecar the merge created
+            if not target.is_same(now):
+                raise OSError(errno.EAGAIN, "the file changed at the moment of acting")
+            target.unlink()
+        else:
+            data = backup.read_bytes()
+            if content_hash(data) != action["content_hash"]:
+                report.skipped.append(
+                    {"path": str(path), "reason": f"its backup {backup} is not the earlier file"}
+                )
+                return
+            if not target.is_same(now):
+                raise OSError(errno.EAGAIN, "the file changed at the moment of acting")
+            target.replace_with(data, like=target.lstat(), mtime_ns=action["mtime_ns"])
+    store.set_action_status(action["id"], "undone")
+    report.restored.append(str(path))
 
 
 def _drop_half_done_move(

@@ -19,7 +19,7 @@ from dedup_cli.cli import (
     review_cmd,
     undo_cmd,
 )
-from dedup_cli.cli.common import state
+from dedup_cli.cli.common import OptionalValues, state
 
 
 def _arguments_named_like_git() -> None:
@@ -83,8 +83,8 @@ def _main(
 
 
 app.command("hash")(hash_cmd.hash_command)
-app.command("find")(find_cmd.find_command)
-app.command("cross")(cross_cmd.cross_command)
+app.command("find", cls=OptionalValues)(find_cmd.find_command)
+app.command("cross", cls=OptionalValues)(cross_cmd.cross_command)
 app.command("review")(review_cmd.review_command)
 app.command("filename-clean")(filename_cmd.filename_clean_command)
 app.command("prune-db")(prune_cmd.prune_command)

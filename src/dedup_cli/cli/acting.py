@@ -148,11 +148,16 @@ def check_action(
     review: str = "auto",
     html: Path | None = None,
     roots: list[Path] | None = None,
+    merge_metadata: str | None = None,
 ) -> None:
     """Bad choices stop before any work (no model loaded, nothing hashed): the action and
-    its quarantine (never inside a scanned folder, never without ``--action move``), and the
+    its quarantine (never inside a scanned folder, never without ``--action move``), the
     report path (it must not replace a photo or any file that is not an earlier dedup
-    report, and its folder must exist)."""
+    report, and its folder must exist), and where metadata is merged (its library there)."""
+    if merge_metadata is not None:
+        from dedup_cli.act.execute import check_merge_mode
+
+        check_merge_mode(merge_metadata)
     if html is not None or review == "html":
         from dedup_cli.review.html import check_report_path
 
@@ -218,6 +223,7 @@ class ActingChoices:
     yes: bool = False
     review: str = "auto"
     html: Path | None = None
+    merge_metadata: str | None = None  # --merge-metadata: file, sidecar or off
 
 
 def end_with_plan(
@@ -253,6 +259,7 @@ def end_with_plan(
             move_to=choices.to,
             confirm=ask,
             remember_in=stores[1:],
+            merge_metadata=choices.merge_metadata,
         )
     except NotConfirmedError:
         if json_output:  # a script still gets the plan that was not carried out

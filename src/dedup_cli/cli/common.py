@@ -20,8 +20,9 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from typer.core import TyperCommand
 
-from dedup_cli.config import DEVICES, INDEXES, choices
+from dedup_cli.config import DEVICES, INDEXES, MERGE_MODES, OPTIONAL_VALUES, choices
 from dedup_cli.core.progress import Progress as ProgressEvents
 from dedup_cli.errors import DedupError
 from dedup_cli.store import Store, default_db_path
@@ -78,6 +79,18 @@ PairsOpt = Annotated[
         metavar="[keep|ignore]",
         help="keep: a RAW and its JPEG or HEIC, a Live Photo's still and movie (same folder "
         "and name) are never split or removed for each other; ignore: plan each file alone.",
+    ),
+]
+MergeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--merge-metadata",
+        metavar=f"[{'|'.join(MERGE_MODES)}]",
+        help="Before a copy is removed, copy the fields its keeper lacks (GPS, capture time, "
+        "camera, rating, keywords, title, description) into the keeper (file: metadata "
+        "blocks only, pixels untouched) or into its XMP sidecar (sidecar); journaled, "
+        "undone by dedup undo. --merge-metadata alone means file.",
+        show_default=False,
     ),
 ]
 DbOpt = Annotated[
@@ -201,6 +214,28 @@ def handle_errors() -> Iterator[None]:
             soft_wrap=True,
         )
         raise typer.Exit(1) from None
+
+
+def with_optional_values(args: list[str]) -> list[str]:
+    """``args`` with the value of an option given alone filled in (``--bursts`` ->
+    ``--bursts list``): the first of its choices, when the next word is not one of them."""
+    filled: list[str] = []
+    for k, arg in enumerate(args):
+        if arg == "--":
+            return filled + args[k:]
+        filled.append(arg)
+        names = OPTIONAL_VALUES.get(arg)
+        if names is not None and (k + 1 == len(args) or args[k + 1] not in names):
+            filled.append(names[0])
+    return filled
+
+
+class OptionalValues(TyperCommand):
+    """A command whose ``OPTIONAL_VALUES`` options may be given without a value, which
+    click cannot express: the value is put in before parsing."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, with_optional_values(list(args)))
 
 
 def embed_options(

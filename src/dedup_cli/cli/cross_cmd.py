@@ -29,6 +29,7 @@ from dedup_cli.cli.common import (
     HiddenOpt,
     IndexOpt,
     JsonOpt,
+    MergeOpt,
     ModelOpt,
     PairsOpt,
     PreferOpt,
@@ -66,6 +67,7 @@ def cross_command(
     embedding_type: EmbeddingTypeOpt = None,
     threshold: ThresholdOpt = None,
     action: ActionOpt = "report",
+    merge_metadata: MergeOpt = None,
     to: ToOpt = None,
     yes: YesOpt = False,
     html: HtmlOpt = None,
@@ -116,7 +118,7 @@ def cross_command(
         from dedup_cli.models import get_spec
         from dedup_cli.store.database import default_db_path
 
-        check_action(action, to, review, html, [folder_a, folder_b])
+        check_action(action, to, review, html, [folder_a, folder_b], merge_metadata)
         check_keep(keep, CROSS_RULES)
         order = preferred_formats(prefer, keep)
         check_pairs(pairs)
@@ -162,7 +164,7 @@ def cross_command(
                 [store_a, store_b],
                 document,
                 "dedup cross",
-                ActingChoices(action, to, yes, review, html),
+                ActingChoices(action, to, yes, review, html, merge_metadata),
                 silent=silent,
                 json_output=json_output,
             )

@@ -30,6 +30,7 @@ from dedup_cli.cli.common import (
     HiddenOpt,
     IndexOpt,
     JsonOpt,
+    MergeOpt,
     ModelOpt,
     PairsOpt,
     PreferOpt,
@@ -46,7 +47,7 @@ from dedup_cli.cli.common import (
     preferred_formats,
 )
 from dedup_cli.cli.render import out_console, print_bursts, print_came_back, print_plan
-from dedup_cli.config import DEFAULT_BATCH_SIZE, DEFAULT_KEEP, DEFAULT_MODEL, choices
+from dedup_cli.config import BURSTS, DEFAULT_BATCH_SIZE, DEFAULT_KEEP, DEFAULT_MODEL, choices
 from dedup_cli.core.keep import FIND_RULES
 from dedup_cli.text import markup
 from dedup_cli.units import human_bytes
@@ -69,15 +70,20 @@ def find_command(
     ] = DEFAULT_KEEP,
     prefer: PreferOpt = None,
     pairs: PairsOpt = "keep",
-    list_bursts: Annotated[
-        bool,
+    on_bursts: Annotated[
+        str | None,
         typer.Option(
             "--bursts",
-            help="Also list bursts (shots by one camera seconds apart), sharpest frame "
-            "marked; reads every file's EXIF. Bursts are never planned for removal.",
+            metavar=choices(BURSTS),
+            help="list (also --bursts alone): also list bursts (shots by one camera seconds "
+            "apart), sharpest frame marked; reads every file's EXIF. Bursts are never "
+            "removed unless asked: remove-all-but-best also plans every frame but the "
+            "sharpest for removal.",
+            show_default=False,
         ),
-    ] = False,
+    ] = None,
     action: ActionOpt = "report",
+    merge_metadata: MergeOpt = None,
     to: ToOpt = None,
     yes: YesOpt = False,
     html: HtmlOpt = None,
@@ -114,6 +120,7 @@ def find_command(
     """Find duplicate groups under ROOT (or across several) and plan what to remove; act
     only with --action."""
     with handle_errors():
+        from dedup_cli.core.bursts import check_bursts
         from dedup_cli.core.keep import FIND_RULES, check_keep
         from dedup_cli.core.sets import check_pairs
         from dedup_cli.jobs.find import Folder, find_in_folders
@@ -121,10 +128,11 @@ def find_command(
         from dedup_cli.models import get_spec
 
         check_folders(roots, db)
-        check_action(action, to, review, html, roots)
+        check_action(action, to, review, html, roots, merge_metadata)
         check_keep(keep, FIND_RULES)
         order = preferred_formats(prefer, keep)
         check_pairs(pairs)
+        check_bursts(on_bursts)
         if threshold is not None:
             validate_threshold(threshold)
         spec = get_spec(model, embedding_type)
@@ -140,7 +148,7 @@ def find_command(
                 keep=keep,
                 prefer=order,
                 pairs=pairs,
-                list_bursts=list_bursts,
+                on_bursts=on_bursts,
                 verify=verify,
                 geometric=geometric,
                 index=index,
@@ -155,7 +163,7 @@ def find_command(
                 stores,
                 document,
                 "dedup find",
-                ActingChoices(action, to, yes, review, html),
+                ActingChoices(action, to, yes, review, html, merge_metadata),
                 silent=json_output or quiet,
                 json_output=json_output,
             )

@@ -44,6 +44,13 @@ def print_plan(plan: Any, related: list[dict[str, Any]] | None = None) -> None:
                 f"  [red]remove[/red] {name(f)} ({_facts(f)}, {similarity}{removal.method})",
                 highlight=False,
             )
+            going = getattr(plan, "followers", {}).get(str(f.absolute), [])
+            if going:
+                out_console.print(
+                    "         with "
+                    + ", ".join(f"its {markup(g.what)} {markup(g.name)}" for g in going),
+                    highlight=False,
+                )
     if len(plan.groups) > GROUPS_SHOWN:
         out_console.print(
             f"… and {len(plan.groups) - GROUPS_SHOWN} more groups (see --json or --html)"
@@ -53,8 +60,9 @@ def print_plan(plan: Any, related: list[dict[str, Any]] | None = None) -> None:
     held = getattr(plan, "held_back", [])
     if held:
         out_console.print(
-            f"[bold]kept with their set[/bold] ({len(held)}): a RAW and its JPEG or HEIC, or "
-            "a Live Photo's still and movie, stay together (--pairs ignore plans them alone)",
+            f"[bold]held back[/bold] ({len(held)}), kept with their set or as other shots: a "
+            "RAW and its JPEG or HEIC, a Live Photo's still and movie stay together (--pairs "
+            "ignore plans them alone); a burst's frames are not copies",
             highlight=False,
         )
         for item in held[:GROUPS_SHOWN]:
@@ -103,13 +111,14 @@ def print_bursts(listed: list[dict[str, Any]] | None) -> None:
     if listed is None:
         return
     out_console.print(
-        f"[bold]bursts[/bold] ({len(listed)}): shots by one camera seconds apart; none is "
-        "planned for removal",
+        f"[bold]bursts[/bold] ({len(listed)}): shots by one camera seconds apart; removed "
+        "only with --bursts remove-all-but-best (then planned above, the sharpest kept)",
         highlight=False,
     )
     for burst in listed[:GROUPS_SHOWN]:
+        left = f"; {markup(burst['left'])}" if burst.get("left") else ""
         out_console.print(
-            f"  {markup(burst['camera'])}, {len(burst['frames'])} frames", highlight=False
+            f"  {markup(burst['camera'])}, {len(burst['frames'])} frames{left}", highlight=False
         )
         for frame in burst["frames"]:
             mark = "[green]sharpest[/green] " if frame["path"] == burst["sharpest"] else ""

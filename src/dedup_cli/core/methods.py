@@ -11,6 +11,7 @@ PIXELS = "pixels"  # thumbnails agree and the files differ nowhere, frame on fra
 GEOMETRY = "geometry"  # keypoints map one into the other and they differ nowhere
 EMBEDDING = "embedding"  # --no-verify: the embedding alone
 REVIEWED = "reviewed"  # a person chose this keeper in a review
+BURST = "burst"  # another frame of a burst, its sharpest kept (--bursts remove-all-but-best)
 NAME_AND_PIXELS = "embedding+pixels"  # filename-clean: a copy name, the vectors and pixels
 NAME_AND_PHASH = "phash+pixels"  # filename-clean without vectors: pHash and pixels
 NAME_ONLY = "name"  # filename-clean --no-verify: the copy name alone

@@ -47,6 +47,11 @@ class Plan:
     # Planned removals a policy took back (``core.sets``: a file kept with its RAW or Live
     # Photo set), each ``{"path", "reason"}``: shown, never acted on.
     held_back: list[dict[str, str]] = field(default_factory=list)
+    # Files that go with a removal (``core.sets.keep_companions``: its XMP sidecar, a Live
+    # Photo's movie), by the removal's absolute path; each has ``name``, ``what`` and
+    # ``counterpart``. ``with_followers``: they are re-derived and carried out when acting.
+    followers: dict[str, list[Any]] = field(default_factory=dict)
+    with_followers: bool = False
 
     def hold_back(self, held: dict[Path, str]) -> None:
         """Take these planned removals back (a policy's, with its reason for each): their
@@ -99,6 +104,13 @@ class Plan:
                             **r.file.as_dict(),
                             "similarity": round(r.similarity, 6),
                             "method": r.method,
+                            "followers": [
+                                {
+                                    "path": str(Path(r.file.absolute).parent / f.name),
+                                    "what": f.what,
+                                }
+                                for f in self.followers.get(str(Path(r.file.absolute)), [])
+                            ],
                         }
                         for r in g.remove
                     ],

@@ -9,18 +9,41 @@ removals out of it, never adds one:
 - a file whose set companions are not all planned for removal stays, so no set is split
   (a Live Photo's still does not go while its movie stays).
 
-Dropping one removal can leave another set incomplete, so the rule runs until nothing
-changes. What it held back is listed with the reason (``Plan.held_back``).
+Files that exist only for a picture's sake (its XMP sidecar, a Live Photo's movie:
+``media.companions`` calls them followers) go with it (``followers_of``):
+
+- a sidecar goes with its picture (moved, trashed; deleted only when the keeper has an
+  identical one, checked when acting);
+- a Live Photo's movie goes only when the keeper has a movie of the same size beside it
+  (compared byte for byte when acting); otherwise the still stays, so no motion is lost;
+- a sidecar or movie shared by several pictures of one stem goes only with the last of them.
+
+Dropping one removal can leave another set incomplete, so the rules run until nothing
+changes. What they held back is listed with the reason (``Plan.held_back``).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from dedup_cli.config import PAIRS
 from dedup_cli.core.plan import Plan
 from dedup_cli.errors import UsageError
+from dedup_cli.media.companions import MOVIE, Companions
+from dedup_cli.media.scan import is_image_name
+
+
+@dataclass(frozen=True)
+class Follower:
+    """A file that goes with a removed picture, in the picture's folder; ``counterpart``
+    is the keeper's file of the same kind (a name in the keeper's folder), if it has one."""
+
+    name: str
+    what: str  # ``companions.SIDECAR`` or ``companions.MOVIE``
+    counterpart: str | None = None
 
 
 def check_pairs(pairs: str) -> str:
@@ -32,6 +55,79 @@ def check_pairs(pairs: str) -> str:
 def keep_sets_whole(plan: Plan, companions_of: Callable[[Path], list[Path]]) -> Plan:
     """``plan`` without the removals that would split a set; each one held back is added to
     ``plan.held_back`` with its reason. Returns the same plan, changed in place."""
+    plan.hold_back(_splitting(plan, companions_of))
+    return plan
+
+
+def keep_companions(plan: Plan, companions: Companions | None = None) -> Plan:
+    """The set and follower rules together, until nothing changes; ``plan.followers`` then
+    names what goes with each removal. Returns the same plan, changed in place."""
+    companions = companions or Companions()
+    while True:
+        held = _splitting(plan, companions.of)
+        going, without_movie = followers_of(plan, companions)
+        held.update(without_movie)
+        if not held:
+            plan.followers = {path: list(found) for path, found in going.items() if found}
+            plan.with_followers = True
+            return plan
+        plan.hold_back(held)
+
+
+def followers_of(
+    plan: Plan, companions: Companions
+) -> tuple[dict[str, list[Follower]], dict[Path, str]]:
+    """What goes with each planned removal (by its absolute path), and the removals that
+    must stay because a follower cannot go (a movie the keeper has no copy of)."""
+    removing = {Path(r.file.absolute) for g in plan.groups for r in g.remove}
+    taken: set[Path] = set()
+    going: dict[str, list[Follower]] = {}
+    held: dict[Path, str] = {}
+    for group in plan.groups:
+        keeper = Path(group.keep.absolute)
+        keepers = companions.followers(keeper)
+        for removal in group.remove:
+            path = Path(removal.file.absolute)
+            found: list[Follower] = []
+            for follower, what in companions.followers(path):
+                owners = companions.owners(follower, what, is_image_name)
+                if follower in taken or any(o not in removing for o in owners):
+                    continue  # it still belongs to a picture that stays, or is taken
+                counterpart = _counterpart(follower, what, keepers)
+                if what == MOVIE and counterpart is None:
+                    held[path] = (
+                        f"a Live Photo: its movie {follower.name} has no movie of the same size "
+                        f"beside its keeper {keeper.name}"
+                    )
+                    break
+                taken.add(follower)
+                found.append(Follower(follower.name, what, counterpart))
+            going[str(path)] = found
+    return going, held
+
+
+def _counterpart(follower: Path, what: str, keepers: list[tuple[Path, str]]) -> str | None:
+    """The keeper's file that stands for ``follower``: same kind and extension (a movie
+    also the same size)."""
+    extension = os.path.splitext(follower.name)[1].casefold()
+    for candidate, kind in keepers:
+        if kind != what or os.path.splitext(candidate.name)[1].casefold() != extension:
+            continue
+        if what == MOVIE and _size(candidate) != _size(follower):
+            continue
+        return candidate.name
+    return None
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.lstat().st_size
+    except OSError:
+        return None
+
+
+def _splitting(plan: Plan, companions_of: Callable[[Path], list[Path]]) -> dict[Path, str]:
+    """The removals that would split a set, with the reason for each."""
     removing = {Path(r.file.absolute) for g in plan.groups for r in g.remove}
     held: dict[Path, str] = {}
     changed = True
@@ -55,5 +151,4 @@ def keep_sets_whole(plan: Plan, companions_of: Callable[[Path], list[Path]]) -> 
                     reason = "kept with its set: " + ", ".join(o.name for o in staying)
                 held[path] = reason
                 changed = True
-    plan.hold_back(held)
-    return plan
+    return held

@@ -26,7 +26,7 @@ from dedup_cli.core.keep import CROSS_RULES, Standing, check_keep, check_prefer,
 from dedup_cli.core.pairs import Pairs
 from dedup_cli.core.plan import Plan, make_plan
 from dedup_cli.core.progress import Progress
-from dedup_cli.core.sets import check_pairs, keep_sets_whole
+from dedup_cli.core.sets import check_pairs, keep_companions
 from dedup_cli.embed.collection import FileTable, empty_stored, load_collection
 from dedup_cli.embed.pipeline import HashReport, embed_root, needs_work
 from dedup_cli.errors import DedupError
@@ -40,7 +40,6 @@ from dedup_cli.jobs.workflow import (
     tried_against_keepers,
     validate_threshold,
 )
-from dedup_cli.media.companions import Companions
 from dedup_cli.media.provenance import capture_moment
 from dedup_cli.media.scan import ScanResult, scan
 from dedup_cli.models import ModelSpec, resolve_device
@@ -264,7 +263,7 @@ def cross_find(
     plan.roots = [a_root, b_root]
     plan.related = confirmation.related
     if pairs == "keep":
-        keep_sets_whole(plan, Companions().of)
+        keep_companions(plan)
     hold_back_other_shots(plan, functools.lru_cache(maxsize=None)(capture_moment))
     matched = set(confirmed.left.tolist()) | set(confirmed.right.tolist())
     for members in byte_identical([*a.files.content_hashes, *b.files.content_hashes]):

@@ -22,12 +22,13 @@ import numpy as np
 
 from dedup_cli.config import DEFAULT_KEEP
 from dedup_cli.confirm.rederive import RederivedHashes, rederive_shared_hashes
-from dedup_cli.core.bursts import bursts, hold_back_other_shots
+from dedup_cli.core.bursts import add_best_of_bursts, bursts, check_bursts, hold_back_other_shots
+from dedup_cli.core.files import FileInfo
 from dedup_cli.core.keep import FIND_RULES, check_keep, check_prefer, keeper_rank
 from dedup_cli.core.pairs import Pairs
 from dedup_cli.core.plan import Plan, make_plan
 from dedup_cli.core.progress import Progress
-from dedup_cli.core.sets import check_pairs, keep_sets_whole
+from dedup_cli.core.sets import check_pairs, keep_companions
 from dedup_cli.embed.collection import (
     Collection,
     FileTable,
@@ -49,7 +50,6 @@ from dedup_cli.jobs.workflow import (
     tried_against_keepers,
     validate_threshold,
 )
-from dedup_cli.media.companions import Companions
 from dedup_cli.media.provenance import capture_moment, sharpness
 from dedup_cli.media.scan import scan
 from dedup_cli.models import ModelSpec
@@ -153,7 +153,7 @@ def find_duplicates(
     neighbours: int | None = NEIGHBOURS,
     prefer: Sequence[str] = (),
     pairs: str = "keep",
-    list_bursts: bool = False,
+    on_bursts: str | None = None,
 ) -> FindResult:
     """Hash what is missing, then plan the removal of confirmed duplicates in one folder
     (``find_in_folders`` says what each setting does)."""
@@ -171,7 +171,7 @@ def find_duplicates(
         neighbours=neighbours,
         prefer=prefer,
         pairs=pairs,
-        list_bursts=list_bursts,
+        on_bursts=on_bursts,
     )
 
 
@@ -190,7 +190,7 @@ def find_in_folders(
     neighbours: int | None = NEIGHBOURS,
     prefer: Sequence[str] = (),
     pairs: str = "keep",
-    list_bursts: bool = False,
+    on_bursts: str | None = None,
 ) -> FindResult:
     """Hash what is missing in each folder, then plan the removal of confirmed duplicates
     among all their files, within a folder and across them (``new_only``: among pairs with
@@ -200,12 +200,14 @@ def find_in_folders(
     the ``quality`` keeper consults before the file size. ``pairs``: ``keep`` holds back
     removals that would split a RAW+JPEG or Live Photo set (``core.sets``). A file that is
     another shot than its keeper (one camera, another capture time) is always held back
-    (``core.bursts``); ``list_bursts`` also lists the folder's bursts, sharpest frame
-    marked (reads every file's EXIF)."""
+    (``core.bursts``); ``on_bursts`` ``list`` also lists the folder's bursts, sharpest
+    frame marked (reads every file's EXIF), and ``remove-all-but-best`` also plans the
+    removal of every frame but the sharpest."""
     threshold = validate_threshold(spec.default_threshold if threshold is None else threshold)
     check_keep(keep, FIND_RULES)
     check_prefer(prefer, keep)
     check_pairs(pairs)
+    check_bursts(on_bursts)
     if not folders:
         raise UsageError("find needs at least one folder")
     roots = check_separate_folders([f.root for f in folders])
@@ -298,10 +300,18 @@ def find_in_folders(
     plan = make_plan(roots[0], spec.key, threshold, keep, files, groups, rank.why)
     plan.roots = roots
     plan.related = confirmation.related
-    if pairs == "keep":
-        keep_sets_whole(plan, Companions().of)
     moment_of = functools.lru_cache(maxsize=None)(capture_moment)
     hold_back_other_shots(plan, moment_of)
+    listed = None
+    if on_bursts is not None:
+        listed, frames_of = listed_bursts(files, moment_of)
+        if on_bursts == "remove-all-but-best":
+            left = add_best_of_bursts(plan, frames_of)
+            for burst in listed:
+                if burst["sharpest"] in left:
+                    burst["left"] = left[burst["sharpest"]]
+    if pairs == "keep":
+        keep_companions(plan)
     for folder, collection in zip(folders, loaded_folders):
         if collection.model_id is not None:
             mark_searched(folder.store, collection.model_id, collection.files.seqs, scope)
@@ -326,21 +336,22 @@ def find_in_folders(
         new_files=None if new_rows is None else len(new_rows),
         rederived=rederived,
         came_back=came_back(files, [folder.store for folder in folders]),
-        bursts=listed_bursts(files, moment_of) if list_bursts else None,
+        bursts=listed,
     )
 
 
 def listed_bursts(
     files: FileTable | JoinedFiles, moment_of: Callable[[Path], tuple[str, float] | None]
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], list[tuple[FileInfo, list[FileInfo]]]]:
     """The bursts among ``files`` (``core.bursts``), each frame with its capture time and
-    sharpness, the sharpest named. Nothing here is planned for removal."""
+    sharpness, the sharpest named; and each burst's sharpest frame with the others (a
+    burst none of whose frames could be read for sharpness has none)."""
     moments = []
     for k in range(len(files)):
         moment = moment_of(Path(files[k].absolute))
         if moment is not None:
             moments.append((k, moment[0], moment[1]))
-    listed = []
+    listed, frames_of = [], []
     for run in bursts(moments):
         frames: list[dict[str, Any]] = []
         for k in run:
@@ -353,9 +364,12 @@ def listed_bursts(
                     "sharpness": None if score is None else round(score, 2),
                 }
             )
-        best = max(frames, key=lambda f: -1.0 if f["sharpness"] is None else float(f["sharpness"]))
-        listed.append({"camera": camera, "frames": frames, "sharpest": best["path"]})
-    return listed
+        best = max(range(len(run)), key=lambda i: frames[i]["sharpness"] or -1.0)
+        listed.append({"camera": camera, "frames": frames, "sharpest": frames[best]["path"]})
+        if frames[best]["sharpness"] is not None:
+            others = [files[k] for i, k in enumerate(run) if i != best]
+            frames_of.append((files[run[best]], others))
+    return listed, frames_of
 
 
 def came_back(files: FileTable | JoinedFiles, stores: Sequence[Store]) -> list[dict[str, Any]]:

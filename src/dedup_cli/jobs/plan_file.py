@@ -21,11 +21,10 @@ from dedup_cli.core.bursts import hold_back_other_shots
 from dedup_cli.core.files import FileInfo
 from dedup_cli.core.pairs import Pairs
 from dedup_cli.core.plan import Plan, PlannedGroup, Removal
-from dedup_cli.core.sets import keep_sets_whole
+from dedup_cli.core.sets import keep_companions
 from dedup_cli.errors import UsageError
 from dedup_cli.jobs.find import Folder
 from dedup_cli.jobs.workflow import prove
-from dedup_cli.media.companions import Companions
 from dedup_cli.media.fsops import Pinned
 from dedup_cli.media.provenance import capture_moment, pixel_size
 
@@ -154,6 +153,6 @@ def plan_from_file(
             )
     plan.related = found.related
     # The same policies as a fresh plan: sets kept whole, other shots of a burst kept.
-    keep_sets_whole(plan, Companions().of)
+    keep_companions(plan)
     hold_back_other_shots(plan, capture_moment)
     return PlanFromFile(plan, dropped)

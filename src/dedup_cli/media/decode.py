@@ -51,7 +51,7 @@ _WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 _heif_registered = False
 
 
-def _register_plugins() -> None:
+def register_plugins() -> None:
     """HEIC/HEIF (and AVIF where Pillow lacks it) through pillow-heif, once per process."""
     global _heif_registered
     if _heif_registered:
@@ -123,7 +123,7 @@ def decode(data: bytes, size: int) -> DecodedImage:
     memory stays near the size of the decoded file itself; for an image without a
     transposing EXIF orientation the pixels are the same, bit for bit, as converting the
     full image and resizing it with ``reducing_gap=2.0``."""
-    _register_plugins()
+    register_plugins()
     if not data:
         raise ImageDecodeError("empty file")
     try:
@@ -173,7 +173,7 @@ def decode_for_display(path: str | os.PathLike[str] | BinaryIO, side: int) -> Im
     mode where possible (for review thumbnails). An image over
     ``DISPLAY_REDUCE_ABOVE_BYTES`` decoded is reduced while converted, to at least twice
     ``side`` on its long edge."""
-    _register_plugins()
+    register_plugins()
     if isinstance(path, (str, os.PathLike)):
         from dedup_cli.media.raw import picture_source
 

@@ -10,6 +10,7 @@ and renaming use ``dir_fd``. A symlink anywhere below the base fails with ``Unsa
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -205,6 +206,36 @@ class Pinned:
             snapshot.size,
             snapshot.mtime_ns,
         )
+
+    def replace_with(
+        self, data: bytes, *, like: os.stat_result | None = None, mtime_ns: int | None = None
+    ) -> FileSnapshot:
+        """Give ``name`` these bytes whole or not at all: a temporary file in the pinned
+        folder, synced, renamed over it. ``like``: the permissions (and owner, where
+        allowed) to keep; ``mtime_ns``: the modification time to give it. Returns what
+        is there now."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        temporary = fit_name(f".{self.name}.{os.getpid()}.dedup-tmp")
+        fd = os.open(temporary, flags, 0o600, dir_fd=self.fd)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            if like is not None:
+                os.fchmod(fd, like.st_mode & 0o7777)
+                with contextlib.suppress(OSError):
+                    os.fchown(fd, like.st_uid, like.st_gid)
+            if mtime_ns is not None:
+                os.utime(fd, ns=(mtime_ns, mtime_ns))
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            os.unlink(temporary, dir_fd=self.fd)
+            raise
+        os.close(fd)
+        os.replace(temporary, self.name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+        os.fsync(self.fd)
+        return self.snapshot()
 
     def unlink(self) -> None:
         os.unlink(self.name, dir_fd=self.fd)

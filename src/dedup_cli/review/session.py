@@ -163,6 +163,8 @@ class ReviewSession:
             not_duplicates=self.not_duplicate_groups(),
             roots=self.plan.roots,
             held_back=self.plan.held_back,
+            followers=self.plan.followers,
+            with_followers=self.plan.with_followers,
         )
         if self.cancelled:
             return reviewed

@@ -666,10 +666,11 @@ class Store:
                 conn.execute(
                     text(
                         "INSERT INTO actions (run_id, path, keeper, action, destination, size, "
-                        "mtime_ns, content_hash, status, reason, at) VALUES (:run, :path, :keeper, "
-                        ":action, :destination, :size, :mtime_ns, :content_hash, :status, :reason, :at)"
+                        "mtime_ns, content_hash, status, reason, at, after_hash) VALUES (:run, "
+                        ":path, :keeper, :action, :destination, :size, :mtime_ns, :content_hash, "
+                        ":status, :reason, :at, :after_hash)"
                     ),
-                    {"run": run_id, "at": time.time(), **entry},
+                    {"run": run_id, "at": time.time(), "after_hash": None, **entry},
                 ).lastrowid  # type: ignore[arg-type,unused-ignore]
             )
 

@@ -54,12 +54,20 @@ def _m005_review_decisions(conn: Connection) -> None:
     ReviewDecisionRecord.__table__.create(conn, checkfirst=True)  # type: ignore[attr-defined]
 
 
+def _m006_merge_journal(conn: Connection) -> None:
+    """The content hash a ``merge`` action left (``--merge-metadata``)."""
+    columns = {row[1] for row in conn.exec_driver_sql("PRAGMA table_info(actions)")}
+    if "after_hash" not in columns:
+        conn.exec_driver_sql("ALTER TABLE actions ADD COLUMN after_hash VARCHAR(32)")
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _m001_initial,
     _m002_not_duplicates,
     _m003_embedding_sequence,
     _m004_run_lifecycle,
     _m005_review_decisions,
+    _m006_merge_journal,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -100,6 +100,9 @@ class ActionRecord(Base):
     status: Mapped[str] = mapped_column(String(20))
     reason: Mapped[str | None] = mapped_column(Text)
     at: Mapped[float] = mapped_column(Float)
+    # A ``merge`` (``--merge-metadata``) rewrote ``path``: its content hash afterwards, so
+    # undo puts the earlier bytes back only over the very bytes it wrote.
+    after_hash: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 class NotDuplicateRecord(Base):
