@@ -102,3 +102,63 @@ def test_the_reviewer_shows_a_raw_by_its_preview(
     with Image.open(io.BytesIO(full.content)) as shown:
         assert shown.size == photos["chelsea"].size
     assert thumb.status_code == 200 and thumb.content[:3] == b"\xff\xd8\xff"
+
+
+CAMERA = {
+    "Exif.Image.Make": "NIKON CORPORATION",
+    "Exif.Image.Model": "NIKON Z 6",
+    "Exif.Photo.DateTimeOriginal": "2025:08:02 10:15:07",
+    "Exif.Photo.SubSecTimeOriginal": "42",
+}
+
+
+def camera_exif(when: str, subsec: str) -> Image.Exif:
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "NIKON CORPORATION", "NIKON Z 6"
+    taken = exif.get_ifd(0x8769)
+    taken[0x9003], taken[0x9291] = when, subsec
+    return exif
+
+
+def tiff_raw(image: Image.Image) -> bytes:
+    """A RAW laid out as TIFF-based cameras (NEF, CR2, ARW, DNG) write it: a real TIFF header,
+    IFD0 with the camera and an EXIF IFD with the capture time (written by exiv2, here around
+    an 8 px image), then the full-size preview JPEG."""
+    pyexiv2 = pytest.importorskip("pyexiv2")
+    buffer = io.BytesIO()
+    image.resize((8, 6)).save(buffer, "TIFF")
+    tiff = pyexiv2.ImageData(buffer.getvalue())
+    try:
+        tiff.modify_exif(CAMERA)
+        data = bytes(tiff.get_bytes())
+    finally:
+        tiff.close()
+    return data + b"\x00" * 4096 + encode(image, quality=92)
+
+
+def test_a_raw_and_a_jpeg_of_one_shot_are_one_set_wherever_they_lie(
+    tmp_path: Path, photos: dict[str, Image.Image]
+) -> None:
+    """The JPEG has another name in another folder, but the RAW's camera and capture time:
+    the same shot, never removed for the RAW. A copy that lost its EXIF is a copy."""
+    root = (tmp_path / "photos").resolve()
+    (root / "raw").mkdir(parents=True)
+    (root / "export").mkdir()
+    (root / "raw" / "DSC_0417.NEF").write_bytes(tiff_raw(photos["astronaut"]))
+    small = photos["astronaut"].resize((384, 384))
+    (root / "export" / "astronaut on the moon.jpg").write_bytes(
+        encode(small, quality=88, exif=camera_exif("2025:08:02 10:15:07", "42"))
+    )
+    (root / "export" / "no exif.jpg").write_bytes(encode(small, quality=80))
+    result = runner.invoke(app, ["find", str(root), "--json", "--workers", "0"])
+    assert result.exit_code == 0, result.stderr
+    document = json.loads(result.stdout)
+    removed = {Path(p).name for g in document["groups"] for p in g["remove"]}
+    assert removed == {"no exif.jpg"}
+    [held] = document["held_back"]
+    assert Path(held["path"]).name == "astronaut on the moon.jpg"
+    assert held["reason"].startswith("one shot with its keeper DSC_0417.NEF")
+    # --pairs ignore plans each file alone, as before.
+    alone = runner.invoke(app, ["find", str(root), "--json", "--workers", "0", "--pairs", "ignore"])
+    removed = {Path(p).name for g in json.loads(alone.stdout)["groups"] for p in g["remove"]}
+    assert removed == {"no exif.jpg", "astronaut on the moon.jpg"}

@@ -32,7 +32,7 @@ from pathlib import Path
 from dedup_cli.config import PAIRS
 from dedup_cli.core.plan import Plan
 from dedup_cli.errors import UsageError
-from dedup_cli.media.companions import MOVIE, Companions
+from dedup_cli.media.companions import MOVIE, STILLS, Companions, kind_of
 from dedup_cli.media.scan import is_image_name
 
 
@@ -59,10 +59,18 @@ def keep_sets_whole(plan: Plan, companions_of: Callable[[Path], list[Path]]) -> 
     return plan
 
 
-def keep_companions(plan: Plan, companions: Companions | None = None) -> Plan:
+def keep_companions(
+    plan: Plan,
+    companions: Companions | None = None,
+    moment_of: Callable[[Path], tuple[str, float] | None] | None = None,
+) -> Plan:
     """The set and follower rules together, until nothing changes; ``plan.followers`` then
-    names what goes with each removal. Returns the same plan, changed in place."""
+    names what goes with each removal. ``moment_of`` (camera and capture time) also makes a
+    set of a RAW and a JPEG or HEIC of one shot wherever they lie (``one_shot``). Returns
+    the same plan, changed in place."""
     companions = companions or Companions()
+    if moment_of is not None:
+        plan.hold_back(one_shot(plan, moment_of))
     while True:
         held = _splitting(plan, companions.of)
         going, without_movie = followers_of(plan, companions)
@@ -72,6 +80,33 @@ def keep_companions(plan: Plan, companions: Companions | None = None) -> Plan:
             plan.with_followers = True
             return plan
         plan.hold_back(held)
+
+
+def one_shot(
+    plan: Plan, moment_of: Callable[[Path], tuple[str, float] | None]
+) -> dict[Path, str]:
+    """Removals that are another kind of still of their keeper's shot: the camera and the
+    capture time (to the sub-second) are the keeper's, and one is a RAW, JPEG or HEIC where
+    the other is another of these (a RAW and its JPEG under other names or folders, an
+    export that kept its EXIF). EXIF is read only for such mixed pairs."""
+    held: dict[Path, str] = {}
+    for group in plan.groups:
+        keeper = Path(group.keep.absolute)
+        theirs = kind_of(keeper.name)
+        if theirs not in STILLS:
+            continue
+        for removal in group.remove:
+            path = Path(removal.file.absolute)
+            mine = kind_of(path.name)
+            if mine not in STILLS or mine == theirs:
+                continue
+            shot = moment_of(keeper)
+            if shot is not None and moment_of(path) == shot:
+                held[path] = (
+                    f"one shot with its keeper {keeper.name} ({shot[0]}, the same capture "
+                    f"time): a {mine} and its {theirs} are not copies"
+                )
+    return held
 
 
 def followers_of(

@@ -262,9 +262,10 @@ def cross_find(
     plan = make_plan(a_root, spec.key, threshold, f"cross-{keep}", files, groups, rank.why)
     plan.roots = [a_root, b_root]
     plan.related = confirmation.related
+    moment_of = functools.lru_cache(maxsize=None)(capture_moment)
     if pairs == "keep":
-        keep_companions(plan)
-    hold_back_other_shots(plan, functools.lru_cache(maxsize=None)(capture_moment))
+        keep_companions(plan, moment_of=moment_of)
+    hold_back_other_shots(plan, moment_of)
     matched = set(confirmed.left.tolist()) | set(confirmed.right.tolist())
     for members in byte_identical([*a.files.content_hashes, *b.files.content_hashes]):
         if members[0] < offset <= members[-1]:  # in both folders

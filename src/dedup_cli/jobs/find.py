@@ -311,7 +311,7 @@ def find_in_folders(
                 if burst["sharpest"] in left:
                     burst["left"] = left[burst["sharpest"]]
     if pairs == "keep":
-        keep_companions(plan)
+        keep_companions(plan, moment_of=moment_of)
     for folder, collection in zip(folders, loaded_folders):
         if collection.model_id is not None:
             mark_searched(folder.store, collection.model_id, collection.files.seqs, scope)

@@ -153,6 +153,6 @@ def plan_from_file(
             )
     plan.related = found.related
     # The same policies as a fresh plan: sets kept whole, other shots of a burst kept.
-    keep_companions(plan)
+    keep_companions(plan, moment_of=capture_moment)
     hold_back_other_shots(plan, capture_moment)
     return PlanFromFile(plan, dropped)
