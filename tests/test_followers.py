@@ -198,3 +198,20 @@ def test_the_listing_names_what_goes_with_a_file(tmp_path: Path) -> None:
     listing = invoke("find", str(root), "--workers", "0")
     assert listing.exit_code == 0, listing.stderr
     assert "with its sidecar a.xmp" in listing.stdout
+
+
+def test_filename_clean_moves_a_copys_sidecar_with_it(tmp_path: Path) -> None:
+    root = folder(tmp_path, {"a.jpg": photo(1), "a (1).jpg": photo(1), "a (1).jpg.xmp": XMP})
+    result = invoke(
+        "filename-clean",
+        str(root),
+        "--json",
+        "--action",
+        "move",
+        "--to",
+        str(tmp_path / "q"),
+        "--yes",
+    )
+    assert result.exit_code == 0, result.stderr
+    assert sorted(contents(root)) == ["a.jpg"]
+    assert (tmp_path / "q" / "a (1).jpg.xmp").read_bytes() == XMP

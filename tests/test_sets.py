@@ -198,3 +198,77 @@ def test_bad_policy_options_stop_before_any_work(tmp_path: Path, args: list[str]
     result = runner.invoke(app, ["find", str(folder), *args])
     assert result.exit_code == 2, result.stderr
     assert not (folder / "image_database.db").exists()
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_followers_only_take_removals_back_and_never_strand_or_lose_a_file(
+    data: st.DataObject,
+) -> None:
+    """Random folders of stills, sidecars and movies, any plan: the rules only take
+    removals back; a follower goes with exactly one removal, only when every picture it
+    belongs to goes; a movie goes only with an equal-sized one beside the keeper; no
+    still is removed while its movie would be left to a picture that is gone."""
+    import tempfile
+
+    from dedup_cli.core.sets import keep_companions
+    from dedup_cli.media.companions import kind_of
+
+    with tempfile.TemporaryDirectory() as scratch:
+        folders = [Path(scratch) / name for name in ("a", "b")]
+        pictures: list[Path] = []
+        for folder in folders:
+            folder.mkdir()
+            for stem in ("IMG_1", "IMG_2"):
+                for ext in data.draw(st.sets(st.sampled_from([".JPG", ".HEIC", ".CR2"]))):
+                    (folder / f"{stem}{ext}").write_bytes(b"p")
+                    pictures.append(folder / f"{stem}{ext}")
+                extras = data.draw(st.sets(st.sampled_from([".MOV", ".xmp", ".AAE"])))
+                for ext in extras:
+                    size = data.draw(st.integers(1, 2))
+                    (folder / f"{stem}{ext}").write_bytes(b"m" * size)
+        if len(pictures) < 2:
+            return
+        order = data.draw(st.permutations(pictures))
+        plan = Plan(Path(scratch), "m", 0.9, "quality")
+        at = 0
+        while at < len(order) - 1:
+            size = data.draw(st.integers(2, min(4, len(order) - at)))
+            keeper, *rest = order[at : at + size]
+            at += size
+            plan.groups.append(
+                PlannedGroup(info(keeper), tuple(Removal(info(p), 1.0, "pixels") for p in rest))
+            )
+        before = {Path(r.file.absolute) for g in plan.groups for r in g.remove}
+        found = Companions()
+        keep_companions(plan, found)
+        after = {Path(r.file.absolute) for g in plan.groups for r in g.remove}
+        assert after <= before
+        assert {Path(h["path"]) for h in plan.held_back} == before - after
+        attached: list[Path] = []
+        for group in plan.groups:
+            keeper = Path(group.keep.absolute)
+            for removal in group.remove:
+                path = Path(removal.file.absolute)
+                for follower in plan.followers.get(str(path), []):
+                    place = path.parent / follower.name
+                    attached.append(place)
+                    owners = found.owners(place, follower.what, is_image_name)
+                    assert all(o in after for o in owners)
+                    if follower.what == MOVIE:
+                        assert follower.counterpart is not None
+                        theirs = keeper.parent / follower.counterpart
+                        assert theirs.stat().st_size == place.stat().st_size
+                # A removed JPEG or HEIC still whose movie belongs to no staying picture
+                # takes its movie along: the movie is never left behind alone.
+                for movie, what in found.followers(path):
+                    owners = found.owners(movie, what, is_image_name)
+                    if what == MOVIE and all(o in after for o in owners):
+                        assert movie in set(attached) or any(
+                            movie == p.parent / f.name
+                            for p_str, fs in plan.followers.items()
+                            for p in [Path(p_str)]
+                            for f in fs
+                        )
+                assert kind_of(path.name) is not None
+        assert len(attached) == len(set(attached))

@@ -27,6 +27,7 @@ from dedup_cli.core.keep import KEEP_RULES, Standing, keeper_rank, name_rule
 from dedup_cli.core.methods import EXACT, NAME_AND_PHASH, NAME_AND_PIXELS, NAME_ONLY
 from dedup_cli.core.plan import Plan, PlannedGroup, Removal
 from dedup_cli.core.progress import Progress
+from dedup_cli.core.sets import keep_companions
 from dedup_cli.jobs.workflow import validate_threshold
 from dedup_cli.media.decode import ImageDecodeError, content_hash, decode, read_file
 from dedup_cli.media.filenames import NamePair, name_pairs
@@ -312,4 +313,6 @@ def clean_by_names(
         watch.advance(1)
     watch.finish()
     result.plan.groups = groups
+    # The same set and follower rules as find: a copy's sidecar goes with it, a set stays.
+    keep_companions(result.plan)
     return result
