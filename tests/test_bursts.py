@@ -184,3 +184,26 @@ def test_a_burst_with_a_frame_in_a_duplicate_group_is_left_alone(
     assert all(f["method"] != "burst" for g in document["groups"] for f in g["remove_files"])
     [burst] = document["bursts"]
     assert burst["left"].startswith("left as it is: a frame of it is in a duplicate group")
+
+
+def test_options_given_without_their_value_take_the_first_choice() -> None:
+    from dedup_cli.cli.common import with_optional_values
+
+    assert with_optional_values(["--bursts", "/photos"]) == ["--bursts", "list", "/photos"]
+    assert with_optional_values(["/p", "--bursts"]) == ["/p", "--bursts", "list"]
+    assert with_optional_values(["--bursts", "remove-all-but-best", "/p"]) == [
+        "--bursts",
+        "remove-all-but-best",
+        "/p",
+    ]
+    assert with_optional_values(["--merge-metadata", "--yes"]) == [
+        "--merge-metadata",
+        "file",
+        "--yes",
+    ]
+    assert with_optional_values(["--", "--bursts"]) == ["--", "--bursts"]  # a folder's name
+    result = runner.invoke(app, ["find", "--bursts=sometimes", str(Path(__file__).parent)])
+    assert (
+        result.exit_code == 2
+        and "--bursts must be one of list, remove-all-but-best" in result.stderr
+    )
