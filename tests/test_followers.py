@@ -215,3 +215,86 @@ def test_filename_clean_moves_a_copys_sidecar_with_it(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.stderr
     assert sorted(contents(root)) == ["a.jpg"]
     assert (tmp_path / "q" / "a (1).jpg.xmp").read_bytes() == XMP
+
+
+# -- found by an adversarial review; each failed before its fix --------------------------
+
+
+def test_a_keeper_never_stands_for_its_copys_own_sidecar(tmp_path: Path) -> None:
+    """``IMG_1.jpg.xmp`` is the copy ``IMG_1.jpg``'s own sidecar, not a sidecar of the
+    keeper ``IMG_1.jpg.jpg``'s stem: deleting it would lose the copy's edits."""
+    root = folder(
+        tmp_path, {"IMG_1.jpg.jpg": photo(1), "IMG_1.jpg": photo(1), "IMG_1.jpg.xmp": XMP + b"!"}
+    )
+    result = find(root, "--action", "delete", "--yes")
+    assert result.exit_code != 0
+    [skipped] = json.loads(result.stdout)["action"]["skipped"]
+    assert "its sidecar IMG_1.jpg.xmp would be deleted" in skipped["reason"]
+    assert (root / "IMG_1.jpg.xmp").read_bytes() == XMP + b"!"
+
+
+@pytest.mark.parametrize("order", ["keeper first", "copy first"])
+def test_a_sidecar_named_after_two_spellings_of_one_name_stays_with_the_keeper(
+    tmp_path: Path, order: str
+) -> None:
+    """``a.jpg`` and ``A.JPG`` (a case-insensitive copy): ``A.JPG.xmp`` belongs to both
+    names, so it stays while either stays, whatever the folder's listing order."""
+    files = {"A.JPG": photo(1), "a.jpg": photo(1), "A.JPG.xmp": XMP}
+    if order == "copy first":
+        files = {"a.jpg": photo(1), "A.JPG": photo(1), "A.JPG.xmp": XMP}
+    root = folder(tmp_path, files)
+    result = find(root, "--action", "delete", "--yes")
+    assert result.exit_code == 0, result.stderr
+    assert (root / "A.JPG.xmp").read_bytes() == XMP
+    assert len([p for p in root.iterdir() if p.suffix.lower() == ".jpg"]) == 1
+
+
+def test_a_stem_sidecar_stays_with_a_raw_dedup_does_not_read(tmp_path: Path) -> None:
+    """``IMG_1.xmp`` belongs to ``IMG_1.CRW`` too (a format dedup does not scan)."""
+    root = folder(
+        tmp_path,
+        {
+            "keep/IMG_1.JPG": photo(1),
+            "card/IMG_1.JPG": photo(1),
+            "card/IMG_1.CRW": b"a raw dedup does not read",
+            "card/IMG_1.xmp": XMP,
+        },
+    )
+    result = find(root, "--action", "move", "--to", str(tmp_path / "q"), "--yes")
+    assert result.exit_code == 0, result.stderr
+    assert (root / "card" / "IMG_1.xmp").exists() and (root / "card" / "IMG_1.CRW").exists()
+
+
+def test_a_shared_sidecar_goes_only_after_every_file_it_belongs_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``x.xmp`` belongs to ``x.jpg`` and ``x.png``, each a copy in its own group; it goes
+    with the last of them. If the other one stays at the moment of acting (its keeper
+    changed), the sidecar stays with it."""
+    root = folder(
+        tmp_path,
+        {
+            "k1.jpg": photo(1),
+            "k2.png": encode(random_image(5, (160, 160)), "PNG"),
+            "sub/x.jpg": photo(1),
+            "sub/x.png": encode(random_image(5, (160, 160)), "PNG"),
+            "sub/x.xmp": XMP,
+        },
+    )
+    groups = json.loads(find(root).stdout)["groups"]
+    carrier = next(g for g in groups if g["remove_files"][0]["followers"])
+    assert [Path(f["path"]).name for f in carrier["remove_files"][0]["followers"]] == ["x.xmp"]
+    other = next(g for g in groups if g is not carrier)
+    import dedup_cli.cli.acting as acting
+
+    def confirm_then_touch(*_args: object) -> None:
+        os.utime(other["keep"], ns=(1, 1))  # that keeper changed: its copy is skipped
+
+    monkeypatch.setattr(acting, "confirm", confirm_then_touch)
+    result = find(root, "--action", "move", "--to", str(tmp_path / "q"), "--yes")
+    assert result.exit_code != 0
+    staying = Path(other["remove"][0])
+    assert staying.exists() and (root / "sub" / "x.xmp").read_bytes() == XMP
+    skipped = json.loads(result.stdout)["action"]["skipped"]
+    reasons = {Path(s["path"]).name: s["reason"] for s in skipped}
+    assert reasons["x.xmp"] == f"stays with {staying.name}, which was not removed"

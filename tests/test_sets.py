@@ -19,7 +19,6 @@ from dedup_cli.core.files import FileInfo
 from dedup_cli.core.plan import Plan, PlannedGroup, Removal
 from dedup_cli.core.sets import keep_sets_whole
 from dedup_cli.media.companions import MOVIE, SIDECAR, Companions
-from dedup_cli.media.scan import is_image_name
 
 runner = CliRunner()
 
@@ -96,12 +95,12 @@ def test_companions_are_files_of_other_kinds_under_one_stem(tmp_path: Path) -> N
     assert found.followers(tmp_path / "b.JPEG") == []  # b.jpg.XMP is b.jpg's alone
     assert found.followers(tmp_path / "c.png") == [(tmp_path / "c.png.xmp", SIDECAR)]
     # A stem's sidecar belongs to every picture of the stem; a named one to its picture.
-    assert found.owners(tmp_path / "IMG_1.xmp", SIDECAR, is_image_name) == [
+    assert found.owners(tmp_path / "IMG_1.xmp", SIDECAR) == [
         tmp_path / "IMG_1.CR2",
         tmp_path / "IMG_1.JPG",
     ]
-    assert found.owners(tmp_path / "b.jpg.XMP", SIDECAR, is_image_name) == [tmp_path / "b.jpg"]
-    assert found.owners(tmp_path / "img_2.mov", MOVIE, is_image_name) == [tmp_path / "IMG_2.HEIC"]
+    assert found.owners(tmp_path / "b.jpg.XMP", SIDECAR) == [tmp_path / "b.jpg"]
+    assert found.owners(tmp_path / "img_2.mov", MOVIE) == [tmp_path / "IMG_2.HEIC"]
     assert found.of(tmp_path / "a.jpg") == []  # a PNG beside a JPEG is a conversion
     assert found.of(tmp_path / "b.jpg") == []  # two JPEGs are never a set
 
@@ -253,7 +252,7 @@ def test_followers_only_take_removals_back_and_never_strand_or_lose_a_file(
                 for follower in plan.followers.get(str(path), []):
                     place = path.parent / follower.name
                     attached.append(place)
-                    owners = found.owners(place, follower.what, is_image_name)
+                    owners = found.owners(place, follower.what)
                     assert all(o in after for o in owners)
                     if follower.what == MOVIE:
                         assert follower.counterpart is not None
@@ -262,7 +261,7 @@ def test_followers_only_take_removals_back_and_never_strand_or_lose_a_file(
                 # A removed JPEG or HEIC still whose movie belongs to no staying picture
                 # takes its movie along: the movie is never left behind alone.
                 for movie, what in found.followers(path):
-                    owners = found.owners(movie, what, is_image_name)
+                    owners = found.owners(movie, what)
                     if what == MOVIE and all(o in after for o in owners):
                         assert movie in set(attached) or any(
                             movie == p.parent / f.name

@@ -38,7 +38,7 @@ from dedup_cli.act.runs_index import RecordedRun, find_run, record_run, recorded
 from dedup_cli.config import ACTIONS, state_dir
 from dedup_cli.core.files import FileInfo
 from dedup_cli.core.methods import EXACT
-from dedup_cli.core.plan import Plan, Removal
+from dedup_cli.core.plan import Plan, Removal, acting_order
 from dedup_cli.core.sets import Follower, followers_of
 from dedup_cli.errors import DedupError, NothingToUndoError, StoreError, UsageError
 from dedup_cli.media.companions import MOVIE, SIDECAR, Companions
@@ -350,9 +350,7 @@ def execute_plan(
         try:
             with _DeferredInterrupt() as interrupt:
                 for group in plan.groups:
-                    # Byte copies first: a merge rewrites the keeper, and they are compared
-                    # with it byte for byte (they carry its metadata: nothing to merge).
-                    for removal in sorted(group.remove, key=lambda r: r.method != EXACT):
+                    for removal in acting_order(group):
                         if interrupt.requested:
                             break
                         path = Path(removal.file.absolute)
@@ -398,6 +396,7 @@ class _Run:
     merge: str | None = None  # --merge-metadata: "file", "sidecar" or None
     # Keepers this run rewrote (a merge), as they are now: later checks expect these bytes.
     rewritten: dict[Path, FileSnapshot] = field(default_factory=dict)
+    removed: set[str] = field(default_factory=set)  # files this run removed (absolute)
 
     def now(self, keeper: FileInfo) -> FileInfo:
         """The keeper as this run expects it: as planned, or as a merge of this run left it."""
@@ -490,7 +489,8 @@ def _act_on_one(
 
         if not _recorded(run, entry, act_on_file):
             return
-        for source, snapshot, relative, stands_for in checked:
+        run.removed.add(str(file.absolute))
+        for (source, snapshot, relative, stands_for), follower in zip(checked, followers):
             follows = _entry(
                 run,
                 file_root / relative,
@@ -500,6 +500,15 @@ def _act_on_one(
                 snapshot.content_hash,
             )
             follows["follows"] = str(file.absolute)
+            staying = [o for o in follower.others if o not in run.removed]
+            if staying:
+                reason = f"stays with {Path(staying[0]).name}, which was not removed"
+                run.store.journal(
+                    run.report.run_id,
+                    {**_journaled(follows), "status": "skipped", "reason": reason},
+                )
+                run.report.skipped.append({**follows, "reason": reason})
+                continue
             _recorded(
                 run,
                 follows,
@@ -636,6 +645,8 @@ def _check_follower(
                 "(use --action move or trash)"
             )
         theirs = (PurePosixPath(keeper.path).parent / follower.counterpart).as_posix()
+        if (keeper_root, theirs) == (file_root, mine):
+            raise _Skip(f"{what} would be deleted and its keeper has no other one")
         kept = pinned.enter_context(Pinned(run.bases[keeper_root], theirs))
         _stat_role(kept, f"its keeper's {follower.what} {follower.counterpart}")
         try:

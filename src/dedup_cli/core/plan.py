@@ -9,6 +9,7 @@ from typing import Any
 
 from dedup_cli.core.files import FileInfo
 from dedup_cli.core.group import Group
+from dedup_cli.core.methods import EXACT
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,12 @@ class PlannedGroup:
     keep: FileInfo
     remove: tuple[Removal, ...]
     why: str = ""  # why the keep rule chose this file over the others (``KeeperRank.why``)
+
+
+def acting_order(group: PlannedGroup) -> list[Removal]:
+    """The order a group's removals are carried out in: byte copies first (a metadata merge
+    may rewrite the keeper, and they are compared with it byte for byte)."""
+    return sorted(group.remove, key=lambda r: r.method != EXACT)
 
 
 @dataclass

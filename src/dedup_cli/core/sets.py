@@ -30,10 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dedup_cli.config import PAIRS
-from dedup_cli.core.plan import Plan
+from dedup_cli.core.plan import Plan, acting_order
 from dedup_cli.errors import UsageError
 from dedup_cli.media.companions import MOVIE, STILLS, Companions, kind_of
-from dedup_cli.media.scan import is_image_name
 
 
 @dataclass(frozen=True)
@@ -44,6 +43,7 @@ class Follower:
     name: str
     what: str  # ``companions.SIDECAR`` or ``companions.MOVIE``
     counterpart: str | None = None
+    others: tuple[str, ...] = ()  # the other files it belongs to: they must be gone first
 
 
 def check_pairs(pairs: str) -> str:
@@ -82,9 +82,7 @@ def keep_companions(
         plan.hold_back(held)
 
 
-def one_shot(
-    plan: Plan, moment_of: Callable[[Path], tuple[str, float] | None]
-) -> dict[Path, str]:
+def one_shot(plan: Plan, moment_of: Callable[[Path], tuple[str, float] | None]) -> dict[Path, str]:
     """Removals that are another kind of still of their keeper's shot: the camera and the
     capture time (to the sub-second) are the keeper's, and one is a RAW, JPEG or HEIC where
     the other is another of these (a RAW and its JPEG under other names or folders, an
@@ -113,31 +111,35 @@ def followers_of(
     plan: Plan, companions: Companions
 ) -> tuple[dict[str, list[Follower]], dict[Path, str]]:
     """What goes with each planned removal (by its absolute path), and the removals that
-    must stay because a follower cannot go (a movie the keeper has no copy of)."""
+    must stay because a follower cannot go (a movie the keeper has no copy of). A follower
+    shared by several removals goes with the last of them in the order they are carried
+    out (``acting_order``), and only once all of them are gone (``Follower.others``)."""
     removing = {Path(r.file.absolute) for g in plan.groups for r in g.remove}
-    taken: set[Path] = set()
-    going: dict[str, list[Follower]] = {}
+    order = [(group, removal) for group in plan.groups for removal in acting_order(group)]
+    last: dict[tuple[Path, str], int] = {}
+    owned: dict[tuple[Path, str], list[Path]] = {}
+    for index, (_, removal) in enumerate(order):
+        for follower, what in companions.followers(Path(removal.file.absolute)):
+            owners = companions.owners(follower, what)
+            if all(o in removing for o in owners):  # else it stays with a file that stays
+                last[(follower, what)] = index
+                owned[(follower, what)] = owners
+    going: dict[str, list[Follower]] = {str(Path(r.file.absolute)): [] for _, r in order}
     held: dict[Path, str] = {}
-    for group in plan.groups:
-        keeper = Path(group.keep.absolute)
-        keepers = companions.followers(keeper)
-        for removal in group.remove:
-            path = Path(removal.file.absolute)
-            found: list[Follower] = []
-            for follower, what in companions.followers(path):
-                owners = companions.owners(follower, what, is_image_name)
-                if follower in taken or any(o not in removing for o in owners):
-                    continue  # it still belongs to a picture that stays, or is taken
-                counterpart = _counterpart(follower, what, keepers)
-                if what == MOVIE and counterpart is None:
-                    held[path] = (
-                        f"a Live Photo: its movie {follower.name} has no movie of the same size "
-                        f"beside its keeper {keeper.name}"
-                    )
-                    break
-                taken.add(follower)
-                found.append(Follower(follower.name, what, counterpart))
-            going[str(path)] = found
+    for (follower, what), index in sorted(last.items(), key=lambda item: item[1]):
+        group, removal = order[index]
+        path, keeper = Path(removal.file.absolute), Path(group.keep.absolute)
+        counterpart = _counterpart(follower, what, companions.followers(keeper))
+        if counterpart is not None and keeper.parent / counterpart == follower:
+            counterpart = None  # never a file standing for itself
+        if what == MOVIE and counterpart is None:
+            held[path] = (
+                f"a Live Photo: its movie {follower.name} has no movie of the same size "
+                f"beside its keeper {keeper.name}"
+            )
+            continue
+        others = tuple(str(o) for o in owned[(follower, what)] if o != path)
+        going[str(path)].append(Follower(follower.name, what, counterpart, others))
     return going, held
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import unicodedata
-from collections.abc import Callable
 from pathlib import Path
 
 RAW_EXTENSIONS = frozenset(
@@ -84,8 +83,8 @@ class Companions:
     def followers(self, path: Path) -> list[tuple[Path, str]]:
         """The files that exist for ``path``'s sake, each with what it is (``SIDECAR`` or
         ``MOVIE``): its own sidecar (``name.ext.xmp``), the sidecars of its stem, and, for a
-        JPEG or HEIC still, the movie of its Live Photo. A stem's files may be shared with
-        other pictures of that stem (``owners`` says with which)."""
+        JPEG or HEIC still, the movie of its Live Photo. Only files ``owners`` names
+        ``path`` among; a stem's files may be shared with other files of that stem."""
         listing = self._listing(path.parent)
         own = unicodedata.normalize("NFC", path.name).casefold()
         found = [(n, SIDECAR) for n in listing.get(own, []) if kind_of(n) == "sidecar"]
@@ -95,23 +94,28 @@ class Companions:
                 found.append((name, SIDECAR))
             elif kind == "video" and kind_of(path.name) in LIVE_STILLS:
                 found.append((name, MOVIE))
-        return [(path.parent / name, what) for name, what in sorted(found)]
+        return [
+            (path.parent / name, what)
+            for name, what in sorted(set(found))
+            if path in self.owners(path.parent / name, what)
+        ]
 
-    def owners(self, follower: Path, what: str, is_picture: Callable[[str], bool]) -> list[Path]:
-        """The pictures ``follower`` exists for: the one it is named after
-        (``name.ext.xmp``), or else the pictures of its stem (``is_picture`` says which
-        names are pictures; a movie's are the JPEG and HEIC stills)."""
+    def owners(self, follower: Path, what: str) -> list[Path]:
+        """The files ``follower`` exists for: every file of the name it carries before its
+        extension (``name.ext.xmp``: ``name.ext``, in any case or Unicode form); else every
+        file of its stem that is not itself a sidecar or movie, in a format dedup reads or
+        not (a ``.CRW`` keeps its ``.xmp``); a movie's are the JPEG and HEIC stills."""
         listing = self._listing(follower.parent)
         inner = os.path.splitext(follower.name)[0]
         if what == SIDECAR:
             named = [n for n in listing.get(_stem(inner), []) if _same(n, inner)]
-            if named and is_picture(named[0]):
-                return [follower.parent / named[0]]
+            if named:
+                return [follower.parent / n for n in sorted(named)]
         names = listing.get(_stem(follower.name), [])
         if what == MOVIE:
             owners = [n for n in names if kind_of(n) in LIVE_STILLS]
         else:
-            owners = [n for n in names if kind_of(n) != "sidecar" and is_picture(n)]
+            owners = [n for n in names if kind_of(n) not in ("sidecar", "video")]
         return [follower.parent / n for n in sorted(owners)]
 
 
