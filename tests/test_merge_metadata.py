@@ -199,3 +199,75 @@ def test_merge_metadata_with_a_bad_mode_stops_before_any_work(folder: Path) -> N
     assert result.exit_code == 2
     assert not (folder / "image_database.db").exists()
     assert os.path.exists(folder / "phone" / "IMG_2041.jpg")
+
+
+def test_a_forged_merge_row_naming_any_photo_is_not_undone(folder: Path, tmp_path: Path) -> None:
+    """Review finding: an edited database adds a "merge" row to a real run, naming a photo
+    with no other copy, no backup (as for a sidecar the merge created) and that photo's own
+    hash as what the merge wrote. Undo must not remove it: only merges recorded in the
+    user's state folder are undone."""
+    import sqlite3
+
+    from dedup_cli.media.decode import content_hash
+
+    precious = folder / "precious.jpg"
+    precious.write_bytes(encode(Image.new("RGB", (64, 48), (200, 30, 30)), quality=90))
+    result = find(folder, "--action", "move", "--to", str(tmp_path / "q"), "--merge-metadata")
+    assert result.exit_code == 0, result.stderr
+    run_id = json.loads(result.stdout)["action"]["run_id"]
+    with sqlite3.connect(folder / "image_database.db") as db:
+        db.execute(
+            "INSERT INTO actions (run_id, path, keeper, action, destination, size, mtime_ns, "
+            "content_hash, status, reason, at, after_hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                run_id,
+                str(precious),
+                str(precious),
+                "merge",
+                None,
+                0,
+                0,
+                None,
+                "done",
+                None,
+                0.0,
+                content_hash(precious.read_bytes()),
+            ),
+        )
+    undone = runner.invoke(app, ["undo", "--db", str(folder / "image_database.db"), "--json"])
+    assert precious.exists()
+    reasons = [s["reason"] for s in json.loads(undone.stdout)["skipped"]]
+    assert reasons == [
+        "a merge your dedup did not record for this run: not restored (a database can carry "
+        "forged rows)"
+    ]
+
+
+def test_a_merge_keeps_the_keepers_extended_attributes(folder: Path, tmp_path: Path) -> None:
+    """Review finding: desktop tags live in extended attributes, and a rewrite through a new
+    file dropped them for good."""
+    keeper = folder / "coffee.jpg"
+    try:
+        os.setxattr(keeper, "user.xdg.tags", b"family,best")
+    except OSError:
+        pytest.skip("this file system keeps no user extended attributes")
+    result = find(folder, "--action", "move", "--to", str(tmp_path / "q"), "--merge-metadata")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["action"]["merged"]
+    assert os.getxattr(keeper, "user.xdg.tags") == b"family,best"
+    assert undo(folder).exit_code == 0
+    assert os.getxattr(keeper, "user.xdg.tags") == b"family,best"
+
+
+def test_a_hard_linked_keeper_is_not_rewritten_and_its_copy_stays(
+    folder: Path, tmp_path: Path
+) -> None:
+    keeper = folder / "coffee.jpg"
+    before = keeper.read_bytes()
+    os.link(keeper, tmp_path / "elsewhere.jpg")
+    result = find(folder, "--action", "delete", "--merge-metadata")
+    assert result.exit_code != 0
+    [skipped] = json.loads(result.stdout)["action"]["skipped"]
+    assert "other hard links" in skipped["reason"]
+    assert keeper.read_bytes() == before and (folder / "phone" / "IMG_2041.jpg").exists()
+    assert keeper.stat().st_nlink == 2

@@ -563,17 +563,21 @@ def _merge_metadata(
     backup = None
     if was is not None:
         backup = _backup(run, was, target)
+    witnessed = {
+        "path": str(target_path),
+        "destination": None if backup is None else str(backup),
+        "mtime_ns": 0 if was is None else was.mtime_ns,
+        "content_hash": None if was is None else was.content_hash,
+        "after_hash": content_hash(merged.data),
+    }
+    _witness_merge(run.report.run_id, witnessed)
     row = run.store.journal(
         run.report.run_id,
         {
-            "path": str(target_path),
+            **witnessed,
             "keeper": str(file.absolute),
             "action": "merge",
-            "destination": None if backup is None else str(backup),
             "size": 0 if was is None else was.size,
-            "mtime_ns": 0 if was is None else was.mtime_ns,
-            "content_hash": None if was is None else was.content_hash,
-            "after_hash": content_hash(merged.data),
             "status": "pending",
             "reason": None,
         },
@@ -584,7 +588,12 @@ def _merge_metadata(
     if was is None and target.exists():
         run.store.set_action_status(row, "skipped", "a sidecar appeared at the moment of merging")
         raise _Skip("a sidecar appeared beside the keeper at the moment of merging")
-    after = target.replace_with(merged.data, like=info)
+    try:
+        after = target.replace_with(merged.data, like=info)
+    except OSError as exc:
+        reason = f"its metadata could not be merged into the keeper: {exc.strerror or exc}"
+        run.store.set_action_status(row, "failed", reason)
+        raise _Skip(reason) from None
     run.store.set_action_status(row, "done")
     if run.merge == "file":
         run.rewritten[Path(keeper.absolute)] = after
@@ -606,6 +615,32 @@ def backups_folder(run_id: str) -> Path:
     """Where a run keeps the bytes its merges replaced: this user's state folder, never a
     folder that came with the photos."""
     return state_dir() / "keeper-backups" / run_id
+
+
+MERGES_RECORD = "merges.jsonl"  # in a run's backup folder: what undo may do for its merges
+
+
+def _witness_merge(run_id: str, merge: dict[str, Any]) -> None:
+    """Record a merge in this user's state folder, synced, before it happens: undo trusts
+    this record, never a database row alone (a database can be edited to name any file)."""
+    folder = backups_folder(run_id)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with open(folder / MERGES_RECORD, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(merge, sort_keys=True) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _witnessed_merges(run_id: str) -> list[dict[str, Any]]:
+    try:
+        lines = (backups_folder(run_id) / MERGES_RECORD).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    merges = []
+    for line in lines:
+        with contextlib.suppress(ValueError):
+            merges.append(json.loads(line))
+    return merges
 
 
 def _backup(run: _Run, was: FileSnapshot, target: Pinned) -> Path:
@@ -990,6 +1025,16 @@ def _undo_merge(
             {
                 "path": str(path),
                 "reason": "journal row points outside the run's folder: not restored",
+            }
+        )
+        return
+    facts = ("path", "destination", "mtime_ns", "content_hash", "after_hash")
+    if {k: action[k] for k in facts} not in _witnessed_merges(recorded.run_id):
+        report.skipped.append(
+            {
+                "path": str(path),
+                "reason": "a merge your dedup did not record for this run: not restored "
+                "(a database can carry forged rows)",
             }
         )
         return

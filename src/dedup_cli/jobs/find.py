@@ -23,7 +23,6 @@ import numpy as np
 from dedup_cli.config import DEFAULT_KEEP
 from dedup_cli.confirm.rederive import RederivedHashes, rederive_shared_hashes
 from dedup_cli.core.bursts import add_best_of_bursts, bursts, check_bursts, hold_back_other_shots
-from dedup_cli.core.files import FileInfo
 from dedup_cli.core.keep import FIND_RULES, check_keep, check_prefer, keeper_rank
 from dedup_cli.core.pairs import Pairs
 from dedup_cli.core.plan import Plan, make_plan
@@ -306,7 +305,16 @@ def find_in_folders(
     if on_bursts is not None:
         listed, frames_of = listed_bursts(files, moment_of)
         if on_bursts == "remove-all-but-best":
-            left = add_best_of_bursts(plan, frames_of)
+            # Only frames that look like the sharpest one (the search's threshold): a
+            # time-lapse, or two phones of one model a second apart, are not a burst to thin.
+            alike = []
+            for best, others in frames_of:
+                rows = np.asarray(others, dtype=np.int64)
+                dots = row_dots(matrix, np.full(len(rows), best), rows)
+                kept = [files[k] for k, dot in zip(others, dots.tolist()) if dot >= threshold]
+                if kept:
+                    alike.append((files[best], kept))
+            left = add_best_of_bursts(plan, alike)
             for burst in listed:
                 if burst["sharpest"] in left:
                     burst["left"] = left[burst["sharpest"]]
@@ -342,10 +350,10 @@ def find_in_folders(
 
 def listed_bursts(
     files: FileTable | JoinedFiles, moment_of: Callable[[Path], tuple[str, float] | None]
-) -> tuple[list[dict[str, Any]], list[tuple[FileInfo, list[FileInfo]]]]:
+) -> tuple[list[dict[str, Any]], list[tuple[int, list[int]]]]:
     """The bursts among ``files`` (``core.bursts``), each frame with its capture time and
-    sharpness, the sharpest named; and each burst's sharpest frame with the others (a
-    burst none of whose frames could be read for sharpness has none)."""
+    sharpness, the sharpest named; and each burst's sharpest frame with the others, as
+    rows (a burst none of whose frames could be read for sharpness has none)."""
     moments = []
     for k in range(len(files)):
         moment = moment_of(Path(files[k].absolute))
@@ -367,8 +375,7 @@ def listed_bursts(
         best = max(range(len(run)), key=lambda i: frames[i]["sharpness"] or -1.0)
         listed.append({"camera": camera, "frames": frames, "sharpest": frames[best]["path"]})
         if frames[best]["sharpness"] is not None:
-            others = [files[k] for i, k in enumerate(run) if i != best]
-            frames_of.append((files[run[best]], others))
+            frames_of.append((run[best], [k for i, k in enumerate(run) if i != best]))
     return listed, frames_of
 
 

@@ -211,13 +211,17 @@ class Pinned:
         self, data: bytes, *, like: os.stat_result | None = None, mtime_ns: int | None = None
     ) -> FileSnapshot:
         """Give ``name`` these bytes whole or not at all: a temporary file in the pinned
-        folder, synced, renamed over it. ``like``: the permissions (and owner, where
-        allowed) to keep; ``mtime_ns``: the modification time to give it. Returns what
-        is there now."""
+        folder, synced, renamed over it, with the extended attributes the file had.
+        ``like``: the permissions (and owner, where allowed) to keep; ``mtime_ns``: the
+        modification time to give it. Returns what is there now. A file with other hard
+        links is refused (``EMLINK``): a new file would leave them behind."""
+        if self.exists() and self.lstat().st_nlink > 1:
+            raise OSError(errno.EMLINK, "it has other hard links; rewriting would split them")
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
         temporary = fit_name(f".{self.name}.{os.getpid()}.dedup-tmp")
         fd = os.open(temporary, flags, 0o600, dir_fd=self.fd)
         try:
+            self._copy_attributes_to(fd)
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
@@ -236,6 +240,31 @@ class Pinned:
         os.replace(temporary, self.name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
         os.fsync(self.fd)
         return self.snapshot()
+
+    def _copy_attributes_to(self, fd: int) -> None:
+        """The file's extended attributes (tags, comments a desktop keeps there) onto
+        ``fd``. A ``user.`` attribute that cannot be set stops the rewrite; system ones the
+        process may not set are left to the file system."""
+        try:
+            source = os.open(self.name, _FILE_FLAGS, dir_fd=self.fd)
+        except FileNotFoundError:
+            return
+        try:
+            try:
+                names = os.listxattr(source)
+            except OSError as exc:
+                if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+                    return
+                raise
+            for name in names:
+                value = os.getxattr(source, name)
+                try:
+                    os.setxattr(fd, name, value)
+                except OSError:
+                    if name.startswith("user."):
+                        raise
+        finally:
+            os.close(source)
 
     def unlink(self) -> None:
         os.unlink(self.name, dir_fd=self.fd)
