@@ -21,10 +21,10 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from dedup_cli.confirm.cascade import confirm_pairs
-from dedup_cli.jobs.workflow import stored_thumbnails
 from dedup_cli.confirm.geometry import PictureCache
 from dedup_cli.embed.collection import load_collection
 from dedup_cli.embed.pipeline import EmbedOptions, embed_root
+from dedup_cli.jobs.workflow import stored_thumbnails
 from dedup_cli.media.scan import scan
 from dedup_cli.models import get_spec, resolve_device
 from dedup_cli.search.exact import similar_pairs

@@ -122,7 +122,10 @@ def test_remove_all_but_best_is_the_one_way_burst_frames_go(
         base.filter(ImageFilter.GaussianBlur(2)), root / "IMG_0202.JPG", "2026:06:01 12:00:00", "60"
     )
     shot(
-        base.filter(ImageFilter.GaussianBlur(1.2)), root / "IMG_0203.JPG", "2026:06:01 12:00:01", "20"
+        base.filter(ImageFilter.GaussianBlur(1.2)),
+        root / "IMG_0203.JPG",
+        "2026:06:01 12:00:01",
+        "20",
     )
     before = {p.name: p.read_bytes() for p in root.iterdir()}
     listed = runner.invoke(
@@ -173,7 +176,10 @@ def test_a_burst_with_a_frame_in_a_duplicate_group_is_left_alone(
     base = photos["rocket"]
     shot(base, root / "IMG_0201.JPG", "2026:06:01 12:00:00", "10")
     shot(
-        base.filter(ImageFilter.GaussianBlur(1.2)), root / "IMG_0202.JPG", "2026:06:01 12:00:01", "20"
+        base.filter(ImageFilter.GaussianBlur(1.2)),
+        root / "IMG_0202.JPG",
+        "2026:06:01 12:00:01",
+        "20",
     )
     (root / "copy").mkdir()
     (root / "copy" / "IMG_0201.JPG").write_bytes((root / "IMG_0201.JPG").read_bytes())

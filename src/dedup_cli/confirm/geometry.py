@@ -71,6 +71,7 @@ MAX_RESIDUAL = 0.65  # per-block RMS residual, as a share of the block's contras
 CONTRAST_FLOOR = 0.25  # a block's residual is judged against its own contrast, or this share
 # of the whole image's where the block is flatter (so JPEG noise in flat sky is no difference)
 CLIP_LOW, CLIP_HIGH = 4, 251  # gray levels at or beyond which a pixel counts as clipped
+MIN_UNCLIPPED = 0.25  # below this share of unclipped pixels a picture is line art (two tones)
 MIN_RELATED = 0.60  # share of agreeing blocks below which two are not even related
 MAX_ALIGNED_SHIFT = 0.015  # frames shifted more than this share of a side are not one frame
 COLOUR_SIDE = 128  # colour is compared at this long side (chroma is stored at half WORK_SIDE)
@@ -333,8 +334,14 @@ def block_residuals(
     low_in, high_in = small_inner <= CLIP_LOW, small_inner >= CLIP_HIGH
     low_out, high_out = warped <= CLIP_LOW, warped >= CLIP_HIGH
     valid = inside & ~(low_in | high_in | low_out | high_out)
-    if valid.sum() < 0.25 * valid.size:
-        return None  # mostly clipped: too little to compare
+    if valid.sum() < MIN_UNCLIPPED * valid.size:
+        # Mostly clipped: line art, a text page, a scan, a silhouette (black strokes on
+        # white). Its tones are two, so the strokes themselves are the evidence: every pixel
+        # counts, compared after the blur and the tone fit (a copy's resampling and JPEG
+        # ringing stay under a fifth of a block's contrast; another page's letters or
+        # another drawing's strokes reach more than one).
+        valid = inside
+        low_in = high_in = low_out = high_out = np.zeros_like(inside)
     a = cv2.GaussianBlur(small_inner.astype(np.float32), (0, 0), 1.5).astype(np.float64)
     b = cv2.GaussianBlur(warped, (0, 0), 1.5).astype(np.float64)
     spread = float(a[valid].std())
