@@ -140,13 +140,14 @@ def test_other_formats_decode_to_the_same_pixels(fmt: str) -> None:
 
 
 def test_sixteen_bit_values_are_scaled_exactly() -> None:
-    # Four flat quarters: black, 16-bit mid grey (128 * 257), just below white, white.
-    values = np.array([[0, 128 * 257], [254 * 257, 65535]], dtype=np.uint16)
+    # Four flat quarters: black, 16-bit mid grey (128 * 257), just below white, white; laid
+    # out so that no side is one flat black or white bar (``media.borders`` would trim it).
+    values = np.array([[0, 254 * 257], [65535, 128 * 257]], dtype=np.uint16)
     image = Image.fromarray(np.kron(values, np.ones((32, 32), dtype=np.uint16)))
     assert image.mode == "I;16"
     pixels = decode(encode(image, "PNG"), 8).pixels
     assert pixels.shape == (8, 8, 3)
-    assert [pixels[1, 1, 0], pixels[1, 6, 0], pixels[6, 1, 0], pixels[6, 6, 0]] == [
+    assert [pixels[1, 1, 0], pixels[6, 6, 0], pixels[1, 6, 0], pixels[6, 1, 0]] == [
         0,
         128,
         254,

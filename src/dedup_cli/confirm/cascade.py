@@ -42,9 +42,12 @@ from dedup_cli.core.files import FileInfo
 from dedup_cli.core.methods import EMBEDDING, EXACT, GEOMETRY, PIXELS
 from dedup_cli.core.pairs import Pairs, kth_similarity
 from dedup_cli.core.progress import Progress
+from dedup_cli.media.borders import content_box
 
 CROP_AREA = 0.9  # a contained picture showing less of the other than this is a crop of it
 MIN_DETAIL = 0.9  # a crop is removable only if its container shows it at this much resolution
+PADDING_AREA_SLACK = 0.05  # a container's bars leave the contained picture this much of it
+PADDED_AREA = 0.98  # a contained picture covering less of its container may be padded
 GEOMETRY_PER_FILE = 10  # geometric checks tried per file, best candidates first
 # In a dense region of look-alikes (textures, documents, faces, bursts), where a file still
 # has a full neighbourhood of ``neighbours`` unproved candidates after the cheap checks, a
@@ -77,6 +80,9 @@ class Confirmation:
     # Pairs where one picture is an edit of the other or shares its frame: reported, kept.
     related: list[dict[str, Any]] = field(default_factory=list)
     geometric_checks: int = 0
+    # Files proved to be another's picture padded with uniform bars (absolute paths): the
+    # keep rule ranks them by the pixels inside their bars (``core.keep``).
+    padded: set[str] = field(default_factory=set)
     # How many checks of each kind ran (thumbnails, pixels, keypoints), and how many pairs
     # were not given a keypoint check because they did not stand out or a file's budget was
     # spent.
@@ -118,6 +124,7 @@ def confirm_pairs(
     method: list[str | None] = [None] * n
     crop: list[int] = [-1] * n
     reason: dict[int, str] = {}
+    padded: set[str] = set()
     cache = pictures if pictures is not None else PictureCache()
     lefts, rights = candidates.left.tolist(), candidates.right.tolist()
     proofs: Counter[str] = Counter()
@@ -199,7 +206,9 @@ def confirm_pairs(
             reason[k] = RELATED_REASON
             continue
         fa, fb = files(k)
-        if found.area < CROP_AREA:
+        if found.area < PADDED_AREA and _padding(found, cache, fa, fb):
+            padded.add(str((fb if found.contained == 0 else fa).absolute))
+        elif found.area < CROP_AREA:
             inner, outer = (fa, fb) if found.contained == 0 else (fb, fa)
             if _detail(found, cache, inner, outer) < MIN_DETAIL:
                 reason[k] = LESS_DETAIL_REASON
@@ -229,6 +238,7 @@ def confirm_pairs(
         unconfirmed=[entry(k) for k in most_similar(unconfirmed, candidates.similarity)],
         unconfirmed_count=len(unconfirmed),
         related=[{**entry(k), "reason": why} for k, why in sorted(reason.items())],
+        padded=padded,
         geometric_checks=checks,
         proofs=dict(proofs),
     )
@@ -303,6 +313,20 @@ def _cache_order(checks: list[int], lefts: list[int], rights: list[int], offset:
         return max(a, b), min(a, b)
 
     return sorted(checks, key=reached)
+
+
+def _padding(found: GeometricMatch, cache: PictureCache, a: FileInfo, b: FileInfo) -> bool:
+    """Whether the container is the contained picture plus uniform bars (letterbox,
+    pillarbox, padding: ``media.borders``): then neither is a crop of the other, they are
+    copies, and the keep rule chooses between them."""
+    outer = cache.get((b if found.contained == 0 else a).absolute)
+    if outer is None:
+        return False
+    box = content_box(np.repeat(outer.gray[..., None], 3, axis=2))
+    if box is None:
+        return False
+    inside = (box[2] - box[0]) * (box[3] - box[1]) / outer.gray.size
+    return abs(inside - found.area) <= PADDING_AREA_SLACK
 
 
 def _detail(found: GeometricMatch, cache: PictureCache, inner: FileInfo, outer: FileInfo) -> float:

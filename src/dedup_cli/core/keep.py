@@ -27,8 +27,12 @@ from functools import total_ordering
 from pathlib import PurePosixPath
 from typing import Any
 
+import numpy as np
+
 from dedup_cli.core.files import FileInfo
 from dedup_cli.errors import UsageError
+from dedup_cli.media.borders import content_box
+from dedup_cli.media.decode import ImageDecodeError, decode_for_display
 from dedup_cli.media.filenames import base_stems
 from dedup_cli.media.provenance import Encoding, encoding_of, made_from
 from dedup_cli.media.raw import is_raw
@@ -36,6 +40,8 @@ from dedup_cli.media.raw import is_raw
 # The ``quality`` rule compares members' files pairwise for conversions only among the
 # members that tie on the most pixels, and among at most this many of them.
 MAX_PROVENANCE_MEMBERS = 6
+PADDING_SIDE = 256  # pixels a member is decoded at to see whether it is padded with bars
+PADDING_TOLERANCE = 0.03  # pictures inside bars this close in pixels count as the same size
 
 
 @dataclass(frozen=True)
@@ -227,6 +233,9 @@ class KeeperRank:
         self._keys: dict[int, tuple[Any, ...]] = {}
         self._encodings: dict[int | str, Encoding] = {}
         self._made_from: dict[tuple[int, int], str | None] = {}
+        self._content: dict[int, int] = {}
+        # Files the proof found padded with uniform bars (``Confirmation.padded``).
+        self.padded: set[str] = set()
 
     def __call__(self, i: int) -> tuple[Any, ...]:
         key = self._keys.get(i)
@@ -246,6 +255,14 @@ class KeeperRank:
     def best(self, members: Sequence[int]) -> int:
         """The keeper among ``members``."""
         ranked = sorted(members, key=self._order)
+        if len(ranked) > 1 and MORE_PIXELS in self.criteria and self._padded_first(ranked):
+            # The most pixels were bars: compare the pictures inside them, and among those
+            # as large (measured through a small decode: within PADDING_TOLERANCE) keep one
+            # without bars, in the rule's order.
+            most = max(self._content_pixels(i) for i in ranked)
+            large = [i for i in ranked if self._content_pixels(i) >= (1 - PADDING_TOLERANCE) * most]
+            unpadded = [i for i in large if str(self.files[i].absolute) not in self.padded]
+            return (unpadded or large)[0]
         if NOT_MADE_FROM_ANOTHER not in self.criteria or len(ranked) < 2:
             return ranked[0]
         most = _pixels(self.files[ranked[0]])
@@ -257,6 +274,30 @@ class KeeperRank:
 
     def _order(self, i: int) -> tuple[Any, ...]:
         return (self(i), i)
+
+    def _padded_first(self, ranked: Sequence[int]) -> bool:
+        """Whether the file ranked first was proved another's picture padded with bars
+        (``padded``, from the proof), so its pixel count is partly bars."""
+        first = self.files[ranked[0]]
+        if str(first.absolute) not in self.padded:
+            return False
+        return self._content_pixels(ranked[0]) < 0.98 * _pixels(first)
+
+    def _content_pixels(self, i: int) -> int:
+        """The file's pixels inside its uniform black or white borders (``media.borders``),
+        read from a small decode once per file."""
+        if i not in self._content:
+            f = self.files[i]
+            self._content[i] = _pixels(f)
+            try:
+                shown = np.asarray(decode_for_display(f.absolute, PADDING_SIDE).convert("RGB"))
+            except (OSError, ValueError, ImageDecodeError):
+                return self._content[i]
+            box = content_box(shown)
+            if box is not None:
+                share = (box[2] - box[0]) * (box[3] - box[1]) / (shown.shape[0] * shown.shape[1])
+                self._content[i] = int(_pixels(f) * share)
+        return self._content[i]
 
     def _derived(self, copy: int, source: int) -> bool:
         a, b = self.files[copy], self.files[source]
@@ -272,6 +313,9 @@ class KeeperRank:
         if not others:
             return ""
         rival = min(others, key=self._order)
+        if rival in self._content and self._content[rival] < _pixels(self.files[rival]):
+            name = PurePosixPath(self.files[rival].path).name
+            return f"more pixels inside its borders ({name} is padded with bars)"
         if self._order(rival) < self._order(keeper):  # passed over: made from another copy
             how = next((h for (c, _), h in self._made_from.items() if c == rival and h), None)
             name = PurePosixPath(self.files[rival].path).name

@@ -25,6 +25,7 @@ from dedup_cli.confirm.cascade import (
 )
 from dedup_cli.core.files import FileInfo
 from dedup_cli.core.group import Group, group_pairs
+from dedup_cli.core.keep import KeeperRank
 from dedup_cli.core.pairs import Pairs
 from dedup_cli.core.progress import Progress
 from dedup_cli.errors import DedupError, UsageError
@@ -202,6 +203,8 @@ def group_proved(
     """Groups without chaining over one index space (``right`` rows shifted by
     ``right_offset`` when the two sides are two lists); ``may_lose`` keeps protected files
     out of the removals."""
+    if isinstance(rank, KeeperRank):  # a padded copy is ranked by the picture inside
+        rank.padded |= proved.confirmation.padded
     found = proved.confirmation.pairs
     confirmed = Pairs(found.left, found.right + right_offset, found.similarity)
     groups = group_pairs(
@@ -247,6 +250,7 @@ def merged(first: Proved, second: Proved) -> Proved:
         related=[*a.related, *b.related],
         geometric_checks=a.geometric_checks + b.geometric_checks,
         proofs=proofs,
+        padded=a.padded | b.padded,
     )
     return Proved(joined(first.candidates, second.candidates), confirmation)
 

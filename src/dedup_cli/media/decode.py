@@ -20,6 +20,8 @@ import numpy as np
 import xxhash
 from PIL import Image, ImageFile, UnidentifiedImageError
 
+from dedup_cli.media.borders import content_box_of
+
 # Refuse images over 150 megapixels: decoding one would take gigabytes per worker.
 MAX_PIXELS = 150_000_000
 # Refuse images whose pixels would take more than this once decoded, estimated from the
@@ -117,7 +119,9 @@ def _check_decoded_size(img: Image.Image) -> None:
 
 
 def decode(data: bytes, size: int) -> DecodedImage:
-    """Bytes -> oriented RGB pixels squashed to size x size, plus a grayscale thumbnail.
+    """Bytes -> oriented RGB pixels squashed to size x size (the picture inside its uniform
+    black or white borders, ``media.borders``), plus a grayscale thumbnail of the whole
+    frame; the width and height are the file's own.
 
     The image is reduced by whole factors while it is converted to RGB (see ``_to_rgb``), so
     memory stays near the size of the decoded file itself; for an image without a
@@ -149,6 +153,16 @@ def decode(data: bytes, size: int) -> DecodedImage:
             else:
                 rgb = _to_rgb(img, factor).transpose(transpose)
                 square = rgb.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+            # The model sees the picture inside its uniform black or white borders
+            # (letterbox, pillarbox, margins); the thumbnail, which the proof compares frame
+            # on frame, stays the whole frame.
+            whole = square
+            inside = content_box_of(rgb)
+            if inside is not None:
+                left, top, right, bottom = (float(v) for v in inside)
+                square = rgb.resize(
+                    (size, size), Image.Resampling.BILINEAR, box=(left, top, right, bottom)
+                )
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         # One short reason for both: Pillow's own error text is long and names its hard
         # limit (twice ours), not the 150 megapixels the docs promise.
@@ -164,7 +178,7 @@ def decode(data: bytes, size: int) -> DecodedImage:
         raise ImageDecodeError(f"corrupt image ({exc})") from None
     if width < 1 or height < 1:
         raise ImageDecodeError("image has no pixels")
-    thumb = square.convert("L").resize((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.BOX)
+    thumb = whole.convert("L").resize((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.BOX)
     return DecodedImage(np.asarray(square, dtype=np.uint8), width, height, thumb.tobytes())
 
 
