@@ -22,6 +22,15 @@ class Pairs:
     def empty() -> Pairs:
         return Pairs(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
 
+    @staticmethod
+    def union(parts: list[Pairs]) -> Pairs:
+        """Disjoint sets of pairs as one, sorted by (i, j) again."""
+        left = np.concatenate([p.left for p in parts]).astype(np.int64)
+        right = np.concatenate([p.right for p in parts]).astype(np.int64)
+        similarity = np.concatenate([p.similarity for p in parts]).astype(np.float32)
+        order = np.lexsort((right, left))
+        return Pairs(left[order], right[order], similarity[order])
+
 
 def kth_similarity(pairs: Pairs, n: int, k: int, side: str = "both") -> np.ndarray:
     """Each row's ``k``-th best similarity among ``pairs``, -inf where it has fewer.

@@ -44,6 +44,7 @@ from dedup_cli.jobs.workflow import (
     check_separate_databases,
     check_separate_folders,
     group_proved,
+    orientation_candidates,
     prove,
     standing_for_sets,
     tried_against_keepers,
@@ -90,6 +91,9 @@ class FindResult:
     # --bursts: runs of shots by one camera seconds apart, sharpest frame marked (None: not
     # asked for).
     bursts: list[dict[str, Any]] | None = None
+    # The orientation channel (``search.orientations``): pairs it proposed that the
+    # embedding did not, and hash chunks too crowded to use; None when it did not run.
+    orientations: dict[str, int] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         document = self.plan.as_dict()
@@ -116,6 +120,9 @@ class FindResult:
             "hashes_rederived": self.rederived.read,
             "stored_hashes_wrong": self.rederived.differed,
             "came_back": len(self.came_back),
+            "orientation_pairs": None
+            if self.orientations is None
+            else self.orientations["proposed"],
         }
         document["index_file"] = self.index_file
         document["unreadable"] = [{"path": p, "error": e} for p, e in self.unreadable]
@@ -153,6 +160,7 @@ def find_duplicates(
     prefer: Sequence[str] = (),
     pairs: str = "keep",
     on_bursts: str | None = None,
+    orientations: bool = True,
 ) -> FindResult:
     """Hash what is missing, then plan the removal of confirmed duplicates in one folder
     (``find_in_folders`` says what each setting does)."""
@@ -171,6 +179,7 @@ def find_duplicates(
         prefer=prefer,
         pairs=pairs,
         on_bursts=on_bursts,
+        orientations=orientations,
     )
 
 
@@ -190,6 +199,7 @@ def find_in_folders(
     prefer: Sequence[str] = (),
     pairs: str = "keep",
     on_bursts: str | None = None,
+    orientations: bool = True,
 ) -> FindResult:
     """Hash what is missing in each folder, then plan the removal of confirmed duplicates
     among all their files, within a folder and across them (``new_only``: among pairs with
@@ -201,7 +211,10 @@ def find_in_folders(
     another shot than its keeper (one camera, another capture time) is always held back
     (``core.bursts``); ``on_bursts`` ``list`` also lists the folder's bursts, sharpest
     frame marked (reads every file's EXIF), and ``remove-all-but-best`` also plans the
-    removal of every frame but the sharpest."""
+    removal of every frame but the sharpest. ``orientations``: a second proposal channel,
+    the thumbnails' hashes in eight orientations (``search.orientations``), proposes quarter
+    turns, mirror images and strong colour changes the embedding misses (not with
+    ``new_only``)."""
     threshold = validate_threshold(spec.default_threshold if threshold is None else threshold)
     check_keep(keep, FIND_RULES)
     check_prefer(prefer, keep)
@@ -254,6 +267,16 @@ def find_in_folders(
         searched=None if len(searched_rows) == len(files) else searched_rows,
         neighbours=neighbours,
     )
+    orientation_stats: dict[str, int] | None = None
+    if orientations and new_rows is None and len(searched_rows) > 1:
+        extra, orientation_stats = orientation_candidates(
+            files,
+            np.asarray(searched_rows, dtype=np.int64),
+            {root: folder.store for root, folder in zip(roots, folders)},
+            lambda i, j: row_dots(matrix, i, j),
+            found_by.pairs,
+        )
+        found_by.pairs = Pairs.union([found_by.pairs, extra])
     if new_rows is not None:
         # A set is grouped when it has a new file or the search found a pair with one of its
         # files (its other files were not searched: they stand behind that one).
@@ -345,6 +368,7 @@ def find_in_folders(
         rederived=rederived,
         came_back=came_back(files, [folder.store for folder in folders]),
         bursts=listed,
+        orientations=orientation_stats,
     )
 
 

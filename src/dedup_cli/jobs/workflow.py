@@ -174,6 +174,36 @@ def prove(
     return Proved(candidates, confirmation)
 
 
+ORIENTATION_BATCH = 50_000  # thumbnails read at once for the orientation channel (50 MB)
+
+
+def orientation_candidates(
+    files: Sequence[FileInfo],
+    rows: np.ndarray,
+    stores: Mapping[Path, Store],
+    similarity: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    known: Pairs,
+) -> tuple[Pairs, dict[str, int]]:
+    """Pairs of ``rows`` the embedding did not propose and the thumbnails' hashes in eight
+    orientations do (``search.orientations``: quarter turns, mirror images, strong colour
+    changes), with their embedding similarity. Thumbnails are read a batch at a time."""
+    from dedup_cli.search.orientations import orientation_hashes, orientation_pairs, thumbnail_stack
+
+    hashes = np.zeros((len(files), 8), dtype=np.uint64)
+    readable = np.zeros(len(files), dtype=bool)
+    for start in range(0, len(rows), ORIENTATION_BATCH):
+        batch = rows[start : start + ORIENTATION_BATCH]
+        stored = stored_thumbnails([files[int(i)] for i in batch], stores)
+        stack, good = thumbnail_stack([stored.get(files[int(i)].absolute) for i in batch])
+        if len(good):
+            hashes[batch[good]] = orientation_hashes(stack)
+            readable[batch[good]] = True
+    pairs, stats = orientation_pairs(hashes, rows[readable[rows]], known)
+    if len(pairs.left):
+        pairs = Pairs(pairs.left, pairs.right, similarity(pairs.left, pairs.right))
+    return pairs, stats
+
+
 def stored_thumbnails(
     files: Iterable[FileInfo], stores: Mapping[Path, Store]
 ) -> dict[Path, bytes | None]:

@@ -1,0 +1,107 @@
+"""The orientation channel (issue 15): hashes of the thumbnail in eight orientations propose
+quarter turns, mirror images and strong colour changes that the embedding rates below the
+threshold; they are then proved like any candidate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from conftest import encode
+from dedup_cli.embed.pipeline import EmbedOptions
+from dedup_cli.jobs.find import find_duplicates
+from dedup_cli.models import get_spec
+from dedup_cli.search.nearest import NEIGHBOURS
+from dedup_cli.search.orientations import (
+    BUCKET_CAP,
+    _low_frequencies,
+    _signs_of,
+    orientation_hashes,
+    orientation_pairs,
+)
+from dedup_cli.store import Store
+
+
+def thumbnail(image: Image.Image) -> np.ndarray:
+    return np.asarray(image.convert("L").resize((32, 32), Image.Resampling.BOX))
+
+
+def test_the_eight_hashes_are_those_of_the_eight_turned_and_mirrored_images() -> None:
+    images = np.random.default_rng(3).integers(0, 256, (40, 32, 32), dtype=np.uint8)
+    views = []
+    for turns in range(4):
+        turned = np.rot90(images, turns, axes=(1, 2))
+        views += [turned, turned[:, :, ::-1]]
+    direct = np.stack([_signs_of(_low_frequencies(np.ascontiguousarray(v))) for v in views], 1)
+    assert np.array_equal(orientation_hashes(images), direct)
+
+
+def test_turned_mirrored_and_recoloured_copies_are_proposed_and_nothing_else(
+    photos: dict[str, Image.Image],
+) -> None:
+    stack, names = [], []
+    for name, photo in photos.items():
+        rgb = photo.convert("RGB")
+        sepia = ImageOps.colorize(ImageOps.grayscale(rgb), black=(40, 20, 0), white=(255, 230, 180))
+        for label, view in (
+            ("", rgb),
+            ("turned", rgb.transpose(Image.Transpose.ROTATE_90)),
+            ("mirrored", ImageOps.mirror(rgb)),
+            ("sepia", sepia),
+        ):
+            stack.append(thumbnail(view))
+            names.append((name, label))
+    pairs, _ = orientation_pairs(orientation_hashes(np.stack(stack)), np.arange(len(stack)))
+    found = {(names[a], names[b]) for a, b in zip(pairs.left.tolist(), pairs.right.tolist())}
+    assert all(a[0] == b[0] for a, b in found)  # never two different photos
+    for name in photos:
+        for label in ("turned", "mirrored", "sepia"):
+            assert ((name, ""), (name, label)) in found, (name, label)
+
+
+def test_each_file_keeps_a_bounded_number_of_proposals() -> None:
+    """One picture 200 times over (near-equal thumbnails): each file proposes at most
+    NEIGHBOURS pairs, so there are at most N x NEIGHBOURS (as for the embedding's bounded
+    search); above BUCKET_CAP files a shared chunk proposes nothing and is counted. The
+    work stays per file."""
+
+    def crowd(n: int) -> np.ndarray:
+        base = np.random.default_rng(5).integers(0, 256, (32, 32), dtype=np.uint8)
+        noise = np.random.default_rng(6).integers(-2, 3, (n, 32, 32))
+        return np.clip(base[None].astype(int) + noise, 0, 255).astype(np.uint8)
+
+    pairs, stats = orientation_pairs(orientation_hashes(crowd(200)), np.arange(200))
+    assert 200 <= len(pairs) <= 200 * NEIGHBOURS
+    assert stats["crowded_chunks"] == 0
+    n = BUCKET_CAP + 50
+    pairs, stats = orientation_pairs(orientation_hashes(crowd(n)), np.arange(n))
+    assert stats["crowded_chunks"] > 0 and len(pairs) <= n * NEIGHBOURS
+
+
+def test_find_proves_a_quarter_turn_the_embedding_did_not_propose(
+    tmp_path: Path, photos: dict[str, Image.Image]
+) -> None:
+    """At a threshold no quarter turn reaches, only the channel proposes the pair, and the
+    keypoint proof confirms it."""
+    root = tmp_path / "photos"
+    root.mkdir()
+    (root / "coffee.jpg").write_bytes(encode(photos["coffee"].convert("RGB"), quality=95))
+    turned = photos["coffee"].convert("RGB").transpose(Image.Transpose.ROTATE_90)
+    (root / "coffee turned.jpg").write_bytes(encode(turned, quality=90))
+    (root / "rocket.jpg").write_bytes(encode(photos["rocket"].convert("RGB"), quality=90))
+    spec, options = get_spec("effnet"), EmbedOptions(device="cpu", workers=0)
+    with Store(root / "image_database.db") as store:
+        without = find_duplicates(root, store, spec, options, threshold=0.99, orientations=False)
+        found = find_duplicates(root, store, spec, options, threshold=0.99)
+    assert without.plan.groups == []
+    [group] = found.plan.groups
+    assert {
+        Path(group.keep.absolute).name,
+        *(Path(r.file.absolute).name for r in group.remove),
+    } == {
+        "coffee.jpg",
+        "coffee turned.jpg",
+    }
+    assert found.as_dict()["stats"]["orientation_pairs"] >= 1
