@@ -105,3 +105,30 @@ def test_find_proves_a_quarter_turn_the_embedding_did_not_propose(
         "coffee turned.jpg",
     }
     assert found.as_dict()["stats"]["orientation_pairs"] >= 1
+
+
+def test_a_turned_or_mirrored_copy_is_proved_frame_on_frame_and_another_photo_is_not(
+    photos: dict[str, Image.Image],
+) -> None:
+    """The pixel proof in the view where the thumbnails agree (``cascade._turned_agreement``
+    and ``Picture.viewed``): no keypoints needed for a quarter turn or a mirror image."""
+    from dedup_cli.confirm.cascade import _turned_agreement
+    from dedup_cli.confirm.geometry import match_aligned, picture_of_image
+    from dedup_cli.media.decode import decode
+
+    def stored(image: Image.Image) -> bytes:
+        return decode(encode(image.convert("RGB"), quality=90), 32).thumbnail
+
+    coffee = photos["coffee"].convert("RGB")
+    copies = {
+        2: coffee.transpose(Image.Transpose.ROTATE_90),  # one quarter turn
+        1: ImageOps.mirror(coffee),
+        4: coffee.transpose(Image.Transpose.ROTATE_180),
+    }
+    for view, copy in copies.items():
+        [found] = _turned_agreement([stored(copy)], [stored(coffee)])
+        assert found == view
+        match = match_aligned(picture_of_image(copy), picture_of_image(coffee).viewed(found))
+        assert match is not None and match.is_copy
+    rocket = photos["rocket"].convert("RGB")
+    assert _turned_agreement([stored(rocket)], [stored(coffee)]) == [0]

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from dedup_cli.confirm.geometry import (
+    VIEWS,
     GeometricMatch,
     Picture,
     PictureCache,
@@ -37,7 +38,7 @@ from dedup_cli.confirm.geometry import (
     match_aligned,
     opencv_error,
 )
-from dedup_cli.confirm.thumbnails import MIN_CORRELATION_ALONE, agreeing
+from dedup_cli.confirm.thumbnails import MIN_CORRELATION_ALONE, agreeing, view_thumbnail
 from dedup_cli.core.files import FileInfo
 from dedup_cli.core.methods import EMBEDDING, EXACT, GEOMETRY, PIXELS
 from dedup_cli.core.pairs import Pairs, kth_similarity
@@ -171,6 +172,29 @@ def confirm_pairs(
             method[k] = PIXELS
         elif found is not None:
             reason[k] = RELATED_REASON
+    # A quarter turn or a mirror image: the thumbnails agree once one is turned the same
+    # way, and the files, turned, lie frame on frame. No keypoints needed.
+    unturned = [k for k in to_screen if method[k] is None and k not in reason]
+    turned = _turned_agreement(
+        [thumbnails.get(files(k)[0].absolute) for k in unturned],
+        [thumbnails.get(files(k)[1].absolute) for k in unturned],
+    )
+    view_of = {k: view for k, view in zip(unturned, turned) if view}
+    turned_checks = sorted(view_of)
+    proofs["pixels_turned"] = len(turned_checks)
+    watch.start(len(turned_checks), "proving: turned pixels")
+
+    def check_turned(k: int) -> GeometricMatch | None:
+        fa, fb = files(k)
+        a, b = cache.get(fa.absolute), cache.get(fb.absolute)
+        if a is None or b is None:
+            return None
+        return checked(match_aligned, a, b.viewed(view_of[k]))
+
+    for k, found in _in_parallel(check_turned, turned_checks, workers):
+        watch.advance(1)
+        if found is not None and found.is_copy:
+            method[k] = PIXELS
     keypoint_checks: list[int] = []
     if geometric:
         level = _levels(candidates, method, neighbours, len(left), len(right), left is right)
@@ -313,6 +337,27 @@ def _cache_order(checks: list[int], lefts: list[int], rights: list[int], offset:
         return max(a, b), min(a, b)
 
     return sorted(checks, key=reached)
+
+
+def _turned_agreement(left: Sequence[bytes | None], right: Sequence[bytes | None]) -> list[int]:
+    """For each pair of thumbnails, the first of the seven other views of the right one
+    (``geometry.VIEWS``: quarter turns, each mirrored) under which the two agree as copies'
+    thumbnails do, or 0 when none does."""
+    found = [0] * len(left)
+    todo = [k for k in range(len(left)) if left[k] is not None and right[k] is not None]
+    for view in range(1, len(VIEWS)):
+        if not todo:
+            break
+        agree = agreeing(
+            [left[k] for k in todo],
+            [view_thumbnail(right[k], view) for k in todo],
+            MIN_CORRELATION_ALONE,
+        )
+        for k, passed in zip(todo, agree.tolist()):
+            if passed:
+                found[k] = view
+        todo = [k for k in todo if not found[k]]
+    return found
 
 
 def _padding(found: GeometricMatch, cache: PictureCache, a: FileInfo, b: FileInfo) -> bool:

@@ -83,6 +83,16 @@ COLOUR_PRIOR = 1e-5  # ridge weight (per training pixel) pulling unconstrained c
 GRAY_CHROMA = 4  # chroma levels within which a picture counts as grayscale
 
 
+# The eight views of a picture: (quarter turns counter-clockwise, then mirrored left-right);
+# the order of ``search.orientations``.
+VIEWS = tuple((turns, mirror) for turns in range(4) for mirror in (False, True))
+
+
+def _view(pixels: np.ndarray, turns: int, mirror: bool) -> np.ndarray:
+    turned = np.rot90(pixels, turns, axes=(0, 1))
+    return np.ascontiguousarray(turned[:, ::-1] if mirror else turned)
+
+
 @dataclass
 class Picture:
     """One image at the working size; its keypoints are found on first use."""
@@ -100,6 +110,14 @@ class Picture:
             image = np.ascontiguousarray(self.gray[:, ::-1]) if mirrored else self.gray
             self._keypoints[mirrored] = _detect(image)
         return self._keypoints[mirrored]
+
+    def viewed(self, view: int) -> Picture:
+        """The picture in one of ``VIEWS`` (without keypoints)."""
+        turns, mirror = VIEWS[view]
+        return Picture(
+            _view(self.gray, turns, mirror),
+            None if self.chroma is None else _view(self.chroma, turns, mirror),
+        )
 
     def mirrored(self) -> Picture:
         """The mirror image (without keypoints)."""

@@ -75,6 +75,17 @@ def _window_correlations(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
     return result
 
 
+def view_thumbnail(thumbnail: bytes | None, view: int) -> bytes | None:
+    """A stored thumbnail in one of ``geometry.VIEWS`` (a square thumbnail turns as the
+    picture does); a missing or damaged one stays missing."""
+    side = THUMBNAIL_SIDE
+    if thumbnail is None or len(thumbnail) != side * side:
+        return None
+    turns, mirror = divmod(view, 2)
+    image = np.rot90(np.frombuffer(thumbnail, dtype=np.uint8).reshape(side, side), turns)
+    return np.ascontiguousarray(image[:, ::-1] if mirror else image).tobytes()
+
+
 def aligned_correlation(a: bytes, b: bytes) -> float:
     """Best correlation of one thumbnail against crop windows of the other, both ways."""
     side = THUMBNAIL_SIDE
