@@ -326,19 +326,32 @@ def test_an_image_claiming_100000_by_100000_pixels_is_refused_by_its_header(zoo:
     assert zoo.unreadable()["bomb.png"] == "image too large (over 150 megapixels)"
 
 
+ANIMATIONS = ("anim.gif", "anim.webp")
+
+
 @pytest.mark.parametrize("name", sorted(DECODABLE))
 def test_odd_but_valid_image_is_embedded_and_grouped_with_its_copy(zoo: Zoo, name: str) -> None:
     fmt = {".heic": "HEIF", ".avif": "AVIF"}.get(os.path.splitext(name)[1])
     if fmt in zoo.missing_codecs:
         pytest.skip(zoo.missing_codecs[fmt])
     assert name not in zoo.unreadable()
-    assert zoo.group_of(name) == {name, copy_name(name)}
+    # Both animations start with the same photo (a GIF and a WebP of one picture): dedup
+    # finds that conversion too since the proof tries more views, so they are one group.
+    expected = {name, copy_name(name)}
+    if name in ANIMATIONS:
+        expected = {a for n in ANIMATIONS for a in (n, copy_name(n))}
+    assert zoo.group_of(name) == expected
     group = next(
-        g for g in zoo.find["groups"] if g["keep_file"]["relative_path"] in (name, copy_name(name))
+        g
+        for g in zoo.find["groups"]
+        if {f["relative_path"] for f in (g["keep_file"], *g["remove_files"])} & {name}
     )
     for f in (group["keep_file"], *group["remove_files"]):
         assert (f["width"], f["height"]) == DECODABLE[name]
-    assert group["remove_files"][0]["method"] == "exact"
+    if name not in ANIMATIONS:
+        assert group["remove_files"][0]["method"] == "exact"
+    else:
+        assert "exact" in {f["method"] for f in group["remove_files"]}
 
 
 @pytest.mark.parametrize("name", SYMLINKS)

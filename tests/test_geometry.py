@@ -150,11 +150,15 @@ def test_find_confirms_flips_and_crops_geometrically(tmp_path: Path, photos) -> 
     document = run()
     assert [Path(g["keep"]).name for g in document["groups"]] == ["original.png"]
     removed = {Path(f["path"]).name: f["method"] for f in document["groups"][0]["remove_files"]}
-    assert removed == {"mirrored.jpg": "geometry", "cropped.jpg": "geometry"}
-    # original~mirrored, original~cropped, and cropped~mirrored (the crop of the mirror image)
-    assert document["stats"]["confirmed_by"]["geometry"] == 3
-    # Without the geometric stage the thumbnails cannot explain either copy: nothing grouped.
-    assert run("--no-geometric")["groups"] == []
+    # The mirror image is proved frame on frame once its thumbnail is mirrored (issue 15's
+    # turned pixels); the crop needs keypoints.
+    assert removed == {"mirrored.jpg": "pixels", "cropped.jpg": "geometry"}
+    # original~cropped and cropped~mirrored (the crop of the mirror image) by keypoints
+    assert document["stats"]["confirmed_by"] == {"pixels": 1, "geometry": 2}
+    # Without the geometric stage the thumbnails cannot explain the crop: only the mirror
+    # image is grouped.
+    [group] = run("--no-geometric")["groups"]
+    assert {Path(p).name for p in group["remove"]} == {"mirrored.jpg"}
 
 
 def test_find_reports_an_overlay_copy_as_related_and_plans_nothing(tmp_path: Path, photos) -> None:  # type: ignore[no-untyped-def]
