@@ -51,6 +51,32 @@ def test_corpus_is_seeded_and_has_every_transform(photo_folder: Path, tmp_path: 
     assert bad in (0, 1)  # the broken file is skipped and counted if it was drawn
 
 
+def test_the_line_art_family_joins_the_corpus_and_is_scored_on_its_own(
+    photo_folder: Path, tmp_path: Path
+) -> None:
+    from dedup_cli.jobs.bench import LINE_ART
+    from dedup_cli.media.lineart import line_art
+
+    samples, _ = build_corpus(photo_folder, tmp_path, sample=1, seed=7, line_art=True)
+    drawn = [s for s in samples if s.kind == LINE_ART]
+    originals = [s for s in drawn if s.family == "original"]
+    assert len(originals) == len(line_art())
+    assert len(drawn) == len(originals) * (1 + len(EASY) + len(HARD))
+    assert len({s.source for s in drawn}) == len(originals)  # each page its own source
+    assert not {s.source for s in drawn} & {s.source for s in samples if s.kind != LINE_ART}
+    # The scorer counts a line-art pair on its own key, and a pair of two pages as false.
+    page_1, page_2 = (
+        next(s for s in originals if s.path.endswith(f"text_page_{k}_original.png")) for k in (1, 2)
+    )
+    index = {s.path: k for k, s in enumerate(samples)}
+    copy = next(s for s in drawn if s.source == page_1.source and s.family == "downscale")
+    positives = {tuple(sorted((index[page_1.path], index[copy.path])))}
+    members = {index[page_1.path], index[page_2.path], index[copy.path]}
+    predicted = positives | {tuple(sorted((index[page_1.path], index[page_2.path])))}
+    scores = _scores(predicted, positives, members, samples)  # type: ignore[arg-type]
+    assert (scores.recall, scores.true_pairs, scores.false_pairs) == (1.0, 1, 1)
+
+
 def test_bench_reports_scores_and_never_writes_into_root(
     photo_folder: Path, tmp_path: Path
 ) -> None:
@@ -68,6 +94,7 @@ def test_bench_reports_scores_and_never_writes_into_root(
             "0",
             "--plot",
             str(plot),
+            "--no-line-art",
         ],
     )
     assert result.exit_code == 0, result.stderr

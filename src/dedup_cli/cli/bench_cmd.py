@@ -48,6 +48,14 @@ def bench_command(
         Path | None,
         typer.Option("--plot", metavar="FILE", help="Write a precision/recall PNG here."),
     ] = None,
+    line_art: Annotated[
+        bool,
+        typer.Option(
+            "--line-art/--no-line-art",
+            help="Also measure the line-art family (text pages, scans, binary images, "
+            "drawings made offline), with its own recall, found recall and precision.",
+        ),
+    ] = True,
     workers: WorkersOpt = None,
     device: DeviceOpt = "auto",
     json_output: JsonOpt = False,
@@ -67,7 +75,9 @@ def bench_command(
             corpus = Path(tmp) / "corpus"
             corpus.mkdir()
             progress = RichProgress("bench", json_output)
-            samples, unreadable = build_corpus(root.resolve(), corpus, sample, seed, progress)
+            samples, unreadable = build_corpus(
+                root.resolve(), corpus, sample, seed, progress, line_art=line_art
+            )
             if not json_output:
                 err_console.print(
                     f"bench corpus: {sum(s.family == 'original' for s in samples)} photos, "
@@ -132,6 +142,14 @@ def _print_model(console: Console, bench: Any) -> None:
         )
     console.print(table)
     t = bench.chosen_threshold or bench.default_threshold
+    drawn = bench.by_threshold.get(t, {}).get("lineart")
+    if drawn is not None:
+        console.print(
+            f"line art (text pages, scans, drawings) at {t:.2f}: recall {drawn.recall:.3f}, "
+            f"found incl. related {drawn.recall_with_related:.3f}, precision "
+            f"{drawn.precision:.3f}",
+            highlight=False,
+        )
     families = Table(title=f"{bench.model}: recall per transform at threshold {t:.2f}")
     families.add_column("transform")
     families.add_column("recall", justify="right")

@@ -38,6 +38,7 @@ from dedup_cli.store import Store
 
 LOOKALIKE = "lookalike"  # the tier of distractors
 PAN = "pan"  # the family of camera-pan frames
+LINE_ART = "lineart"  # the line-art family: pages, scans, drawings (``media.lineart``)
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.70, 0.995, 0.02))
 MAX_SIDE = 1024  # sampled photos are shrunk to this, so a bench of 200 photos stays quick
 
@@ -50,12 +51,19 @@ class Sample:
     source: int
     family: str  # "original", a transform name, or a kind of distractor ("pan", ...)
     tier: str  # "original", "easy", "hard" or "lookalike"
+    kind: str = "photo"  # "photo" (the user's) or LINE_ART (``media.lineart``)
 
 
 def build_corpus(
-    root: Path, out: Path, sample: int, seed: int = 0, progress: Progress | None = None
+    root: Path,
+    out: Path,
+    sample: int,
+    seed: int = 0,
+    progress: Progress | None = None,
+    line_art: bool = False,
 ) -> tuple[list[Sample], int]:
-    """Originals and transformed copies of ``sample`` photos of ``root`` written into ``out``.
+    """Originals and transformed copies of ``sample`` photos of ``root`` written into ``out``
+    (and, with ``line_art``, of the line-art family: text pages, scans, drawings).
 
     Returns the samples and how many picked photos could not be read (they are replaced by
     others where the folder has more)."""
@@ -97,7 +105,29 @@ def build_corpus(
         source += 1
         watch.advance(1)
     watch.finish()
+    if line_art:
+        samples += _line_art_samples(out, source)
     return samples, unreadable
+
+
+def _line_art_samples(out: Path, first_source: int) -> list[Sample]:
+    """The line-art family (``media.lineart``), each original with every transform; the
+    rendered pages share one layout and the drawings one style, so each is a look-alike of
+    the others (another source: a pair of them is a false pair)."""
+    from dedup_cli.media.lineart import line_art
+
+    samples = []
+    for source, (label, image) in enumerate(line_art().items(), start=first_source):
+        name = f"{source:04d}_{label}_original.png"
+        image.save(out / name)
+        samples.append(Sample(name, source, "original", "original", LINE_ART))
+        for tier, transforms in TIERS.items():
+            for family, transform in transforms.items():
+                data, ext = transform(image)
+                name = f"{source:04d}_{label}_{family}{ext}"
+                (out / name).write_bytes(data)
+                samples.append(Sample(name, source, family, tier, LINE_ART))
+    return samples
 
 
 @dataclass
@@ -251,7 +281,10 @@ def evaluate(
         if sample.source not in by_source_original:
             continue
         pair = tuple(sorted((by_source_original[sample.source], k)))
-        for key in (sample.family, sample.tier, "all"):
+        keys = [sample.family, sample.tier, "all"]
+        if sample.kind == LINE_ART:
+            keys.append(LINE_ART)
+        for key in keys:
             positives[key].add(pair)  # type: ignore[arg-type]
             members[key].add(k)
     result = ModelBench(
@@ -271,7 +304,7 @@ def evaluate(
         near = {(a, b) for a, b, s in related if s >= t}
         result.by_threshold[t] = {
             tier: _scores(predicted, positives[tier], members[tier], samples, near)
-            for tier in ("easy", "hard", "all")
+            for tier in ("easy", "hard", "all", *([LINE_ART] if positives[LINE_ART] else []))
         }
         families = [f for transforms in TIERS.values() for f in transforms if f in positives]
         result.by_family[t] = {
