@@ -49,6 +49,9 @@ CROP_AREA = 0.9  # a contained picture showing less of the other than this is a 
 MIN_DETAIL = 0.9  # a crop is removable only if its container shows it at this much resolution
 PADDING_AREA_SLACK = 0.05  # a container's bars leave the contained picture this much of it
 PADDED_AREA = 0.98  # a contained picture covering less of its container may be padded
+# A turned view of a thumbnail is compared only where its hash is within this many bits of
+# the other's (copies measured within 8; this leaves room for JPEG and resizing).
+VIEW_HASH_BITS = 16
 GEOMETRY_PER_FILE = 10  # geometric checks tried per file, best candidates first
 # In a dense region of look-alikes (textures, documents, faces, bursts), where a file still
 # has a full neighbourhood of ``neighbours`` unproved candidates after the cheap checks, a
@@ -342,12 +345,27 @@ def _cache_order(checks: list[int], lefts: list[int], rights: list[int], offset:
 def _turned_agreement(left: Sequence[bytes | None], right: Sequence[bytes | None]) -> list[int]:
     """For each pair of thumbnails, the first of the seven other views of the right one
     (``geometry.VIEWS``: quarter turns, each mirrored) under which the two agree as copies'
-    thumbnails do, or 0 when none does."""
+    thumbnails do, or 0 when none does. A view is compared only where the thumbnails'
+    hashes in it are close (``search.orientations``), so unrelated pairs cost a hash."""
+    from dedup_cli.search.orientations import orientation_hashes, thumbnail_stack
+
     found = [0] * len(left)
-    todo = [k for k in range(len(left)) if left[k] is not None and right[k] is not None]
+    stack_l, good_l = thumbnail_stack(list(left))
+    stack_r, good_r = thumbnail_stack(list(right))
+    both = np.intersect1d(good_l, good_r)
+    if not len(both):
+        return found
+    hashes_l = np.zeros((len(left), 8), np.uint64)
+    hashes_r = np.zeros((len(right), 8), np.uint64)
+    hashes_l[good_l] = orientation_hashes(stack_l)
+    hashes_r[good_r] = orientation_hashes(stack_r)
+    distance = _bits(hashes_l[both, :1] ^ hashes_r[both])  # (pairs, 8)
     for view in range(1, len(VIEWS)):
+        todo = [
+            int(k) for k, d in zip(both, distance[:, view]) if d <= VIEW_HASH_BITS and not found[k]
+        ]
         if not todo:
-            break
+            continue
         agree = agreeing(
             [left[k] for k in todo],
             [view_thumbnail(right[k], view) for k in todo],
@@ -356,8 +374,14 @@ def _turned_agreement(left: Sequence[bytes | None], right: Sequence[bytes | None
         for k, passed in zip(todo, agree.tolist()):
             if passed:
                 found[k] = view
-        todo = [k for k in todo if not found[k]]
     return found
+
+
+def _bits(values: np.ndarray) -> np.ndarray:
+    """Set bits of each uint64."""
+    as_bytes = np.ascontiguousarray(values).view(np.uint8).reshape(*values.shape, 8)
+    counted: np.ndarray = np.unpackbits(as_bytes, axis=-1).sum(axis=-1)
+    return counted
 
 
 def _padding(found: GeometricMatch, cache: PictureCache, a: FileInfo, b: FileInfo) -> bool:
