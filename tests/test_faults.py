@@ -360,7 +360,9 @@ def test_sigkill_during_a_move_then_undo_restores_every_file(tmp_path: Path) -> 
         set(before)
         == (remaining - {db.name, f"{db.name}-wal", f"{db.name}-shm", ".dedup-runs"}) | quarantined
     )  # nothing lost
-    assert 20 <= len(quarantined) < 100
+    # The kill lands once 20 rows are journaled; the 20th is written ``pending`` before its
+    # file moves, so 19 may have reached the quarantine (seen once in CI).
+    assert 19 <= len(quarantined) < 100
     undo = subprocess.run(  # run in the folder, as a user would: its database's last run
         [DEDUP, "undo", "--json"], capture_output=True, text=True, timeout=60, cwd=root
     )
