@@ -271,3 +271,25 @@ def test_a_hard_linked_keeper_is_not_rewritten_and_its_copy_stays(
     assert "other hard links" in skipped["reason"]
     assert keeper.read_bytes() == before and (folder / "phone" / "IMG_2041.jpg").exists()
     assert keeper.stat().st_nlink == 2
+
+
+def test_a_keeper_edited_while_its_merge_is_made_is_not_overwritten(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The merge is computed from the keeper's bytes as read; if another program writes the
+    keeper meanwhile, writing the merge would drop that edit: the copy stays instead."""
+    keeper = folder / "coffee.jpg"
+    real = metadata.merged_into_file
+    edited = with_metadata(keeper.read_bytes(), {}, {"Xmp.dc.title": {'lang="x-default"': "x"}})
+
+    def merge_while_edited(keeper_bytes: bytes, copy: bytes) -> Any:
+        merged = real(keeper_bytes, copy)
+        keeper.write_bytes(edited)  # an editor saves the keeper at this moment
+        return merged
+
+    monkeypatch.setattr(metadata, "merged_into_file", merge_while_edited)
+    result = find(folder, "--action", "move", "--to", str(tmp_path / "q"), "--merge-metadata")
+    assert result.exit_code != 0
+    [skipped] = json.loads(result.stdout)["action"]["skipped"]
+    assert skipped["reason"] == "keeper changed at the moment of merging its metadata"
+    assert keeper.read_bytes() == edited and (folder / "phone" / "IMG_2041.jpg").exists()

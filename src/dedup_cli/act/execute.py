@@ -543,6 +543,7 @@ def _merge_metadata(
                     "a RAW keeper is never rewritten: use --merge-metadata sidecar to keep "
                     "the copy's metadata"
                 )
+            before: bytes | None = keeper_bytes
             merged = metadata.merged_into_file(keeper_bytes, copy)
             target, target_path = kept, keeper.absolute
         else:
@@ -550,19 +551,19 @@ def _merge_metadata(
             relative = (PurePosixPath(keeper.path).parent / name).as_posix()
             target = pinned.enter_context(Pinned(run.bases[keeper_root], relative))
             target_path = keeper.absolute.parent / name
-            before = _read(target).content_hash if target.exists() else None
-            sidecar = target.read_bytes() if before is not None else None
-            merged = metadata.merged_into_sidecar(sidecar, keeper_bytes, copy)
+            before = target.read_bytes() if target.exists() else None
+            merged = metadata.merged_into_sidecar(before, keeper_bytes, copy)
     except metadata.MetadataError as exc:
         raise _Skip(f"its metadata could not be merged into the keeper: {exc}") from None
     if merged is None:
         return  # the keeper lacks nothing the copy has
-    exists = target.exists()
-    was = _read(target) if exists else None
-    info = target.lstat() if exists else None
-    backup = None
-    if was is not None:
-        backup = _backup(run, was, target)
+    # The file as it is now must be the bytes the merge was made from: else it changed
+    # meanwhile, and the merge would drop that change.
+    was = _read(target) if before is not None else None
+    if was is not None and was.content_hash != content_hash(before or b""):
+        raise _Skip("keeper changed at the moment of merging its metadata")
+    info = target.lstat() if was is not None else None
+    backup = None if before is None else _backup(run, before, target.name)
     witnessed = {
         "path": str(target_path),
         "destination": None if backup is None else str(backup),
@@ -643,15 +644,11 @@ def _witnessed_merges(run_id: str) -> list[dict[str, Any]]:
     return merges
 
 
-def _backup(run: _Run, was: FileSnapshot, target: Pinned) -> Path:
-    data = target.read_bytes()
-    from dedup_cli.media.decode import content_hash
-
-    if content_hash(data) != was.content_hash:
-        raise _Skip("keeper changed at the moment of merging its metadata")
+def _backup(run: _Run, data: bytes, name: str) -> Path:
+    """Keep the bytes a merge replaces in this run's backup folder; returns where."""
     folder = backups_folder(run.report.run_id)
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    name = fit_name(f"{secrets.token_hex(6)}-{target.name}")
+    name = fit_name(f"{secrets.token_hex(6)}-{name}")
     write_atomic(folder, name, data)
     return folder / name
 
