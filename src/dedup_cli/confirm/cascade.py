@@ -347,7 +347,7 @@ def _turned_agreement(left: Sequence[bytes | None], right: Sequence[bytes | None
     (``geometry.VIEWS``: quarter turns, each mirrored) under which the two agree as copies'
     thumbnails do, or 0 when none does. A view is compared only where the thumbnails'
     hashes in it are close (``search.orientations``), so unrelated pairs cost a hash."""
-    from dedup_cli.search.orientations import orientation_hashes, thumbnail_stack
+    from dedup_cli.search.orientations import orientation_hashes, popcount, thumbnail_stack
 
     found = [0] * len(left)
     stack_l, good_l = thumbnail_stack(list(left))
@@ -359,7 +359,7 @@ def _turned_agreement(left: Sequence[bytes | None], right: Sequence[bytes | None
     hashes_r = np.zeros((len(right), 8), np.uint64)
     hashes_l[good_l] = orientation_hashes(stack_l)
     hashes_r[good_r] = orientation_hashes(stack_r)
-    distance = _bits(hashes_l[both, :1] ^ hashes_r[both])  # (pairs, 8)
+    distance = popcount(hashes_l[both, :1] ^ hashes_r[both])  # (pairs, 8)
     for view in range(1, len(VIEWS)):
         todo = [
             int(k) for k, d in zip(both, distance[:, view]) if d <= VIEW_HASH_BITS and not found[k]
@@ -375,13 +375,6 @@ def _turned_agreement(left: Sequence[bytes | None], right: Sequence[bytes | None
             if passed:
                 found[k] = view
     return found
-
-
-def _bits(values: np.ndarray) -> np.ndarray:
-    """Set bits of each uint64."""
-    as_bytes = np.ascontiguousarray(values).view(np.uint8).reshape(*values.shape, 8)
-    counted: np.ndarray = np.unpackbits(as_bytes, axis=-1).sum(axis=-1)
-    return counted
 
 
 def _padding(found: GeometricMatch, cache: PictureCache, a: FileInfo, b: FileInfo) -> bool:

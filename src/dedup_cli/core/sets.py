@@ -93,12 +93,14 @@ def one_shot(plan: Plan, moment_of: Callable[[Path], tuple[str, float] | None]) 
         theirs = kind_of(keeper.name)
         if theirs not in STILLS:
             continue
-        for removal in group.remove:
-            path = Path(removal.file.absolute)
+        mixed = [
+            Path(r.file.absolute)
+            for r in group.remove
+            if kind_of(Path(r.file.absolute).name) in STILLS - {theirs}
+        ]
+        shot = moment_of(keeper) if mixed else None  # the keeper's EXIF, read once a group
+        for path in mixed:
             mine = kind_of(path.name)
-            if mine not in STILLS or mine == theirs:
-                continue
-            shot = moment_of(keeper)
             if shot is not None and moment_of(path) == shot:
                 held[path] = (
                     f"one shot with its keeper {keeper.name} ({shot[0]}, the same capture "

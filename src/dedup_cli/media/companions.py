@@ -45,8 +45,13 @@ def kind_of(name: str) -> str | None:
     return KINDS.get(os.path.splitext(name)[1].lower())
 
 
+def _folded(name: str) -> str:
+    """A name as names compare on disks that ignore case and Unicode form."""
+    return unicodedata.normalize("NFC", name).casefold()
+
+
 def _stem(name: str) -> str:
-    return unicodedata.normalize("NFC", os.path.splitext(name)[0]).casefold()
+    return _folded(os.path.splitext(name)[0])
 
 
 class Companions:
@@ -86,7 +91,7 @@ class Companions:
         JPEG or HEIC still, the movie of its Live Photo. Only files ``owners`` names
         ``path`` among; a stem's files may be shared with other files of that stem."""
         listing = self._listing(path.parent)
-        own = unicodedata.normalize("NFC", path.name).casefold()
+        own = _folded(path.name)
         found = [(n, SIDECAR) for n in listing.get(own, []) if kind_of(n) == "sidecar"]
         for name in listing.get(_stem(path.name), []):
             kind = kind_of(name)
@@ -108,7 +113,7 @@ class Companions:
         listing = self._listing(follower.parent)
         inner = os.path.splitext(follower.name)[0]
         if what == SIDECAR:
-            named = [n for n in listing.get(_stem(inner), []) if _same(n, inner)]
+            named = [n for n in listing.get(_stem(inner), []) if _folded(n) == _folded(inner)]
             if named:
                 return [follower.parent / n for n in sorted(named)]
         names = listing.get(_stem(follower.name), [])
@@ -117,7 +122,3 @@ class Companions:
         else:
             owners = [n for n in names if kind_of(n) not in ("sidecar", "video")]
         return [follower.parent / n for n in sorted(owners)]
-
-
-def _same(a: str, b: str) -> bool:
-    return unicodedata.normalize("NFC", a).casefold() == unicodedata.normalize("NFC", b).casefold()

@@ -72,7 +72,8 @@ def orientation_hashes(thumbnails: np.ndarray) -> np.ndarray:
     return stacked
 
 
-def _popcount(values: np.ndarray) -> np.ndarray:
+def popcount(values: np.ndarray) -> np.ndarray:
+    """Set bits of each uint64, in the array's own shape."""
     as_bytes = np.ascontiguousarray(values.astype("<u8")).view(np.uint8).reshape(-1, 8)
     counted: np.ndarray = np.unpackbits(as_bytes, axis=1).sum(axis=1).reshape(values.shape)
     return counted
@@ -119,7 +120,7 @@ def orientation_pairs(
     mine = owner[query]
     keep = mine != other
     query, other, mine = query[keep], other[keep], mine[keep]
-    distance = _popcount(queries[query] ^ upright[other])
+    distance = popcount(queries[query] ^ upright[other])
     close = distance <= MAX_DISTANCE
     mine, other, distance = mine[close], other[close], distance[close]
     # One entry per (file, other): the smallest distance over orientations and chunks.
