@@ -293,3 +293,29 @@ def test_a_keeper_edited_while_its_merge_is_made_is_not_overwritten(
     [skipped] = json.loads(result.stdout)["action"]["skipped"]
     assert skipped["reason"] == "keeper changed at the moment of merging its metadata"
     assert keeper.read_bytes() == edited and (folder / "phone" / "IMG_2041.jpg").exists()
+
+
+@pytest.mark.parametrize("where", ["backup", "keeper"])
+def test_a_full_disk_during_a_merge_leaves_keeper_and_copy_as_they_were(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """ENOSPC while the earlier bytes are kept, or while the keeper is rewritten: nothing
+    half-written, the keeper's bytes unchanged, the copy not removed."""
+    import errno
+
+    import dedup_cli.act.execute as execute
+    from dedup_cli.media.fsops import Pinned
+
+    def full(*_args: object, **_kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    if where == "backup":
+        monkeypatch.setattr(execute, "write_atomic", full)
+    else:
+        monkeypatch.setattr(Pinned, "replace_with", full)
+    keeper = folder / "coffee.jpg"
+    before = keeper.read_bytes()
+    result = find(folder, "--action", "delete", "--merge-metadata")
+    assert result.exit_code != 0
+    assert keeper.read_bytes() == before and (folder / "phone" / "IMG_2041.jpg").exists()
+    assert not [p for p in keeper.parent.iterdir() if p.name.endswith(".dedup-tmp")]
