@@ -290,3 +290,61 @@ def test_unconfirmed_pairs_are_counted_and_only_the_most_similar_listed(
     similarities = [pair["similarity"] for pair in capped["unconfirmed"]]
     assert len(similarities) == 5
     assert similarities == sorted((p["similarity"] for p in listed_all), reverse=True)[:5]
+
+
+def _proved(candidates: list[tuple[int, int]], confirmed: list[int], unchecked: list[int]) -> Any:
+    from dedup_cli.confirm.cascade import Confirmation
+    from dedup_cli.core.pairs import Pairs
+    from dedup_cli.jobs.workflow import Proved
+
+    def pairs(rows: list[int]) -> Pairs:
+        chosen = [candidates[k] for k in rows]
+        return Pairs(
+            np.array([a for a, _ in chosen], dtype=np.int64),
+            np.array([b for _, b in chosen], dtype=np.int64),
+            np.full(len(chosen), 0.9, dtype=np.float32),
+        )
+
+    confirmation = Confirmation(
+        pairs=pairs(confirmed),
+        methods=["geometry"] * len(confirmed),
+        crop_of=[-1] * len(confirmed),
+        unchecked=np.array(unchecked, dtype=np.int64),
+    )
+    return Proved(pairs(list(range(len(candidates)))), confirmation)
+
+
+@pytest.mark.parametrize("cut_by_the_budget", [True, False])
+def test_a_pair_the_keypoint_budget_left_unchecked_is_proved_when_it_decides_a_group(
+    cut_by_the_budget: bool,
+) -> None:
+    """File 2 is a proved copy of file 1, and file 1 of the keeper 0; the pair (0, 2) was
+    proposed, but its keypoint check was cut by a file's budget (overlays and pan frames of
+    the photo used it up). It used to count as tried, so file 2 (a 65 % crop in the
+    calibration corpus) was never grouped. A pair that was checked and failed is not tried
+    again: the rounds stay one proof per confirmed pair at most."""
+    from dedup_cli.jobs.workflow import tried_against_keepers
+
+    candidates = [(0, 1), (0, 2), (1, 2)]
+    proved = _proved(candidates, confirmed=[0, 2], unchecked=[1] if cut_by_the_budget else [])
+    asked: list[list[tuple[int, int]]] = []
+
+    def prove_more(pairs: Any) -> Any:
+        asked.append(list(zip(pairs.left.tolist(), pairs.right.tolist())))
+        return _proved(asked[-1], confirmed=list(range(len(asked[-1]))), unchecked=[])
+
+    _, groups = tried_against_keepers(
+        proved,
+        rank=lambda i: i,
+        exact_sets=[],
+        similarity=lambda a, b: np.full(len(a), 0.9, dtype=np.float32),
+        threshold=0.75,
+        prove_more=prove_more,
+    )
+    members = {m for g in groups for m in g.members}
+    if cut_by_the_budget:
+        assert asked == [[(0, 2)]]
+        assert [g.keeper for g in groups] == [0] and members == {1, 2}
+    else:
+        assert asked == []
+        assert members == {1}

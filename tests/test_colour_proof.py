@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 from typer.testing import CliRunner
 
 from conftest import encode
@@ -128,6 +128,51 @@ def test_copies_and_global_colour_changes_stay_copies(
     found = match_aligned(original, copy)
     assert found is not None and found.is_copy, found
     found = match_aligned(copy, original)  # either order
+    assert found is not None and found.is_copy, found
+
+
+GRAY_NAMES = ["camera", "coins", "moon"]
+
+
+def red_caption(image: Image.Image) -> Image.Image:
+    """Red letters on the picture, as AugLy's overlay_text draws them: on a gray picture they
+    change the luminance little, so only their colour tells the edit."""
+    out = image.convert("RGB").copy()
+    font = ImageFont.load_default(size=max(12, image.width // 16))
+    ImageDraw.Draw(out).text(
+        (image.width * 0.1, image.height * 0.45), "caption", font=font, fill=(255, 0, 0)
+    )
+    return out
+
+
+@pytest.mark.parametrize("name", GRAY_NAMES)
+def test_colour_put_on_a_gray_picture_is_never_a_copy(
+    tmp_path: Path, photos: dict[str, Image.Image], name: str
+) -> None:
+    """Against a grayscale picture the colour comparison used to be skipped, so red letters
+    on a gray cell image or text page were grouped as a copy (calibration corpus)."""
+    image = photo_512(photos, name)
+    original = picture(tmp_path, "original.jpg", ImageOps.grayscale(image), quality=95)
+    assert original.chroma is None
+    for edit, edited in (("caption", red_caption(image)), ("dot", red_dot(image, 32, (0.7, 0.3)))):
+        assert_not_a_copy(original, picture(tmp_path, f"{edit}.jpg", edited, quality=95))
+
+
+def test_a_gray_copy_of_a_picture_with_sparse_colour_stays_a_copy(tmp_path: Path) -> None:
+    """Colour all over the picture, however little of it (the galaxies of a deep-sky photo),
+    is its own: its grayscale copy is a copy."""
+    rng = np.random.default_rng(3)
+    sky = np.zeros((384, 512, 3), np.uint8)
+    sky += rng.integers(0, 12, sky.shape, dtype=np.uint8)
+    image = Image.fromarray(sky)
+    draw = ImageDraw.Draw(image)
+    for _ in range(120):
+        x, y, r = rng.uniform(0, 512), rng.uniform(0, 384), rng.uniform(2, 7)
+        colour = tuple(int(c) for c in rng.integers(60, 256, 3))
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=colour)
+    original = picture(tmp_path, "sky.png", image)
+    copy = picture(tmp_path, "gray.jpg", ImageOps.grayscale(image), quality=92)
+    found = match_aligned(original, copy)
     assert found is not None and found.is_copy, found
 
 

@@ -91,6 +91,10 @@ class Confirmation:
     # were not given a keypoint check because they did not stand out or a file's budget was
     # spent.
     proofs: dict[str, int] = field(default_factory=dict)
+    # Rows of the candidates no check looked at beyond the thumbnails (a file's keypoint
+    # budget was spent, or the pair did not stand out): unproved, not disproved, so a later
+    # round that needs the pair (a file against its group's keeper) may still prove it.
+    unchecked: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     def counts(self) -> dict[str, int]:
         return dict(Counter(self.methods))
@@ -199,6 +203,7 @@ def confirm_pairs(
         if found is not None and found.is_copy:
             method[k] = PIXELS
     keypoint_checks: list[int] = []
+    unchecked: list[int] = []
     if geometric:
         level = _levels(candidates, method, neighbours, len(left), len(right), left is right)
         tried: Counter[str] = Counter()
@@ -207,6 +212,7 @@ def confirm_pairs(
                 continue
             if candidates.similarity[k] < level[k]:
                 proofs["keypoints_not_mutual"] += 1
+                unchecked.append(k)
                 continue
             a_key, b_key = (str(f.absolute) for f in files(k))
             if tried[a_key] < per_file and tried[b_key] < per_file:
@@ -215,6 +221,7 @@ def confirm_pairs(
                 keypoint_checks.append(k)
             else:
                 proofs["keypoints_over_budget"] += 1
+                unchecked.append(k)
         keypoint_checks = _cache_order(
             keypoint_checks, lefts, rights, 0 if right is left else len(left)
         )
@@ -268,6 +275,7 @@ def confirm_pairs(
         padded=padded,
         geometric_checks=checks,
         proofs=dict(proofs),
+        unchecked=np.array(unchecked, dtype=np.int64),
     )
 
 

@@ -67,6 +67,7 @@ MIN_AREA = 0.30  # the contained picture covers at least this share of the conta
 MAX_OUTSIDE_CONTENT = 0.02  # share of the contained picture allowed outside, unless blank
 BLANK_RANGE = 6.0  # gray levels (5th to 95th percentile) of what counts as blank fill
 BLOCK_GRID = 16
+FRAME_EDGE = 3  # pixels (at DENSE_SIDE) along the contained picture's edge left out
 MAX_RESIDUAL = 0.65  # per-block RMS residual, as a share of the block's contrast
 CONTRAST_FLOOR = 0.25  # a block's residual is judged against its own contrast, or this share
 # of the whole image's where the block is flatter (so JPEG noise in flat sky is no difference)
@@ -81,6 +82,8 @@ COLOUR_WINDOW = 5  # pixels (at COLOUR_SIDE) over which the colour residual is a
 MAX_COLOUR_RESIDUAL = 8.0  # largest windowed chroma residual of a copy, in Cb/Cr levels
 COLOUR_PRIOR = 1e-5  # ridge weight (per training pixel) pulling unconstrained colours to "kept"
 GRAY_CHROMA = 4  # chroma levels within which a picture counts as grayscale
+COLOURED = 2 * GRAY_CHROMA  # windowed chroma at which a pixel counts as coloured ...
+COLOURED_SHARE = 0.5  # ... and the share of grid cells with one: its own colour, not an edit
 
 
 # The eight views of a picture: (quarter turns counter-clockwise, then mirrored left-right);
@@ -344,6 +347,11 @@ def block_residuals(
     inside = mask > 0.99
     if inside.sum() < 0.25 * inside.size or min(ih, iw) < BLOCK_GRID * 3:
         return None
+    # The frame's outermost pixels are no evidence: where the contained picture ends inside
+    # the other (a letterbox, padding), JPEG ringing and resampling bleed the bars into them,
+    # which a picture with a light edge (a text page, a drawing) shows as a difference.
+    inside[:FRAME_EDGE] = inside[-FRAME_EDGE:] = False
+    inside[:, :FRAME_EDGE] = inside[:, -FRAME_EDGE:] = False
     # The tone change is fitted on pixels clipped in neither picture (a brightened copy loses
     # its highlights). A pixel clipped in one picture only still counts, as an interval: its
     # true value lies at or beyond the clip level, so a prediction beyond it is no difference,
@@ -439,7 +447,7 @@ def colour_residual(inner: Picture, to_outer: np.ndarray, outer: Picture) -> flo
     photo) are pulled towards "colour kept". Both directions are tried and the better one
     counts, because grayscale conversion, sepia or a strong saturation change can only be
     predicted from the more colourful picture."""
-    if inner.chroma is None or outer.chroma is None:
+    if inner.chroma is None and outer.chroma is None:
         return 0.0
     cv2 = _cv2()
     ih, iw = inner.gray.shape
@@ -462,7 +470,44 @@ def colour_residual(inner: Picture, to_outer: np.ndarray, outer: Picture) -> flo
     b = cv2.warpAffine(o, to_small, in_size, flags=flags)
     ones = np.ones(o.shape[:2], np.float32)
     inside = cv2.warpAffine(ones, to_small, in_size, flags=flags) > 0.99
+    if inner.chroma is None or outer.chroma is None:
+        return _local_colour(b if inner.chroma is None else a, inside)
     return min(_unexplained_colour(b, a, inside), _unexplained_colour(a, b, inside))
+
+
+def _local_colour(coloured: np.ndarray, inside: np.ndarray) -> float:
+    """Against a grayscale picture, the colour of the other one that a grayscale copy
+    cannot explain: 0 when colour covers most of it (a colour photo and its grayscale copy,
+    or a tinted copy of a gray one), else its strongest windowed chroma, in Cb/Cr levels. Red
+    letters or a sticker put on a gray picture barely change its luminance; their colour is
+    the evidence. A mostly neutral photo whose colour is one small object is then only
+    related to its grayscale copy: a copy missed, never a different picture grouped."""
+    cv2 = _cv2()
+    weight = inside.astype(np.float32)
+    window = (COLOUR_WINDOW, COLOUR_WINDOW)
+    pixels = cv2.boxFilter(weight, -1, window, normalize=False)
+    energy = sum(
+        cv2.boxFilter(
+            (coloured @ axis).astype(np.float32) ** 2 * weight, -1, window, normalize=False
+        )
+        for axis in (_CB, _CR)
+    )
+    full = pixels >= 0.99 * COLOUR_WINDOW * COLOUR_WINDOW
+    if not full.any():
+        return 0.0
+    chroma = np.zeros(full.shape)
+    chroma[full] = np.sqrt(np.maximum(energy[full], 0.0) / pixels[full])
+    # Colour all over (in most cells of a grid), however sparse, is the picture's own: a
+    # tint, or the galaxies of a deep-sky photo. An edit is colour in one place.
+    h, w = full.shape
+    rows = (np.arange(h) * COLOUR_GRID) // h
+    cols = (np.arange(w) * COLOUR_GRID) // w
+    cells = np.zeros((COLOUR_GRID, COLOUR_GRID), dtype=bool)
+    y, x = np.nonzero(chroma > COLOURED)
+    cells[rows[y], cols[x]] = True
+    if float(cells.mean()) >= COLOURED_SHARE:
+        return 0.0
+    return float(chroma.max())
 
 
 def _resized(size: tuple[int, int], original: tuple[int, int]) -> np.ndarray:

@@ -281,6 +281,7 @@ def merged(first: Proved, second: Proved) -> Proved:
         geometric_checks=a.geometric_checks + b.geometric_checks,
         proofs=proofs,
         padded=a.padded | b.padded,
+        unchecked=np.concatenate([a.unchecked, b.unchecked + len(first.candidates)]),
     )
     return Proved(joined(first.candidates, second.candidates), confirmation)
 
@@ -333,8 +334,13 @@ def tried_against_keepers(
             current, rank, exact_sets, right_offset, may_lose, exact_links, mates_follow_keeper
         )
 
-    # Pairs already proposed, as one sorted array of keys (never an object per pair).
-    tried = np.unique((proved.candidates.left << 32) | proved.candidates.right)
+    # Pairs already proved or disproved, as one sorted array of keys (never an object per
+    # pair). A proposed pair whose keypoint check was cut by a file's budget is not among
+    # them: when it is the pair that decides a group (a 65 % crop whose keeper's budget went
+    # on overlays and pan frames), the round below proves it.
+    checked = np.ones(len(proved.candidates), dtype=bool)
+    checked[proved.confirmation.unchecked] = False
+    tried = np.unique((proved.candidates.left[checked] << 32) | proved.candidates.right[checked])
     groups = grouped(proved)
     for _ in range(KEEPER_ROUNDS):
         found = proved.confirmation.pairs
