@@ -20,6 +20,7 @@ from dedup_cli.search.orientations import (
     _signs_of,
     orientation_hashes,
     orientation_pairs,
+    view_hashes,
 )
 from dedup_cli.store import Store
 
@@ -132,3 +133,52 @@ def test_a_turned_or_mirrored_copy_is_proved_frame_on_frame_and_another_photo_is
         assert match is not None and match.is_copy
     rocket = photos["rocket"].convert("RGB")
     assert _turned_agreement([stored(rocket)], [stored(coffee)]) == [0]
+
+
+def centre_crop(image: Image.Image, keep: float = 0.65) -> Image.Image:
+    w, h = image.size
+    dx, dy = round(w * (1 - keep) / 2), round(h * (1 - keep) / 2)
+    return image.crop((dx, dy, w - dx, h - dy))
+
+
+def test_a_crop_to_65_percent_is_proposed_by_the_centre_view(
+    photos: dict[str, Image.Image],
+) -> None:
+    """The ninth view, the centre of the frame, meets a crop to 65 % of it; the eight
+    orientations alone do not, and no two different photos are proposed."""
+    stack, names = [], []
+    for name, photo in photos.items():
+        for label, view in (("", photo), ("crop", centre_crop(photo))):
+            stack.append(thumbnail(view.convert("RGB")))
+            names.append((name, label))
+    hashes = view_hashes(np.stack(stack))
+    assert np.array_equal(hashes[:, :8], orientation_hashes(np.stack(stack)))
+    pairs, _ = orientation_pairs(hashes, np.arange(len(stack)))
+    found = {(names[a], names[b]) for a, b in zip(pairs.left.tolist(), pairs.right.tolist())}
+    assert all(a[0] == b[0] for a, b in found)
+    crops = [name for name in photos if ((name, ""), (name, "crop")) in found]
+    assert len(crops) >= len(photos) // 2, crops  # 6 of these 10; 16 of 20 in calibration
+    pairs, _ = orientation_pairs(hashes[:, :8], np.arange(len(stack)))
+    alone = {(names[a], names[b]) for a, b in zip(pairs.left.tolist(), pairs.right.tolist())}
+    assert len([n for n in photos if ((n, ""), (n, "crop")) in alone]) < len(crops)
+
+
+def test_find_proves_a_crop_the_embedding_did_not_propose(
+    tmp_path: Path, photos: dict[str, Image.Image]
+) -> None:
+    """At a threshold no 65 % crop reaches, the centre view proposes it, its keypoint
+    check runs first, and it is grouped with its photo."""
+    root = tmp_path / "photos"
+    root.mkdir()
+    chelsea = photos["chelsea"].convert("RGB")
+    (root / "chelsea.jpg").write_bytes(encode(chelsea, quality=95))
+    (root / "chelsea crop.jpg").write_bytes(encode(centre_crop(chelsea), quality=92))
+    (root / "rocket.jpg").write_bytes(encode(photos["rocket"].convert("RGB"), quality=90))
+    spec, options = get_spec("effnet"), EmbedOptions(device="cpu", workers=0)
+    with Store(root / "image_database.db") as store:
+        without = find_duplicates(root, store, spec, options, threshold=0.99, orientations=False)
+        found = find_duplicates(root, store, spec, options, threshold=0.99)
+    assert without.plan.groups == []
+    [group] = found.plan.groups
+    assert Path(group.keep.absolute).name == "chelsea.jpg"
+    assert [Path(r.file.absolute).name for r in group.remove] == ["chelsea crop.jpg"]

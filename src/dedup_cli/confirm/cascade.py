@@ -117,6 +117,7 @@ def confirm_pairs(
     workers: int | None = None,
     neighbours: int | None = None,
     progress: Progress | None = None,
+    first: np.ndarray | None = None,
 ) -> Confirmation:
     """Run the cascade on candidate pairs ``(left[i], right[j])``.
 
@@ -127,7 +128,9 @@ def confirm_pairs(
     that still has ``neighbours`` unproved candidates, only to mutual nearest neighbours:
     a folder of look-alike textures cannot make this quadratic in work. The checks run on
     ``workers`` threads (default: one per CPU; decoding and OpenCV release the GIL).
-    ``progress`` hears of each stage and each check."""
+    ``progress`` hears of each stage and each check. ``first`` (a mask of the candidates):
+    pairs another channel proposed, which the embedding rates low by nature; they get their
+    keypoint checks first and need not be mutual neighbours (the per-file budget holds)."""
     n = len(candidates)
     method: list[str | None] = [None] * n
     crop: list[int] = [-1] * n
@@ -207,10 +210,11 @@ def confirm_pairs(
     if geometric:
         level = _levels(candidates, method, neighbours, len(left), len(right), left is right)
         tried: Counter[str] = Counter()
-        for k in np.argsort(-candidates.similarity, kind="stable").tolist():
+        ahead = np.zeros(n, dtype=bool) if first is None else first
+        for k in np.lexsort((-candidates.similarity, ~ahead)).tolist():
             if method[k] is not None:
                 continue
-            if candidates.similarity[k] < level[k]:
+            if candidates.similarity[k] < level[k] and not ahead[k]:
                 proofs["keypoints_not_mutual"] += 1
                 unchecked.append(k)
                 continue

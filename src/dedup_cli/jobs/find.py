@@ -268,6 +268,7 @@ def find_in_folders(
         neighbours=neighbours,
     )
     orientation_stats: dict[str, int] | None = None
+    extra: Pairs | None = None
     if orientations and new_rows is None and len(searched_rows) > 1:
         extra, orientation_stats = orientation_candidates(
             files,
@@ -291,7 +292,7 @@ def find_in_folders(
     searched = time.perf_counter()
     stores = {root: folder.store for root, folder in zip(roots, folders)}
 
-    def proved_from_files(pairs: Pairs) -> Proved:
+    def proved_from_files(pairs: Pairs, first: Pairs | None = None) -> Proved:
         return prove(
             pairs,
             files,
@@ -301,9 +302,10 @@ def find_in_folders(
             geometric=geometric,
             neighbours=neighbours,
             progress=progress,
+            first=first,
         )
 
-    proved = proved_from_files(found_by.pairs)
+    proved = proved_from_files(found_by.pairs, first=extra)
     rank = keeper_rank(keep, files, prefer=prefer)
     if neighbours is None:
         groups = group_proved(proved, rank, exact_sets)

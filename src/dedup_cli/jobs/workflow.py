@@ -144,13 +144,16 @@ def prove(
     per_file: int | None = None,
     neighbours: int | None = None,
     progress: Progress | None = None,
+    first: Pairs | None = None,
 ) -> Proved:
     """Drop remembered pairs, then confirm each candidate from the files (``left[i]``
     against ``right[j]``; the same list for one folder), or trust it (``verify=False``).
     ``stores``: the database of each folder the files lie in (``FileInfo.root``), which
     holds its thumbnails and the pairs its reviewers marked "not duplicates".
     ``neighbours``: the bound the candidates were searched with (``search.nearest``), by
-    which the cascade tells a file in a dense region of look-alikes."""
+    which the cascade tells a file in a dense region of look-alikes. ``first``: pairs whose
+    keypoint check comes before the embedding's (the hash channel's proposals, which the
+    embedding rates low by nature)."""
     remembered: set[tuple[str, str]] = set()
     for store in {id(s): s for s in stores.values()}.values():
         remembered |= store.not_duplicate_pairs()
@@ -170,8 +173,15 @@ def prove(
         per_file=GEOMETRY_PER_FILE if per_file is None else per_file,
         neighbours=neighbours,
         progress=progress,
+        first=None if first is None else np.isin(pair_keys(candidates), pair_keys(first)),
     )
     return Proved(candidates, confirmation)
+
+
+def pair_keys(pairs: Pairs) -> np.ndarray:
+    """One int64 per pair (left in the high half), for set operations on many pairs."""
+    keys: np.ndarray = (pairs.left.astype(np.int64) << 32) | pairs.right.astype(np.int64)
+    return keys
 
 
 ORIENTATION_BATCH = 50_000  # thumbnails read at once for the orientation channel (50 MB)
@@ -185,18 +195,19 @@ def orientation_candidates(
     known: Pairs,
 ) -> tuple[Pairs, dict[str, int]]:
     """Pairs of ``rows`` the embedding did not propose and the thumbnails' hashes in eight
-    orientations do (``search.orientations``: quarter turns, mirror images, strong colour
-    changes), with their embedding similarity. Thumbnails are read a batch at a time."""
-    from dedup_cli.search.orientations import orientation_hashes, orientation_pairs, thumbnail_stack
+    orientations and a centre crop do (``search.orientations``: quarter turns, mirror
+    images, strong colour changes, crops to 60-75 %), with their embedding similarity.
+    Thumbnails are read a batch at a time."""
+    from dedup_cli.search.orientations import VIEWS, orientation_pairs, thumbnail_stack, view_hashes
 
-    hashes = np.zeros((len(files), 8), dtype=np.uint64)
+    hashes = np.zeros((len(files), VIEWS), dtype=np.uint64)
     readable = np.zeros(len(files), dtype=bool)
     for start in range(0, len(rows), ORIENTATION_BATCH):
         batch = rows[start : start + ORIENTATION_BATCH]
         stored = stored_thumbnails([files[int(i)] for i in batch], stores)
         stack, good = thumbnail_stack([stored.get(files[int(i)].absolute) for i in batch])
         if len(good):
-            hashes[batch[good]] = orientation_hashes(stack)
+            hashes[batch[good]] = view_hashes(stack)
             readable[batch[good]] = True
     pairs, stats = orientation_pairs(hashes, rows[readable[rows]], known)
     if len(pairs.left):

@@ -5,9 +5,10 @@ threshold, so such a copy is never proposed and never proved. This channel propo
 way the hash tools do, cheaply: each file's stored 32x32 luminance thumbnail gets a 64-bit DCT
 hash (pHash: the signs of the 8x8 lowest frequencies against their median) in each of the
 eight orientations (four turns, each mirrored). Luminance only, so a hue shift or a tint
-barely moves it. A pair is proposed when one file's hash in some orientation lies within
-``MAX_DISTANCE`` bits of the other's upright hash; it then goes through the same proof as
-every other candidate (the keypoint check confirms turns and mirror images).
+barely moves it. One more view, the centre of the frame, proposes crops to 60-75 % of it.
+A pair is proposed when one file's hash in some view lies within ``MAX_DISTANCE`` bits of
+the other's upright hash; it then goes through the same proof as every other candidate (the
+keypoint check confirms turns, mirror images and crops).
 
 Work stays per file: the upright hashes are indexed by four 16-bit chunks (a pair within
 ``MAX_DISTANCE`` bits almost always shares one chunk exactly), a chunk shared by more than
@@ -28,6 +29,8 @@ SIDE = 32  # the stored thumbnail's side (media.decode.THUMBNAIL_SIDE)
 MAX_DISTANCE = 8  # bits of 64 within which two hashes propose a pair
 BUCKET_CAP = 256  # a 16-bit chunk value shared by more files than this proposes nothing
 CHUNKS = 4
+CROP_VIEW = 0.7  # share of the frame's side whose centre is hashed as one more view
+VIEWS = 9  # hashes per file: eight orientations and the centre crop
 
 
 @lru_cache(maxsize=1)
@@ -72,6 +75,29 @@ def orientation_hashes(thumbnails: np.ndarray) -> np.ndarray:
     return stacked
 
 
+def view_hashes(thumbnails: np.ndarray) -> np.ndarray:
+    """(N, 9) hashes: the eight orientations (``orientation_hashes``), then the hash of the
+    centre ``CROP_VIEW`` of the frame brought back to ``SIDE``. Asked against the others'
+    upright hashes, that last one proposes a crop of a photo to 60-75 % of its frame, which
+    the embedding of a texture or a document rates below the threshold."""
+    import cv2
+
+    margin = round(SIDE * (1 - CROP_VIEW) / 2)
+    centres = (
+        np.stack(
+            [
+                cv2.resize(t[margin : SIDE - margin, margin : SIDE - margin], (SIDE, SIDE))
+                for t in thumbnails
+            ]
+        )
+        if len(thumbnails)
+        else np.zeros((0, SIDE, SIDE), np.uint8)
+    )
+    cropped = _signs_of(_low_frequencies(centres))
+    stacked: np.ndarray = np.concatenate([orientation_hashes(thumbnails), cropped[:, None]], axis=1)
+    return stacked
+
+
 def popcount(values: np.ndarray) -> np.ndarray:
     """Set bits of each uint64, in the array's own shape."""
     as_bytes = np.ascontiguousarray(values.astype("<u8")).view(np.uint8).reshape(-1, 8)
@@ -85,13 +111,14 @@ def orientation_pairs(
     """Pairs of ``rows`` (indices into ``hashes``) whose hashes in some orientation lie
     within ``MAX_DISTANCE`` bits, at most ``NEIGHBOURS`` per file, not already in
     ``known``; their ``similarity`` is 1 - distance / 64. Also counts of what was skipped.
+    ``hashes`` (N, views): column 0 upright, the others looked up against it.
 
     Vectorised: for each 16-bit chunk, every file's eight hashes are looked up in the
     sorted upright chunks (``searchsorted``), matches expanded, distances counted."""
     rows = np.asarray(rows, dtype=np.int64)
     n = len(rows)
     upright = hashes[rows, 0].astype(np.uint64)
-    queries = hashes[rows].astype(np.uint64).reshape(-1)  # 8 per file
+    queries = hashes[rows].astype(np.uint64).reshape(-1)  # every view of each file
     owner = np.repeat(np.arange(n, dtype=np.int64), hashes.shape[1])
     found_a, found_b, crowded = [], [], 0
     for c in range(CHUNKS):
