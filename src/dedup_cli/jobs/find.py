@@ -270,14 +270,14 @@ def find_in_folders(
     orientation_stats: dict[str, int] | None = None
     extra: Pairs | None = None
     if orientations and new_rows is None and len(searched_rows) > 1:
-        extra, orientation_stats = orientation_candidates(
+        proposed, extra, orientation_stats = orientation_candidates(
             files,
             np.asarray(searched_rows, dtype=np.int64),
             {root: folder.store for root, folder in zip(roots, folders)},
             lambda i, j: row_dots(matrix, i, j),
             found_by.pairs,
         )
-        found_by.pairs = Pairs.union([found_by.pairs, extra])
+        found_by.pairs = Pairs.union([found_by.pairs, proposed])
     if new_rows is not None:
         # A set is grouped when it has a new file or the search found a pair with one of its
         # files (its other files were not searched: they stand behind that one).

@@ -193,12 +193,22 @@ def orientation_candidates(
     stores: Mapping[Path, Store],
     similarity: Callable[[np.ndarray, np.ndarray], np.ndarray],
     known: Pairs,
-) -> tuple[Pairs, dict[str, int]]:
+) -> tuple[Pairs, Pairs, dict[str, int]]:
     """Pairs of ``rows`` the embedding did not propose and the thumbnails' hashes in eight
     orientations and a centre crop do (``search.orientations``: quarter turns, mirror
-    images, strong colour changes, crops to 60-75 %), with their embedding similarity.
-    Thumbnails are read a batch at a time."""
-    from dedup_cli.search.orientations import VIEWS, orientation_pairs, thumbnail_stack, view_hashes
+    images, strong colour changes, crops to 60-75 %), with their embedding similarity; and
+    those of them whose upright hashes are not close, proposed only by a turned, mirrored or
+    cropped view, where the embedding is blind by nature (pages of one layout share their
+    upright hash: they wait their turn by embedding similarity). Thumbnails are read a batch
+    at a time."""
+    from dedup_cli.search.orientations import (
+        MAX_DISTANCE,
+        VIEWS,
+        orientation_pairs,
+        popcount,
+        thumbnail_stack,
+        view_hashes,
+    )
 
     hashes = np.zeros((len(files), VIEWS), dtype=np.uint64)
     readable = np.zeros(len(files), dtype=bool)
@@ -212,7 +222,9 @@ def orientation_candidates(
     pairs, stats = orientation_pairs(hashes, rows[readable[rows]], known)
     if len(pairs.left):
         pairs = Pairs(pairs.left, pairs.right, similarity(pairs.left, pairs.right))
-    return pairs, stats
+    viewed = popcount(hashes[pairs.left, 0] ^ hashes[pairs.right, 0]) > MAX_DISTANCE
+    turned = Pairs(pairs.left[viewed], pairs.right[viewed], pairs.similarity[viewed])
+    return pairs, turned, stats
 
 
 def stored_thumbnails(
