@@ -68,6 +68,10 @@ MAX_OUTSIDE_CONTENT = 0.02  # share of the contained picture allowed outside, un
 BLANK_RANGE = 6.0  # gray levels (5th to 95th percentile) of what counts as blank fill
 BLOCK_GRID = 16
 FRAME_EDGE = 3  # pixels (at DENSE_SIDE) along the contained picture's edge left out
+FINE_CLIPPED = 0.4  # share of pure black or white from which a picture is a page (fine_residual)
+FINE_SIDE = 1024  # a page's small print is read again at this long side
+FINE_BLOCK = 16  # pixels across a block there
+FRAME_SNAP = 1.0  # working pixels within which a keypoint fit counts as frame on frame
 MAX_RESIDUAL = 0.65  # per-block RMS residual, as a share of the block's contrast
 CONTRAST_FLOOR = 0.25  # a block's residual is judged against its own contrast, or this share
 # of the whole image's where the block is flatter (so JPEG noise in flat sky is no difference)
@@ -106,6 +110,10 @@ class Picture:
     _keypoints: dict[bool, tuple[np.ndarray, np.ndarray | None]] = field(
         default_factory=dict, repr=False
     )
+    # The file it was read from and the view it is seen in (``VIEWS``): a page's small print
+    # is read again from the file, larger, in the same view (``fine_residual``).
+    source: Path | None = None
+    view: int = 0
 
     def keypoints(self, mirrored: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
         """ORB points and descriptors of the image (or of its mirror image)."""
@@ -120,12 +128,29 @@ class Picture:
         return Picture(
             _view(self.gray, turns, mirror),
             None if self.chroma is None else _view(self.chroma, turns, mirror),
+            source=self.source,
+            view=_composed(self.view, view),
         )
 
     def mirrored(self) -> Picture:
         """The mirror image (without keypoints)."""
         chroma = None if self.chroma is None else np.ascontiguousarray(self.chroma[:, ::-1])
-        return Picture(np.ascontiguousarray(self.gray[:, ::-1]), chroma)
+        return Picture(
+            np.ascontiguousarray(self.gray[:, ::-1]),
+            chroma,
+            source=self.source,
+            view=_composed(self.view, MIRROR_VIEW),
+        )
+
+
+MIRROR_VIEW = VIEWS.index((0, True))
+
+
+def _composed(first: int, then: int) -> int:
+    """The one view that shows what ``first`` and then ``then`` show."""
+    probe = np.arange(6).reshape(2, 3)
+    seen = _view(_view(probe, *VIEWS[first]), *VIEWS[then])
+    return next(k for k, v in enumerate(VIEWS) if np.array_equal(_view(probe, *v), seen))
 
 
 @dataclass(frozen=True)
@@ -210,7 +235,43 @@ def picture_of_image(image: Image.Image) -> Picture:
 
 def load_picture(path: str | os.PathLike[str]) -> Picture:
     """Decode one image file (EXIF-oriented, JPEG draft mode) at the working size."""
-    return picture_of_image(decode_for_display(Path(path), WORK_SIDE))
+    picture = picture_of_image(decode_for_display(Path(path), WORK_SIDE))
+    picture.source = Path(path)
+    return picture
+
+
+_FINE_CACHED = 32  # pages held at FINE_SIDE (about 0.7 MB each), least recently used out
+_fine_pages: OrderedDict[tuple[str, int, int, int], np.ndarray | None] = OrderedDict()
+_fine_lock = threading.Lock()
+
+
+def _fine_gray(picture: Picture) -> np.ndarray | None:
+    """The picture's luminance read again from its file at ``FINE_SIDE``, in its view; None
+    when it has no file or the file cannot be read now."""
+    if picture.source is None:
+        return None
+    try:
+        facts = os.stat(picture.source)
+    except OSError:
+        return None
+    # The file's size and time are in the key: a file replaced since is read again.
+    key = (str(picture.source), facts.st_size, facts.st_mtime_ns, picture.view)
+    with _fine_lock:
+        if key in _fine_pages:
+            _fine_pages.move_to_end(key)
+            return _fine_pages[key]
+    gray: np.ndarray | None
+    try:
+        image = decode_for_display(picture.source, FINE_SIDE).convert("L")
+        image.thumbnail((FINE_SIDE, FINE_SIDE))
+        gray = _view(np.asarray(image), *VIEWS[picture.view])
+    except (ImageDecodeError, OSError):
+        gray = None
+    with _fine_lock:
+        _fine_pages[key] = gray
+        if len(_fine_pages) > _FINE_CACHED:
+            _fine_pages.popitem(last=False)
+    return gray
 
 
 def _fit(a: Picture, b: Picture, mirrored: bool) -> tuple[np.ndarray, int] | None:
@@ -324,16 +385,21 @@ def _percentiles(values: np.ndarray, quantiles: tuple[float, float]) -> tuple[fl
 
 
 def block_residuals(
-    inner: np.ndarray, to_outer: np.ndarray, outer: np.ndarray
+    inner: np.ndarray,
+    to_outer: np.ndarray,
+    outer: np.ndarray,
+    side: int = DENSE_SIDE,
+    grid: int = BLOCK_GRID,
 ) -> np.ndarray | None:
     """RMS residual of each block of ``inner`` against ``outer`` warped into its frame,
     after one global linear tone fit, as a share of the block's contrast; None when the
     overlap is too small or ``inner`` has no contrast to compare.
 
     Compared in the contained picture's frame, both sides brought to the same scale by an
-    area resize first, so a 40% crop is compared at full block resolution without aliasing."""
+    area resize first, so a 40% crop is compared at full block resolution without aliasing.
+    ``side`` and ``grid``: the long side compared at and the blocks along each side."""
     cv2 = _cv2()
-    f_in = min(1.0, DENSE_SIDE / max(inner.shape))
+    f_in = min(1.0, side / max(inner.shape))
     f_out = min(1.0, f_in / _scale(to_outer))
     small_inner = cv2.resize(inner, None, fx=f_in, fy=f_in, interpolation=cv2.INTER_AREA)
     small_outer = cv2.resize(outer, None, fx=f_out, fy=f_out, interpolation=cv2.INTER_AREA)
@@ -345,13 +411,14 @@ def block_residuals(
     warped = cv2.warpAffine(small_outer.astype(np.float32), to_small_outer, (iw, ih), flags=flags)
     mask = cv2.warpAffine(np.ones((oh, ow), np.float32), to_small_outer, (iw, ih), flags=flags)
     inside = mask > 0.99
-    if inside.sum() < 0.25 * inside.size or min(ih, iw) < BLOCK_GRID * 3:
+    if inside.sum() < 0.25 * inside.size or min(ih, iw) < grid * 3:
         return None
     # The frame's outermost pixels are no evidence: where the contained picture ends inside
     # the other (a letterbox, padding), JPEG ringing and resampling bleed the bars into them,
     # which a picture with a light edge (a text page, a drawing) shows as a difference.
-    inside[:FRAME_EDGE] = inside[-FRAME_EDGE:] = False
-    inside[:, :FRAME_EDGE] = inside[:, -FRAME_EDGE:] = False
+    edge = max(1, round(FRAME_EDGE * max(ih, iw) / DENSE_SIDE))
+    inside[:edge] = inside[-edge:] = False
+    inside[:, :edge] = inside[:, -edge:] = False
     # The tone change is fitted on pixels clipped in neither picture (a brightened copy loses
     # its highlights). A pixel clipped in one picture only still counts, as an interval: its
     # true value lies at or beyond the clip level, so a prediction beyond it is no difference,
@@ -382,8 +449,8 @@ def block_residuals(
     residual[(darker_out & (residual < 0)) | (brighter_out & (residual > 0))] = 0.0
     clipped_alike = (low_in & darker_out) | (high_in & brighter_out)
     valid = inside & ~clipped_alike
-    edges_y = (np.arange(BLOCK_GRID) * ih) // BLOCK_GRID
-    edges_x = (np.arange(BLOCK_GRID) * iw) // BLOCK_GRID
+    edges_y = (np.arange(grid) * ih) // grid
+    edges_x = (np.arange(grid) * iw) // grid
 
     def block_sums(values: np.ndarray) -> np.ndarray:
         rows = np.add.reduceat(np.where(valid, values, 0.0), edges_y, axis=0)
@@ -402,7 +469,42 @@ def block_residuals(
     rms = np.sqrt(block_sums(residual * residual) / n)
     local = np.maximum(np.maximum(block_std(a), block_std(mapped)), CONTRAST_FLOOR * spread)
     ratios = (rms / local)[covered]
-    return ratios if len(ratios) >= BLOCK_GRID else None
+    return ratios if len(ratios) >= grid else None
+
+
+def fine_residual(inner: Picture, to_outer: np.ndarray, outer: Picture) -> float:
+    """For a page (``FINE_CLIPPED`` of either picture pure black or white): the worst block
+    residual with both read again from their files at up to ``FINE_SIDE``, compared at the
+    finest size both hold, in blocks of ``FINE_BLOCK`` pixels; 0 for a photo, or where
+    neither holds more detail than the working size showed.
+
+    A page of small print at 256 px is a gray texture: the same form filled in with one
+    other word, another page of one layout, or another page in one screenshot frame agrees
+    with it block by block (worst 0.29-0.57 against 0.65). Read larger, the words are
+    strokes. Photos are left to the coarser check: their copies' grain and clipped
+    highlights differ more when read larger (a brightened copy 0.79 at 512 px), and no word
+    decides what a photo shows."""
+    if max(_clipped_share(inner.gray), _clipped_share(outer.gray)) < FINE_CLIPPED:
+        return 0.0
+    fine_in, fine_out = _fine_gray(inner), _fine_gray(outer)
+    if fine_in is None or fine_out is None:
+        fine_in, fine_out = inner.gray, outer.gray
+    # working inner -> fine inner, and working outer -> fine outer (pixel centres kept)
+    to_fine_in = _resized(fine_in.shape[::-1], inner.gray.shape[::-1])
+    to_fine_out = _resized(fine_out.shape[::-1], outer.gray.shape[::-1])
+    matrix = to_fine_out @ np.vstack([to_outer, [0.0, 0.0, 1.0]]) @ np.linalg.inv(to_fine_in)
+    to_fine = matrix[:2]
+    side = round(max(fine_in.shape) * min(1.0, _scale(to_fine)))
+    if side < 1.5 * DENSE_SIDE:
+        return 0.0  # one of them holds no more detail than the coarse check saw
+    grid = max(BLOCK_GRID, round(side / FINE_BLOCK))
+    residuals = block_residuals(fine_in, to_fine, fine_out, side=side, grid=grid)
+    return 0.0 if residuals is None else float(residuals.max())
+
+
+def _clipped_share(gray: np.ndarray) -> float:
+    """Share of the picture's pixels at pure black or white."""
+    return float(((gray <= CLIP_LOW) | (gray >= CLIP_HIGH)).mean())
 
 
 def _tone_map(
@@ -587,8 +689,20 @@ def _judge(
     contained: int,
     mirrored: bool,
     inliers: int,
+    fine: bool = False,
 ) -> GeometricMatch | None:
+    """The match of ``inner`` mapped into ``outer`` by ``to_outer``, or None when they are
+    not even related. ``fine``: the frames lie on each other exactly (no keypoint fit), so a
+    page may be compared again where its print is legible (``fine_residual``); a keypoint
+    fit is off by a fraction of a working pixel, which is a stroke's width there. A fit
+    within ``FRAME_SNAP`` pixels of frame on frame is taken as frame on frame."""
     inner, outer = inner_picture.gray, outer_picture.gray
+    frame = np.array(
+        [[outer.shape[1] / inner.shape[1], 0.0, 0.0], [0.0, outer.shape[0] / inner.shape[0], 0.0]]
+    )
+    corners = np.array([[0.0, 0.0, 1.0], [inner.shape[1], inner.shape[0], 1.0]]).T
+    if np.abs((to_outer - frame) @ corners).max() <= FRAME_SNAP:
+        to_outer, fine = frame, True
     area = _scale(to_outer) ** 2 * inner.size / outer.size
     if area < MIN_AREA or area > 1.1:
         return None
@@ -601,6 +715,8 @@ def _judge(
     if agreement < MIN_RELATED:
         return None
     worst = float(residuals.max())
+    if fine and worst <= MAX_RESIDUAL:  # a page: its small print compared where legible
+        worst = max(worst, fine_residual(inner_picture, to_outer, outer_picture))
     # Colour only matters for what the luminance would prove a copy.
     colour = (
         colour_residual(inner_picture, to_outer, outer_picture) if worst <= MAX_RESIDUAL else 0.0
@@ -628,7 +744,7 @@ def match_aligned(a: Picture, b: Picture) -> GeometricMatch | None:
     ah, aw = a.gray.shape
     bh, bw = b.gray.shape
     a_to_b = np.array([[bw / aw, 0.0, 0.0], [0.0, bh / ah, 0.0]])
-    return _judge(a, b, a_to_b, 0, False, 0)
+    return _judge(a, b, a_to_b, 0, False, 0, fine=True)
 
 
 def frame_shift(a: Picture, b: Picture) -> float:
