@@ -5,6 +5,7 @@ threshold; they are then proved like any candidate."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -182,3 +183,40 @@ def test_find_proves_a_crop_the_embedding_did_not_propose(
     [group] = found.plan.groups
     assert Path(group.keep.absolute).name == "chelsea.jpg"
     assert [Path(r.file.absolute).name for r in group.remove] == ["chelsea crop.jpg"]
+
+
+def test_cross_proves_a_quarter_turn_and_a_crop_across_the_two_folders(
+    tmp_path: Path, photos: dict[str, Image.Image]
+) -> None:
+    """The channel runs in ``cross`` too, with pairs across the folders only: a turned copy
+    and a 65 % crop in B of photos in A are proposed and proved at a threshold the embedding
+    does not reach; the two photos in A are never paired with each other."""
+    from dedup_cli.jobs.cross import cross_find
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    coffee, chelsea = photos["coffee"].convert("RGB"), photos["chelsea"].convert("RGB")
+    (a / "coffee.jpg").write_bytes(encode(coffee, quality=95))
+    (a / "chelsea.jpg").write_bytes(encode(chelsea, quality=95))
+    turned = coffee.transpose(Image.Transpose.ROTATE_90)
+    (b / "coffee turned.jpg").write_bytes(encode(turned, quality=90))
+    (b / "chelsea crop.jpg").write_bytes(encode(centre_crop(chelsea), quality=92))
+    (b / "rocket.jpg").write_bytes(encode(photos["rocket"].convert("RGB"), quality=90))
+    spec, options = get_spec("effnet"), EmbedOptions(device="cpu", workers=0)
+    with Store(a / "image_database.db") as store_a, Store(b / "image_database.db") as store_b:
+
+        def cross(orientations: bool) -> Any:
+            return cross_find(
+                a, store_a, b, store_b, spec, options, threshold=0.99, orientations=orientations
+            )
+
+        without, found = cross(False), cross(True)
+    assert without.plan.groups == []
+    pairs = {
+        (Path(g.keep.absolute).name, Path(r.file.absolute).name)
+        for g in found.plan.groups
+        for r in g.remove
+    }
+    assert pairs == {("coffee.jpg", "coffee turned.jpg"), ("chelsea.jpg", "chelsea crop.jpg")}
+    assert found.as_dict()["stats"]["orientation_pairs"] >= 2

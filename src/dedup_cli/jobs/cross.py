@@ -36,6 +36,7 @@ from dedup_cli.jobs.workflow import (
     byte_identical,
     check_separate_databases,
     check_separate_folders,
+    orientation_candidates,
     prove,
     tried_against_keepers,
     validate_threshold,
@@ -77,6 +78,9 @@ class CrossResult:
     hashing: list[HashReport]
     related: list[dict[str, Any]] = field(default_factory=list)
     index: str = "exact"  # how candidates were searched: exact | ann
+    # The hash channel (``search.orientations``): pairs across it proposed that the
+    # embedding did not; None when it did not run.
+    orientation_pairs: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         document = self.plan.as_dict()
@@ -95,6 +99,7 @@ class CrossResult:
             "unconfirmed_pairs": self.unconfirmed_pairs,
             "related_pairs": len(self.related),
             "embedded_now": sum(h.embedded for h in self.hashing),
+            "orientation_pairs": self.orientation_pairs,
         }
         document["unconfirmed"] = self.unconfirmed
         document["related"] = self.related
@@ -188,9 +193,10 @@ def cross_find(
     progress: Progress | None = None,
     prefer: Sequence[str] = (),
     pairs: str = "keep",
+    orientations: bool = True,
 ) -> CrossResult:
-    """Plan the removal of confirmed duplicates between two folders (``prefer`` and
-    ``pairs`` as for ``find``)."""
+    """Plan the removal of confirmed duplicates between two folders (``prefer``,
+    ``pairs`` and ``orientations`` as for ``find``)."""
     check_keep(keep, CROSS_RULES)
     check_prefer(prefer, keep)
     check_pairs(pairs)
@@ -220,21 +226,41 @@ def cross_find(
         )
     rederive_shared_hashes([a.files, b.files])  # stored hashes never decide "exact" alone
     candidates, method = _cross_candidates(a.matrix, b.matrix, threshold, index, options.device)
+    offset = len(a.files)
+    files = [*a.files, *b.files]
+    stores = {a.root: a.store, b.root: b.store}
+    turned: Pairs | None = None
+    proposed_by_hashes: int | None = None
+    if orientations and len(a.files) and len(b.files):
+        # One index space, A's rows then B's; pairs across only, back in each side's rows.
+        labels = np.repeat(np.array([0, 1]), [offset, len(b.files)])
+        across = Pairs(candidates.left, candidates.right + offset, candidates.similarity)
+        found, turned, stats = orientation_candidates(
+            files,
+            np.arange(len(files), dtype=np.int64),
+            stores,
+            lambda i, j: row_dots(a.matrix, i, j - offset, b.matrix),
+            across,
+            labels,
+        )
+        proposed_by_hashes = stats["proposed"]
+        found = Pairs(found.left, found.right - offset, found.similarity)
+        turned = Pairs(turned.left, turned.right - offset, turned.similarity)
+        candidates = Pairs.union([candidates, found])
 
-    def proved_from_files(pairs: Pairs) -> Proved:
+    def proved_from_files(pairs: Pairs, first: Pairs | None = None) -> Proved:
         return prove(
             pairs,
             a.files,
             b.files,
-            {a.root: a.store, b.root: b.store},
+            stores,
             verify=verify,
             geometric=geometric,
             neighbours=NEIGHBOURS,
             progress=progress,
+            first=first,
         )
 
-    offset = len(a.files)
-    files = [*a.files, *b.files]
     protected = {"db1": 0, "db2": 1}.get(keep)  # the folder that loses nothing
 
     def side_of(i: int) -> int:
@@ -245,7 +271,7 @@ def cross_find(
         [*a.files.content_hashes, *b.files.content_hashes], offset
     )
     proved, groups = tried_against_keepers(
-        proved_from_files(candidates),
+        proved_from_files(candidates, first=turned),
         rank,
         same_bytes,
         lambda i, j: row_dots(a.matrix, i, j, b.matrix),
@@ -285,4 +311,5 @@ def cross_find(
         related=confirmation.related,
         hashing=[h for h in (a.hashing, b.hashing) if h is not None],
         index=method,
+        orientation_pairs=proposed_by_hashes,
     )

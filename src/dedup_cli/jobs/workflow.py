@@ -193,14 +193,15 @@ def orientation_candidates(
     stores: Mapping[Path, Store],
     similarity: Callable[[np.ndarray, np.ndarray], np.ndarray],
     known: Pairs,
+    sides: np.ndarray | None = None,
 ) -> tuple[Pairs, Pairs, dict[str, int]]:
     """Pairs of ``rows`` the embedding did not propose and the thumbnails' hashes in eight
     orientations and a centre crop do (``search.orientations``: quarter turns, mirror
     images, strong colour changes, crops to 60-75 %), with their embedding similarity; and
     those of them whose upright hashes are not close, proposed only by a turned, mirrored or
     cropped view, where the embedding is blind by nature (pages of one layout share their
-    upright hash: they wait their turn by embedding similarity). Thumbnails are read a batch
-    at a time."""
+    upright hash: they wait their turn by embedding similarity). ``sides``: only pairs
+    across them (``cross``). Thumbnails are read a batch at a time."""
     from dedup_cli.search.orientations import (
         MAX_DISTANCE,
         VIEWS,
@@ -219,7 +220,7 @@ def orientation_candidates(
         if len(good):
             hashes[batch[good]] = view_hashes(stack)
             readable[batch[good]] = True
-    pairs, stats = orientation_pairs(hashes, rows[readable[rows]], known)
+    pairs, stats = orientation_pairs(hashes, rows[readable[rows]], known, sides)
     if len(pairs.left):
         pairs = Pairs(pairs.left, pairs.right, similarity(pairs.left, pairs.right))
     viewed = popcount(hashes[pairs.left, 0] ^ hashes[pairs.right, 0]) > MAX_DISTANCE

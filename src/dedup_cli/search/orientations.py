@@ -106,12 +106,17 @@ def popcount(values: np.ndarray) -> np.ndarray:
 
 
 def orientation_pairs(
-    hashes: np.ndarray, rows: np.ndarray, known: Pairs | None = None
+    hashes: np.ndarray,
+    rows: np.ndarray,
+    known: Pairs | None = None,
+    sides: np.ndarray | None = None,
 ) -> tuple[Pairs, dict[str, int]]:
     """Pairs of ``rows`` (indices into ``hashes``) whose hashes in some orientation lie
     within ``MAX_DISTANCE`` bits, at most ``NEIGHBOURS`` per file, not already in
     ``known``; their ``similarity`` is 1 - distance / 64. Also counts of what was skipped.
-    ``hashes`` (N, views): column 0 upright, the others looked up against it.
+    ``hashes`` (N, views): column 0 upright, the others looked up against it. ``sides``
+    (one label per row of ``hashes``): only pairs of two sides (``cross``), each file's
+    proposals spent on the other side.
 
     Vectorised: for each 16-bit chunk, every file's eight hashes are looked up in the
     sorted upright chunks (``searchsorted``), matches expanded, distances counted."""
@@ -146,6 +151,8 @@ def orientation_pairs(
     other = np.concatenate(found_b)
     mine = owner[query]
     keep = mine != other
+    if sides is not None:
+        keep &= sides[rows[mine]] != sides[rows[other]]
     query, other, mine = query[keep], other[keep], mine[keep]
     distance = popcount(queries[query] ^ upright[other])
     close = distance <= MAX_DISTANCE
