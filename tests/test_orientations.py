@@ -12,7 +12,7 @@ from PIL import Image, ImageOps
 
 from conftest import encode
 from dedup_cli.embed.pipeline import EmbedOptions
-from dedup_cli.jobs.find import find_duplicates
+from dedup_cli.jobs.find import FindResult, find_duplicates
 from dedup_cli.models import get_spec
 from dedup_cli.search.nearest import NEIGHBOURS
 from dedup_cli.search.orientations import (
@@ -82,6 +82,17 @@ def test_each_file_keeps_a_bounded_number_of_proposals() -> None:
     assert stats["crowded_chunks"] > 0 and len(pairs) <= n * NEIGHBOURS
 
 
+def found_only_by_the_channel(root: Path) -> FindResult:
+    """``find`` at a threshold the embedding does not reach: nothing without the channel;
+    the result with it."""
+    spec, options = get_spec("effnet"), EmbedOptions(device="cpu", workers=0)
+    with Store(root / "image_database.db") as store:
+        without = find_duplicates(root, store, spec, options, threshold=0.99, orientations=False)
+        found = find_duplicates(root, store, spec, options, threshold=0.99)
+    assert without.plan.groups == []
+    return found
+
+
 def test_find_proves_a_quarter_turn_the_embedding_did_not_propose(
     tmp_path: Path, photos: dict[str, Image.Image]
 ) -> None:
@@ -93,11 +104,7 @@ def test_find_proves_a_quarter_turn_the_embedding_did_not_propose(
     turned = photos["coffee"].convert("RGB").transpose(Image.Transpose.ROTATE_90)
     (root / "coffee turned.jpg").write_bytes(encode(turned, quality=90))
     (root / "rocket.jpg").write_bytes(encode(photos["rocket"].convert("RGB"), quality=90))
-    spec, options = get_spec("effnet"), EmbedOptions(device="cpu", workers=0)
-    with Store(root / "image_database.db") as store:
-        without = find_duplicates(root, store, spec, options, threshold=0.99, orientations=False)
-        found = find_duplicates(root, store, spec, options, threshold=0.99)
-    assert without.plan.groups == []
+    found = found_only_by_the_channel(root)
     [group] = found.plan.groups
     assert {
         Path(group.keep.absolute).name,
@@ -175,11 +182,7 @@ def test_find_proves_a_crop_the_embedding_did_not_propose(
     (root / "chelsea.jpg").write_bytes(encode(chelsea, quality=95))
     (root / "chelsea crop.jpg").write_bytes(encode(centre_crop(chelsea), quality=92))
     (root / "rocket.jpg").write_bytes(encode(photos["rocket"].convert("RGB"), quality=90))
-    spec, options = get_spec("effnet"), EmbedOptions(device="cpu", workers=0)
-    with Store(root / "image_database.db") as store:
-        without = find_duplicates(root, store, spec, options, threshold=0.99, orientations=False)
-        found = find_duplicates(root, store, spec, options, threshold=0.99)
-    assert without.plan.groups == []
+    found = found_only_by_the_channel(root)
     [group] = found.plan.groups
     assert Path(group.keep.absolute).name == "chelsea.jpg"
     assert [Path(r.file.absolute).name for r in group.remove] == ["chelsea crop.jpg"]
