@@ -242,7 +242,7 @@ def load_picture(path: str | os.PathLike[str]) -> Picture:
 
 
 _FINE_CACHED = 32  # pages held at FINE_SIDE (about 0.7 MB each), least recently used out
-_fine_pages: OrderedDict[tuple[str, int, int, int], np.ndarray | None] = OrderedDict()
+_fine_pages: OrderedDict[tuple[str, int, int, int, int, int], np.ndarray | None] = OrderedDict()
 _fine_lock = threading.Lock()
 
 
@@ -255,8 +255,16 @@ def _fine_gray(picture: Picture) -> np.ndarray | None:
         facts = os.stat(picture.source)
     except OSError:
         return None
-    # The file's size and time are in the key: a file replaced since is read again.
-    key = (str(picture.source), facts.st_size, facts.st_mtime_ns, picture.view)
+    # The file's identity, size and times are in the key: a file replaced since is read
+    # again, even when its size and modification time were set back (``cp -p``).
+    key = (
+        str(picture.source),
+        facts.st_ino,
+        facts.st_size,
+        facts.st_mtime_ns,
+        facts.st_ctime_ns,
+        picture.view,
+    )
     with _fine_lock:
         if key in _fine_pages:
             _fine_pages.move_to_end(key)
@@ -392,6 +400,8 @@ def block_residuals(
     side: int = DENSE_SIDE,
     grid: int = BLOCK_GRID,
     robust: bool = False,
+    fitted: bool = True,
+    whole_edge: bool = False,
 ) -> np.ndarray | None:
     """RMS residual of each block of ``inner`` against ``outer`` warped into its frame,
     after one global linear tone fit, as a share of the block's contrast; None when the
@@ -400,7 +410,10 @@ def block_residuals(
     Compared in the contained picture's frame, both sides brought to the same scale by an
     area resize first, so a 40% crop is compared at full block resolution without aliasing.
     ``side`` and ``grid``: the long side compared at and the blocks along each side;
-    ``robust``: the tone fit leaves out the pixels it misses most (``_tone_map``)."""
+    ``robust``: the tone fit leaves out the pixels it misses most (``_tone_map``);
+    ``fitted``: ``to_outer`` comes from a keypoint fit, not frame on frame; ``whole_edge``:
+    the edge band is left out on every side (the second, finer look at a page, whose edges
+    the first look compared)."""
     cv2 = _cv2()
     f_in = min(1.0, side / max(inner.shape))
     f_out = min(1.0, f_in / _scale(to_outer))
@@ -416,12 +429,32 @@ def block_residuals(
     inside = mask > 0.99
     if inside.sum() < 0.25 * inside.size or min(ih, iw) < grid * 3:
         return None
-    # The frame's outermost pixels are no evidence: where the contained picture ends inside
-    # the other (a letterbox, padding), JPEG ringing and resampling bleed the bars into them,
-    # which a picture with a light edge (a text page, a drawing) shows as a difference.
+    # Where the contained picture ends inside the other (a letterbox, padding, a crop), its
+    # outermost pixels are no evidence: JPEG ringing and resampling bleed the bars into them,
+    # which a picture with a light edge (a text page, a drawing) shows as a difference. Where
+    # the two frames end together, the edge is compared like the rest: a thin frame drawn
+    # around a photo is an edit.
     edge = max(1, round(FRAME_EDGE * max(ih, iw) / DENSE_SIDE))
-    inside[:edge] = inside[-edge:] = False
-    inside[:, :edge] = inside[:, -edge:] = False
+    if fitted and not inside.all():
+        # Where a fit ends the other picture inside this frame, the warp reads black beyond
+        # it, and the blur carries that inwards (frame on frame, the last row and column
+        # fall short by a fraction of a pixel only: nothing to leave out).
+        kernel = np.ones((2 * edge + 1, 2 * edge + 1), np.uint8)
+        inside = cv2.erode(inside.astype(np.uint8), kernel).astype(bool)
+
+    def continues(x: float, y: float) -> bool:
+        """Whether the other picture goes on beyond this point of the contained frame."""
+        u, v = to_small_outer @ np.array([x, y, 1.0])
+        return bool(0.0 <= u <= ow - 1 and 0.0 <= v <= oh - 1)
+
+    if whole_edge or continues(iw / 2, -2.0):
+        inside[:edge] = False
+    if whole_edge or continues(iw / 2, ih + 1.0):
+        inside[-edge:] = False
+    if whole_edge or continues(-2.0, ih / 2):
+        inside[:, :edge] = False
+    if whole_edge or continues(iw + 1.0, ih / 2):
+        inside[:, -edge:] = False
     # The tone change is fitted on pixels clipped in neither picture (a brightened copy loses
     # its highlights). A pixel clipped in one picture only still counts, as an interval: its
     # true value lies at or beyond the clip level, so a prediction beyond it is no difference,
@@ -455,23 +488,34 @@ def block_residuals(
     edges_y = (np.arange(grid) * ih) // grid
     edges_x = (np.arange(grid) * iw) // grid
 
-    def block_sums(values: np.ndarray) -> np.ndarray:
-        rows = np.add.reduceat(np.where(valid, values, 0.0), edges_y, axis=0)
+    def block_sums(values: np.ndarray, counted: np.ndarray) -> np.ndarray:
+        rows = np.add.reduceat(np.where(counted, values, 0.0), edges_y, axis=0)
         return np.add.reduceat(rows, edges_x, axis=1)
 
-    count = block_sums(np.ones_like(a))
+    def block_ratios(counted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each block's RMS residual over its contrast, and its pixels counted."""
+        count = block_sums(np.ones_like(a), counted)
+        n = np.maximum(count, 1.0)
+
+        def block_std(values: np.ndarray) -> np.ndarray:
+            mean = block_sums(values, counted) / n
+            squares = block_sums(values * values, counted) / n
+            std: np.ndarray = np.sqrt(np.maximum(squares - mean * mean, 0.0))
+            return std
+
+        rms = np.sqrt(block_sums(residual * residual, counted) / n)
+        local = np.maximum(np.maximum(block_std(a), block_std(mapped)), CONTRAST_FLOOR * spread)
+        return rms / local, count
+
     size = np.add.reduceat(np.add.reduceat(np.ones_like(a), edges_y, 0), edges_x, 1)
+    ratios, count = block_ratios(valid)
     covered = count >= 0.5 * size  # mostly outside the other picture, or clipped: no evidence
-    n = np.maximum(count, 1.0)
-
-    def block_std(values: np.ndarray) -> np.ndarray:
-        mean = block_sums(values) / n
-        std: np.ndarray = np.sqrt(np.maximum(block_sums(values * values) / n - mean * mean, 0.0))
-        return std
-
-    rms = np.sqrt(block_sums(residual * residual) / n)
-    local = np.maximum(np.maximum(block_std(a), block_std(mapped)), CONTRAST_FLOOR * spread)
-    ratios = (rms / local)[covered]
+    # A block clipped alike in most of its pixels (a page's white margin) is compared on all
+    # of them, clipped alike counting as equal: else a word, a page number or a tick put on
+    # the margin is never looked at.
+    whole, within = block_ratios(inside)
+    margin = ~covered & (within >= 0.5 * size)
+    ratios = np.where(margin, whole, ratios)[covered | margin]
     return ratios if len(ratios) >= grid else None
 
 
@@ -501,7 +545,9 @@ def fine_residual(inner: Picture, to_outer: np.ndarray, outer: Picture) -> float
     if side < 1.5 * DENSE_SIDE:
         return 0.0  # one of them holds no more detail than the coarse check saw
     grid = max(BLOCK_GRID, round(side / FINE_BLOCK))
-    residuals = block_residuals(fine_in, to_fine, fine_out, side=side, grid=grid)
+    residuals = block_residuals(
+        fine_in, to_fine, fine_out, side=side, grid=grid, fitted=False, whole_edge=True
+    )
     return 0.0 if residuals is None else float(residuals.max())
 
 
@@ -720,20 +766,22 @@ def _judge(
     not even related. ``fine``: the frames lie on each other exactly (no keypoint fit), so a
     page may be compared again where its print is legible (``fine_residual``); a keypoint
     fit is off by a fraction of a working pixel, which is a stroke's width there. A fit
-    within ``FRAME_SNAP`` pixels of frame on frame is taken as frame on frame."""
+    within ``FRAME_SNAP`` pixels of frame on frame gets that look frame on frame."""
     inner, outer = inner_picture.gray, outer_picture.gray
     frame = np.array(
         [[outer.shape[1] / inner.shape[1], 0.0, 0.0], [0.0, outer.shape[0] / inner.shape[0], 0.0]]
     )
     corners = np.array([[0.0, 0.0, 1.0], [inner.shape[1], inner.shape[0], 1.0]]).T
+    fitted = not fine  # a keypoint fit, not frame on frame
+    fine_map = to_outer
     if np.abs((to_outer - frame) @ corners).max() <= FRAME_SNAP:
-        to_outer, fine = frame, True
+        fine_map, fine = frame, True  # the finer look needs the frames exactly on each other
     area = _scale(to_outer) ** 2 * inner.size / outer.size
     if area < MIN_AREA or area > 1.1:
         return None
     if not _outside_is_blank(inner, to_outer, outer.shape):
         return None
-    residuals = block_residuals(inner, to_outer, outer)
+    residuals = block_residuals(inner, to_outer, outer, fitted=fitted)
     if residuals is None:
         return None
     agreement = float((residuals <= MAX_RESIDUAL).mean())
@@ -741,12 +789,12 @@ def _judge(
     if agreement < MIN_RELATED:
         # Perhaps an overlay bent the tone fit: fitted without the pixels it misses most,
         # the rest may agree. Then the pair is related, never a copy (its worst block stays).
-        again = block_residuals(inner, to_outer, outer, robust=True)
+        again = block_residuals(inner, to_outer, outer, robust=True, fitted=fitted)
         if again is None or float((again <= MAX_RESIDUAL).mean()) < MIN_RELATED:
             return None
         agreement = float((again <= MAX_RESIDUAL).mean())
     if fine and worst <= MAX_RESIDUAL:  # a page: its small print compared where legible
-        worst = max(worst, fine_residual(inner_picture, to_outer, outer_picture))
+        worst = max(worst, fine_residual(inner_picture, fine_map, outer_picture))
     # Colour only matters for what the luminance would prove a copy.
     colour = (
         colour_residual(inner_picture, to_outer, outer_picture) if worst <= MAX_RESIDUAL else 0.0
