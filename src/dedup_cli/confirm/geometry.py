@@ -512,10 +512,12 @@ def block_residuals(
     covered = count >= 0.5 * size  # mostly outside the other picture, or clipped: no evidence
     # A block clipped alike in most of its pixels (a page's white margin) is compared on all
     # of them, clipped alike counting as equal: else a word, a page number or a tick put on
-    # the margin is never looked at.
-    whole, within = block_ratios(inside)
-    margin = ~covered & (within >= 0.5 * size)
-    ratios = np.where(margin, whole, ratios)[covered | margin]
+    # the margin is never looked at. (Most photos have no such block: nothing more to sum.)
+    margin = ~covered & (block_sums(np.ones_like(a), inside) >= 0.5 * size)
+    if margin.any():
+        whole, _ = block_ratios(inside)
+        ratios = np.where(margin, whole, ratios)
+    ratios = ratios[covered | margin]
     return ratios if len(ratios) >= grid else None
 
 
@@ -655,24 +657,14 @@ def _local_colour(coloured: np.ndarray, inside: np.ndarray) -> float:
     letters or a sticker put on a gray picture barely change its luminance; their colour is
     the evidence. A mostly neutral photo whose colour is one small object is then only
     related to its grayscale copy: a copy missed, never a different picture grouped."""
-    cv2 = _cv2()
-    weight = inside.astype(np.float32)
-    window = (COLOUR_WINDOW, COLOUR_WINDOW)
-    pixels = cv2.boxFilter(weight, -1, window, normalize=False)
-    energy = sum(
-        cv2.boxFilter(
-            (coloured @ axis).astype(np.float32) ** 2 * weight, -1, window, normalize=False
-        )
-        for axis in (_CB, _CR)
-    )
-    full = pixels >= 0.99 * COLOUR_WINDOW * COLOUR_WINDOW
-    if not full.any():
+    cb, cr = ((coloured @ axis).astype(np.float32) for axis in (_CB, _CR))
+    found = _windowed_chroma(cb, cr, inside.astype(np.float32))
+    if found is None:
         return 0.0
-    chroma = np.zeros(full.shape)
-    chroma[full] = np.sqrt(np.maximum(energy[full], 0.0) / pixels[full])
+    chroma = found
     # Colour all over (in most cells of a grid), however sparse, is the picture's own: a
     # tint, or the galaxies of a deep-sky photo. An edit is colour in one place.
-    h, w = full.shape
+    h, w = chroma.shape
     rows = (np.arange(h) * COLOUR_GRID) // h
     cols = (np.arange(w) * COLOUR_GRID) // w
     cells = np.zeros((COLOUR_GRID, COLOUR_GRID), dtype=bool)
@@ -742,15 +734,23 @@ def _unexplained_colour(source: np.ndarray, target: np.ndarray, inside: np.ndarr
     norm = np.maximum(cv2.GaussianBlur(weight, (0, 0), 1.0), 1e-3)
     delta_cb = cv2.GaussianBlur((residual @ _CB).astype(np.float32) * weight, (0, 0), 1.0) / norm
     delta_cr = cv2.GaussianBlur((residual @ _CR).astype(np.float32) * weight, (0, 0), 1.0) / norm
+    chroma = _windowed_chroma(delta_cb, delta_cr, weight)
+    return 0.0 if chroma is None else float(chroma.max())
+
+
+def _windowed_chroma(cb: np.ndarray, cr: np.ndarray, weight: np.ndarray) -> np.ndarray | None:
+    """RMS chroma (Cb, Cr) over each ``COLOUR_WINDOW`` window of weighted pixels, 0 where a
+    window is not whole; None when none is."""
+    cv2 = _cv2()
     window = (COLOUR_WINDOW, COLOUR_WINDOW)
-    energy = cv2.boxFilter(
-        (delta_cb * delta_cb + delta_cr * delta_cr) * weight, -1, window, normalize=False
-    )
+    energy = cv2.boxFilter((cb * cb + cr * cr) * weight, -1, window, normalize=False)
     pixels = cv2.boxFilter(weight, -1, window, normalize=False)
     full = pixels >= 0.99 * COLOUR_WINDOW * COLOUR_WINDOW
     if not full.any():
-        return 0.0
-    return float(np.sqrt(np.maximum(energy[full], 0.0) / pixels[full]).max())
+        return None
+    chroma = np.zeros(full.shape)
+    chroma[full] = np.sqrt(np.maximum(energy[full], 0.0) / pixels[full])
+    return chroma
 
 
 def _judge(
