@@ -135,6 +135,7 @@ class DecodeDataset:
             "width": None,
             "height": None,
             "thumbnail": None,
+            "regions": None,
         }
         try:
             data, item["size"], item["mtime_ns"] = read_file(file.absolute)
@@ -158,6 +159,7 @@ class DecodeDataset:
             width=decoded.width,
             height=decoded.height,
             thumbnail=decoded.thumbnail,
+            regions=decoded.regions,
         )
         return item
 
@@ -307,6 +309,7 @@ def _embed_all(
                 it["height"],
                 it["error"],
                 it["thumbnail"],
+                it["regions"],
             )
             for it in items
         ]

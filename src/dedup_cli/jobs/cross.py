@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from dedup_cli.config import DEFAULT_KEEP
+from dedup_cli.confirm.inside import InsideCandidate, prove_inside
 from dedup_cli.confirm.rederive import rederive_shared_hashes
 from dedup_cli.core.bursts import hold_back_other_shots
 from dedup_cli.core.keep import CROSS_RULES, Standing, check_keep, check_prefer, keeper_rank
@@ -230,12 +231,13 @@ def cross_find(
     files = [*a.files, *b.files]
     stores = {a.root: a.store, b.root: b.store}
     turned: Pairs | None = None
+    inside: list[InsideCandidate] = []
     proposed_by_hashes: int | None = None
     if orientations and len(a.files) and len(b.files):
         # One index space, A's rows then B's; pairs across only, back in each side's rows.
         labels = np.repeat(np.array([0, 1]), [offset, len(b.files)])
         across = Pairs(candidates.left, candidates.right + offset, candidates.similarity)
-        found, turned, stats = orientation_candidates(
+        proposals = orientation_candidates(
             files,
             np.arange(len(files), dtype=np.int64),
             stores,
@@ -243,9 +245,11 @@ def cross_find(
             across,
             labels,
         )
-        proposed_by_hashes = stats["proposed"]
+        proposed_by_hashes = proposals.stats["proposed"]
+        found, turned = proposals.pairs, proposals.turned
         found = Pairs(found.left, found.right - offset, found.similarity)
         turned = Pairs(turned.left, turned.right - offset, turned.similarity)
+        inside = proposals.inside
         candidates = Pairs.union([candidates, found])
 
     def proved_from_files(pairs: Pairs, first: Pairs | None = None) -> Proved:
@@ -287,6 +291,9 @@ def cross_find(
     confirmed = Pairs(found.left, found.right + offset, found.similarity)
     plan = make_plan(a_root, spec.key, threshold, f"cross-{keep}", files, groups, rank.why)
     plan.roots = [a_root, b_root]
+    if verify and geometric and inside:  # files shown inside others: related, never removed
+        confirmation.related.extend(prove_inside(inside, progress))
+        confirmation.proofs["inside"] = len(inside)
     plan.related = confirmation.related
     moment_of = functools.lru_cache(maxsize=None)(capture_moment)
     if pairs == "keep":

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from dedup_cli.config import DEFAULT_KEEP
+from dedup_cli.confirm.inside import InsideCandidate, prove_inside
 from dedup_cli.confirm.rederive import RederivedHashes, rederive_shared_hashes
 from dedup_cli.core.bursts import add_best_of_bursts, bursts, check_bursts, hold_back_other_shots
 from dedup_cli.core.keep import FIND_RULES, check_keep, check_prefer, keeper_rank
@@ -269,15 +270,17 @@ def find_in_folders(
     )
     orientation_stats: dict[str, int] | None = None
     extra: Pairs | None = None
+    inside: list[InsideCandidate] = []
     if orientations and new_rows is None and len(searched_rows) > 1:
-        proposed, extra, orientation_stats = orientation_candidates(
+        proposals = orientation_candidates(
             files,
             np.asarray(searched_rows, dtype=np.int64),
             {root: folder.store for root, folder in zip(roots, folders)},
             lambda i, j: row_dots(matrix, i, j),
             found_by.pairs,
         )
-        found_by.pairs = Pairs.union([found_by.pairs, proposed])
+        extra, inside, orientation_stats = proposals.turned, proposals.inside, proposals.stats
+        found_by.pairs = Pairs.union([found_by.pairs, proposals.pairs])
     if new_rows is not None:
         # A set is grouped when it has a new file or the search found a pair with one of its
         # files (its other files were not searched: they stand behind that one).
@@ -323,6 +326,9 @@ def find_in_folders(
     confirmed = confirmation.pairs
     plan = make_plan(roots[0], spec.key, threshold, keep, files, groups, rank.why)
     plan.roots = roots
+    if verify and geometric and inside:  # files shown inside others: related, never removed
+        confirmation.related.extend(prove_inside(inside, progress))
+        confirmation.proofs["inside"] = len(inside)
     plan.related = confirmation.related
     moment_of = functools.lru_cache(maxsize=None)(capture_moment)
     hold_back_other_shots(plan, moment_of)

@@ -23,6 +23,7 @@ from dedup_cli.confirm.cascade import (
     confirm_pairs,
     most_similar_entries,
 )
+from dedup_cli.confirm.inside import InsideCandidate
 from dedup_cli.core.files import FileInfo
 from dedup_cli.core.group import Group, group_pairs
 from dedup_cli.core.keep import KeeperRank
@@ -30,6 +31,7 @@ from dedup_cli.core.pairs import Pairs
 from dedup_cli.core.progress import Progress
 from dedup_cli.errors import DedupError, UsageError
 from dedup_cli.malloc_tuning import give_back_freed_memory
+from dedup_cli.media.regions import THUMBNAIL_SIDE, Region, unpack
 from dedup_cli.store import Store
 
 
@@ -187,6 +189,16 @@ def pair_keys(pairs: Pairs) -> np.ndarray:
 ORIENTATION_BATCH = 50_000  # thumbnails read at once for the orientation channel (50 MB)
 
 
+@dataclass
+class HashProposals:
+    """What the hash channel proposes that the embedding did not (``orientation_candidates``)."""
+
+    pairs: Pairs  # every new pair, with its embedding similarity
+    turned: Pairs  # those proposed only by a turned, mirrored or cropped view: proved first
+    inside: list[InsideCandidate]  # files shown inside others (``confirm.inside``)
+    stats: dict[str, int]
+
+
 def orientation_candidates(
     files: Sequence[FileInfo],
     rows: np.ndarray,
@@ -194,14 +206,15 @@ def orientation_candidates(
     similarity: Callable[[np.ndarray, np.ndarray], np.ndarray],
     known: Pairs,
     sides: np.ndarray | None = None,
-) -> tuple[Pairs, Pairs, dict[str, int]]:
+) -> HashProposals:
     """Pairs of ``rows`` the embedding did not propose and the thumbnails' hashes in eight
     orientations and a centre crop do (``search.orientations``: quarter turns, mirror
     images, strong colour changes, crops to 60-75 %), with their embedding similarity; and
     those of them whose upright hashes are not close, proposed only by a turned, mirrored or
     cropped view, where the embedding is blind by nature (pages of one layout share their
-    upright hash: they wait their turn by embedding similarity). ``sides``: only pairs
-    across them (``cross``). Thumbnails are read a batch at a time."""
+    upright hash: they wait their turn by embedding similarity); and the files shown inside
+    others, a screenshot's photo (``media.regions``). ``sides``: only pairs across them
+    (``cross``). Thumbnails are read a batch at a time."""
     from dedup_cli.search.orientations import (
         MAX_DISTANCE,
         VIEWS,
@@ -225,7 +238,62 @@ def orientation_candidates(
         pairs = Pairs(pairs.left, pairs.right, similarity(pairs.left, pairs.right))
     viewed = popcount(hashes[pairs.left, 0] ^ hashes[pairs.right, 0]) > MAX_DISTANCE
     turned = Pairs(pairs.left[viewed], pairs.right[viewed], pairs.similarity[viewed])
-    return pairs, turned, stats
+    taken = set(np.concatenate([pair_keys(ordered(known)), pair_keys(ordered(pairs))]).tolist())
+    inside = [
+        candidate
+        for candidate, key in _inside_candidates(
+            files, rows[readable[rows]], stores, hashes, similarity, sides
+        )
+        if key not in taken  # proposed already: the proof of crops and copies decides it
+    ]
+    stats["inside"] = len(inside)
+    return HashProposals(pairs, turned, inside, stats)
+
+
+def ordered(pairs: Pairs) -> Pairs:
+    """The same pairs, each with its lower row on the left."""
+    return Pairs(
+        np.minimum(pairs.left, pairs.right), np.maximum(pairs.left, pairs.right), pairs.similarity
+    )
+
+
+def _inside_candidates(
+    files: Sequence[FileInfo],
+    rows: np.ndarray,
+    stores: Mapping[Path, Store],
+    hashes: np.ndarray,
+    similarity: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    sides: np.ndarray | None,
+) -> list[tuple[InsideCandidate, int]]:
+    """Files of ``rows`` shown inside other files of ``rows`` (``search.orientations.
+    inside_pairs``), each with its pair key (lower row first)."""
+    from dedup_cli.search.orientations import inside_pairs, upright_hashes
+
+    row_of = {(files[i].root, files[i].path): i for i in rows.tolist()}
+    found: list[tuple[int, Region]] = []
+    for root, store in stores.items():
+        for path, blob in store.regions().items():
+            row = row_of.get((root, path))
+            if row is not None:
+                found += [(row, region) for region in unpack(blob)]
+    if not found:
+        return []
+    stack = np.stack(
+        [np.frombuffer(r.thumbnail, np.uint8).reshape(THUMBNAIL_SIDE, -1) for _, r in found]
+    )
+    picture, container, region = inside_pairs(
+        hashes, rows, upright_hashes(stack), np.array([row for row, _ in found]), sides
+    )
+    if not len(picture):
+        return []
+    dots = similarity(picture, container).tolist()
+    return [
+        (
+            InsideCandidate(files[p].absolute, files[c].absolute, found[k][1], dot),
+            (min(p, c) << 32) | max(p, c),
+        )
+        for p, c, k, dot in zip(picture.tolist(), container.tolist(), region.tolist(), dots)
+    ]
 
 
 def stored_thumbnails(

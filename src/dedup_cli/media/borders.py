@@ -39,7 +39,7 @@ def content_box_of(image: Image.Image) -> tuple[int, int, int, int] | None:
     return content_box(np.asarray(image))
 
 
-def _border_run(lines: np.ndarray) -> int:
+def border_run(lines: np.ndarray) -> int:
     """How many leading lines (``lines[k]`` is one row or column of RGB pixels) are one
     flat black or white tone; read a few lines at a time, so a photo costs one line."""
     if not _bar_tone(lines[0]):
@@ -64,10 +64,10 @@ def content_box(pixels: np.ndarray) -> tuple[int, int, int, int] | None:
     height, width = pixels.shape[:2]
     if height < 8 or width < 8:
         return None
-    top = _border_run(pixels)
-    bottom = _border_run(pixels[::-1])
-    left = _border_run(pixels.transpose(1, 0, 2))
-    right = _border_run(pixels.transpose(1, 0, 2)[::-1])
+    top = border_run(pixels)
+    bottom = border_run(pixels[::-1])
+    left = border_run(pixels.transpose(1, 0, 2))
+    right = border_run(pixels.transpose(1, 0, 2)[::-1])
     top, bottom = (t if t >= MIN_TRIM * height else 0 for t in (top, bottom))
     left, right = (t if t >= MIN_TRIM * width else 0 for t in (left, right))
     if not (top or bottom or left or right):

@@ -21,6 +21,7 @@ import xxhash
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from dedup_cli.media.borders import content_box_of
+from dedup_cli.media.regions import inner_pictures, may_hold_pictures, pack
 
 # Refuse images over 150 megapixels: decoding one would take gigabytes per worker.
 MAX_PIXELS = 150_000_000
@@ -79,6 +80,7 @@ class DecodedImage:
     width: int  # after EXIF orientation
     height: int
     thumbnail: bytes  # THUMBNAIL_SIDE^2 grayscale bytes
+    regions: bytes = b""  # pictures shown inside it (``media.regions.pack``)
 
 
 def content_hash(data: bytes) -> str:
@@ -179,7 +181,10 @@ def decode(data: bytes, size: int) -> DecodedImage:
     if width < 1 or height < 1:
         raise ImageDecodeError("image has no pixels")
     thumb = whole.convert("L").resize((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.BOX)
-    return DecodedImage(np.asarray(square, dtype=np.uint8), width, height, thumb.tobytes())
+    thumbnail = thumb.tobytes()
+    # Pictures inside it, looked for in the pixels decoded (upright, at least 2x ``size``).
+    regions = pack(inner_pictures(rgb)) if may_hold_pictures(thumbnail) else b""
+    return DecodedImage(np.asarray(square, dtype=np.uint8), width, height, thumbnail, regions)
 
 
 def decode_for_display(path: str | os.PathLike[str] | BinaryIO, side: int) -> Image.Image:

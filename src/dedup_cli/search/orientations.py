@@ -75,6 +75,12 @@ def orientation_hashes(thumbnails: np.ndarray) -> np.ndarray:
     return stacked
 
 
+def upright_hashes(thumbnails: np.ndarray) -> np.ndarray:
+    """(N,) upright hashes of N thumbnails (N, SIDE, SIDE): column 0 of
+    ``orientation_hashes``, for thumbnails that are only looked up."""
+    return _signs_of(_low_frequencies(thumbnails))
+
+
 def view_hashes(thumbnails: np.ndarray) -> np.ndarray:
     """(N, 9) hashes: the eight orientations (``orientation_hashes``), then the hash of the
     centre ``CROP_VIEW`` of the frame brought back to ``SIDE``. Asked against the others'
@@ -105,26 +111,11 @@ def popcount(values: np.ndarray) -> np.ndarray:
     return counted
 
 
-def orientation_pairs(
-    hashes: np.ndarray,
-    rows: np.ndarray,
-    known: Pairs | None = None,
-    sides: np.ndarray | None = None,
-) -> tuple[Pairs, dict[str, int]]:
-    """Pairs of ``rows`` (indices into ``hashes``) whose hashes in some orientation lie
-    within ``MAX_DISTANCE`` bits, at most ``NEIGHBOURS`` per file, not already in
-    ``known``; their ``similarity`` is 1 - distance / 64. Also counts of what was skipped.
-    ``hashes`` (N, views): column 0 upright, the others looked up against it. ``sides``
-    (one label per row of ``hashes``): only pairs of two sides (``cross``), each file's
-    proposals spent on the other side.
-
-    Vectorised: for each 16-bit chunk, every file's eight hashes are looked up in the
-    sorted upright chunks (``searchsorted``), matches expanded, distances counted."""
-    rows = np.asarray(rows, dtype=np.int64)
-    n = len(rows)
-    upright = hashes[rows, 0].astype(np.uint64)
-    queries = hashes[rows].astype(np.uint64).reshape(-1)  # every view of each file
-    owner = np.repeat(np.arange(n, dtype=np.int64), hashes.shape[1])
+def _shared_chunks(upright: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Every (query, upright) index pair that shares one 16-bit chunk exactly, a chunk
+    value held by more than ``BUCKET_CAP`` upright hashes left out; and how many lookups
+    were left out so. Vectorised: each chunk of every query is looked up in the sorted
+    upright chunks (``searchsorted``) and the matches expanded."""
     found_a, found_b, crowded = [], [], 0
     for c in range(CHUNKS):
         shift = np.uint64(16 * c)
@@ -142,13 +133,33 @@ def orientation_pairs(
             continue
         which = np.repeat(np.arange(len(queries)), count)
         within = np.arange(total) - np.repeat(np.cumsum(count) - count, count)
-        other = order[np.repeat(lo, count) + within]
         found_a.append(which)
-        found_b.append(other)
+        found_b.append(order[np.repeat(lo, count) + within])
     if not found_a:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), crowded
+    return np.concatenate(found_a), np.concatenate(found_b), crowded
+
+
+def orientation_pairs(
+    hashes: np.ndarray,
+    rows: np.ndarray,
+    known: Pairs | None = None,
+    sides: np.ndarray | None = None,
+) -> tuple[Pairs, dict[str, int]]:
+    """Pairs of ``rows`` (indices into ``hashes``) whose hashes in some orientation lie
+    within ``MAX_DISTANCE`` bits, at most ``NEIGHBOURS`` per file, not already in
+    ``known``; their ``similarity`` is 1 - distance / 64. Also counts of what was skipped.
+    ``hashes`` (N, views): column 0 upright, the others looked up against it. ``sides``
+    (one label per row of ``hashes``): only pairs of two sides (``cross``), each file's
+    proposals spent on the other side."""
+    rows = np.asarray(rows, dtype=np.int64)
+    n = len(rows)
+    upright = hashes[rows, 0].astype(np.uint64)
+    queries = hashes[rows].astype(np.uint64).reshape(-1)  # every view of each file
+    owner = np.repeat(np.arange(n, dtype=np.int64), hashes.shape[1])
+    query, other, crowded = _shared_chunks(upright, queries)
+    if not len(query):
         return Pairs.empty(), {"crowded_chunks": crowded, "proposed": 0}
-    query = np.concatenate(found_a)
-    other = np.concatenate(found_b)
     mine = owner[query]
     keep = mine != other
     if sides is not None:
@@ -185,6 +196,52 @@ def orientation_pairs(
         keys, distance = keys[fresh], distance[fresh]
     pairs = Pairs(keys >> 32, keys & 0xFFFFFFFF, (1 - distance / 64).astype(np.float32))
     return pairs, {"crowded_chunks": crowded, "proposed": len(keys)}
+
+
+INSIDE_PER_REGION = 3  # files proposed for each picture found inside another, closest first
+
+
+def inside_pairs(
+    hashes: np.ndarray,
+    rows: np.ndarray,
+    region_hashes: np.ndarray,
+    region_rows: np.ndarray,
+    sides: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Files of ``rows`` whose upright hash lies within ``MAX_DISTANCE`` bits of a picture
+    found inside another file (``media.regions``): ``region_hashes`` (M,) of the pictures
+    inside ``region_rows`` (M,, rows of ``hashes``). Returns ``(picture, container,
+    region)``: row of the file shown, row of the file showing it, index of the region; at
+    most ``INSIDE_PER_REGION`` per region, so the work stays per file. ``sides``: only
+    pairs across them."""
+    rows = np.asarray(rows, dtype=np.int64)
+    empty = np.zeros(0, np.int64)
+    if not len(rows) or not len(region_hashes):
+        return empty, empty, empty
+    upright = hashes[rows, 0].astype(np.uint64)
+    queries = np.asarray(region_hashes, dtype=np.uint64)
+    region, other, _crowded = _shared_chunks(upright, queries)
+    picture, container = rows[other], np.asarray(region_rows, dtype=np.int64)[region]
+    keep = picture != container
+    if sides is not None:
+        keep &= sides[picture] != sides[container]
+    region, picture, container = region[keep], picture[keep], container[keep]
+    distance = popcount(queries[region] ^ hashes[picture, 0].astype(np.uint64))
+    close = distance <= MAX_DISTANCE
+    region, picture, container, distance = (
+        region[close],
+        picture[close],
+        container[close],
+        distance[close],
+    )
+    order = np.lexsort((picture, distance, region))
+    region, picture, container = region[order], picture[order], container[order]
+    first = np.ones(len(region), dtype=bool)  # each (region, picture) once, found per chunk
+    first[1:] = (region[1:] != region[:-1]) | (picture[1:] != picture[:-1])
+    region, picture, container = region[first], picture[first], container[first]
+    starts = np.searchsorted(region, region, side="left")
+    near = np.arange(len(region)) - starts < INSIDE_PER_REGION
+    return picture[near], container[near], region[near]
 
 
 def thumbnail_stack(thumbnails: list[bytes | None]) -> tuple[np.ndarray, np.ndarray]:

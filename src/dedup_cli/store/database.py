@@ -68,6 +68,7 @@ class FileFacts:
     height: int | None
     error: str | None
     thumbnail: bytes | None
+    regions: bytes | None = None  # ``media.regions.pack``; None: not looked for
 
 
 @dataclass(frozen=True)
@@ -314,13 +315,15 @@ class Store:
                     "hh": f.height,
                     "e": f.error,
                     "t": f.thumbnail,
+                    "r": f.regions,
                     "u": now,
                 }
                 if old is None:
                     file_id = conn.execute(
                         text(
                             "INSERT INTO files (path, size, mtime_ns, content_hash, width, height, "
-                            "error, thumbnail, updated_at) VALUES (:p, :s, :m, :h, :w, :hh, :e, :t, :u)"
+                            "error, thumbnail, regions, updated_at) "
+                            "VALUES (:p, :s, :m, :h, :w, :hh, :e, :t, :r, :u)"
                         ),
                         params,
                     ).lastrowid
@@ -333,7 +336,8 @@ class Store:
                     conn.execute(
                         text(
                             "UPDATE files SET size = :s, mtime_ns = :m, content_hash = :h, width = :w, "
-                            "height = :hh, error = :e, thumbnail = :t, updated_at = :u WHERE id = :i"
+                            "height = :hh, error = :e, thumbnail = :t, regions = :r, updated_at = :u "
+                            "WHERE id = :i"
                         ),
                         {**params, "i": file_id},
                     )
@@ -362,6 +366,13 @@ class Store:
         sql = "SELECT id, path, size, mtime_ns, content_hash, width, height, error FROM files"
         with self.transaction() as conn:
             return {r.path: dict(r._mapping) for r in conn.execute(text(sql)) if r.path in wanted}
+
+    def regions(self) -> dict[str, bytes]:
+        """The stored pictures-inside of every file that shows any (few do: screenshots,
+        pages with figures), by path."""
+        sql = "SELECT path, regions FROM files WHERE length(regions) > 0"
+        with self.transaction() as conn:
+            return {r.path: bytes(r.regions) for r in conn.execute(text(sql))}
 
     def thumbnails(self, paths: Iterable[str]) -> dict[str, bytes | None]:
         """The stored grayscale thumbnails of a few files (those in candidate pairs)."""

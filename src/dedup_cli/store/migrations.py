@@ -61,6 +61,13 @@ def _m006_merge_journal(conn: Connection) -> None:
         conn.exec_driver_sql("ALTER TABLE actions ADD COLUMN after_hash VARCHAR(32)")
 
 
+def _m007_regions(conn: Connection) -> None:
+    """Pictures inside each picture (``media.regions``); NULL for files hashed before."""
+    columns = {row[1] for row in conn.exec_driver_sql("PRAGMA table_info(files)")}
+    if "regions" not in columns:
+        conn.exec_driver_sql("ALTER TABLE files ADD COLUMN regions BLOB")
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _m001_initial,
     _m002_not_duplicates,
@@ -68,6 +75,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _m004_run_lifecycle,
     _m005_review_decisions,
     _m006_merge_journal,
+    _m007_regions,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

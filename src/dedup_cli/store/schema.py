@@ -33,6 +33,9 @@ class FileRecord(Base):
     error: Mapped[str | None] = mapped_column(Text)
     # 32x32 grayscale pixels of the oriented image, for cheap pixel-level checks.
     thumbnail: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # Pictures shown inside the image (``media.regions.pack``): empty when none were found,
+    # NULL when the file was hashed by a version that did not look.
+    regions: Mapped[bytes | None] = mapped_column(LargeBinary)
     updated_at: Mapped[float] = mapped_column(Float)
 
 

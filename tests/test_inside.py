@@ -1,0 +1,149 @@
+"""Pictures inside a picture: a photo in a screenshot is found, proposed, proved, and
+reported related (never removed); a screenshot of another photo is not related to it."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from conftest import encode
+from dedup_cli.embed.pipeline import EmbedOptions
+from dedup_cli.jobs.find import find_duplicates
+from dedup_cli.media.decode import decode
+from dedup_cli.media.regions import (
+    Region,
+    inner_pictures,
+    may_hold_pictures,
+    pack,
+    unpack,
+)
+from dedup_cli.models import get_spec
+from dedup_cli.search.orientations import popcount, upright_hashes
+from dedup_cli.store import Store
+
+INSIDE = "shown smaller inside the other picture"
+
+
+def screenshot(photo: Image.Image) -> Image.Image:
+    """A light application frame (sidebar, text lines, an avatar) with ``photo`` at about a
+    fifth of its width, pillarboxed in black inside a post card, as AugLy's template."""
+    frame = Image.new("RGB", (1200, 740), (250, 250, 250))
+    draw = ImageDraw.Draw(frame)
+    draw.rectangle((0, 0, 200, 740), fill=(242, 243, 245))
+    for y in range(80, 420, 40):
+        draw.rectangle((20, y, 150, y + 10), fill=(90, 90, 100))  # menu entries
+    draw.rectangle((240, 60, 740, 720), fill=(255, 255, 255), outline=(200, 200, 200))
+    draw.ellipse((260, 80, 310, 130), fill=(120, 80, 60))  # an avatar
+    draw.rectangle((330, 95, 520, 110), fill=(40, 40, 40))  # a name
+    draw.rectangle((255, 160, 725, 700), fill=(0, 0, 0))  # the post's black box
+    inner = photo.copy()
+    inner.thumbnail((460, 530))
+    frame.paste(inner, (490 - inner.width // 2, 430 - inner.height // 2))
+    return frame
+
+
+def hash_of(thumbnail: bytes) -> int:
+    return int(upright_hashes(np.frombuffer(thumbnail, np.uint8).reshape(1, 32, 32))[0])
+
+
+def test_a_photo_in_a_screenshot_is_found_with_its_box_and_hash(
+    photos: dict[str, Image.Image],
+) -> None:
+    """The photo is cut out inside its black bars: its thumbnail's hash is the photo's own."""
+    astronaut = photos["astronaut"].convert("RGB")
+    shot = screenshot(astronaut)
+    [region] = inner_pictures(shot)
+    left, top, right, bottom = region.pixels(shot.width, shot.height)
+    inner = astronaut.copy()
+    inner.thumbnail((460, 530))
+    expected = (490 - inner.width // 2, 430 - inner.height // 2)
+    assert abs(left - expected[0]) <= 6 and abs(top - expected[1]) <= 6
+    assert abs(right - left - inner.width) <= 12 and abs(bottom - top - inner.height) <= 12
+    own = astronaut.convert("L").resize((32, 32), Image.Resampling.BOX).tobytes()
+    distance = popcount(np.array([hash_of(region.thumbnail) ^ hash_of(own)], dtype=np.uint64))
+    assert int(distance[0]) <= 8
+
+
+def test_photos_and_pages_hold_no_pictures(photos: dict[str, Image.Image]) -> None:
+    """An ordinary photo, a photo on a white mat touching nothing, and a page of text: a
+    light background alone is not enough, nor a block touching the frame's edge."""
+    for name in ("astronaut", "chelsea", "coffee", "rocket"):
+        assert inner_pictures(photos[name].convert("RGB")) == []
+    page = Image.new("RGB", (600, 800), "white")
+    draw = ImageDraw.Draw(page)
+    for y in range(40, 760, 24):
+        draw.text((40, y), "the quick brown fox jumps over the lazy dog " * 2, fill="black")
+    assert inner_pictures(page) == []
+    half = Image.new("RGB", (800, 600), "white")
+    half.paste(photos["coffee"].convert("RGB").resize((800, 300)), (0, 300))
+    assert inner_pictures(half) == []  # the photo goes on beyond the frame
+
+
+def test_regions_survive_the_database_format() -> None:
+    """Packed and unpacked, boxes keep 1/65535 of the frame; a damaged value holds none."""
+    thumbnail = bytes(range(256)) * 4
+    regions = [Region((0.25, 0.5, 0.75, 0.9), thumbnail), Region((0.0, 0.1, 0.2, 0.3), thumbnail)]
+    back = unpack(pack(regions))
+    assert [r.thumbnail for r in back] == [thumbnail, thumbnail]
+    for mine, theirs in zip(regions, back):
+        assert np.allclose(mine.box, theirs.box, atol=1 / 65535)
+    assert unpack(pack(regions)[:-1]) == []
+    assert unpack(b"") == [] and unpack(None) == []
+
+
+def test_decoding_stores_the_regions_of_a_screenshot_only(photos: dict[str, Image.Image]) -> None:
+    """``decode`` looks only where the thumbnail is light enough, and records what it found."""
+    shot = decode(encode(screenshot(photos["rocket"].convert("RGB")), quality=92), 224)
+    assert may_hold_pictures(shot.thumbnail) and len(unpack(shot.regions)) == 1
+    plain = decode(encode(photos["coffee"].convert("RGB"), quality=92), 224)
+    assert plain.regions == b""
+
+
+def test_find_reports_a_photo_inside_a_screenshot_as_related_and_removes_nothing(
+    tmp_path: Path, photos: dict[str, Image.Image]
+) -> None:
+    """The screenshot of the photo is related to it (listed, with the reason), nothing is
+    planned for removal; the screenshot of another photo is related to nothing."""
+    root = tmp_path / "photos"
+    root.mkdir()
+    astronaut, coffee = photos["astronaut"].convert("RGB"), photos["coffee"].convert("RGB")
+    (root / "astronaut.jpg").write_bytes(encode(astronaut, quality=95))
+    (root / "coffee.jpg").write_bytes(encode(coffee, quality=95))
+    (root / "shot of astronaut.jpg").write_bytes(encode(screenshot(astronaut), quality=90))
+    (root / "shot of rocket.jpg").write_bytes(
+        encode(screenshot(photos["rocket"].convert("RGB")), quality=90)
+    )
+    spec, options = get_spec("effnet"), EmbedOptions(device="cpu", workers=0)
+    with Store(root / "image_database.db") as store:
+        found = find_duplicates(root, store, spec, options)
+        without = find_duplicates(root, store, spec, options, orientations=False)
+    assert found.plan.groups == []
+    inside = {
+        (Path(r["a"]).name, Path(r["b"]).name) for r in found.related if INSIDE in r["reason"]
+    }
+    assert inside == {("shot of astronaut.jpg", "astronaut.jpg")}
+    assert found.as_dict()["stats"]["related_pairs"] >= 1
+    assert not any(INSIDE in r["reason"] for r in without.related)
+
+
+def test_a_database_from_before_regions_is_migrated_and_its_files_hold_none(
+    tmp_path: Path,
+) -> None:
+    """Version 6 had no ``regions`` column: it is added, NULL for the files it holds."""
+    path = tmp_path / "old.db"
+    with Store(path) as store:
+        del store
+    raw = sqlite3.connect(path)
+    raw.execute("ALTER TABLE files DROP COLUMN regions")
+    raw.execute("INSERT INTO files (path, size, mtime_ns, updated_at) VALUES ('a.jpg', 1, 1, 0)")
+    raw.execute("PRAGMA user_version = 6")
+    raw.commit()
+    raw.close()
+    with Store(path) as store:
+        assert store.regions() == {}
+    raw = sqlite3.connect(path)
+    assert raw.execute("SELECT regions FROM files").fetchall() == [(None,)]
+    raw.close()
