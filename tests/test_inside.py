@@ -147,3 +147,37 @@ def test_a_database_from_before_regions_is_migrated_and_its_files_hold_none(
     raw = sqlite3.connect(path)
     assert raw.execute("SELECT regions FROM files").fetchall() == [(None,)]
     raw.close()
+
+
+def test_hash_completes_the_regions_of_files_an_older_version_hashed(
+    tmp_path: Path, photos: dict[str, Image.Image]
+) -> None:
+    """Regions NULL (hashed before they existed): the next ``hash`` embeds nothing, decodes
+    only the light screenshot (a photo's dark thumbnail settles it unread), and writes what
+    it finds only where the file still has its stored content hash."""
+    from dedup_cli.embed.pipeline import embed_root
+
+    root = tmp_path / "photos"
+    root.mkdir()
+    (root / "coffee.jpg").write_bytes(encode(photos["coffee"].convert("RGB"), quality=95))
+    for name in ("shot.jpg", "shot changed.jpg"):
+        shot = screenshot(photos["astronaut"].convert("RGB"))
+        (root / name).write_bytes(encode(shot, quality=90))
+    spec, options = get_spec("effnet"), EmbedOptions(device="cpu", workers=0)
+    db = root / "image_database.db"
+    with Store(db) as store:
+        embed_root(root, store, spec, options)
+        assert set(store.regions()) == {"shot.jpg", "shot changed.jpg"}
+    raw = sqlite3.connect(db)
+    raw.execute("UPDATE files SET regions = NULL")
+    raw.execute("UPDATE files SET content_hash = 'other' WHERE path = 'shot changed.jpg'")
+    raw.commit()
+    raw.close()
+    with Store(db) as store:
+        report = embed_root(root, store, spec, options)
+        assert report.embedded == 0 and report.regions_completed == 2
+        assert set(store.regions()) == {"shot.jpg"}
+        assert set(store.files_without_regions()) == {"shot changed.jpg"}
+    raw = sqlite3.connect(db)
+    assert raw.execute("SELECT regions FROM files WHERE path = 'coffee.jpg'").fetchall() == [(b"",)]
+    raw.close()

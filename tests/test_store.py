@@ -179,4 +179,4 @@ def test_a_version_5_journal_gains_the_merge_column_and_keeps_its_rows(tmp_path:
     with Store(db) as store:
         [row] = store.run_actions("r1")
     assert row["path"] == "/p/a.jpg" and row["after_hash"] is None
-    assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+    assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from dedup_cli.core.progress import Progress
 from dedup_cli.malloc_tuning import default_malloc, keep_freed_memory
 from dedup_cli.media.decode import ImageDecodeError, content_hash, decode, read_file
 from dedup_cli.media.raw import is_raw, raw_preview
+from dedup_cli.media.regions import may_hold_pictures
 from dedup_cli.media.scan import ScannedFile, ScanResult, scan
 from dedup_cli.models import ModelSpec, load_model, resolve_device
 from dedup_cli.store import Store
@@ -39,6 +41,7 @@ COUNTED = (
     "skipped_symlinks",
     "skipped_hidden",
     "skipped_excluded",
+    "regions_completed",
     "seconds",
 )
 
@@ -60,6 +63,8 @@ class HashReport:
     skipped_hidden: int = 0
     skipped_excluded: int = 0
     scan_errors: list[tuple[str, str]] = field(default_factory=list)
+    # Files hashed by an older version, now looked at for pictures inside them.
+    regions_completed: int = 0
     seconds: float = 0.0
 
     @classmethod
@@ -101,6 +106,7 @@ class HashReport:
             "skipped_hidden": self.skipped_hidden,
             "skipped_excluded": self.skipped_excluded,
             "scan_errors": [{"path": p, "error": e} for p, e in self.scan_errors],
+            "regions_completed": self.regions_completed,
             "seconds": round(self.seconds, 3),
             "images_per_second": round(self.images_per_second, 2),
         }
@@ -266,8 +272,55 @@ def hash_folder(
             )
         finally:
             progress.finish()
+    report.regions_completed = complete_regions(
+        store, found.files, default_workers() if workers is None else workers, progress
+    )
     report.seconds = time.perf_counter() - started
     return report
+
+
+REGIONS_SIZE = 224  # the decode size ``complete_regions`` reads older files at (the models')
+REGIONS_BATCH = 256  # files decoded, then written, at a time
+
+
+def complete_regions(
+    store: Store, scanned: Sequence[ScannedFile], workers: int, progress: Progress
+) -> int:
+    """Look for pictures inside the files an older version hashed (``media.regions``), once:
+    a file whose stored thumbnail is not light enough holds none and is not read; the
+    others are decoded again (never embedded), and their regions written only where the
+    file still has the content hash it was hashed with. Returns how many were decoded."""
+    missing = store.files_without_regions()
+    if not missing:
+        return 0
+    dark = [
+        (path, content, b"")
+        for path, (content, thumbnail) in missing.items()
+        if not (thumbnail and may_hold_pictures(thumbnail))
+    ]
+    store.write_regions(dark)
+    settled = {path for path, _, _ in dark}
+    light = [f for f in scanned if f.path in missing and f.path not in settled]
+    if not light:
+        return 0
+    dataset = DecodeDataset(light, REGIONS_SIZE)
+    progress.start(len(light), "pictures inside files hashed by an older version")
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            for start in range(0, len(light), REGIONS_BATCH):
+                batch = range(start, min(start + REGIONS_BATCH, len(light)))
+                items = list(pool.map(dataset.__getitem__, batch))
+                store.write_regions(
+                    [
+                        (it["path"], it["hash"], it["regions"])
+                        for it in items
+                        if it["error"] is None and it["hash"] == missing[it["path"]][0]
+                    ]
+                )
+                progress.advance(len(items))
+    finally:
+        progress.finish()
+    return len(light)
 
 
 def _embed_all(

@@ -367,6 +367,32 @@ class Store:
         with self.transaction() as conn:
             return {r.path: dict(r._mapping) for r in conn.execute(text(sql)) if r.path in wanted}
 
+    def files_without_regions(self) -> dict[str, tuple[str | None, bytes | None]]:
+        """Readable files hashed by a version that did not look for pictures inside them
+        (``regions`` NULL), by path: their content hash and stored thumbnail."""
+        sql = (
+            "SELECT path, content_hash, thumbnail FROM files "
+            "WHERE regions IS NULL AND error IS NULL"
+        )
+        with self.transaction() as conn:
+            return {r.path: (r.content_hash, r.thumbnail) for r in conn.execute(text(sql))}
+
+    def write_regions(self, found: Sequence[tuple[str, str | None, bytes]]) -> int:
+        """Store ``(path, content hash, regions)`` where the file still has that content hash
+        and no regions yet (a file hashed again meanwhile keeps what its hashing found);
+        returns how many were written."""
+        written = 0
+        with self.transaction(write=True) as conn:
+            for path, content_hash, regions in found:
+                written += conn.execute(
+                    text(
+                        "UPDATE files SET regions = :r WHERE path = :p AND regions IS NULL "
+                        "AND content_hash IS :h"
+                    ),
+                    {"r": regions, "p": path, "h": content_hash},
+                ).rowcount
+        return written
+
     def regions(self) -> dict[str, bytes]:
         """The stored pictures-inside of every file that shows any (few do: screenshots,
         pages with figures), by path."""
