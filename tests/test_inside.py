@@ -181,3 +181,57 @@ def test_hash_completes_the_regions_of_files_an_older_version_hashed(
     raw = sqlite3.connect(db)
     assert raw.execute("SELECT regions FROM files WHERE path = 'coffee.jpg'").fetchall() == [(b"",)]
     raw.close()
+
+
+def test_cross_reports_a_photo_in_a_screenshot_across_the_two_folders(
+    tmp_path: Path, photos: dict[str, Image.Image]
+) -> None:
+    """The screenshot in B of a photo in A is related across the folders; the screenshot in
+    A of that same photo, on the photo's own side, is not related to it by ``cross`` (it is
+    a copy of the screenshot in B, and grouped with it as such)."""
+    from dedup_cli.jobs.cross import cross_find
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    chelsea = photos["chelsea"].convert("RGB")
+    (a / "chelsea.jpg").write_bytes(encode(chelsea, quality=95))
+    (a / "shot in a.jpg").write_bytes(encode(screenshot(chelsea), quality=90))
+    (b / "shot in b.jpg").write_bytes(encode(screenshot(chelsea), quality=85))
+    (b / "rocket.jpg").write_bytes(encode(photos["rocket"].convert("RGB"), quality=90))
+    spec, options = get_spec("effnet"), EmbedOptions(device="cpu", workers=0)
+    with Store(a / "image_database.db") as store_a, Store(b / "image_database.db") as store_b:
+        found = cross_find(a, store_a, b, store_b, spec, options)
+    inside = {
+        (Path(r["a"]).name, Path(r["b"]).name) for r in found.related if INSIDE in r["reason"]
+    }
+    assert inside == {("shot in b.jpg", "chelsea.jpg")}
+    # The two screenshots are copies of each other; the photo is in no group.
+    grouped = {
+        Path(f.absolute).name
+        for g in found.plan.groups
+        for f in (g.keep, *(r.file for r in g.remove))
+    }
+    assert grouped == {"shot in a.jpg", "shot in b.jpg"}
+
+
+def test_a_picture_inside_meets_a_hash_six_bits_off_in_every_chunk_and_at_most_three() -> None:
+    """Six bits apart, one in each 16-bit chunk and two more: no chunk is shared exactly, so
+    the copies' lookup misses it; the lookup of pictures inside allows one bit per chunk.
+    Twelve such files: only ``INSIDE_PER_REGION`` are proposed, the closest first."""
+    from dedup_cli.search.orientations import INSIDE_PER_REGION, VIEWS, inside_pairs
+
+    rng = np.random.default_rng(7)
+    shown = np.uint64(rng.integers(0, 2**63))
+    off = np.uint64(sum(1 << b for b in (0, 16, 32, 48, 1, 17)))
+    hashes = np.zeros((14, VIEWS), dtype=np.uint64)
+    hashes[:, 0] = rng.integers(0, 2**63, size=14).astype(np.uint64)
+    hashes[1, 0] = shown ^ off  # six bits off
+    picture, container, region = inside_pairs(
+        hashes, np.arange(14), np.array([shown]), np.array([0])
+    )
+    assert (picture.tolist(), container.tolist(), region.tolist()) == ([1], [0], [0])
+    for row in range(2, 14):  # twelve more, each 7 bits off
+        hashes[row, 0] = shown ^ off ^ np.uint64(1 << (2 + row))
+    picture, _, _ = inside_pairs(hashes, np.arange(14), np.array([shown]), np.array([0]))
+    assert len(picture) == INSIDE_PER_REGION and picture[0] == 1

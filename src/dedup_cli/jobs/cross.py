@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from dedup_cli.config import DEFAULT_KEEP
-from dedup_cli.confirm.inside import InsideCandidate, prove_inside
+from dedup_cli.confirm.inside import InsideCandidate
 from dedup_cli.confirm.rederive import rederive_shared_hashes
 from dedup_cli.core.bursts import hold_back_other_shots
 from dedup_cli.core.keep import CROSS_RULES, Standing, check_keep, check_prefer, keeper_rank
@@ -39,6 +39,7 @@ from dedup_cli.jobs.workflow import (
     check_separate_folders,
     orientation_candidates,
     prove,
+    prove_undecided_inside,
     tried_against_keepers,
     validate_threshold,
 )
@@ -292,8 +293,7 @@ def cross_find(
     plan = make_plan(a_root, spec.key, threshold, f"cross-{keep}", files, groups, rank.why)
     plan.roots = [a_root, b_root]
     if verify and geometric and inside:  # files shown inside others: related, never removed
-        confirmation.related.extend(prove_inside(inside, progress))
-        confirmation.proofs["inside"] = len(inside)
+        prove_undecided_inside(inside, proved, a.files, b.files, progress)
     plan.related = confirmation.related
     moment_of = functools.lru_cache(maxsize=None)(capture_moment)
     if pairs == "keep":

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from dedup_cli.config import DEFAULT_KEEP
-from dedup_cli.confirm.inside import InsideCandidate, prove_inside
+from dedup_cli.confirm.inside import InsideCandidate
 from dedup_cli.confirm.rederive import RederivedHashes, rederive_shared_hashes
 from dedup_cli.core.bursts import add_best_of_bursts, bursts, check_bursts, hold_back_other_shots
 from dedup_cli.core.keep import FIND_RULES, check_keep, check_prefer, keeper_rank
@@ -47,6 +47,7 @@ from dedup_cli.jobs.workflow import (
     group_proved,
     orientation_candidates,
     prove,
+    prove_undecided_inside,
     standing_for_sets,
     tried_against_keepers,
     validate_threshold,
@@ -327,8 +328,7 @@ def find_in_folders(
     plan = make_plan(roots[0], spec.key, threshold, keep, files, groups, rank.why)
     plan.roots = roots
     if verify and geometric and inside:  # files shown inside others: related, never removed
-        confirmation.related.extend(prove_inside(inside, progress))
-        confirmation.proofs["inside"] = len(inside)
+        prove_undecided_inside(inside, proved, files, files, progress)
     plan.related = confirmation.related
     moment_of = functools.lru_cache(maxsize=None)(capture_moment)
     hold_back_other_shots(plan, moment_of)

@@ -23,7 +23,7 @@ from dedup_cli.confirm.cascade import (
     confirm_pairs,
     most_similar_entries,
 )
-from dedup_cli.confirm.inside import InsideCandidate
+from dedup_cli.confirm.inside import InsideCandidate, prove_inside
 from dedup_cli.core.files import FileInfo
 from dedup_cli.core.group import Group, group_pairs
 from dedup_cli.core.keep import KeeperRank
@@ -238,23 +238,35 @@ def orientation_candidates(
         pairs = Pairs(pairs.left, pairs.right, similarity(pairs.left, pairs.right))
     viewed = popcount(hashes[pairs.left, 0] ^ hashes[pairs.right, 0]) > MAX_DISTANCE
     turned = Pairs(pairs.left[viewed], pairs.right[viewed], pairs.similarity[viewed])
-    taken = set(np.concatenate([pair_keys(ordered(known)), pair_keys(ordered(pairs))]).tolist())
-    inside = [
-        candidate
-        for candidate, key in _inside_candidates(
-            files, rows[readable[rows]], stores, hashes, similarity, sides
-        )
-        if key not in taken  # proposed already: the proof of crops and copies decides it
-    ]
+    inside = _inside_candidates(files, rows[readable[rows]], stores, hashes, similarity, sides)
     stats["inside"] = len(inside)
     return HashProposals(pairs, turned, inside, stats)
 
 
-def ordered(pairs: Pairs) -> Pairs:
-    """The same pairs, each with its lower row on the left."""
-    return Pairs(
-        np.minimum(pairs.left, pairs.right), np.maximum(pairs.left, pairs.right), pairs.similarity
-    )
+def prove_undecided_inside(
+    inside: Sequence[InsideCandidate],
+    proved: Proved,
+    left: Sequence[FileInfo],
+    right: Sequence[FileInfo],
+    progress: Progress | None = None,
+) -> None:
+    """Prove the files shown inside others (``confirm.inside``) that the proof of copies and
+    crops left undecided, and list those proved as related in ``proved``: a pair the
+    embedding also proposed was most often rejected there (the picture is too small in
+    the frame), and a pair proved a copy or related already keeps that verdict."""
+    found = proved.confirmation
+    decided = {
+        frozenset((str(left[i].absolute), str(right[j].absolute)))
+        for i, j in zip(found.pairs.left.tolist(), found.pairs.right.tolist())
+    }
+    decided |= {frozenset((str(r["a"]), str(r["b"]))) for r in found.related}
+    undecided = [c for c in inside if frozenset((str(c.picture), str(c.container))) not in decided]
+    for entry in prove_inside(undecided, progress):
+        pair = frozenset((entry["a"], entry["b"]))
+        if pair not in decided:  # two regions of one file may both show the picture
+            decided.add(pair)
+            found.related.append(entry)
+    found.proofs["inside"] = len(undecided)
 
 
 def _inside_candidates(
@@ -264,9 +276,9 @@ def _inside_candidates(
     hashes: np.ndarray,
     similarity: Callable[[np.ndarray, np.ndarray], np.ndarray],
     sides: np.ndarray | None,
-) -> list[tuple[InsideCandidate, int]]:
+) -> list[InsideCandidate]:
     """Files of ``rows`` shown inside other files of ``rows`` (``search.orientations.
-    inside_pairs``), each with its pair key (lower row first)."""
+    inside_pairs``)."""
     from dedup_cli.search.orientations import inside_pairs, upright_hashes
 
     row_of = {(files[i].root, files[i].path): i for i in rows.tolist()}
@@ -288,10 +300,7 @@ def _inside_candidates(
         return []
     dots = similarity(picture, container).tolist()
     return [
-        (
-            InsideCandidate(files[p].absolute, files[c].absolute, found[k][1], dot),
-            (min(p, c) << 32) | max(p, c),
-        )
+        InsideCandidate(files[p].absolute, files[c].absolute, found[k][1], dot)
         for p, c, k, dot in zip(picture.tolist(), container.tolist(), region.tolist(), dots)
     ]
 

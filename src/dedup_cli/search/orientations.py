@@ -111,18 +111,22 @@ def popcount(values: np.ndarray) -> np.ndarray:
     return counted
 
 
-def _shared_chunks(upright: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """Every (query, upright) index pair that shares one 16-bit chunk exactly, a chunk
-    value held by more than ``BUCKET_CAP`` upright hashes left out; and how many lookups
-    were left out so. Vectorised: each chunk of every query is looked up in the sorted
-    upright chunks (``searchsorted``) and the matches expanded."""
+def _shared_chunks(
+    upright: np.ndarray, queries: np.ndarray, one_bit: bool = False
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Every (query, upright) index pair that shares one 16-bit chunk exactly (``one_bit``:
+    or but for one bit, so that any two hashes within 7 bits meet), a chunk value held by
+    more than ``BUCKET_CAP`` upright hashes left out; and how many lookups were left out
+    so. Vectorised: each chunk of every query is looked up in the sorted upright chunks
+    (``searchsorted``) and the matches expanded."""
     found_a, found_b, crowded = [], [], 0
+    probes = [np.uint64(0)] + ([np.uint64(1 << b) for b in range(16)] if one_bit else [])
     for c in range(CHUNKS):
         shift = np.uint64(16 * c)
         keys = (upright >> shift) & np.uint64(0xFFFF)
         order = np.argsort(keys, kind="stable")
         sorted_keys = keys[order]
-        wanted = (queries >> shift) & np.uint64(0xFFFF)
+        wanted = np.concatenate([((queries >> shift) & np.uint64(0xFFFF)) ^ p for p in probes])
         lo = np.searchsorted(sorted_keys, wanted, side="left")
         hi = np.searchsorted(sorted_keys, wanted, side="right")
         count = hi - lo
@@ -131,7 +135,7 @@ def _shared_chunks(upright: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray
         total = int(count.sum())
         if total == 0:
             continue
-        which = np.repeat(np.arange(len(queries)), count)
+        which = np.repeat(np.arange(len(wanted)) % max(len(queries), 1), count)
         within = np.arange(total) - np.repeat(np.cumsum(count) - count, count)
         found_a.append(which)
         found_b.append(order[np.repeat(lo, count) + within])
@@ -213,14 +217,15 @@ def inside_pairs(
     inside ``region_rows`` (M,, rows of ``hashes``). Returns ``(picture, container,
     region)``: row of the file shown, row of the file showing it, index of the region; at
     most ``INSIDE_PER_REGION`` per region, so the work stays per file. ``sides``: only
-    pairs across them."""
+    pairs across them. Chunks are looked up but for one bit as well (17 lookups a chunk):
+    a small picture's hash drifts further than a copy's, and regions are few."""
     rows = np.asarray(rows, dtype=np.int64)
     empty = np.zeros(0, np.int64)
     if not len(rows) or not len(region_hashes):
         return empty, empty, empty
     upright = hashes[rows, 0].astype(np.uint64)
     queries = np.asarray(region_hashes, dtype=np.uint64)
-    region, other, _crowded = _shared_chunks(upright, queries)
+    region, other, _crowded = _shared_chunks(upright, queries, one_bit=True)
     picture, container = rows[other], np.asarray(region_rows, dtype=np.int64)[region]
     keep = picture != container
     if sides is not None:
