@@ -235,3 +235,24 @@ def test_a_picture_inside_meets_a_hash_six_bits_off_in_every_chunk_and_at_most_t
         hashes[row, 0] = shown ^ off ^ np.uint64(1 << (2 + row))
     picture, _, _ = inside_pairs(hashes, np.arange(14), np.array([shown]), np.array([0]))
     assert len(picture) == INSIDE_PER_REGION and picture[0] == 1
+
+
+def test_a_screenshot_the_embedding_also_proposed_is_still_proved_inside(
+    tmp_path: Path, photos: dict[str, Image.Image]
+) -> None:
+    """At a threshold every pair reaches, the embedding proposes the photo and its
+    screenshot too; the proof of copies rejects it (the photo is a twentieth of the frame),
+    and the pair is proved inside all the same, not lost as already proposed."""
+    root = tmp_path / "photos"
+    root.mkdir()
+    astronaut = photos["astronaut"].convert("RGB")
+    (root / "astronaut.jpg").write_bytes(encode(astronaut, quality=95))
+    (root / "shot.jpg").write_bytes(encode(screenshot(astronaut), quality=90))
+    spec, options = get_spec("effnet"), EmbedOptions(device="cpu", workers=0)
+    with Store(root / "image_database.db") as store:
+        found = find_duplicates(root, store, spec, options, threshold=0.05)
+    assert found.as_dict()["stats"]["candidate_pairs"] >= 1
+    assert found.plan.groups == []
+    assert [
+        (Path(r["a"]).name, Path(r["b"]).name, INSIDE in r["reason"]) for r in found.related
+    ] == [("shot.jpg", "astronaut.jpg", True)]
