@@ -45,6 +45,11 @@ def screenshot(photo: Image.Image) -> Image.Image:
     return frame
 
 
+def stored_regions(store: Store) -> set[str]:
+    """The paths of the files whose stored regions hold any."""
+    return {path for batch in store.regions() for path, blob in batch if unpack(blob)}
+
+
 def hash_of(thumbnail: bytes) -> int:
     return int(upright_hashes(np.frombuffer(thumbnail, np.uint8).reshape(1, 32, 32))[0])
 
@@ -143,7 +148,7 @@ def test_a_database_from_before_regions_is_migrated_and_its_files_hold_none(
     raw.commit()
     raw.close()
     with Store(path) as store:
-        assert store.regions() == {}
+        assert list(store.regions()) == []
     raw = sqlite3.connect(path)
     assert raw.execute("SELECT regions FROM files").fetchall() == [(None,)]
     raw.close()
@@ -167,7 +172,7 @@ def test_hash_completes_the_regions_of_files_an_older_version_hashed(
     db = root / "image_database.db"
     with Store(db) as store:
         embed_root(root, store, spec, options)
-        assert set(store.regions()) == {"shot.jpg", "shot changed.jpg"}
+        assert stored_regions(store) == {"shot.jpg", "shot changed.jpg"}
     raw = sqlite3.connect(db)
     raw.execute("UPDATE files SET regions = NULL")
     raw.execute("UPDATE files SET content_hash = 'other' WHERE path = 'shot changed.jpg'")
@@ -176,7 +181,7 @@ def test_hash_completes_the_regions_of_files_an_older_version_hashed(
     with Store(db) as store:
         report = embed_root(root, store, spec, options)
         assert report.embedded == 0 and report.regions_completed == 2
-        assert set(store.regions()) == {"shot.jpg"}
+        assert stored_regions(store) == {"shot.jpg"}
         assert set(store.files_without_regions()) == {"shot changed.jpg"}
     raw = sqlite3.connect(db)
     assert raw.execute("SELECT regions FROM files WHERE path = 'coffee.jpg'").fetchall() == [(b"",)]
@@ -186,9 +191,9 @@ def test_hash_completes_the_regions_of_files_an_older_version_hashed(
 def test_cross_reports_a_photo_in_a_screenshot_across_the_two_folders(
     tmp_path: Path, photos: dict[str, Image.Image]
 ) -> None:
-    """The screenshot in B of a photo in A is related across the folders; the screenshot in
-    A of that same photo, on the photo's own side, is not related to it by ``cross`` (it is
-    a copy of the screenshot in B, and grouped with it as such)."""
+    """The screenshot in B of a photo in A is proposed across the folders and proved inside;
+    it is a copy of the screenshot in A and planned for removal, so the relation is listed
+    for the file that stays in its place: the screenshot in A."""
     from dedup_cli.jobs.cross import cross_find
 
     a, b = tmp_path / "a", tmp_path / "b"
@@ -205,7 +210,7 @@ def test_cross_reports_a_photo_in_a_screenshot_across_the_two_folders(
     inside = {
         (Path(r["a"]).name, Path(r["b"]).name) for r in found.related if INSIDE in r["reason"]
     }
-    assert inside == {("shot in b.jpg", "chelsea.jpg")}
+    assert inside == {("shot in a.jpg", "chelsea.jpg")}
     # The two screenshots are copies of each other; the photo is in no group.
     grouped = {
         Path(f.absolute).name
@@ -256,3 +261,110 @@ def test_a_screenshot_the_embedding_also_proposed_is_still_proved_inside(
     assert [
         (Path(r["a"]).name, Path(r["b"]).name, INSIDE in r["reason"]) for r in found.related
     ] == [("shot.jpg", "astronaut.jpg", True)]
+
+
+def test_the_listing_names_only_files_that_stay(
+    tmp_path: Path, photos: dict[str, Image.Image]
+) -> None:
+    """A photo with a smaller copy, and two copies of its screenshot: the copies are planned
+    for removal, and the one inside relation is listed between the two keepers, once."""
+    root = tmp_path / "photos"
+    root.mkdir()
+    chelsea = photos["chelsea"].convert("RGB")
+    (root / "chelsea.jpg").write_bytes(encode(chelsea, quality=95))
+    small = chelsea.resize((chelsea.width // 2, chelsea.height // 2))
+    (root / "chelsea small.jpg").write_bytes(encode(small, quality=90))
+    shot = screenshot(chelsea)
+    (root / "shot.png").write_bytes(encode(shot, "PNG"))
+    (root / "shot again.jpg").write_bytes(encode(shot, quality=80))
+    spec, options = get_spec("effnet"), EmbedOptions(device="cpu", workers=0)
+    with Store(root / "image_database.db") as store:
+        found = find_duplicates(root, store, spec, options)
+    removed = {Path(r.file.absolute).name for g in found.plan.groups for r in g.remove}
+    assert removed == {"chelsea small.jpg", "shot again.jpg"}
+    inside = [
+        (Path(r["a"]).name, Path(r["b"]).name) for r in found.related if INSIDE in r["reason"]
+    ]
+    assert inside == [("shot.png", "chelsea.jpg")]
+
+
+def test_a_screenshot_damaged_after_hashing_proves_nothing_and_find_goes_on(
+    tmp_path: Path, photos: dict[str, Image.Image]
+) -> None:
+    """The screenshot's bytes rot after ``hash`` (same size, same mtime): reading its region
+    fails, the pair is not listed, and ``find`` still ends with a plan."""
+    import os
+
+    root = tmp_path / "photos"
+    root.mkdir()
+    astronaut = photos["astronaut"].convert("RGB")
+    (root / "astronaut.jpg").write_bytes(encode(astronaut, quality=95))
+    shot = root / "shot.jpg"
+    shot.write_bytes(encode(screenshot(astronaut), quality=90))
+    spec, options = get_spec("effnet"), EmbedOptions(device="cpu", workers=0)
+    with Store(root / "image_database.db") as store:
+        first = find_duplicates(root, store, spec, options)
+        assert any(INSIDE in r["reason"] for r in first.related)
+        data, stat = shot.read_bytes(), shot.stat()
+        shot.write_bytes(data[: len(data) // 3] + bytes(len(data) - len(data) // 3))
+        os.utime(shot, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        again = find_duplicates(root, store, spec, options)
+    assert not any(INSIDE in r["reason"] for r in again.related)
+    assert again.plan.groups == []
+
+
+def test_a_database_that_lies_about_regions_and_thumbnails_crashes_nothing(
+    tmp_path: Path, photos: dict[str, Image.Image]
+) -> None:
+    """Values of the wrong type in ``regions`` and ``thumbnail``, and more regions than any
+    version writes: ``hash`` and ``find`` run through; such values hold no regions."""
+    root = tmp_path / "photos"
+    root.mkdir()
+    astronaut = photos["astronaut"].convert("RGB")
+    (root / "astronaut.jpg").write_bytes(encode(astronaut, quality=95))
+    (root / "shot.jpg").write_bytes(encode(screenshot(astronaut), quality=90))
+    (root / "coffee.jpg").write_bytes(encode(photos["coffee"].convert("RGB"), quality=90))
+    spec, options = get_spec("effnet"), EmbedOptions(device="cpu", workers=0)
+    db = root / "image_database.db"
+    with Store(db) as store:
+        find_duplicates(root, store, spec, options)
+    raw = sqlite3.connect(db)
+    [(blob,)] = raw.execute("SELECT regions FROM files WHERE path = 'shot.jpg'").fetchall()
+    raw.execute("UPDATE files SET regions = ? WHERE path = 'shot.jpg'", (blob * 3,))
+    raw.execute("UPDATE files SET regions = 'x' WHERE path = 'astronaut.jpg'")
+    raw.execute("UPDATE files SET regions = NULL, thumbnail = 12 WHERE path = 'coffee.jpg'")
+    raw.commit()
+    raw.close()
+    assert unpack(blob * 3) == []
+    with Store(db) as store:
+        found = find_duplicates(root, store, spec, options)
+        assert stored_regions(store) == set()
+    assert not any(INSIDE in r["reason"] for r in found.related)
+
+
+def test_a_screenshot_of_a_photo_shown_edited_is_related_for_another_reason(
+    tmp_path: Path, photos: dict[str, Image.Image]
+) -> None:
+    """A file holding the photo with a patch pasted in, and a screenshot of the photo
+    without it: the screenshot does not show that file as it is, so the pair is related as
+    any partial match, not "shown smaller inside"; the unedited photo is."""
+    from dedup_cli.confirm.inside import InsideCandidate, prove_inside
+
+    coffee = photos["coffee"].convert("RGB")
+    edited = coffee.copy()
+    patch = photos["rocket"].convert("RGB").resize((coffee.width // 3, coffee.height // 3))
+    edited.paste(patch, (coffee.width // 2, coffee.height // 3))
+    (tmp_path / "edited.jpg").write_bytes(encode(edited, quality=95))
+    (tmp_path / "coffee.jpg").write_bytes(encode(coffee, quality=95))
+    shot = screenshot(coffee)
+    (tmp_path / "shot.jpg").write_bytes(encode(shot, quality=90))
+    [region] = inner_pictures(shot)
+    related = prove_inside(
+        [
+            InsideCandidate(tmp_path / name, tmp_path / "shot.jpg", region.box, 0.5)
+            for name in ("edited.jpg", "coffee.jpg")
+        ]
+    )
+    reasons = {Path(r["b"]).name: r["reason"] for r in related}
+    assert INSIDE in reasons["coffee.jpg"]
+    assert INSIDE not in reasons["edited.jpg"]

@@ -18,18 +18,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dedup_cli.confirm.cascade import LESS_DETAIL_REASON, _in_parallel, checked
+from dedup_cli.confirm.cascade import LESS_DETAIL_REASON, RELATED_REASON, _in_parallel, checked
 from dedup_cli.confirm.geometry import (
     WORK_SIDE,
     GeometricMatch,
     Picture,
-    load_picture,
+    PictureCache,
     match,
     picture_of_image,
 )
 from dedup_cli.core.progress import Progress
 from dedup_cli.media.decode import ImageDecodeError, decode_for_display
-from dedup_cli.media.regions import Region
+from dedup_cli.media.regions import Box, box_pixels
 
 INSIDE_REASON = LESS_DETAIL_REASON
 MAX_CONTAINER_SIDE = 4096  # the container is read at most this large to reach the picture
@@ -41,21 +41,22 @@ class InsideCandidate:
 
     picture: Path
     container: Path
-    region: Region
+    box: Box  # where in the container (``media.regions``)
     similarity: float  # the embedding's, for the listing
 
 
-def _shown(container: Path, region: Region) -> Picture | None:
-    """The picture inside ``container`` at ``region``, read so that it reaches the working
-    size (the container is read larger by the inverse of the region's share of it)."""
-    left, top, right, bottom = region.box
+def _shown(container: Path, box: Box) -> Picture | None:
+    """The picture inside ``container`` at ``box``, read so that it reaches the working size
+    (the container is read larger by the inverse of the box's share of it); None when the
+    file cannot be read now (changed, damaged or gone since it was hashed)."""
+    left, top, right, bottom = box
     share = max(right - left, bottom - top, 1e-3)
     side = min(MAX_CONTAINER_SIDE, math.ceil(WORK_SIDE / share))
     try:
         image = decode_for_display(container, side)
+        return picture_of_image(image.crop(box_pixels(box, image.width, image.height)))
     except (ImageDecodeError, OSError):
         return None
-    return picture_of_image(image.crop(region.pixels(image.width, image.height)))
 
 
 def prove_inside(
@@ -67,14 +68,12 @@ def prove_inside(
     candidates proved from the files; an unreadable file proves nothing."""
     watch = progress or Progress()
     watch.start(len(candidates), "proving: pictures inside others")
+    pictures = PictureCache(capacity=64)  # a photo shown in many screenshots is read once
 
     def check(k: int) -> GeometricMatch | None:
         candidate = candidates[k]
-        try:
-            picture = load_picture(candidate.picture)
-        except (ImageDecodeError, OSError):
-            return None
-        return checked(match, picture, _shown(candidate.container, candidate.region))
+        picture = pictures.get(candidate.picture)
+        return checked(match, picture, _shown(candidate.container, candidate.box))
 
     related = []
     for k, found in _in_parallel(check, list(range(len(candidates))), workers):
@@ -87,7 +86,7 @@ def prove_inside(
                 "a": os.fspath(candidate.container),
                 "b": os.fspath(candidate.picture),
                 "similarity": round(candidate.similarity, 6),
-                "reason": INSIDE_REASON,
+                "reason": INSIDE_REASON if found.is_copy else RELATED_REASON,
             }
         )
     watch.finish()

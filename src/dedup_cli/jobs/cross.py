@@ -293,7 +293,8 @@ def cross_find(
     plan = make_plan(a_root, spec.key, threshold, f"cross-{keep}", files, groups, rank.why)
     plan.roots = [a_root, b_root]
     if verify and geometric and inside:  # files shown inside others: related, never removed
-        prove_undecided_inside(inside, proved, a.files, b.files, progress)
+        keeper_of = {r.file.absolute: g.keep.absolute for g in plan.groups for r in g.remove}
+        prove_undecided_inside(inside, proved, a.files, b.files, keeper_of, progress)
     plan.related = confirmation.related
     moment_of = functools.lru_cache(maxsize=None)(capture_moment)
     if pairs == "keep":

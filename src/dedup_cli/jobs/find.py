@@ -328,7 +328,8 @@ def find_in_folders(
     plan = make_plan(roots[0], spec.key, threshold, keep, files, groups, rank.why)
     plan.roots = roots
     if verify and geometric and inside:  # files shown inside others: related, never removed
-        prove_undecided_inside(inside, proved, files, files, progress)
+        keeper_of = {r.file.absolute: g.keep.absolute for g in plan.groups for r in g.remove}
+        prove_undecided_inside(inside, proved, files, files, keeper_of, progress)
     plan.related = confirmation.related
     moment_of = functools.lru_cache(maxsize=None)(capture_moment)
     hold_back_other_shots(plan, moment_of)

@@ -31,7 +31,7 @@ from dedup_cli.core.pairs import Pairs
 from dedup_cli.core.progress import Progress
 from dedup_cli.errors import DedupError, UsageError
 from dedup_cli.malloc_tuning import give_back_freed_memory
-from dedup_cli.media.regions import THUMBNAIL_SIDE, Region, unpack
+from dedup_cli.media.regions import THUMBNAIL_SIDE, Box, unpack
 from dedup_cli.store import Store
 
 
@@ -248,25 +248,40 @@ def prove_undecided_inside(
     proved: Proved,
     left: Sequence[FileInfo],
     right: Sequence[FileInfo],
+    keeper_of: Mapping[Path, Path],
     progress: Progress | None = None,
 ) -> None:
-    """Prove the files shown inside others (``confirm.inside``) that the proof of copies and
-    crops left undecided, and list those proved as related in ``proved``: a pair the
-    embedding also proposed was most often rejected there (the picture is too small in
-    the frame), and a pair proved a copy or related already keeps that verdict."""
+    """Prove the files shown inside others (``confirm.inside``) and list those proved as
+    related in ``proved``. A file the plan removes (``keeper_of``: removed -> its keeper)
+    stands for its keeper, so the listing names files that stay. A pair the proof of copies
+    proved, or found related, keeps that verdict; one it rejected (the picture too small in
+    the frame) is proved here, and leaves the unconfirmed listing if it is."""
     found = proved.confirmation
     decided = {
         frozenset((str(left[i].absolute), str(right[j].absolute)))
         for i, j in zip(found.pairs.left.tolist(), found.pairs.right.tolist())
     }
     decided |= {frozenset((str(r["a"]), str(r["b"]))) for r in found.related}
-    undecided = [c for c in inside if frozenset((str(c.picture), str(c.container))) not in decided]
-    for entry in prove_inside(undecided, progress):
-        pair = frozenset((entry["a"], entry["b"]))
-        if pair not in decided:  # two regions of one file may both show the picture
-            decided.add(pair)
-            found.related.append(entry)
-    found.proofs["inside"] = len(undecided)
+    undecided: dict[frozenset[str], InsideCandidate] = {}
+    for candidate in inside:
+        picture = keeper_of.get(candidate.picture, candidate.picture)
+        container = keeper_of.get(candidate.container, candidate.container)
+        pair = frozenset((str(picture), str(container)))
+        if picture != container and pair not in decided and pair not in undecided:
+            undecided[pair] = InsideCandidate(
+                picture, container, candidate.box, candidate.similarity
+            )
+    ordered = sorted(undecided.values(), key=lambda c: (str(c.picture), str(c.container)))
+    related = prove_inside(ordered, progress)
+    found.related.extend(related)
+    found.proofs["inside"] = len(ordered)
+    now_related = {frozenset((r["a"], r["b"])) for r in related}
+    listed = [u for u in found.unconfirmed if frozenset((u["a"], u["b"])) not in now_related]
+    found.unconfirmed_count -= len(found.unconfirmed) - len(listed)
+    found.unconfirmed = listed
+
+
+INSIDE_BATCH = 256  # regions looked up at once: at most 17 x 4 x 256 matches each
 
 
 def _inside_candidates(
@@ -278,31 +293,52 @@ def _inside_candidates(
     sides: np.ndarray | None,
 ) -> list[InsideCandidate]:
     """Files of ``rows`` shown inside other files of ``rows`` (``search.orientations.
-    inside_pairs``)."""
+    inside_pairs``), closest first for each region. The stored regions are read a batch at
+    a time and kept as their hash and box only; they are looked up ``INSIDE_BATCH`` at a
+    time, so memory stays bounded however many files show pictures."""
     from dedup_cli.search.orientations import inside_pairs, upright_hashes
 
     row_of = {(files[i].root, files[i].path): i for i in rows.tolist()}
-    found: list[tuple[int, Region]] = []
+    owners: list[int] = []
+    boxes: list[Box] = []
+    region_hashes: list[np.ndarray] = []
     for root, store in stores.items():
-        for path, blob in store.regions().items():
-            row = row_of.get((root, path))
-            if row is not None:
-                found += [(row, region) for region in unpack(blob)]
-    if not found:
+        for batch in store.regions():
+            found = [
+                (row, region)
+                for path, blob in batch
+                if (row := row_of.get((root, path))) is not None
+                for region in unpack(blob)
+            ]
+            if not found:
+                continue
+            owners += [row for row, _ in found]
+            boxes += [region.box for _, region in found]
+            stack = np.stack(
+                [
+                    np.frombuffer(r.thumbnail, np.uint8).reshape(THUMBNAIL_SIDE, THUMBNAIL_SIDE)
+                    for _, r in found
+                ]
+            )
+            region_hashes.append(upright_hashes(stack))
+    if not owners:
         return []
-    stack = np.stack(
-        [np.frombuffer(r.thumbnail, np.uint8).reshape(THUMBNAIL_SIDE, -1) for _, r in found]
-    )
-    picture, container, region = inside_pairs(
-        hashes, rows, upright_hashes(stack), np.array([row for row, _ in found]), sides
-    )
-    if not len(picture):
-        return []
-    dots = similarity(picture, container).tolist()
-    return [
-        InsideCandidate(files[p].absolute, files[c].absolute, found[k][1], dot)
-        for p, c, k, dot in zip(picture.tolist(), container.tolist(), region.tolist(), dots)
-    ]
+    all_hashes = np.concatenate(region_hashes)
+    all_owners = np.array(owners, dtype=np.int64)
+    candidates: list[InsideCandidate] = []
+    for start in range(0, len(all_owners), INSIDE_BATCH):
+        part = slice(start, start + INSIDE_BATCH)
+        picture, container, region = inside_pairs(
+            hashes, rows, all_hashes[part], all_owners[part], sides
+        )
+        if not len(picture):
+            continue
+        dots = similarity(picture, container).tolist()
+        candidates += [
+            InsideCandidate(files[p].absolute, files[c].absolute, boxes[start + k], dot)
+            for p, c, k, dot in zip(picture.tolist(), container.tolist(), region.tolist(), dots)
+        ]
+    return candidates
 
 
 def stored_thumbnails(

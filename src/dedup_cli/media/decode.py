@@ -211,7 +211,9 @@ def decode_for_display(path: str | os.PathLike[str] | BinaryIO, side: int) -> Im
                 factor = max(1, max(img.size) // (2 * max(side, 1)))
             rgb = _to_rgb(img, (factor, factor))
             transpose = _TRANSPOSE.get(orientation or 1)
-            return rgb if transpose is None else rgb.transpose(transpose)
+            shown = rgb if transpose is None else rgb.transpose(transpose)
+            shown.load()  # a damaged file fails here, as one error, not later in the caller
+            return shown
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageDecodeError("image too large") from None
     except UnidentifiedImageError:

@@ -40,17 +40,25 @@ MAX_REGIONS = 2  # per file, largest first
 _RECORD = struct.Struct("<4H")  # the box in 1/65535 of the frame's width and height
 
 
+Box = tuple[float, float, float, float]  # left, top, right, bottom as shares of the frame
+
+
 @dataclass(frozen=True)
 class Region:
     """One picture inside a frame: its box as shares of the frame, and its thumbnail."""
 
-    box: tuple[float, float, float, float]  # left, top, right, bottom in [0, 1]
+    box: Box
     thumbnail: bytes  # THUMBNAIL_SIDE^2 grayscale bytes
 
     def pixels(self, width: int, height: int) -> tuple[int, int, int, int]:
         """The box in a frame of ``width`` x ``height`` pixels."""
-        left, top, right, bottom = (round(v * s) for v, s in zip(self.box, (width, height) * 2))
-        return left, top, max(right, left + 1), max(bottom, top + 1)
+        return box_pixels(self.box, width, height)
+
+
+def box_pixels(box: Box, width: int, height: int) -> tuple[int, int, int, int]:
+    """A box in a frame of ``width`` x ``height`` pixels, at least one pixel each way."""
+    left, top, right, bottom = (round(v * s) for v, s in zip(box, (width, height) * 2))
+    return left, top, max(right, left + 1), max(bottom, top + 1)
 
 
 def pack(regions: list[Region]) -> bytes:
@@ -63,9 +71,12 @@ def pack(regions: list[Region]) -> bytes:
 
 
 def unpack(blob: bytes | None) -> list[Region]:
-    """The regions of a stored value; a damaged value holds none."""
+    """The regions of a stored value; a damaged value holds none, and one holding more
+    than ``MAX_REGIONS`` (no version writes that) is damaged."""
     size = _RECORD.size + THUMBNAIL_SIDE * THUMBNAIL_SIDE
-    if not blob or len(blob) % size:
+    if not isinstance(blob, bytes) or not blob or len(blob) % size:
+        return []
+    if len(blob) // size > MAX_REGIONS:
         return []
     regions = []
     for start in range(0, len(blob), size):
@@ -203,8 +214,10 @@ def may_hold_pictures(thumbnail: bytes) -> bool:
     """Whether a frame's stored thumbnail is light enough for ``inner_pictures`` to look:
     ``MIN_BACKGROUND`` of light pixels survive the 32x32 average where an interface or a
     page is. Most photos fail here, at the cost of one comparison per thumbnail pixel."""
+    if not isinstance(thumbnail, bytes) or not thumbnail:
+        return False
     pixels = np.frombuffer(thumbnail, dtype=np.uint8)
-    return bool(len(pixels)) and float((pixels >= LIGHT).mean()) >= MIN_BACKGROUND
+    return float((pixels >= LIGHT).mean()) >= MIN_BACKGROUND
 
 
 def inner_pictures(image: Image.Image) -> list[Region]:

@@ -12,7 +12,7 @@ import re
 import sqlite3
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -375,7 +375,10 @@ class Store:
             "WHERE regions IS NULL AND error IS NULL"
         )
         with self.transaction() as conn:
-            return {r.path: (r.content_hash, r.thumbnail) for r in conn.execute(text(sql))}
+            return {
+                r.path: (r.content_hash, r.thumbnail if isinstance(r.thumbnail, bytes) else None)
+                for r in conn.execute(text(sql))
+            }
 
     def write_regions(self, found: Sequence[tuple[str, str | None, bytes]]) -> int:
         """Store ``(path, content hash, regions)`` where the file still has that content hash
@@ -393,12 +396,22 @@ class Store:
                 ).rowcount
         return written
 
-    def regions(self) -> dict[str, bytes]:
+    def regions(self, batch: int = 10_000) -> Iterator[list[tuple[str, bytes]]]:
         """The stored pictures-inside of every file that shows any (few do: screenshots,
-        pages with figures), by path."""
-        sql = "SELECT path, regions FROM files WHERE length(regions) > 0"
-        with self.transaction() as conn:
-            return {r.path: bytes(r.regions) for r in conn.execute(text(sql))}
+        pages with figures), ``(path, value)``, ``batch`` files at a time. A value of
+        another type (a database that lies) is none."""
+        sql = (
+            "SELECT id, path, regions FROM files WHERE id > :after "
+            "AND typeof(regions) = 'blob' AND length(regions) > 0 ORDER BY id LIMIT :n"
+        )
+        after = -1
+        while True:
+            with self.transaction() as conn:
+                rows = conn.execute(text(sql), {"after": after, "n": batch}).fetchall()
+            if not rows:
+                return
+            after = int(rows[-1].id)
+            yield [(r.path, bytes(r.regions)) for r in rows]
 
     def thumbnails(self, paths: Iterable[str]) -> dict[str, bytes | None]:
         """The stored grayscale thumbnails of a few files (those in candidate pairs)."""
@@ -412,7 +425,10 @@ class Store:
                     text(f"SELECT path, thumbnail FROM files WHERE path IN ({marks})"),
                     {f"p{i}": p for i, p in enumerate(chunk)},
                 )
-                out.update({r.path: r.thumbnail for r in rows})
+                # A value of another type (a database that lies) is no thumbnail.
+                out.update(
+                    {r.path: r.thumbnail if isinstance(r.thumbnail, bytes) else None for r in rows}
+                )
         return out
 
     def read_collection(
