@@ -224,3 +224,18 @@ def test_decoded_size_is_estimated_from_the_header_and_capped() -> None:
     assert 150_000_000 * 3 <= MAX_DECODED_BYTES < 150_000_000 * 4
     with pytest.raises(ImageDecodeError, match=r"too large to decode \(576 MB of pixels, limit"):
         decode(header_png(12000, 12000, 8, 6), 224)
+
+
+def test_a_damaged_file_read_for_the_proof_fails_as_one_error_there(tmp_path: Path) -> None:
+    """A PNG or JPEG whose data rotted (the header intact) fails inside ``decode_for_display``
+    as ``ImageDecodeError`` or ``OSError``, which every proof catches; before, Pillow read
+    the pixels lazily and a PNG's ``SyntaxError`` escaped later, in the caller."""
+    from dedup_cli.media.decode import decode_for_display
+
+    image = random_image(3, (256, 256))
+    for name, fmt in (("x.png", "PNG"), ("x.jpg", "JPEG")):
+        data = encode(image, fmt)
+        path = tmp_path / name
+        path.write_bytes(data[:200] + bytes(len(data) - 200))
+        with pytest.raises((ImageDecodeError, OSError)):
+            decode_for_display(path, 64)

@@ -158,8 +158,9 @@ def test_hash_completes_the_regions_of_files_an_older_version_hashed(
     tmp_path: Path, photos: dict[str, Image.Image]
 ) -> None:
     """Regions NULL (hashed before they existed): the next ``hash`` embeds nothing, decodes
-    only the light screenshot (a photo's dark thumbnail settles it unread), and writes what
-    it finds only where the file still has its stored content hash."""
+    only the light screenshots (a photo's dark thumbnail settles it unread), and writes what
+    it finds only where the file still has its stored content hash; the other is settled as
+    holding none, so a third ``hash`` reads nothing."""
     from dedup_cli.embed.pipeline import embed_root
 
     root = tmp_path / "photos"
@@ -182,7 +183,8 @@ def test_hash_completes_the_regions_of_files_an_older_version_hashed(
         report = embed_root(root, store, spec, options)
         assert report.embedded == 0 and report.regions_completed == 2
         assert stored_regions(store) == {"shot.jpg"}
-        assert set(store.files_without_regions()) == {"shot changed.jpg"}
+        assert store.files_without_regions() == {}
+        assert embed_root(root, store, spec, options).regions_completed == 0
     raw = sqlite3.connect(db)
     assert raw.execute("SELECT regions FROM files WHERE path = 'coffee.jpg'").fetchall() == [(b"",)]
     raw.close()

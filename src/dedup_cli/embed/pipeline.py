@@ -288,8 +288,9 @@ def complete_regions(
 ) -> int:
     """Look for pictures inside the files an older version hashed (``media.regions``), once:
     a file whose stored thumbnail is not light enough holds none and is not read; the
-    others are decoded again (never embedded), and their regions written only where the
-    file still has the content hash it was hashed with. Returns how many were decoded."""
+    others are decoded again (never embedded), and what they show is written only where
+    the file still has the content hash it was hashed with (else none). Returns how many
+    were decoded."""
     missing = store.files_without_regions()
     if not missing:
         return 0
@@ -310,11 +311,19 @@ def complete_regions(
             for start in range(0, len(light), REGIONS_BATCH):
                 batch = range(start, min(start + REGIONS_BATCH, len(light)))
                 items = list(pool.map(dataset.__getitem__, batch))
+                # A file that fails to decode now, or whose content changed without its
+                # size or mtime (hashed again only when they change), is settled as
+                # holding none: looked at once, not on every run.
                 store.write_regions(
                     [
-                        (it["path"], it["hash"], it["regions"])
+                        (
+                            it["path"],
+                            missing[it["path"]][0],
+                            it["regions"]
+                            if it["error"] is None and it["hash"] == missing[it["path"]][0]
+                            else b"",
+                        )
                         for it in items
-                        if it["error"] is None and it["hash"] == missing[it["path"]][0]
                     ]
                 )
                 progress.advance(len(items))
