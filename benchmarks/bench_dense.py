@@ -379,12 +379,14 @@ def lookalike(workdir: Path, extra: list[str], faces: int, phash: bool) -> None:
 
 
 def score_plan(document: dict[str, Any], folder: Path, samples: list[Any]) -> None:
-    """Recall: a planted copy counts as found when one group holds it and its original (both
-    are then proved copies of the keeper). Precision: over what the plan asserts, each
-    removed file against its keeper; a pair of different photos, or of two look-alikes of one
-    (pan frames, texture patches), is false. A pan frame or patch removed in favour of its own
-    photo (or a copy of it), or a patch removed in favour of a pan frame that contains it, is
-    a crop of it: not scored, as calibrate_threshold.py says."""
+    """Recall: a planted copy counts when one group holds it and its original (both are then
+    proved copies of the keeper); found recall also counts it when it is listed related to
+    the original or to a file grouped with it (an overlay, a screenshot). Precision: over
+    what the plan asserts, each removed file against its keeper; a pair of different
+    photos, or of two look-alikes of one (pan frames, texture patches), is false. A pan
+    frame or patch removed in favour of its own photo (or a copy of it), or a patch removed
+    in favour of a pan frame that contains it, is a crop of it: not scored, as
+    calibrate_threshold.py says."""
     from dedup_cli.jobs.bench import LOOKALIKE
 
     index = {str(folder.resolve() / s.path): k for k, s in enumerate(samples)}
@@ -404,6 +406,17 @@ def score_plan(document: dict[str, Any], folder: Path, samples: list[Any]) -> No
             false += 1
         elif LOOKALIKE not in (a.tier, b.tier):
             true += 1
+    # Found: grouped, or listed related to the original or to a file of its group (a
+    # relation is listed for the file that stays: the group's keeper).
+    group_of: dict[int, set[int]] = {}
+    for group in document["groups"]:
+        members_set = {index[group["keep"]], *(index[p] for p in group["remove"])}
+        group_of.update({m: members_set for m in members_set})
+    related = {
+        (min(index[r["a"]], index[r["b"]]), max(index[r["a"]], index[r["b"]]))
+        for r in document.get("related", [])
+        if r["a"] in index and r["b"] in index
+    }
     originals = {s.source: k for k, s in enumerate(samples) if s.family == "original"}
     for tier in ("easy", "hard"):
         planted = [
@@ -412,7 +425,16 @@ def score_plan(document: dict[str, Any], folder: Path, samples: list[Any]) -> No
             if s.tier == tier and s.source in originals
         ]
         found = sum(1 for o, k in planted if (min(o, k), max(o, k)) in together)
-        print(f"{tier:5s} recall {found / len(planted):.3f} ({found}/{len(planted)})")
+        shown = sum(
+            1
+            for o, k in planted
+            if (min(o, k), max(o, k)) in together
+            or any((min(m, k), max(m, k)) in related for m in group_of.get(o, {o}))
+        )
+        print(
+            f"{tier:5s} recall {found / len(planted):.3f} ({found}/{len(planted)}), "
+            f"found {shown / len(planted):.3f} ({shown}/{len(planted)})"
+        )
     print(
         f"plan: {len(asserted)} removals, precision {true / max(true + false, 1):.4f}, "
         f"look-alikes or other photos removed: {false}"
