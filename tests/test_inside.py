@@ -45,6 +45,24 @@ def screenshot(photo: Image.Image) -> Image.Image:
     return frame
 
 
+def folder(tmp_path: Path, files: dict[str, bytes]) -> Path:
+    """A photo folder holding ``files`` (name: bytes)."""
+    root = tmp_path / "photos"
+    root.mkdir()
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+    return root
+
+
+def photo_and_screenshot(photos: dict[str, Image.Image], name: str) -> dict[str, bytes]:
+    """A photo and a screenshot of it, as files."""
+    photo = photos[name].convert("RGB")
+    return {
+        f"{name}.jpg": encode(photo, quality=95),
+        "shot.jpg": encode(screenshot(photo), quality=90),
+    }
+
+
 def stored_regions(store: Store) -> set[str]:
     """The paths of the files whose stored regions hold any."""
     return {path for batch in store.regions() for path, blob in batch if unpack(blob)}
@@ -112,14 +130,16 @@ def test_find_reports_a_photo_inside_a_screenshot_as_related_and_removes_nothing
 ) -> None:
     """The screenshot of the photo is related to it (listed, with the reason), nothing is
     planned for removal; the screenshot of another photo is related to nothing."""
-    root = tmp_path / "photos"
-    root.mkdir()
     astronaut, coffee = photos["astronaut"].convert("RGB"), photos["coffee"].convert("RGB")
-    (root / "astronaut.jpg").write_bytes(encode(astronaut, quality=95))
-    (root / "coffee.jpg").write_bytes(encode(coffee, quality=95))
-    (root / "shot of astronaut.jpg").write_bytes(encode(screenshot(astronaut), quality=90))
-    (root / "shot of rocket.jpg").write_bytes(
-        encode(screenshot(photos["rocket"].convert("RGB")), quality=90)
+    rocket = photos["rocket"].convert("RGB")
+    root = folder(
+        tmp_path,
+        {
+            "astronaut.jpg": encode(astronaut, quality=95),
+            "coffee.jpg": encode(coffee, quality=95),
+            "shot of astronaut.jpg": encode(screenshot(astronaut), quality=90),
+            "shot of rocket.jpg": encode(screenshot(rocket), quality=90),
+        },
     )
     spec, options = get_spec("effnet"), EmbedOptions(device="cpu", workers=0)
     with Store(root / "image_database.db") as store:
@@ -250,11 +270,7 @@ def test_a_screenshot_the_embedding_also_proposed_is_still_proved_inside(
     """At a threshold every pair reaches, the embedding proposes the photo and its
     screenshot too; the proof of copies rejects it (the photo is a twentieth of the frame),
     and the pair is proved inside all the same, not lost as already proposed."""
-    root = tmp_path / "photos"
-    root.mkdir()
-    astronaut = photos["astronaut"].convert("RGB")
-    (root / "astronaut.jpg").write_bytes(encode(astronaut, quality=95))
-    (root / "shot.jpg").write_bytes(encode(screenshot(astronaut), quality=90))
+    root = folder(tmp_path, photo_and_screenshot(photos, "astronaut"))
     spec, options = get_spec("effnet"), EmbedOptions(device="cpu", workers=0)
     with Store(root / "image_database.db") as store:
         found = find_duplicates(root, store, spec, options, threshold=0.05)
@@ -270,15 +286,18 @@ def test_the_listing_names_only_files_that_stay(
 ) -> None:
     """A photo with a smaller copy, and two copies of its screenshot: the copies are planned
     for removal, and the one inside relation is listed between the two keepers, once."""
-    root = tmp_path / "photos"
-    root.mkdir()
     chelsea = photos["chelsea"].convert("RGB")
-    (root / "chelsea.jpg").write_bytes(encode(chelsea, quality=95))
     small = chelsea.resize((chelsea.width // 2, chelsea.height // 2))
-    (root / "chelsea small.jpg").write_bytes(encode(small, quality=90))
     shot = screenshot(chelsea)
-    (root / "shot.png").write_bytes(encode(shot, "PNG"))
-    (root / "shot again.jpg").write_bytes(encode(shot, quality=80))
+    root = folder(
+        tmp_path,
+        {
+            "chelsea.jpg": encode(chelsea, quality=95),
+            "chelsea small.jpg": encode(small, quality=90),
+            "shot.png": encode(shot, "PNG"),
+            "shot again.jpg": encode(shot, quality=80),
+        },
+    )
     spec, options = get_spec("effnet"), EmbedOptions(device="cpu", workers=0)
     with Store(root / "image_database.db") as store:
         found = find_duplicates(root, store, spec, options)
@@ -297,12 +316,8 @@ def test_a_screenshot_damaged_after_hashing_proves_nothing_and_find_goes_on(
     fails, the pair is not listed, and ``find`` still ends with a plan."""
     import os
 
-    root = tmp_path / "photos"
-    root.mkdir()
-    astronaut = photos["astronaut"].convert("RGB")
-    (root / "astronaut.jpg").write_bytes(encode(astronaut, quality=95))
+    root = folder(tmp_path, photo_and_screenshot(photos, "astronaut"))
     shot = root / "shot.jpg"
-    shot.write_bytes(encode(screenshot(astronaut), quality=90))
     spec, options = get_spec("effnet"), EmbedOptions(device="cpu", workers=0)
     with Store(root / "image_database.db") as store:
         first = find_duplicates(root, store, spec, options)
@@ -320,12 +335,8 @@ def test_a_database_that_lies_about_regions_and_thumbnails_crashes_nothing(
 ) -> None:
     """Values of the wrong type in ``regions`` and ``thumbnail``, and more regions than any
     version writes: ``hash`` and ``find`` run through; such values hold no regions."""
-    root = tmp_path / "photos"
-    root.mkdir()
-    astronaut = photos["astronaut"].convert("RGB")
-    (root / "astronaut.jpg").write_bytes(encode(astronaut, quality=95))
-    (root / "shot.jpg").write_bytes(encode(screenshot(astronaut), quality=90))
-    (root / "coffee.jpg").write_bytes(encode(photos["coffee"].convert("RGB"), quality=90))
+    coffee = encode(photos["coffee"].convert("RGB"), quality=90)
+    root = folder(tmp_path, {**photo_and_screenshot(photos, "astronaut"), "coffee.jpg": coffee})
     spec, options = get_spec("effnet"), EmbedOptions(device="cpu", workers=0)
     db = root / "image_database.db"
     with Store(db) as store:
