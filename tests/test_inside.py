@@ -381,3 +381,33 @@ def test_a_screenshot_of_a_photo_shown_edited_is_related_for_another_reason(
     reasons = {Path(r["b"]).name: r["reason"] for r in related}
     assert INSIDE in reasons["coffee.jpg"]
     assert INSIDE not in reasons["edited.jpg"]
+
+
+def test_a_photo_framed_under_a_caption_bar_is_related_and_the_clean_photo_stays(
+    tmp_path: Path, photos: dict[str, Image.Image]
+) -> None:
+    """The photo at 64 % of a light frame under a title bar: to the keypoints the photo is a
+    crop of the frame, and the frame was kept and the clean photo planned for removal. The
+    frame adds content of its own (as a caption does): the pair is related, nothing goes.
+    A true crop of the photo is still grouped with it."""
+    astronaut = photos["astronaut"].convert("RGB")
+    frame = Image.new("RGB", (800, 700), (250, 250, 250))
+    ImageDraw.Draw(frame).rectangle((20, 10, 300, 30), fill=(30, 30, 30))
+    frame.paste(astronaut.resize((600, 600)), (100, 60))
+    crop = astronaut.crop((60, 40, 460, 440))
+    root = folder(
+        tmp_path,
+        {
+            "astronaut.jpg": encode(astronaut, quality=95),
+            "framed.jpg": encode(frame, quality=92),
+            "crop.jpg": encode(crop, quality=92),
+        },
+    )
+    spec, options = get_spec("effnet"), EmbedOptions(device="cpu", workers=0)
+    with Store(root / "image_database.db") as store:
+        found = find_duplicates(root, store, spec, options)
+    removed = {Path(r.file.absolute).name for g in found.plan.groups for r in g.remove}
+    kept = {Path(g.keep.absolute).name for g in found.plan.groups}
+    assert removed == {"crop.jpg"} and kept == {"astronaut.jpg"}
+    reasons = {frozenset((Path(r["a"]).name, Path(r["b"]).name)): r for r in found.related}
+    assert "frame" in reasons[frozenset(("framed.jpg", "astronaut.jpg"))]["reason"]

@@ -44,6 +44,7 @@ from dedup_cli.core.methods import EMBEDDING, EXACT, GEOMETRY, PIXELS
 from dedup_cli.core.pairs import Pairs, kth_similarity
 from dedup_cli.core.progress import Progress
 from dedup_cli.media.borders import content_box
+from dedup_cli.media.regions import framed_boxes
 
 CROP_AREA = 0.9  # a contained picture showing less of the other than this is a crop of it
 MIN_DETAIL = 0.9  # a crop is removable only if its container shows it at this much resolution
@@ -69,6 +70,8 @@ RELATED_REASON = (
     "differs in part of the picture: an overlay or caption, or another photo in the same frame"
 )
 LESS_DETAIL_REASON = "shown smaller inside the other picture (e.g. a photo in a screenshot)"
+FRAMED_REASON = "shown inside a frame of the other picture (a caption bar, an interface, a page)"
+FRAMED_SHARE = 0.9  # of the contained picture's place in the container, inside a framed box
 
 
 @dataclass
@@ -251,6 +254,9 @@ def confirm_pairs(
             if _detail(found, cache, inner, outer) < MIN_DETAIL:
                 reason[k] = LESS_DETAIL_REASON
                 continue  # e.g. a photo inside a screenshot: the photo has more detail
+            if _framed(found, cache, outer):
+                reason[k] = FRAMED_REASON
+                continue  # a photo in a frame under a caption bar: the frame is no crop
             crop[k] = found.contained
         reason.pop(k, None)
         method[k] = GEOMETRY
@@ -401,6 +407,27 @@ def _padding(found: GeometricMatch, cache: PictureCache, a: FileInfo, b: FileInf
         return False
     inside = (box[2] - box[0]) * (box[3] - box[1]) / outer.gray.size
     return abs(inside - found.area) <= PADDING_AREA_SLACK
+
+
+def _framed(found: GeometricMatch, cache: PictureCache, outer: FileInfo) -> bool:
+    """Whether the container shows the contained picture (or a part of it) inside a light
+    frame or page (a post, a caption bar, a figure on a page: ``media.regions.
+    framed_boxes``) rather than as part of a larger photo: the frame adds content of its
+    own, so the pair is related, as any overlay, and neither is a crop of the other."""
+    picture = cache.get(outer.absolute)
+    if picture is None:
+        return False
+    return any(_share_inside(found.box, box) >= FRAMED_SHARE for box in framed_boxes(picture.gray))
+
+
+def _share_inside(
+    a: tuple[float, float, float, float], b: tuple[float, float, float, float]
+) -> float:
+    """The share of box ``a`` that lies inside box ``b``."""
+    across = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    down = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    area = (a[2] - a[0]) * (a[3] - a[1])
+    return across * down / area if area > 0 else 0.0
 
 
 def _detail(found: GeometricMatch, cache: PictureCache, inner: FileInfo, outer: FileInfo) -> float:

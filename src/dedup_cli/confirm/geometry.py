@@ -169,6 +169,8 @@ class GeometricMatch:
     # largest chroma residual no global colour change explains (``colour_residual``); 0 when
     # not measured (a grayscale picture, or the luminance already differs)
     colour_residual: float = 0.0
+    # where the contained picture lies in the container: left, top, right, bottom as shares
+    box: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)
 
     @property
     def is_copy(self) -> bool:
@@ -800,6 +802,15 @@ def _judge(
         colour_residual(inner_picture, to_outer, outer_picture) if worst <= MAX_RESIDUAL else 0.0
     )
     angle = float(np.degrees(np.arctan2(to_outer[1, 0], to_outer[0, 0])))
+    height, width = inner.shape
+    mapped = to_outer @ np.array([[0.0, width, 0.0, width], [0.0, 0.0, height, height], [1.0] * 4])
+    across, down = outer.shape[1], outer.shape[0]
+    box = (
+        float(np.clip(mapped[0].min() / across, 0.0, 1.0)),
+        float(np.clip(mapped[1].min() / down, 0.0, 1.0)),
+        float(np.clip(mapped[0].max() / across, 0.0, 1.0)),
+        float(np.clip(mapped[1].max() / down, 0.0, 1.0)),
+    )
     return GeometricMatch(
         contained,
         mirrored,
@@ -810,6 +821,7 @@ def _judge(
         angle,
         _scale(to_outer),
         colour,
+        box,
     )
 
 

@@ -135,13 +135,12 @@ def _solid(component: np.ndarray) -> tuple[int, int, int, int]:
     return top, bottom, left, right
 
 
-def _boxes(rgb: np.ndarray) -> list[tuple[int, int, int, int]]:
+def _boxes(gray: np.ndarray) -> list[tuple[int, int, int, int]]:
     """Boxes ``(left, top, right, bottom)`` of solid content standing on a light, flat
-    background, away from the frame's edges, in ``rgb``'s pixels, largest first."""
+    background, away from the frame's edges, in ``gray``'s pixels, largest first."""
     import cv2
 
-    height, width = rgb.shape[:2]
-    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    height, width = gray.shape[:2]
     background = _background(gray)
     if background.mean() < MIN_BACKGROUND:
         return []
@@ -210,6 +209,22 @@ def _inside_bars(pixels: np.ndarray) -> tuple[int, int, int, int]:
     return left, top, right, bottom
 
 
+def framed_boxes(gray: np.ndarray) -> list[Box]:
+    """The boxes, as shares of the frame, of the pictures a grayscale image shows inside a
+    light interface or page (``inner_pictures`` without their bars trimmed): where a proof
+    finds one picture inside another, such a box says the other is a frame around it, not
+    more of the same photo."""
+    factor = max(1, -(-max(gray.shape[:2]) // SEARCH_SIDE))
+    small = np.asarray(Image.fromarray(gray).reduce(factor)) if factor > 1 else gray
+    height, width = small.shape[:2]
+    if min(height, width) < 16:
+        return []
+    return [
+        (left / width, top / height, right / width, bottom / height)
+        for left, top, right, bottom in _boxes(small)
+    ]
+
+
 def may_hold_pictures(thumbnail: bytes) -> bool:
     """Whether a frame's stored thumbnail is light enough for ``inner_pictures`` to look:
     ``MIN_BACKGROUND`` of light pixels survive the 32x32 average where an interface or a
@@ -231,7 +246,9 @@ def inner_pictures(image: Image.Image) -> list[Region]:
     scale_x, scale_y = image.width / small.width, image.height / small.height
     regions: list[Region] = []
     full = None
-    for left, top, right, bottom in _boxes(pixels):
+    import cv2
+
+    for left, top, right, bottom in _boxes(cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)):
         if full is None:
             full = np.asarray(image)
         # ``INSET`` pixels inside the box: its edge may hold the surrounding card's rim.
