@@ -48,7 +48,7 @@ def screenshot(photo: Image.Image) -> Image.Image:
 def folder(tmp_path: Path, files: dict[str, bytes]) -> Path:
     """A photo folder holding ``files`` (name: bytes)."""
     root = tmp_path / "photos"
-    root.mkdir()
+    root.mkdir(parents=True)
     for name, data in files.items():
         (root / name).write_bytes(data)
     return root
@@ -411,3 +411,58 @@ def test_a_photo_framed_under_a_caption_bar_is_related_and_the_clean_photo_stays
     assert removed == {"crop.jpg"} and kept == {"astronaut.jpg"}
     reasons = {frozenset((Path(r["a"]).name, Path(r["b"]).name)): r for r in found.related}
     assert "frame" in reasons[frozenset(("framed.jpg", "astronaut.jpg"))]["reason"]
+
+
+def test_a_mirrored_framed_copy_is_related_whichever_file_comes_first(
+    tmp_path: Path, photos: dict[str, Image.Image]
+) -> None:
+    """The frame shows the photo mirrored, off-centre (photo left, text right). Where the
+    frame was the second file, the contained picture's place was measured in its mirror
+    image, missed the frame's picture, and the clean photo was planned for removal."""
+    from PIL import ImageOps
+
+    astronaut = photos["astronaut"].convert("RGB")
+    frame = Image.new("RGB", (900, 640), (250, 250, 250))
+    draw = ImageDraw.Draw(frame)
+    for y in range(100, 400, 40):
+        draw.rectangle((620, y, 860, y + 12), fill=(40, 40, 40))
+    frame.paste(ImageOps.mirror(astronaut).resize((560, 560)), (30, 40))
+    for clean, framed in (("a clean.jpg", "b framed.jpg"), ("b clean.jpg", "a framed.jpg")):
+        root = folder(
+            tmp_path / clean[0],
+            {clean: encode(astronaut, quality=95), framed: encode(frame, quality=92)},
+        )
+        spec, options = get_spec("effnet"), EmbedOptions(device="cpu", workers=0)
+        with Store(root / "image_database.db") as store:
+            found = find_duplicates(root, store, spec, options)
+        assert found.plan.groups == [], clean
+        assert any("frame" in r["reason"] for r in found.related), clean
+
+
+def test_a_crop_of_a_page_scan_is_not_the_scan_inside_its_margin(
+    tmp_path: Path, photos: dict[str, Image.Image]
+) -> None:
+    """A page scan with a light margin, and a 70 % centre crop of it: the crop has about
+    the area of the page's content, but the last line of text lies outside it. The scan
+    was removed as the crop "padded with bars"; the crop is removed in favour of the scan."""
+    rng = np.random.default_rng(0)
+    page = Image.new("RGB", (850, 1100), (246, 245, 240))
+    draw = ImageDraw.Draw(page)
+    for y in range(90, 1040, 28):
+        if not 380 <= y <= 720:
+            draw.rectangle((90, y, 90 + int(rng.integers(400, 670)), y + 9), fill=(40, 40, 40))
+    page.paste(photos["coffee"].convert("RGB").resize((540, 330)), (155, 385))
+    noisy = np.asarray(page).astype(np.float32) + rng.normal(0, 2.0, (1100, 850, 1))
+    page = Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
+    side = 0.7**0.5
+    width, height = int(850 * side), int(1100 * side)
+    left, top = (850 - width) // 2, (1100 - height) // 2
+    crop = page.crop((left, top, left + width, top + height))
+    root = folder(
+        tmp_path, {"scan.jpg": encode(page, quality=92), "c70.jpg": encode(crop, quality=92)}
+    )
+    spec, options = get_spec("effnet"), EmbedOptions(device="cpu", workers=0)
+    with Store(root / "image_database.db") as store:
+        found = find_duplicates(root, store, spec, options)
+    removed = {Path(r.file.absolute).name for g in found.plan.groups for r in g.remove}
+    assert "scan.jpg" not in removed

@@ -49,6 +49,9 @@ from dedup_cli.media.regions import framed_boxes
 CROP_AREA = 0.9  # a contained picture showing less of the other than this is a crop of it
 MIN_DETAIL = 0.9  # a crop is removable only if its container shows it at this much resolution
 PADDING_AREA_SLACK = 0.05  # a container's bars leave the contained picture this much of it
+# ... and its content reaches at most this many working pixels beyond the contained picture
+# (the keypoint fit's error: letterboxed copies measured 1.4 at most)
+PADDING_EDGE = 3.0
 PADDED_AREA = 0.98  # a contained picture covering less of its container may be padded
 # A turned view of a thumbnail is compared only where its hash is within this many bits of
 # the other's (copies measured within 8; this leaves room for JPEG and resizing).
@@ -398,15 +401,27 @@ def _turned_agreement(left: Sequence[bytes | None], right: Sequence[bytes | None
 def _padding(found: GeometricMatch, cache: PictureCache, a: FileInfo, b: FileInfo) -> bool:
     """Whether the container is the contained picture plus uniform bars (letterbox,
     pillarbox, padding: ``media.borders``): then neither is a crop of the other, they are
-    copies, and the keep rule chooses between them."""
+    copies, and the keep rule chooses between them. The container's content must lie
+    inside the contained picture's place, not only be as large: a 70 % crop of a page scan
+    with a margin has the area of the page's content, but a line at its foot is not in it."""
     outer = cache.get((b if found.contained == 0 else a).absolute)
     if outer is None:
         return False
     box = content_box(np.repeat(outer.gray[..., None], 3, axis=2))
     if box is None:
         return False
+    height, width = outer.gray.shape
     inside = (box[2] - box[0]) * (box[3] - box[1]) / outer.gray.size
-    return abs(inside - found.area) <= PADDING_AREA_SLACK
+    if abs(inside - found.area) > PADDING_AREA_SLACK:
+        return False
+    left, top, right, bottom = found.box
+    beyond = max(
+        left * width - box[0],
+        top * height - box[1],
+        box[2] - right * width,
+        box[3] - bottom * height,
+    )
+    return bool(beyond <= PADDING_EDGE)
 
 
 def _framed(found: GeometricMatch, cache: PictureCache, outer: FileInfo) -> bool:

@@ -49,7 +49,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -921,6 +921,10 @@ def match(a: Picture, b: Picture) -> GeometricMatch | None:
             (1, b_seen, a, b_to_a),
         ):
             found = _judge(inner, outer, to_outer, contained, mirrored, inliers)
+            if found is not None and mirrored and contained == 0:
+                # Measured in the container's mirror image: its place in the file itself.
+                left, top, right, bottom = found.box
+                found = replace(found, box=(1.0 - right, top, 1.0 - left, bottom))
             if found is not None:
                 if best is None or _rank(found) > _rank(best):
                     best = found
