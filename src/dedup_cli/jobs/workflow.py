@@ -478,6 +478,12 @@ def tried_against_keepers(
     checked = np.ones(len(proved.candidates), dtype=bool)
     checked[proved.confirmation.unchecked] = False
     tried = np.unique((proved.candidates.left[checked] << 32) | proved.candidates.right[checked])
+    # Proposed and cut: proved whatever the embedding says (the hash channel proposes pairs
+    # the embedding rates under the threshold); one folder's rows in either order.
+    cut_left, cut_right = proved.candidates.left[~checked], proved.candidates.right[~checked]
+    cut = (cut_left << 32) | cut_right
+    if right_offset == 0:
+        cut = np.union1d(cut, (cut_right << 32) | cut_left)
     groups = grouped(proved)
     for _ in range(KEEPER_ROUNDS):
         found = proved.confirmation.pairs
@@ -499,7 +505,7 @@ def tried_against_keepers(
         left, right = left[fresh], right[fresh]
         tried = np.union1d(tried, keys[fresh])
         score = similarity(left, right)
-        near = score >= threshold
+        near = (score >= threshold) | np.isin(keys[fresh], cut)
         if not near.any():
             break
         proved = merged(proved, prove_more(Pairs(left[near], right[near], score[near])))
