@@ -3,8 +3,9 @@
 ``search.orientations.inside_pairs`` proposes a file whose hash meets a picture found inside
 another (``media.regions``). The container is read again large enough that the picture
 inside it reaches the working size, the picture is cut out by its stored box, and the same
-keypoint match that proves crops (``geometry.match``) must map one onto the other. A match,
-copy or not, makes the pair *related* with ``INSIDE_REASON``: shown to the user, never
+keypoint match that proves crops (``geometry.match``) must map one onto the other. A match
+makes the pair *related*: with ``INSIDE_REASON`` when the picture is shown as it is, with the
+reason of any partial match when it is shown edited. It is shown to the user and never
 planned for removal, since the container holds more than the picture and the picture more
 detail than its small view.
 """
@@ -37,7 +38,7 @@ MAX_CONTAINER_SIDE = 4096  # the container is read at most this large to reach t
 
 @dataclass(frozen=True)
 class InsideCandidate:
-    """A file (``picture``) that may be shown inside another (``container``), in ``region``."""
+    """A file (``picture``) that may be shown inside another (``container``), at ``box``."""
 
     picture: Path
     container: Path

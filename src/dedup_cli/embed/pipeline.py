@@ -297,7 +297,7 @@ def complete_regions(
     dark = [
         (path, content, b"")
         for path, (content, thumbnail) in missing.items()
-        if not (thumbnail and may_hold_pictures(thumbnail))
+        if not may_hold_pictures(thumbnail)
     ]
     store.write_regions(dark)
     settled = {path for path, _, _ in dark}

@@ -281,9 +281,6 @@ def prove_undecided_inside(
     found.unconfirmed = listed
 
 
-INSIDE_BATCH = 256  # regions looked up at once: at most 17 x 4 x 256 matches each
-
-
 def _inside_candidates(
     files: Sequence[FileInfo],
     rows: np.ndarray,
@@ -294,8 +291,7 @@ def _inside_candidates(
 ) -> list[InsideCandidate]:
     """Files of ``rows`` shown inside other files of ``rows`` (``search.orientations.
     inside_pairs``), closest first for each region. The stored regions are read a batch at
-    a time and kept as their hash and box only; they are looked up ``INSIDE_BATCH`` at a
-    time, so memory stays bounded however many files show pictures."""
+    a time and kept as their hash and box only."""
     from dedup_cli.search.orientations import inside_pairs, upright_hashes
 
     row_of = {(files[i].root, files[i].path): i for i in rows.tolist()}
@@ -323,22 +319,16 @@ def _inside_candidates(
             region_hashes.append(upright_hashes(stack))
     if not owners:
         return []
-    all_hashes = np.concatenate(region_hashes)
-    all_owners = np.array(owners, dtype=np.int64)
-    candidates: list[InsideCandidate] = []
-    for start in range(0, len(all_owners), INSIDE_BATCH):
-        part = slice(start, start + INSIDE_BATCH)
-        picture, container, region = inside_pairs(
-            hashes, rows, all_hashes[part], all_owners[part], sides
-        )
-        if not len(picture):
-            continue
-        dots = similarity(picture, container).tolist()
-        candidates += [
-            InsideCandidate(files[p].absolute, files[c].absolute, boxes[start + k], dot)
-            for p, c, k, dot in zip(picture.tolist(), container.tolist(), region.tolist(), dots)
-        ]
-    return candidates
+    picture, container, region = inside_pairs(
+        hashes, rows, np.concatenate(region_hashes), np.array(owners, dtype=np.int64), sides
+    )
+    if not len(picture):
+        return []
+    dots = similarity(picture, container).tolist()
+    return [
+        InsideCandidate(files[p].absolute, files[c].absolute, boxes[k], dot)
+        for p, c, k, dot in zip(picture.tolist(), container.tolist(), region.tolist(), dots)
+    ]
 
 
 def stored_thumbnails(

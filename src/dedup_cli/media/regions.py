@@ -209,13 +209,18 @@ def _inside_bars(pixels: np.ndarray) -> tuple[int, int, int, int]:
     return left, top, right, bottom
 
 
+def _search_size(image: Image.Image) -> Image.Image:
+    """``image`` reduced (a box average: cheap) to about ``SEARCH_SIDE`` on its long side."""
+    factor = max(1, -(-max(image.size) // SEARCH_SIDE))
+    return image.reduce(factor) if factor > 1 else image
+
+
 def framed_boxes(gray: np.ndarray) -> list[Box]:
     """The boxes, as shares of the frame, of the pictures a grayscale image shows inside a
     light interface or page (``inner_pictures`` without their bars trimmed): where a proof
     finds one picture inside another, such a box says the other is a frame around it, not
     more of the same photo."""
-    factor = max(1, -(-max(gray.shape[:2]) // SEARCH_SIDE))
-    small = np.asarray(Image.fromarray(gray).reduce(factor)) if factor > 1 else gray
+    small = np.asarray(_search_size(Image.fromarray(gray)))
     height, width = small.shape[:2]
     if min(height, width) < 16:
         return []
@@ -225,7 +230,7 @@ def framed_boxes(gray: np.ndarray) -> list[Box]:
     ]
 
 
-def may_hold_pictures(thumbnail: bytes) -> bool:
+def may_hold_pictures(thumbnail: bytes | None) -> bool:
     """Whether a frame's stored thumbnail is light enough for ``inner_pictures`` to look:
     ``MIN_BACKGROUND`` of light pixels survive the 32x32 average where an interface or a
     page is. Most photos fail here, at the cost of one comparison per thumbnail pixel."""
@@ -238,8 +243,7 @@ def may_hold_pictures(thumbnail: bytes) -> bool:
 def inner_pictures(image: Image.Image) -> list[Region]:
     """At most ``MAX_REGIONS`` pictures shown inside ``image`` (RGB, upright), largest first;
     none for an ordinary photo, which has no light, flat background around a solid block."""
-    factor = max(1, -(-max(image.size) // SEARCH_SIDE))
-    small = image.reduce(factor) if factor > 1 else image  # a box average: cheap
+    small = _search_size(image)
     pixels = np.asarray(small)
     if pixels.ndim != 3 or min(pixels.shape[:2]) < 16:
         return []

@@ -111,21 +111,33 @@ def popcount(values: np.ndarray) -> np.ndarray:
     return counted
 
 
+ChunkIndex = list[tuple[np.ndarray, np.ndarray]]  # per chunk: order, sorted chunk values
+
+
+def _chunk_index(upright: np.ndarray) -> ChunkIndex:
+    """The upright hashes' 16-bit chunks, each sorted once for any number of lookups."""
+    index = []
+    for c in range(CHUNKS):
+        keys = (upright >> np.uint64(16 * c)) & np.uint64(0xFFFF)
+        order = np.argsort(keys, kind="stable")
+        index.append((order, keys[order]))
+    return index
+
+
 def _shared_chunks(
-    upright: np.ndarray, queries: np.ndarray, one_bit: bool = False
+    upright: np.ndarray | ChunkIndex, queries: np.ndarray, one_bit: bool = False
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Every (query, upright) index pair that shares one 16-bit chunk exactly (``one_bit``:
     or but for one bit, so that any two hashes within 7 bits meet), a chunk value held by
     more than ``BUCKET_CAP`` upright hashes left out; and how many lookups were left out
-    so. Vectorised: each chunk of every query is looked up in the sorted upright chunks
-    (``searchsorted``) and the matches expanded."""
+    so. ``upright``: the hashes, or their ``_chunk_index``. Vectorised: each chunk of every
+    query is looked up in the sorted upright chunks (``searchsorted``) and the matches
+    expanded."""
+    index = _chunk_index(upright) if isinstance(upright, np.ndarray) else upright
     found_a, found_b, crowded = [], [], 0
     probes = [np.uint64(0)] + ([np.uint64(1 << b) for b in range(16)] if one_bit else [])
-    for c in range(CHUNKS):
+    for c, (order, sorted_keys) in enumerate(index):
         shift = np.uint64(16 * c)
-        keys = (upright >> shift) & np.uint64(0xFFFF)
-        order = np.argsort(keys, kind="stable")
-        sorted_keys = keys[order]
         wanted = np.concatenate([((queries >> shift) & np.uint64(0xFFFF)) ^ p for p in probes])
         lo = np.searchsorted(sorted_keys, wanted, side="left")
         hi = np.searchsorted(sorted_keys, wanted, side="right")
@@ -203,6 +215,7 @@ def orientation_pairs(
 
 
 INSIDE_PER_REGION = 3  # files proposed for each picture found inside another, closest first
+INSIDE_BATCH = 256  # regions looked up at once: at most 17 x 4 x 256 matches each
 
 
 def inside_pairs(
@@ -218,15 +231,37 @@ def inside_pairs(
     region)``: row of the file shown, row of the file showing it, index of the region; at
     most ``INSIDE_PER_REGION`` per region, so the work stays per file. ``sides``: only
     pairs across them. Chunks are looked up but for one bit as well (17 lookups a chunk):
-    a small picture's hash drifts further than a copy's, and regions are few."""
+    a small picture's hash drifts further than a copy's, and regions are few. The upright
+    chunks are sorted once; regions are looked up ``INSIDE_BATCH`` at a time, so memory
+    stays bounded however many files show pictures."""
     rows = np.asarray(rows, dtype=np.int64)
     empty = np.zeros(0, np.int64)
     if not len(rows) or not len(region_hashes):
         return empty, empty, empty
-    upright = hashes[rows, 0].astype(np.uint64)
+    index = _chunk_index(hashes[rows, 0].astype(np.uint64))
     queries = np.asarray(region_hashes, dtype=np.uint64)
-    region, other, _crowded = _shared_chunks(upright, queries, one_bit=True)
-    picture, container = rows[other], np.asarray(region_rows, dtype=np.int64)[region]
+    owners = np.asarray(region_rows, dtype=np.int64)
+    found = [
+        _nearest_inside(hashes, rows, index, queries, owners, start, sides)
+        for start in range(0, len(queries), INSIDE_BATCH)
+    ]
+    return tuple(np.concatenate(parts) for parts in zip(*found))  # type: ignore[return-value]
+
+
+def _nearest_inside(
+    hashes: np.ndarray,
+    rows: np.ndarray,
+    index: ChunkIndex,
+    queries: np.ndarray,
+    owners: np.ndarray,
+    start: int,
+    sides: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``inside_pairs`` for the regions ``start`` to ``start + INSIDE_BATCH``."""
+    batch = queries[start : start + INSIDE_BATCH]
+    region, other, _crowded = _shared_chunks(index, batch, one_bit=True)
+    region = region + start
+    picture, container = rows[other], owners[region]
     keep = picture != container
     if sides is not None:
         keep &= sides[picture] != sides[container]
