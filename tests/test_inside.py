@@ -466,3 +466,24 @@ def test_a_crop_of_a_page_scan_is_not_the_scan_inside_its_margin(
         found = find_duplicates(root, store, spec, options)
     removed = {Path(r.file.absolute).name for g in found.plan.groups for r in g.remove}
     assert "scan.jpg" not in removed
+
+
+def test_completing_regions_never_overwrites_what_another_hash_wrote_meanwhile(
+    tmp_path: Path,
+) -> None:
+    """Two processes: one completes an older file's regions from what it read, while the
+    other hashes the changed file again and writes its regions first. The late write finds
+    the row no longer waiting (regions set, content hash changed) and leaves it alone."""
+    from dedup_cli.store.database import FileFacts
+
+    thumbnail = bytes(range(256)) * 4
+    theirs = pack([Region((0.1, 0.1, 0.5, 0.5), thumbnail)])
+    with Store(tmp_path / "x.db") as store:
+        model = store.ensure_model("m", 2, "{}")
+        old = FileFacts("a.jpg", 1, 1, "old", 8, 8, None, thumbnail, None)
+        store.write_batch(model, [old], {})
+        assert set(store.files_without_regions()) == {"a.jpg"}
+        new = FileFacts("a.jpg", 2, 2, "new", 8, 8, None, thumbnail, theirs)
+        store.write_batch(model, [new], {})  # the other process, first
+        assert store.write_regions([("a.jpg", "old", b"")]) == 0  # this one, late
+        assert [blob for batch in store.regions() for _, blob in batch] == [theirs]
