@@ -14,6 +14,7 @@ INDEXES = ("auto", "exact", "ann")  # how candidate pairs are searched (search.c
 ACTIONS = ("trash", "move", "delete")  # what happens to planned copies (act.execute)
 REVIEWS = ("auto", "terminal", "gui", "web", "html", "none")  # how a plan is looked at (cli.acting)
 DEVICES = ("auto", "cpu", "cuda", "mps")  # where a model runs (models)
+ENGINES = ("local", "ray")  # where hashing, search and proof run (distributed for ray)
 PAIRS = ("keep", "ignore")  # RAW+JPEG and Live Photo sets: kept whole, or planned alone (core.sets)
 BURSTS = ("list", "remove-all-but-best")  # what find does with bursts (core.bursts)
 MERGE_MODES = ("file", "sidecar")  # where --merge-metadata writes (media.metadata)

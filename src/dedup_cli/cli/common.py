@@ -22,7 +22,7 @@ from rich.progress import (
 )
 from typer.core import TyperCommand
 
-from dedup_cli.config import DEVICES, INDEXES, MERGE_MODES, OPTIONAL_VALUES, choices
+from dedup_cli.config import DEVICES, ENGINES, INDEXES, MERGE_MODES, OPTIONAL_VALUES, choices
 from dedup_cli.core.progress import Progress as ProgressEvents
 from dedup_cli.errors import DedupError
 from dedup_cli.store import Store, default_db_path
@@ -161,6 +161,27 @@ IndexOpt = Annotated[
 ]
 
 
+EngineOpt = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        metavar=choices(ENGINES),
+        help="local (default), or ray: hashing, search and proof run on a Ray cluster "
+        "(pip install 'dedup-cli[ray]'; every node must see the files at the same path).",
+    ),
+]
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        metavar="auto|HOST:PORT",
+        envvar="RAY_ADDRESS",
+        help="With --engine ray: the cluster to join (auto: the one this machine belongs "
+        "to); default: a Ray started for this run on this machine.",
+    ),
+]
+
+
 def _set_debug(value: bool) -> bool:
     if value:
         state.debug = True
@@ -245,15 +266,24 @@ def embed_options(
     workers: int | None,
     include_hidden: bool,
     exclude: list[str] | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> Any:
     """The embedding options every command that embeds shares (the device is checked by
-    name here and resolved only where a model or a search runs)."""
+    name here and resolved only where a model or a search runs; ``--engine ray`` checks
+    that Ray is installed before any work)."""
     from dedup_cli.embed.pipeline import EmbedOptions
     from dedup_cli.errors import UsageError
     from dedup_cli.models import check_device_choice
 
     if weights is not None and not weights.expanduser().exists():
         raise UsageError(f"--weights {weights} does not exist")
+    if engine not in ENGINES:
+        raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    if engine == "ray":
+        from dedup_cli.distributed.runtime import ray_module
+
+        ray_module()
     return EmbedOptions(
         device=check_device_choice(device),
         weights=weights,
@@ -261,6 +291,8 @@ def embed_options(
         workers=workers,
         include_hidden=include_hidden,
         exclude=tuple(exclude or ()),
+        engine=engine,
+        ray_address=ray_address if engine == "ray" else None,
     )
 
 

@@ -24,6 +24,7 @@ from dedup_cli.cli.common import (
     DebugOpt,
     DeviceOpt,
     EmbeddingTypeOpt,
+    EngineOpt,
     ExcludeOpt,
     GeometricOpt,
     HiddenOpt,
@@ -34,6 +35,7 @@ from dedup_cli.cli.common import (
     PairsOpt,
     PreferOpt,
     QuietOpt,
+    RayAddressOpt,
     RichProgress,
     ThresholdOpt,
     WeightsOpt,
@@ -101,6 +103,8 @@ def cross_command(
     weights: WeightsOpt = None,
     include_hidden: HiddenOpt = False,
     exclude: ExcludeOpt = None,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
     json_output: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -129,7 +133,9 @@ def cross_command(
             [db_a or default_db_path(folder_a), db_b or default_db_path(folder_b)]
         )
         spec = get_spec(model, embedding_type)
-        options = embed_options(device, weights, batch_size, workers, include_hidden, exclude)
+        options = embed_options(
+            device, weights, batch_size, workers, include_hidden, exclude, engine, ray_address
+        )
         silent = json_output or quiet
         with (
             open_store(folder_a, db_a) as store_a,

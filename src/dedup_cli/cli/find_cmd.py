@@ -25,6 +25,7 @@ from dedup_cli.cli.common import (
     DebugOpt,
     DeviceOpt,
     EmbeddingTypeOpt,
+    EngineOpt,
     ExcludeOpt,
     GeometricOpt,
     HiddenOpt,
@@ -35,6 +36,7 @@ from dedup_cli.cli.common import (
     PairsOpt,
     PreferOpt,
     QuietOpt,
+    RayAddressOpt,
     RichProgress,
     RootsArg,
     ThresholdOpt,
@@ -113,6 +115,8 @@ def find_command(
     weights: WeightsOpt = None,
     include_hidden: HiddenOpt = False,
     exclude: ExcludeOpt = None,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
     json_output: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -136,7 +140,9 @@ def find_command(
         if threshold is not None:
             validate_threshold(threshold)
         spec = get_spec(model, embedding_type)
-        options = embed_options(device, weights, batch_size, workers, include_hidden, exclude)
+        options = embed_options(
+            device, weights, batch_size, workers, include_hidden, exclude, engine, ray_address
+        )
         with ExitStack() as held:
             stores = [held.enter_context(open_store(root, db)) for root in roots]
             held.enter_context(planning_lock(action, roots))

@@ -10,11 +10,13 @@ from dedup_cli.cli.common import (
     DebugOpt,
     DeviceOpt,
     EmbeddingTypeOpt,
+    EngineOpt,
     ExcludeOpt,
     HiddenOpt,
     JsonOpt,
     ModelOpt,
     QuietOpt,
+    RayAddressOpt,
     RichProgress,
     RootArg,
     WeightsOpt,
@@ -41,6 +43,8 @@ def hash_command(
     weights: WeightsOpt = None,
     include_hidden: HiddenOpt = False,
     exclude: ExcludeOpt = None,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
     json_output: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -51,7 +55,9 @@ def hash_command(
         from dedup_cli.models import get_spec
 
         spec = get_spec(model, embedding_type)
-        options = embed_options(device, weights, batch_size, workers, include_hidden, exclude)
+        options = embed_options(
+            device, weights, batch_size, workers, include_hidden, exclude, engine, ray_address
+        )
         with open_store(root, db) as store:
             report = embed_root(
                 root.resolve(), store, spec, options, RichProgress("hashing", quiet or json_output)

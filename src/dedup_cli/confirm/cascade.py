@@ -124,6 +124,7 @@ def confirm_pairs(
     neighbours: int | None = None,
     progress: Progress | None = None,
     first: np.ndarray | None = None,
+    runner: CheckRunner | None = None,
 ) -> Confirmation:
     """Run the cascade on candidate pairs ``(left[i], right[j])``.
 
@@ -136,13 +137,16 @@ def confirm_pairs(
     ``workers`` threads (default: one per CPU; decoding and OpenCV release the GIL).
     ``progress`` hears of each stage and each check. ``first`` (a mask of the candidates):
     pairs another channel proposed, which the embedding rates low by nature; they get their
-    keypoint checks first and need not be mutual neighbours (the per-file budget holds)."""
+    keypoint checks first and need not be mutual neighbours (the per-file budget holds).
+    ``runner``: where the checks that read files run (default: ``workers`` threads here;
+    ``distributed.proof`` runs them on a Ray cluster)."""
     n = len(candidates)
     method: list[str | None] = [None] * n
     crop: list[int] = [-1] * n
     reason: dict[int, str] = {}
     padded: set[str] = set()
     cache = pictures if pictures is not None else PictureCache()
+    run_checks = runner or local_checks(cache, workers)
     lefts, rights = candidates.left.tolist(), candidates.right.tolist()
     proofs: Counter[str] = Counter()
     watch = progress or Progress()
@@ -178,11 +182,11 @@ def confirm_pairs(
     proofs["pixels"] = len(aligned)
     watch.start(len(aligned), "proving: pixels")
 
-    def check_aligned(k: int) -> GeometricMatch | None:
+    def check(kind: str, k: int, view: int = 0) -> Check:
         fa, fb = files(k)
-        return checked(match_aligned, cache.get(fa.absolute), cache.get(fb.absolute))
+        return Check(kind, str(fa.absolute), str(fb.absolute), view)
 
-    for k, found in _in_parallel(check_aligned, aligned, workers):
+    for k, found in zip(aligned, run_checks([check(ALIGNED, k) for k in aligned])):
         watch.advance(1)
         if found is not None and found.is_copy:
             method[k] = PIXELS
@@ -200,14 +204,9 @@ def confirm_pairs(
     proofs["pixels_turned"] = len(turned_checks)
     watch.start(len(turned_checks), "proving: turned pixels")
 
-    def check_turned(k: int) -> GeometricMatch | None:
-        fa, fb = files(k)
-        a, b = cache.get(fa.absolute), cache.get(fb.absolute)
-        if a is None or b is None:
-            return None
-        return checked(match_aligned, a, b.viewed(view_of[k]))
-
-    for k, found in _in_parallel(check_turned, turned_checks, workers):
+    for k, found in zip(
+        turned_checks, run_checks([check(TURNED, k, view_of[k]) for k in turned_checks])
+    ):
         watch.advance(1)
         if found is not None and found.is_copy:
             method[k] = PIXELS
@@ -238,11 +237,9 @@ def confirm_pairs(
     proofs["keypoints"] = len(keypoint_checks)
     watch.start(len(keypoint_checks), "proving: keypoints")
 
-    def check_keypoints(k: int) -> GeometricMatch | None:
-        fa, fb = files(k)
-        return checked(match, cache.get(fa.absolute), cache.get(fb.absolute))
-
-    for k, found in _in_parallel(check_keypoints, keypoint_checks, workers):
+    for k, found in zip(
+        keypoint_checks, run_checks([check(KEYPOINTS, k) for k in keypoint_checks])
+    ):
         watch.advance(1)
         if found is None:
             continue
@@ -457,6 +454,48 @@ def _detail(found: GeometricMatch, cache: PictureCache, inner: FileInfo, outer: 
     inner_real = max(inner.width or 0, inner.height or 0) or inner_work
     outer_real = max(outer.width or 0, outer.height or 0) or outer_work
     return float(found.scale * (outer_real / outer_work) / (inner_real / inner_work))
+
+
+ALIGNED, TURNED, KEYPOINTS = "aligned", "turned", "keypoints"  # the checks that read files
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check of the cascade that reads two files: ``kind`` (``ALIGNED``: frame on
+    frame; ``TURNED``: frame on frame with ``b`` seen in ``geometry.VIEWS[view]``;
+    ``KEYPOINTS``: a keypoint fit), by absolute path, so that it can run anywhere the
+    files are."""
+
+    kind: str
+    a: str
+    b: str
+    view: int = 0
+
+
+# Runs checks and gives their results in the same order (None: no match, or unreadable).
+CheckRunner = Callable[[list[Check]], Iterator["GeometricMatch | None"]]
+
+
+def run_check(check: Check, cache: PictureCache) -> GeometricMatch | None:
+    """One check, the pictures read through ``cache``."""
+    a, b = cache.get(check.a), cache.get(check.b)
+    if check.kind == KEYPOINTS:
+        return checked(match, a, b)
+    if check.kind == TURNED and b is not None:
+        b = b.viewed(check.view)
+    return checked(match_aligned, a, b)
+
+
+def local_checks(cache: PictureCache, workers: int | None = None) -> CheckRunner:
+    """Checks on ``workers`` threads of this process (default: one per CPU)."""
+
+    def run(checks: list[Check]) -> Iterator[GeometricMatch | None]:
+        for _, found in _in_parallel(
+            lambda k: run_check(checks[k], cache), list(range(len(checks))), workers
+        ):
+            yield found
+
+    return run
 
 
 def _in_parallel(

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dedup_cli.core.progress import Progress
+from dedup_cli.errors import DedupError
 from dedup_cli.malloc_tuning import default_malloc, keep_freed_memory
 from dedup_cli.media.decode import ImageDecodeError, content_hash, decode, read_file
 from dedup_cli.media.raw import is_raw, raw_preview
@@ -220,8 +221,12 @@ def hash_folder(
     progress: Progress | None = None,
     model_factory: Callable[[], EmbeddingModel] | None = None,
     scanned: ScanResult | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> HashReport:
-    """Embed every new or changed image under ``root`` and store the vectors."""
+    """Embed every new or changed image under ``root`` and store the vectors. ``engine``
+    ``ray``: decoded and embedded by actors on a Ray cluster (``distributed.embedding``),
+    written here, batch by batch, as locally."""
     started = time.perf_counter()
     progress = progress or Progress()
     found = (
@@ -250,28 +255,30 @@ def hash_folder(
                 report.known_bad += 1
             else:
                 report.unchanged += 1
-    if todo:
+    if todo and engine == "ray":
+        from dedup_cli.distributed.embedding import embedded_batches
+
+        report.device = f"ray ({device})"
+        batches = embedded_batches(
+            todo,
+            spec,
+            device=str(device),
+            weights=weights,
+            batch_size=batch_size,
+            address=ray_address,
+            model_factory=model_factory,
+        )
+        _write_all(batches, store, spec, len(todo), report, progress)
+    elif todo:
         # Resolved only now, so a rerun with nothing to embed never imports torch.
         device = resolve_device(device)
         report.device = str(device)
         if device.type == "cpu":
             keep_freed_memory()
         model = model_factory() if model_factory else load_model(spec, device, weights)
-        model_id = store.ensure_model(spec.key, model.dimension, spec.preprocessing.to_json())
-        progress.start(len(todo))
-        try:
-            _embed_all(
-                todo,
-                model,
-                store,
-                model_id,
-                batch_size,
-                default_workers() if workers is None else workers,
-                report,
-                progress,
-            )
-        finally:
-            progress.finish()
+        workers_now = default_workers() if workers is None else workers
+        batches = _local_batches(todo, model, batch_size, workers_now)
+        _write_all(batches, store, spec, len(todo), report, progress)
     report.regions_completed = complete_regions(
         store, found.files, default_workers() if workers is None else workers, progress
     )
@@ -332,16 +339,24 @@ def complete_regions(
     return len(light)
 
 
-def _embed_all(
-    todo: list[ScannedFile],
-    model: EmbeddingModel,
-    store: Store,
-    model_id: int,
-    batch_size: int,
-    workers: int,
-    report: HashReport,
-    progress: Progress,
-) -> None:
+@dataclass
+class EmbeddedBatch:
+    """One batch back from the model: each file's decoded facts (``DecodeDataset`` items),
+    the vectors of those that decoded, and the model's dimension."""
+
+    items: list[dict[str, Any]]
+    vectors: dict[str, Any]  # path -> float32 vector
+    dimension: int
+
+
+Batches = Iterator[EmbeddedBatch]
+
+
+def _local_batches(
+    todo: list[ScannedFile], model: EmbeddingModel, batch_size: int, workers: int
+) -> Batches:
+    """(items, vectors by path) batch by batch: DataLoader workers decode, the model runs
+    here."""
     from torch.utils.data import DataLoader
 
     dataset = DecodeDataset(todo, model.preprocessing.size)
@@ -361,26 +376,63 @@ def _embed_all(
             vectors = model.embed_batch(pixels)
             good = [it for it in items if it["pixels"] is not None]
             vectors_by_path = {it["path"]: vectors[k] for k, it in enumerate(good)}
-        facts = [
-            FileFacts(
-                it["path"],
-                it["size"],
-                it["mtime_ns"],
-                it["hash"],
-                it["width"],
-                it["height"],
-                it["error"],
-                it["thumbnail"],
-                it["regions"],
-            )
-            for it in items
-        ]
-        store.write_batch(model_id, facts, vectors_by_path)
-        for it in items:
-            if it["error"] is not None:
-                report.failed.append((it["path"], it["error"]))
-        report.embedded += len(vectors_by_path)
-        progress.advance(len(items))
+        yield EmbeddedBatch(items, vectors_by_path, model.dimension)
+
+
+MISSING_ON_WORKER = "not found by the Ray worker that read it (is the share mounted there?)"
+
+
+def _write_all(
+    batches: Batches,
+    store: Store,
+    spec: ModelSpec,
+    total: int,
+    report: HashReport,
+    progress: Progress,
+) -> None:
+    """Write each batch in its own transaction as it comes (a killed run loses at most the
+    batches in flight); the model is registered with the first. A file a Ray worker could
+    not find is reported, never recorded as unreadable: it is the worker's mount that is
+    missing, and the next run tries again."""
+    progress.start(total)
+    model_id: int | None = None
+    try:
+        for batch in batches:
+            items, vectors_by_path = batch.items, batch.vectors
+            if model_id is None:
+                model_id = store.ensure_model(
+                    spec.key, batch.dimension, spec.preprocessing.to_json()
+                )
+            for vector in vectors_by_path.values():
+                if len(vector) != batch.dimension:
+                    raise DedupError(
+                        f"the model gave vectors of {len(vector)} numbers, not {batch.dimension}"
+                    )
+            present = [it for it in items if not it.get("missing")]
+            facts = [
+                FileFacts(
+                    it["path"],
+                    it["size"],
+                    it["mtime_ns"],
+                    it["hash"],
+                    it["width"],
+                    it["height"],
+                    it["error"],
+                    it["thumbnail"],
+                    it["regions"],
+                )
+                for it in present
+            ]
+            store.write_batch(model_id, facts, vectors_by_path)
+            for it in items:
+                if it.get("missing"):
+                    report.failed.append((it["path"], MISSING_ON_WORKER))
+                elif it["error"] is not None:
+                    report.failed.append((it["path"], it["error"]))
+            report.embedded += len(vectors_by_path)
+            progress.advance(len(items))
+    finally:
+        progress.finish()
 
 
 @dataclass
@@ -393,6 +445,8 @@ class EmbedOptions:
     workers: int | None = None
     include_hidden: bool = False
     exclude: tuple[str, ...] = ()  # glob patterns of files and folders not to scan
+    engine: str = "local"  # where the work runs (config.ENGINES)
+    ray_address: str | None = None  # --engine ray: auto, HOST:PORT, or None for a local Ray
 
 
 def embed_root(
@@ -416,4 +470,6 @@ def embed_root(
         exclude=options.exclude,
         progress=progress,
         scanned=scanned,
+        engine=options.engine,
+        ray_address=options.ray_address,
     )

@@ -37,6 +37,7 @@ from dedup_cli.jobs.workflow import (
     byte_identical,
     check_separate_databases,
     check_separate_folders,
+    engine_checks,
     orientation_candidates,
     prove,
     prove_undecided_inside,
@@ -252,6 +253,7 @@ def cross_find(
         turned = Pairs(turned.left, turned.right - offset, turned.similarity)
         inside = proposals.inside
         candidates = Pairs.union([candidates, found])
+    runner = engine_checks(options.engine, options.ray_address)
 
     def proved_from_files(pairs: Pairs, first: Pairs | None = None) -> Proved:
         return prove(
@@ -264,6 +266,7 @@ def cross_find(
             neighbours=NEIGHBOURS,
             progress=progress,
             first=first,
+            runner=runner,
         )
 
     protected = {"db1": 0, "db2": 1}.get(keep)  # the folder that loses nothing

@@ -44,6 +44,7 @@ from dedup_cli.jobs.workflow import (
     byte_identical,
     check_separate_databases,
     check_separate_folders,
+    engine_checks,
     group_proved,
     orientation_candidates,
     prove,
@@ -268,6 +269,8 @@ def find_in_folders(
         new_rows=None if new_rows is None else np.array(sorted(new_rows), dtype=np.int64),
         searched=None if len(searched_rows) == len(files) else searched_rows,
         neighbours=neighbours,
+        engine=options.engine,
+        ray_address=options.ray_address,
     )
     orientation_stats: dict[str, int] | None = None
     extra: Pairs | None = None
@@ -295,6 +298,7 @@ def find_in_folders(
         ]
     searched = time.perf_counter()
     stores = {root: folder.store for root, folder in zip(roots, folders)}
+    runner = engine_checks(options.engine, options.ray_address)
 
     def proved_from_files(pairs: Pairs, first: Pairs | None = None) -> Proved:
         return prove(
@@ -307,6 +311,7 @@ def find_in_folders(
             neighbours=neighbours,
             progress=progress,
             first=first,
+            runner=runner,
         )
 
     proved = proved_from_files(found_by.pairs, first=extra)

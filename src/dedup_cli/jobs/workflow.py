@@ -19,6 +19,7 @@ import numpy as np
 
 from dedup_cli.confirm.cascade import (
     GEOMETRY_PER_FILE,
+    CheckRunner,
     Confirmation,
     confirm_pairs,
     most_similar_entries,
@@ -147,6 +148,7 @@ def prove(
     neighbours: int | None = None,
     progress: Progress | None = None,
     first: Pairs | None = None,
+    runner: CheckRunner | None = None,
 ) -> Proved:
     """Drop remembered pairs, then confirm each candidate from the files (``left[i]``
     against ``right[j]``; the same list for one folder), or trust it (``verify=False``).
@@ -155,7 +157,8 @@ def prove(
     ``neighbours``: the bound the candidates were searched with (``search.nearest``), by
     which the cascade tells a file in a dense region of look-alikes. ``first``: pairs whose
     keypoint check comes before the embedding's (the hash channel's proposals, which the
-    embedding rates low by nature)."""
+    embedding rates low by nature). ``runner``: where the checks that read files run
+    (``engine_checks``)."""
     remembered: set[tuple[str, str]] = set()
     for store in {id(s): s for s in stores.values()}.values():
         remembered |= store.not_duplicate_pairs()
@@ -176,8 +179,19 @@ def prove(
         neighbours=neighbours,
         progress=progress,
         first=None if first is None else np.isin(pair_keys(candidates), pair_keys(first)),
+        runner=runner,
     )
     return Proved(candidates, confirmation)
+
+
+def engine_checks(engine: str, ray_address: str | None = None) -> CheckRunner | None:
+    """Where the proof's file-reading checks run: here (None: the cascade's threads), or
+    on a Ray cluster."""
+    if engine != "ray":
+        return None
+    from dedup_cli.distributed.proof import ray_checks
+
+    return ray_checks(ray_address)
 
 
 def pair_keys(pairs: Pairs) -> np.ndarray:

@@ -85,6 +85,8 @@ def find_candidates(
     new_rows: np.ndarray | None = None,
     searched: np.ndarray | None = None,
     neighbours: int | None = NEIGHBOURS,
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> Candidates:
     """Candidate pairs (row indices) of a collection whose row k is file ``ids[k]`` with
     vector ``matrix[k]`` written at ``seqs[k]``. ``new_only``: only pairs with a row
@@ -93,7 +95,9 @@ def find_candidates(
     ``neighbours``: each row's that many most similar rows (``search.nearest``); None: every
     pair at or above the threshold. ``store`` None: the rows come from several databases
     (``find A B``), so no approximate index is kept, and ``new_rows`` (rows written since
-    each database's last ``find``) replaces ``new_only``."""
+    each database's last ``find``) replaces ``new_only``. ``engine`` ``ray``: the
+    approximate search runs as tasks on a Ray cluster (``distributed.search``), its cells
+    made for this run rather than kept; exact search stays here."""
     method = choose_index(index, len(matrix), device)
     if new_only and new_rows is None and model_id is not None:
         if store is None:
@@ -106,8 +110,10 @@ def find_candidates(
     report: dict[str, Any] | None = None
     if model_id is None or len(rows) < 2 or (queries is not None and len(queries) == 0):
         pairs = Pairs.empty()
-    elif method == "ann" and store is None:
-        pairs = _unkept_ann_candidates(matrix, rows, new_rows, threshold, neighbours)
+    elif method == "ann" and (store is None or engine == "ray"):
+        pairs = _unkept_ann_candidates(
+            matrix, rows, new_rows, threshold, neighbours, engine, ray_address
+        )
     elif method == "ann" and store is not None:
         pairs, report = _ann_candidates(
             store, model_id, model_key, ids, seqs, matrix, threshold, new_rows, rows, neighbours
@@ -186,13 +192,22 @@ def _unkept_ann_candidates(
     new_rows: np.ndarray | None,
     threshold: float,
     neighbours: int | None,
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> Pairs:
-    """The approximate search over rows of several databases, whose cells no one database
-    can keep: built for this run. With new rows, the pairs that touch one (the join itself
-    runs over every row, as a first ``--new-only`` does)."""
-    from dedup_cli.search.cells import ann_pairs
+    """The approximate search with cells built for this run: over rows of several
+    databases, whose cells no one database can keep, or on a Ray cluster. With new rows,
+    the pairs that touch one (the join itself runs over every row, as a first
+    ``--new-only`` does)."""
+    if engine == "ray":
+        from dedup_cli.distributed.search import ray_ann_pairs
 
-    pairs = in_rows(ann_pairs(matrix[rows], threshold, neighbours=neighbours), rows)
+        found = ray_ann_pairs(matrix[rows], threshold, neighbours=neighbours, address=ray_address)
+    else:
+        from dedup_cli.search.cells import ann_pairs
+
+        found = ann_pairs(matrix[rows], threshold, neighbours=neighbours)
+    pairs = in_rows(found, rows)
     if new_rows is None:
         return pairs
     touch = np.isin(pairs.left, new_rows) | np.isin(pairs.right, new_rows)

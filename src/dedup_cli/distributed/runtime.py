@@ -1,0 +1,123 @@
+"""Connecting to Ray, sizing the work to the cluster, and checking that every node sees the
+files: what each distributed stage needs before it starts.
+
+Ray is an optional extra (``pip install 'dedup-cli[ray]'``) and is imported only here and in
+the stages that run on it, so ``--engine local`` never loads it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dedup_cli.errors import DedupError, UsageError
+
+NEEDS_RAY = "--engine ray needs Ray: pip install 'dedup-cli[ray]'"
+SHARED_SAMPLE = 8  # files each node is asked to stat before any work is sent
+
+
+class SharedStorageError(DedupError):
+    """A worker node cannot see the files at the paths the driver scanned."""
+
+
+def ray_module() -> Any:
+    """The ``ray`` package, or one clear error naming the extra to install."""
+    try:
+        import ray
+        import ray.data
+    except ImportError as exc:
+        raise UsageError(NEEDS_RAY) from exc
+    return ray
+
+
+def connect(address: str | None = None) -> Any:
+    """Ray, connected: to a running session if this process has one, else to ``address``
+    (``auto``: the cluster this machine belongs to; ``HOST:PORT``; None: a new local one).
+    Quiet: no dashboard, no progress bars, warnings only."""
+    ray = ray_module()
+    if not ray.is_initialized():
+        try:
+            ray.init(
+                address=address,
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level=logging.WARNING,
+                configure_logging=False,
+            )
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            where = address or "a new local cluster"
+            raise UsageError(f"cannot connect to Ray at {where}: {exc}") from exc
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+    # Ray Data sets its loggers up again when it starts: quiet them once connected.
+    logging.getLogger("ray.data").setLevel(os.environ.get("RAY_DATA_LOG_LEVEL", "ERROR"))
+    return ray
+
+
+@dataclass(frozen=True)
+class ClusterSize:
+    """What the cluster offers the embedding actors."""
+
+    cpus: int
+    gpus: int
+    nodes: int
+
+
+def cluster_size() -> ClusterSize:
+    """The CPUs, GPUs and live nodes of the connected cluster."""
+    ray = ray_module()
+    resources = ray.cluster_resources()
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    return ClusterSize(
+        cpus=int(resources.get("CPU", 0)),
+        gpus=int(resources.get("GPU", 0)),
+        nodes=len(nodes),
+    )
+
+
+def _visible(paths: Sequence[str]) -> list[tuple[str, int | None]]:
+    """Each path's size as this process sees it (None: not there)."""
+    seen: list[tuple[str, int | None]] = []
+    for path in paths:
+        try:
+            seen.append((path, os.stat(path).st_size))
+        except OSError:
+            seen.append((path, None))
+    return seen
+
+
+def check_shared_storage(files: Sequence[tuple[Path | str, int | None]]) -> None:
+    """Every live node sees a sample of the files (absolute path, size) at the same path
+    with the same size; else one error that says workers need shared storage. The sample
+    is the first and last few files, so a share mounted only in part is caught too."""
+    if not files:
+        return
+    ray = ray_module()
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    sample = list(files[: SHARED_SAMPLE // 2]) + list(files[-(SHARED_SAMPLE // 2) :])
+    expected = {str(path): size for path, size in sample}
+    probe = ray.remote(num_cpus=0)(_visible)
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    answers = ray.get(
+        [
+            probe.options(
+                scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
+            ).remote(list(expected))
+            for n in nodes
+        ]
+    )
+    for node, answer in zip(nodes, answers):
+        for path, size in answer:
+            if size != expected[path]:
+                seen = "does not see" if size is None else f"sees another file ({size} bytes) at"
+                raise SharedStorageError(
+                    f"Ray node {node.get('NodeManagerAddress', node['NodeID'])} {seen} "
+                    f"{path}: --engine ray needs the files at the same path on every node "
+                    "(shared storage such as NFS or SMB, mounted at the same place)"
+                )

@@ -1,0 +1,257 @@
+"""``--engine ray``: the same files, facts and vectors as the local pipeline, written once each
+by the driver, whatever a worker does; one clear line where Ray is missing or a node cannot
+see the files.
+
+Ray runs here as a local cluster of 2 CPUs (started once for this module); the two-node
+cluster runs in a subprocess of its own (``test_two_nodes_embed_and_find_like_local``).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import encode, random_image
+from dedup_cli.embed.pipeline import EmbedOptions, embed_root, hash_folder
+from dedup_cli.errors import UsageError
+from dedup_cli.models import get_spec
+from dedup_cli.models.base import Preprocessing
+from dedup_cli.store import Store
+
+ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray() -> Iterator[None]:
+    """One local Ray of 2 CPUs for the module (starting one costs seconds)."""
+    import cloudpickle
+
+    # The models below are defined in this test module, which Ray's workers cannot import:
+    # ship them by value.
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+class DyingModel:
+    """A tiny deterministic embedder whose actor dies (the whole worker process) on its
+    second batch, once per marker file: Ray must restart it and run the batch again."""
+
+    name = "effnet"
+    dimension = 8
+    preprocessing = Preprocessing(size=16, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    default_threshold = 0.9
+
+    def __init__(self, marker: Path | None = None) -> None:
+        self.marker = marker
+        self.batches = 0
+
+    def embed_batch(self, images: torch.Tensor) -> np.ndarray:
+        self.batches += 1
+        if self.marker is not None and self.batches == 2 and not self.marker.exists():
+            self.marker.write_text(str(os.getpid()))
+            os._exit(1)
+        x = images.float().reshape(images.shape[0], 3, 4, 4, 4, 4).mean(dim=(2, 3, 5))
+        v = x.reshape(images.shape[0], -1)[:, :8] + 1.0
+        return (v / v.norm(dim=1, keepdim=True)).numpy()
+
+
+class TinyFactory:
+    """A picklable model factory (a lambda of the test would not reach the workers)."""
+
+    def __init__(self, marker: Path | None = None) -> None:
+        self.marker = marker
+
+    def __call__(self) -> DyingModel:
+        return DyingModel(self.marker)
+
+
+def make_folder(root: Path, count: int) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        (root / f"img_{i:03d}.png").write_bytes(encode(random_image(i), "PNG"))
+    (root / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+
+
+def hashed(root: Path, store: Store, engine: str, factory: TinyFactory | None = None, **kw):  # type: ignore[no-untyped-def]
+    return hash_folder(
+        root,
+        store,
+        get_spec("effnet"),
+        device="cpu",
+        batch_size=4,
+        workers=0,
+        model_factory=factory or TinyFactory(),
+        engine=engine,
+        **kw,
+    )
+
+
+def stored(db: Path) -> dict[str, tuple[object, ...]]:
+    """Each file's facts and vector, by path."""
+    rows = sqlite3.connect(db).execute(
+        "SELECT f.path, f.size, f.content_hash, f.width, f.height, f.error, f.thumbnail, "
+        "f.regions, e.vector FROM files f LEFT JOIN embeddings e ON e.file_id = f.id"
+    )
+    return {row[0]: row[1:] for row in rows}
+
+
+def test_ray_gives_the_local_facts_and_vectors(tmp_path: Path) -> None:
+    for name in ("local", "ray"):
+        make_folder(tmp_path / name, 21)
+    with Store(tmp_path / "local.db") as a, Store(tmp_path / "ray.db") as b:
+        local = hashed(tmp_path / "local", a, "local")
+        remote = hashed(tmp_path / "ray", b, "ray")
+    assert remote.embedded == local.embedded == 21
+    assert [p for p, _ in remote.failed] == [p for p, _ in local.failed] == ["broken.jpg"]
+    mine, theirs = stored(tmp_path / "local.db"), stored(tmp_path / "ray.db")
+    assert mine.keys() == theirs.keys() and len(mine) == 22
+    for path, facts in mine.items():
+        assert facts[:-1] == theirs[path][:-1], path
+        if facts[-1] is not None:
+            a_vec = np.frombuffer(facts[-1], np.float32)  # type: ignore[arg-type]
+            b_vec = np.frombuffer(theirs[path][-1], np.float32)  # type: ignore[arg-type]
+            assert np.allclose(a_vec, b_vec, atol=1e-6), path
+
+
+def test_a_rerun_on_ray_embeds_only_what_is_new(tmp_path: Path) -> None:
+    root = tmp_path / "photos"
+    make_folder(root, 9)
+    with Store(tmp_path / "x.db") as store:
+        assert hashed(root, store, "ray").embedded == 9
+        (root / "img_100.png").write_bytes(encode(random_image(100), "PNG"))
+        again = hashed(root, store, "ray")
+    assert again.embedded == 1 and again.unchanged == 9 and again.known_bad == 1
+
+
+def test_a_worker_killed_mid_run_leaves_every_file_embedded_exactly_once(tmp_path: Path) -> None:
+    root = tmp_path / "photos"
+    make_folder(root, 24)
+    marker = tmp_path / "died"
+    with Store(tmp_path / "x.db") as store:
+        report = hashed(root, store, "ray", TinyFactory(marker))
+        assert marker.exists()  # a worker process did die mid-run
+        again = hashed(root, store, "ray")
+    assert report.embedded == 24 and again.embedded == 0
+    counts = sqlite3.connect(tmp_path / "x.db").execute(
+        "SELECT COUNT(*), COUNT(DISTINCT file_id) FROM embeddings"
+    )
+    assert counts.fetchone() == (24, 24)
+
+
+class StopAfter:
+    """Progress that stops the driver (as Ctrl-C would) once ``count`` files are written."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.done = 0
+
+    def start(self, total: int, description: str | None = None) -> None: ...
+
+    def advance(self, count: int) -> None:
+        self.done += count
+        if self.done >= self.count:
+            raise KeyboardInterrupt
+
+    def finish(self) -> None: ...
+
+
+def test_a_stopped_ray_run_keeps_its_written_batches_and_resumes(tmp_path: Path) -> None:
+    root = tmp_path / "photos"
+    make_folder(root, 23)
+    db = tmp_path / "x.db"
+    with Store(db) as store:
+        with pytest.raises(KeyboardInterrupt):
+            hashed(root, store, "ray", progress=StopAfter(8))
+        saved = sqlite3.connect(db).execute("SELECT COUNT(*) FROM embeddings").fetchone()[0]
+        assert 4 <= saved < 23
+        again = hashed(root, store, "ray")
+    assert again.embedded == 23 - saved
+    total = sqlite3.connect(db).execute("SELECT COUNT(DISTINCT file_id) FROM embeddings")
+    assert total.fetchone()[0] == 23
+
+
+def test_a_node_that_cannot_see_the_files_is_one_clear_error(tmp_path: Path) -> None:
+    from dedup_cli.distributed.runtime import SharedStorageError, check_shared_storage
+
+    there = tmp_path / "there.jpg"
+    there.write_bytes(b"12345")
+    check_shared_storage([(there, 5)])
+    with pytest.raises(SharedStorageError, match="same path on every node"):
+        check_shared_storage([(there, 5), (tmp_path / "only-on-the-driver.jpg", 7)])
+    with pytest.raises(SharedStorageError, match="another file"):
+        check_shared_storage([(there, 6)])
+
+
+def test_a_file_a_worker_cannot_find_is_reported_never_recorded_bad(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker whose share is not mounted must not mark the driver's files unreadable
+    (a known-bad file is never tried again until it changes)."""
+    import dedup_cli.distributed.embedding as embedding
+
+    root = tmp_path / "photos"
+    make_folder(root, 6)
+    gone = root / "img_003.png"
+    # The shared-storage check passes (it ran before the file went); the worker then
+    # finds it gone.
+    monkeypatch.setattr(embedding, "check_shared_storage", lambda files: gone.unlink())
+    with Store(tmp_path / "x.db") as store:
+        report = hashed(root, store, "ray")
+    assert ("img_003.png", embedding.MISSING_ON_WORKER) in report.failed
+    assert "img_003.png" not in stored(tmp_path / "x.db")
+
+
+def test_without_ray_the_engine_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from dedup_cli.cli import app
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    result = CliRunner().invoke(app, ["hash", ".", "--engine", "ray"])
+    assert result.exit_code == 2
+    assert "pip install 'dedup-cli[ray]'" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+TWO_NODES = """
+import sys
+from pathlib import Path
+import numpy as np
+import ray
+from ray.cluster_utils import Cluster
+
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+cluster.add_node(num_cpus=1)
+cluster.wait_for_nodes()
+ray.init(address=cluster.address, log_to_driver=False)
+assert len([n for n in ray.nodes() if n["Alive"]]) == 2
+
+from dedup_cli.embed.pipeline import EmbedOptions
+from dedup_cli.jobs.find import find_duplicates
+from dedup_cli.models import get_spec
+from dedup_cli.store import Store
+
+root = Path(sys.argv[1])
+spec = get_spec("effnet")
+result = find_duplicates(
+    root, Store(root / "x.db"), spec, EmbedOptions(device="cpu", engine="ray", batch_size=2)
+)
+used = {w["node_id"] for w in ray.state.workers().values()} if hasattr(ray, "state") else set()
+groups = sorted(sorted(str(f.path) for f in g.files) for g in result.plan.groups)
+print("GROUPS", groups)
+print("EMBEDDED", result.hash_report.embedded)
+ray.shutdown()
+cluster.shutdown()
+"""
