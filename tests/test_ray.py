@@ -12,7 +12,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,8 +20,7 @@ import pytest
 import torch
 
 from conftest import encode, random_image
-from dedup_cli.embed.pipeline import EmbedOptions, embed_root, hash_folder
-from dedup_cli.errors import UsageError
+from dedup_cli.embed.pipeline import MISSING_ON_WORKER, EmbedOptions, hash_folder
 from dedup_cli.models import get_spec
 from dedup_cli.models.base import Preprocessing
 from dedup_cli.store import Store
@@ -34,7 +32,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module", autouse=True)
 def local_ray() -> Iterator[None]:
     """One local Ray of 2 CPUs for the module (starting one costs seconds)."""
-    import cloudpickle
+    from ray import cloudpickle
 
     # The models below are defined in this test module, which Ray's workers cannot import:
     # ship them by value.
@@ -209,7 +207,7 @@ def test_a_file_a_worker_cannot_find_is_reported_never_recorded_bad(
     monkeypatch.setattr(embedding, "check_shared_storage", lambda files: gone.unlink())
     with Store(tmp_path / "x.db") as store:
         report = hashed(root, store, "ray")
-    assert ("img_003.png", embedding.MISSING_ON_WORKER) in report.failed
+    assert ("img_003.png", MISSING_ON_WORKER) in report.failed
     assert "img_003.png" not in stored(tmp_path / "x.db")
 
 
@@ -225,33 +223,171 @@ def test_without_ray_the_engine_says_what_to_install(monkeypatch: pytest.MonkeyP
     assert len(result.output.strip().splitlines()) == 1
 
 
+def plan_groups(result) -> list[list[str]]:  # type: ignore[no-untyped-def]
+    """The planned groups by relative path: keeper first, then the removals."""
+    return sorted([g.keep.path, *sorted(r.file.path for r in g.remove)] for g in result.plan.groups)
+
+
+def test_find_on_ray_plans_the_local_groups(tmp_path: Path, library: Path) -> None:
+    import shutil
+
+    from dedup_cli.jobs.find import find_duplicates
+
+    other = tmp_path / "copy"
+    shutil.copytree(library, other)
+    spec = get_spec("effnet")
+    with Store(tmp_path / "a.db") as a, Store(tmp_path / "b.db") as b:
+        local = find_duplicates(library, a, spec, EmbedOptions(device="cpu"))
+        remote = find_duplicates(other, b, spec, EmbedOptions(device="cpu", engine="ray"))
+    assert remote.hashing.embedded == local.hashing.embedded > 0
+    assert plan_groups(remote) == plan_groups(local) and len(plan_groups(local)) >= 3
+    assert remote.proofs == local.proofs and remote.confirmed_by == local.confirmed_by
+
+
+def clustered(n: int, dim: int, spread: float, seed: int = 0) -> np.ndarray:
+    """Unit rows: a quarter of originals, a quarter of their copies (noise ``spread``), the
+    rest unrelated; all alike where ``spread`` is large (a dense folder)."""
+    rng = np.random.default_rng(seed)
+    base = rng.standard_normal((n // 4, dim)).astype(np.float32)
+    copies = base + spread * rng.standard_normal(base.shape).astype(np.float32)
+    rest = rng.standard_normal((n - 2 * len(base), dim)).astype(np.float32)
+    rows = np.concatenate([base, copies, rest])
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    return rows
+
+
+@pytest.mark.parametrize("neighbours", [None, 4])
+def test_the_cell_join_on_ray_finds_the_local_pairs(neighbours: int | None) -> None:
+    from dedup_cli.distributed.search import ray_ann_pairs
+    from dedup_cli.search.cells import ann_pairs
+
+    # 6,000 rows: 309 cells in 8 groups; and a dense region (a shared direction) where
+    # rows have more than ``neighbours`` candidates each.
+    rows = clustered(6000, 32, 0.2)
+    rows[:600] += 2.0 * rows[0]
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    local = ann_pairs(rows, 0.8, neighbours=neighbours)
+    remote = ray_ann_pairs(rows, 0.8, neighbours=neighbours)
+    assert len(local) > 1500
+    mine = set(zip(local.left.tolist(), local.right.tolist()))
+    theirs = set(zip(remote.left.tolist(), remote.right.tolist()))
+    assert theirs == mine
+    assert np.allclose(np.sort(remote.similarity), np.sort(local.similarity))
+
+
+def test_work_groups_balance_the_join() -> None:
+    from dedup_cli.distributed.search import work_groups
+
+    cells = np.repeat(np.arange(10), [1000, 1, 1, 1, 1, 1, 1, 1, 1, 1])
+    groups = work_groups(cells, cells, 10, 4)
+    assert groups[0] == 0 and set(groups[1:].tolist()) != {0}  # the big cell stands alone
+    assert np.all(np.diff(groups) >= 0) and groups.max() <= 3
+
+
+def test_checks_on_ray_give_the_local_answers(tmp_path: Path, library: Path) -> None:
+    from dedup_cli.confirm.cascade import ALIGNED, KEYPOINTS, TURNED, Check, local_checks
+    from dedup_cli.confirm.geometry import PictureCache
+    from dedup_cli.distributed.proof import ray_checks
+
+    a, b = str(library / "rocket.jpg"), str(library / "trip" / "rocket_crop.png")
+    c = str(library / "coffee.jpg")
+    checks = [
+        Check(KEYPOINTS, a, b),
+        Check(ALIGNED, a, b),
+        Check(KEYPOINTS, a, c),
+        Check(TURNED, a, c, 3),
+        Check(KEYPOINTS, a, str(library / "broken.jpg")),
+    ] * 3
+    here = list(local_checks(PictureCache())(checks))
+    there = list(ray_checks()(checks))
+    assert there == here
+    assert here[0] is not None and here[0].is_copy and here[2] is None and here[4] is None
+
+
 TWO_NODES = """
-import sys
+import json, os, sys
 from pathlib import Path
-import numpy as np
+
 import ray
 from ray.cluster_utils import Cluster
 
+from dedup_cli.embed.pipeline import EmbedOptions, hash_folder
+from dedup_cli.jobs.find import find_duplicates
+from dedup_cli.models import get_spec, load_model
+from dedup_cli.store import Store
+
+spec = get_spec("effnet")
+
+
+class NodeNoting:
+    # The real model, noting in a folder which node embedded each batch.
+    def __init__(self, notes):
+        import torch
+
+        self.model = load_model(spec, torch.device("cpu"))
+        self.dimension, self.preprocessing = self.model.dimension, self.model.preprocessing
+        self.notes = notes
+
+    def embed_batch(self, images):
+        node = ray.get_runtime_context().get_node_id()
+        (Path(self.notes) / f"{node}-{os.getpid()}-{id(images)}").write_text("")
+        return self.model.embed_batch(images)
+
+
+def groups(result):
+    return sorted(
+        [g.keep.path, *sorted(r.file.path for r in g.remove)] for g in result.plan.groups
+    )
+
+
+here, there, notes = (Path(p) for p in sys.argv[1:4])
+local = find_duplicates(here, Store(here / "x.db"), spec, EmbedOptions(device="cpu"))
 cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
 cluster.add_node(num_cpus=1)
 cluster.wait_for_nodes()
 ray.init(address=cluster.address, log_to_driver=False)
-assert len([n for n in ray.nodes() if n["Alive"]]) == 2
-
-from dedup_cli.embed.pipeline import EmbedOptions
-from dedup_cli.jobs.find import find_duplicates
-from dedup_cli.models import get_spec
-from dedup_cli.store import Store
-
-root = Path(sys.argv[1])
-spec = get_spec("effnet")
-result = find_duplicates(
-    root, Store(root / "x.db"), spec, EmbedOptions(device="cpu", engine="ray", batch_size=2)
+nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
+store = Store(there / "x.db")
+report = hash_folder(
+    there, store, spec, device="cpu", batch_size=2, engine="ray",
+    model_factory=lambda: NodeNoting(notes),
 )
-used = {w["node_id"] for w in ray.state.workers().values()} if hasattr(ray, "state") else set()
-groups = sorted(sorted(str(f.path) for f in g.files) for g in result.plan.groups)
-print("GROUPS", groups)
-print("EMBEDDED", result.hash_report.embedded)
+remote = find_duplicates(there, store, spec, EmbedOptions(device="cpu", engine="ray"))
+used = sorted({name.split("-")[0] for name in os.listdir(notes)})
+print(json.dumps({
+    "nodes": sorted(nodes), "used": used, "embedded": report.embedded,
+    "local": groups(local), "remote": groups(remote),
+    "local_proofs": local.proofs, "remote_proofs": remote.proofs,
+}))
 ray.shutdown()
 cluster.shutdown()
 """
+
+
+def test_two_nodes_embed_and_find_like_local(tmp_path: Path, library: Path) -> None:
+    """Nothing assumes one node: a cluster of two (1 CPU each, so the two actors of the
+    pool sit on different nodes) embeds on both and plans the local groups."""
+    import json
+    import shutil
+
+    here, there, notes = tmp_path / "here", tmp_path / "there", tmp_path / "notes"
+    shutil.copytree(library, here)
+    shutil.copytree(library, there)
+    notes.mkdir()
+    script = tmp_path / "two_nodes.py"
+    script.write_text(TWO_NODES)
+    env = {**os.environ, "RAY_ADDRESS": ""}
+    done = subprocess.run(
+        [sys.executable, str(script), str(here), str(there), str(notes)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(answer["nodes"]) == 2
+    assert answer["used"] == answer["nodes"]  # both nodes embedded
+    assert answer["embedded"] == 9
+    assert answer["remote"] == answer["local"] and len(answer["local"]) >= 3
+    assert answer["remote_proofs"] == answer["local_proofs"]

@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 # Files per block of the Dataset, in model batches: small enough that a pool of actors all
 # get work on a few thousand files, large enough that Ray's per-block cost stays small.
 BATCHES_PER_BLOCK = 2
-MISSING_ON_WORKER = "not found on the Ray worker that read it (is the share mounted there?)"
 
 
 @dataclass(frozen=True)

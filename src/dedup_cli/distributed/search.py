@@ -51,11 +51,12 @@ def work_groups(probe_cells: np.ndarray, cells: np.ndarray, nlist: int, groups: 
     holds about the same join work: for each cell, the rows probing it times its members."""
     asking = np.bincount(probe_cells, minlength=nlist).astype(np.float64)
     held = np.bincount(cells, minlength=nlist).astype(np.float64)
-    work = np.cumsum(asking * np.maximum(held, 1.0))
-    total = work[-1] if len(work) else 0.0
+    work = asking * np.maximum(held, 1.0)
+    total = float(work.sum())
     if total <= 0:
         return np.zeros(nlist, dtype=np.int64)
-    return np.minimum((work - 1e-9) * groups // total, groups - 1).astype(np.int64)
+    before = np.cumsum(work) - work  # the work of the cells ahead of each
+    return np.minimum(before * groups // total, groups - 1).astype(np.int64)
 
 
 def ray_ann_pairs(
