@@ -21,6 +21,7 @@ import torch
 
 from conftest import encode, random_image
 from dedup_cli.embed.pipeline import MISSING_ON_WORKER, EmbedOptions, hash_folder
+from dedup_cli.errors import UsageError
 from dedup_cli.models import get_spec
 from dedup_cli.models.base import Preprocessing
 from dedup_cli.store import Store
@@ -302,6 +303,85 @@ def test_checks_on_ray_give_the_local_answers(tmp_path: Path, library: Path) -> 
     there = list(ray_checks()(checks))
     assert there == here
     assert here[0] is not None and here[0].is_copy and here[2] is None and here[4] is None
+
+
+def test_export_then_import_fills_the_database_as_hash_does(tmp_path: Path) -> None:
+    from dedup_cli.embed.shards import import_shards
+
+    for name in ("local", "exported"):
+        make_folder(tmp_path / name, 11)
+    shards = tmp_path / "shards"
+    with Store(tmp_path / "local.db") as a, Store(tmp_path / "exported.db") as b:
+        hashed(tmp_path / "local", a, "local")
+        report = hashed(tmp_path / "exported", b, "ray", export=shards)
+        assert report.exported == 12 and report.embedded == 0
+        assert stored(tmp_path / "exported.db") == {}  # the workers wrote shards, not the db
+        imported = import_shards(shards, b)
+        assert imported.imported == 12 and not imported.damaged
+        again = import_shards(shards, b)
+        assert again.imported == 0 and again.unchanged == 12
+        rerun = hashed(tmp_path / "exported", b, "local")
+    assert rerun.embedded == 0 and rerun.unchanged == 11 and rerun.known_bad == 1
+    mine, theirs = stored(tmp_path / "local.db"), stored(tmp_path / "exported.db")
+    assert mine.keys() == theirs.keys()
+    for path, facts in mine.items():
+        assert facts[:-1] == theirs[path][:-1], path
+        if facts[-1] is not None:
+            a_vec = np.frombuffer(facts[-1], np.float32)  # type: ignore[arg-type]
+            assert np.allclose(a_vec, np.frombuffer(theirs[path][-1], np.float32)), path  # type: ignore[arg-type]
+
+
+def test_import_refuses_rows_that_lie_and_leaves_changed_files_to_hash(tmp_path: Path) -> None:
+    """Shards come from elsewhere: a path out of the root, a vector of the wrong length or
+    not finite, a fact of the wrong type are refused; a file changed since is left alone."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from dedup_cli.embed.shards import import_shards
+
+    root = tmp_path / "photos"
+    make_folder(root, 11)
+    shards = tmp_path / "shards"
+    with Store(tmp_path / "x.db") as store:
+        hashed(root, store, "ray", export=shards)
+        parts = sorted(shards.glob("*.parquet"))
+        table = pa.concat_tables([pq.read_table(p) for p in parts])
+        for part in parts:
+            part.unlink()
+        rows = sorted(table.to_pylist(), key=lambda row: str(row["path"]))
+        rows[0]["path"] = "../outside.png"
+        rows[1]["vector"] = [*rows[1]["vector"][:-1], float("nan")]
+        rows[2]["width"] = "wide"
+        rows[3]["path"] = "/etc/passwd"
+        changed = root / rows[4]["path"]
+        changed.write_bytes(changed.read_bytes() + b"more")
+        # A column of the wrong type can only come as a shard of its own.
+        pq.write_table(pa.Table.from_pylist(rows[2:3]), shards / "lying.parquet")
+        pq.write_table(pa.Table.from_pylist(rows[:2] + rows[3:], schema=table.schema), parts[0])
+        report = import_shards(shards, store)
+        paths = set(stored(tmp_path / "x.db"))
+    refused = {"../outside.png", rows[1]["path"], rows[2]["path"], "/etc/passwd"}
+    assert {p for p, _ in report.damaged} == refused
+    assert report.changed == 1 and report.imported == 7
+    assert rows[4]["path"] not in paths and rows[1]["path"] not in paths
+    assert not (tmp_path / "outside.png").exists() and "../outside.png" not in paths
+
+
+def test_export_refuses_a_folder_in_use_and_import_one_without_manifest(tmp_path: Path) -> None:
+    from dedup_cli.embed.shards import import_shards
+
+    root = tmp_path / "photos"
+    make_folder(root, 3)
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "part-0.parquet").write_bytes(b"PAR1")
+    with Store(tmp_path / "x.db") as store:
+        with pytest.raises(UsageError, match="not empty"):
+            hashed(root, store, "ray", export=used)
+        with pytest.raises(UsageError, match="not a finished export"):
+            import_shards(used, store)
+        with pytest.raises(UsageError, match="needs --engine ray"):
+            hashed(root, store, "local", export=tmp_path / "new")
 
 
 TWO_NODES = """

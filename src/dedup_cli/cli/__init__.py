@@ -14,6 +14,7 @@ from dedup_cli.cli import (
     filename_cmd,
     find_cmd,
     hash_cmd,
+    import_cmd,
     models_cmd,
     prune_cmd,
     review_cmd,
@@ -85,6 +86,7 @@ def _main(
 app.command("hash")(hash_cmd.hash_command)
 app.command("find", cls=OptionalValues)(find_cmd.find_command)
 app.command("cross", cls=OptionalValues)(cross_cmd.cross_command)
+app.command("import")(import_cmd.import_command)
 app.command("review")(review_cmd.review_command)
 app.command("filename-clean")(filename_cmd.filename_clean_command)
 app.command("prune-db")(prune_cmd.prune_command)

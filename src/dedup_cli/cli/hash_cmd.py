@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
+import typer
 from rich.table import Table
 
 from dedup_cli.cli.common import (
@@ -45,6 +49,16 @@ def hash_command(
     exclude: ExcludeOpt = None,
     engine: EngineOpt = "local",
     ray_address: RayAddressOpt = None,
+    export: Annotated[
+        Path | None,
+        typer.Option(
+            "--export",
+            metavar="DIR",
+            help="With --engine ray: the workers write Parquet shards of the new and changed "
+            "files' facts and vectors to DIR (on shared storage), for dedup import, instead "
+            "of the driver writing the database.",
+        ),
+    ] = None,
     json_output: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -58,6 +72,10 @@ def hash_command(
         options = embed_options(
             device, weights, batch_size, workers, include_hidden, exclude, engine, ray_address
         )
+        if export is not None:
+            from dataclasses import replace
+
+            options = replace(options, export=export.expanduser().resolve())
         with open_store(root, db) as store:
             report = embed_root(
                 root.resolve(), store, spec, options, RichProgress("hashing", quiet or json_output)
@@ -71,7 +89,12 @@ def hash_command(
 def print_hash_summary(report: HashReport) -> None:
     table = Table(title=f"dedup hash · {report.model} on {report.device}", show_header=False)
     table.add_row("files scanned", str(report.scanned))
-    table.add_row("embedded now", f"{report.embedded} ({report.images_per_second:.1f} images/s)")
+    if report.export is not None:
+        table.add_row("exported", f"{report.exported} rows to {markup(report.export)}")
+    else:
+        table.add_row(
+            "embedded now", f"{report.embedded} ({report.images_per_second:.1f} images/s)"
+        )
     table.add_row("unchanged", str(report.unchanged))
     table.add_row("unreadable", f"{len(report.failed)} new, {report.known_bad} known")
     if report.skipped_symlinks:

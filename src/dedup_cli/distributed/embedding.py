@@ -19,6 +19,7 @@ import numpy as np
 
 from dedup_cli.distributed.runtime import check_shared_storage, cluster_size, connect
 from dedup_cli.embed.pipeline import DecodeDataset, EmbeddedBatch, collate
+from dedup_cli.errors import UsageError
 from dedup_cli.media.scan import ScannedFile
 
 if TYPE_CHECKING:
@@ -219,3 +220,36 @@ def embedded_batches(
     )
     for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
         yield items_of(batch)
+
+
+def export_on_ray(
+    todo: Sequence[ScannedFile],
+    spec: ModelSpec,
+    *,
+    root: Path,
+    folder: Path,
+    device: str,
+    weights: Path | None,
+    batch_size: int,
+    address: str | None,
+    model_factory: Callable[[], EmbeddingModel] | None = None,
+) -> int:
+    """Embed ``todo`` on the cluster and have the workers write Parquet shards of (path,
+    facts, vector) to ``folder`` (``embed.shards``), for ``dedup import``; nothing passes
+    through the driver. Returns the rows written."""
+    from dedup_cli.embed.shards import as_table, write_manifest
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if any(folder.iterdir()):
+        raise UsageError(f"--export {folder} is not empty (shards of another run would mix)")
+    dataset = embedding_dataset(
+        todo,
+        spec,
+        device=device,
+        weights=weights,
+        batch_size=batch_size,
+        address=address,
+        model_factory=model_factory,
+    )
+    dataset.map_batches(as_table, batch_format="numpy").write_parquet(str(folder))
+    return write_manifest(folder, root, spec.key, spec.preprocessing.to_json())

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dedup_cli.core.progress import Progress
-from dedup_cli.errors import DedupError
+from dedup_cli.errors import DedupError, UsageError
 from dedup_cli.malloc_tuning import default_malloc, keep_freed_memory
 from dedup_cli.media.decode import ImageDecodeError, content_hash, decode, read_file
 from dedup_cli.media.raw import is_raw, raw_preview
@@ -66,6 +66,9 @@ class HashReport:
     scan_errors: list[tuple[str, str]] = field(default_factory=list)
     # Files hashed by an older version, now looked at for pictures inside them.
     regions_completed: int = 0
+    # --export: the shards' folder and the rows the workers wrote there (none in the store)
+    export: str | None = None
+    exported: int = 0
     seconds: float = 0.0
 
     @classmethod
@@ -108,6 +111,8 @@ class HashReport:
             "skipped_excluded": self.skipped_excluded,
             "scan_errors": [{"path": p, "error": e} for p, e in self.scan_errors],
             "regions_completed": self.regions_completed,
+            "export": self.export,
+            "exported": self.exported,
             "seconds": round(self.seconds, 3),
             "images_per_second": round(self.images_per_second, 2),
         }
@@ -223,10 +228,14 @@ def hash_folder(
     scanned: ScanResult | None = None,
     engine: str = "local",
     ray_address: str | None = None,
+    export: Path | None = None,
 ) -> HashReport:
     """Embed every new or changed image under ``root`` and store the vectors. ``engine``
     ``ray``: decoded and embedded by actors on a Ray cluster (``distributed.embedding``),
-    written here, batch by batch, as locally."""
+    written here, batch by batch, as locally. ``export`` (with ``ray``): the workers write
+    Parquet shards to that folder instead, for ``dedup import`` (``embed.shards``)."""
+    if export is not None and engine != "ray":
+        raise UsageError("--export needs --engine ray (a local hash writes the database)")
     started = time.perf_counter()
     progress = progress or Progress()
     found = (
@@ -255,7 +264,23 @@ def hash_folder(
                 report.known_bad += 1
             else:
                 report.unchanged += 1
-    if todo and engine == "ray":
+    if todo and export is not None:
+        from dedup_cli.distributed.embedding import export_on_ray
+
+        report.device = f"ray ({device})"
+        report.exported = export_on_ray(
+            todo,
+            spec,
+            root=root,
+            folder=export,
+            device=str(device),
+            weights=weights,
+            batch_size=batch_size,
+            address=ray_address,
+            model_factory=model_factory,
+        )
+        report.export = str(export)
+    elif todo and engine == "ray":
         from dedup_cli.distributed.embedding import embedded_batches
 
         report.device = f"ray ({device})"
@@ -447,6 +472,7 @@ class EmbedOptions:
     exclude: tuple[str, ...] = ()  # glob patterns of files and folders not to scan
     engine: str = "local"  # where the work runs (config.ENGINES)
     ray_address: str | None = None  # --engine ray: auto, HOST:PORT, or None for a local Ray
+    export: Path | None = None  # hash --engine ray --export: Parquet shards, not the store
 
 
 def embed_root(
@@ -472,4 +498,5 @@ def embed_root(
         scanned=scanned,
         engine=options.engine,
         ray_address=options.ray_address,
+        export=options.export,
     )
