@@ -20,7 +20,8 @@ import pytest
 import torch
 
 from conftest import encode, random_image
-from dedup_cli.embed.pipeline import MISSING_ON_WORKER, EmbedOptions, hash_folder
+from dedup_cli.distributed.embedding import MISSING_ON_WORKER, OTHER_FILE_ON_WORKER
+from dedup_cli.embed.pipeline import EmbedOptions, hash_folder
 from dedup_cli.errors import UsageError
 from dedup_cli.models import get_spec
 from dedup_cli.models.base import Preprocessing
@@ -182,15 +183,30 @@ def test_a_stopped_ray_run_keeps_its_written_batches_and_resumes(tmp_path: Path)
 
 
 def test_a_node_that_cannot_see_the_files_is_one_clear_error(tmp_path: Path) -> None:
-    from dedup_cli.distributed.runtime import SharedStorageError, check_shared_storage
+    from dedup_cli.distributed.runtime import check_shared_storage
 
     there = tmp_path / "there.jpg"
     there.write_bytes(b"12345")
-    check_shared_storage([(there, 5)])
-    with pytest.raises(SharedStorageError, match="same path on every node"):
-        check_shared_storage([(there, 5), (tmp_path / "only-on-the-driver.jpg", 7)])
-    with pytest.raises(SharedStorageError, match="another file"):
-        check_shared_storage([(there, 6)])
+    check_shared_storage([there])
+    check_shared_storage([tmp_path / "gone for everyone.jpg"])  # nobody sees it: no node differs
+
+
+def test_a_node_that_sees_other_files_is_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stand-ins for the driver's view: the workers (real Ray tasks) see the real disk."""
+    from dedup_cli.distributed import runtime
+
+    there = tmp_path / "there.jpg"
+    there.write_bytes(b"12345")
+    monkeypatch.setattr(runtime, "_seen_here", lambda paths: [(p, (5, 1)) for p in paths])
+    with pytest.raises(runtime.SharedStorageError, match="sees another file"):
+        runtime.check_shared_storage([there])
+    here_only = tmp_path / "only-on-the-driver.jpg"
+    monkeypatch.setattr(runtime, "_seen_here", lambda paths: [(p, (7, 1)) for p in paths])
+    with pytest.raises(runtime.SharedStorageError, match="same path on every node"):
+        runtime.check_shared_storage([here_only])
+    assert runtime._visible([str(here_only)]) == [(str(here_only), None)]
 
 
 def test_a_file_a_worker_cannot_find_is_reported_never_recorded_bad(
@@ -205,11 +221,39 @@ def test_a_file_a_worker_cannot_find_is_reported_never_recorded_bad(
     gone = root / "img_003.png"
     # The shared-storage check passes (it ran before the file went); the worker then
     # finds it gone.
-    monkeypatch.setattr(embedding, "check_shared_storage", lambda files: gone.unlink())
+    monkeypatch.setattr(embedding, "check_shared_storage", lambda paths: gone.unlink())
     with Store(tmp_path / "x.db") as store:
         report = hashed(root, store, "ray")
     assert ("img_003.png", MISSING_ON_WORKER) in report.failed
     assert "img_003.png" not in stored(tmp_path / "x.db")
+
+
+def test_a_file_a_worker_read_otherwise_than_here_is_not_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker's own folder at the same path, or a share out of sync: the facts and vector
+    it sends are not of this machine's file, so they are not written (the next run tries
+    again). Simulated by changing the file here after the worker read it."""
+    import dedup_cli.distributed.embedding as embedding
+
+    root = tmp_path / "photos"
+    make_folder(root, 6)
+    other = root / "img_002.png"
+    original = embedding.items_of
+
+    def then_changed(batch: dict[str, np.ndarray]) -> object:
+        if other.stat().st_size < 10_000_000:
+            other.write_bytes(other.read_bytes() + b"changed here")
+        return original(batch)
+
+    monkeypatch.setattr(embedding, "items_of", then_changed)
+    with Store(tmp_path / "x.db") as store:
+        report = hashed(root, store, "ray")
+        assert ("img_002.png", OTHER_FILE_ON_WORKER) in report.failed
+        assert "img_002.png" not in stored(tmp_path / "x.db")
+        monkeypatch.setattr(embedding, "items_of", original)
+        again = hashed(root, store, "ray")
+    assert again.embedded == 1 and "img_002.png" in stored(tmp_path / "x.db")
 
 
 def test_without_ray_the_engine_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,6 +9,7 @@ With ``export``, the actors' output is written as Parquet shards by the workers 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,6 +26,12 @@ from dedup_cli.media.scan import ScannedFile
 if TYPE_CHECKING:
     from dedup_cli.models import ModelSpec
     from dedup_cli.models.base import EmbeddingModel
+
+MISSING_ON_WORKER = "not found by the Ray worker that read it (is the share mounted there?)"
+OTHER_FILE_ON_WORKER = (
+    "the Ray worker read another file at this path (its size or time differ from what this "
+    "machine sees): not recorded"
+)
 
 # Files per block of the Dataset, in model batches: small enough that a pool of actors all
 # get work on a few thousand files, large enough that Ray's per-block cost stays small.
@@ -167,7 +174,7 @@ def embedding_dataset(
     """The Dataset of decoded, embedded files: one actor per GPU where the cluster has GPUs
     (and ``device`` allows one), else one per CPU, each loading the model once."""
     ray = connect(address)
-    check_shared_storage([(f.absolute, f.size) for f in todo])
+    check_shared_storage([f.absolute for f in todo])
     size = cluster_size()
     on_gpu = size.gpus > 0 and device in ("auto", "cuda")
     actors = size.gpus if on_gpu else max(1, size.cpus)
@@ -207,8 +214,8 @@ def embedded_batches(
     model_factory: Callable[[], EmbeddingModel] | None = None,
 ) -> Iterator[EmbeddedBatch]:
     """Items and vectors batch by batch as the actors finish them, for the driver to
-    write (``embed.pipeline``). A file a worker could not find is marked ``missing`` (the
-    driver does not record it as unreadable: it is there, the worker's mount is not)."""
+    write (``embed.pipeline``). A file a worker could not find, or saw otherwise than this
+    machine does, is marked ``not_recorded``: its facts would not be this file's."""
     dataset = embedding_dataset(
         todo,
         spec,
@@ -218,8 +225,27 @@ def embedded_batches(
         address=address,
         model_factory=model_factory,
     )
+    where = {f.path: f.absolute for f in todo}
     for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-        yield items_of(batch)
+        embedded = items_of(batch)
+        for item in embedded.items:
+            item["not_recorded"] = _held_back(item, where[item["path"]])
+        yield embedded
+
+
+def _held_back(item: dict[str, Any], here: Path) -> str | None:
+    """Why a worker's item must not be written, or None: the worker could not find the
+    file, or read one whose size or time is not the file's here (a worker's own folder at
+    the same path, or a share out of sync): its facts and vector are not this file's."""
+    if item["missing"]:
+        return MISSING_ON_WORKER
+    try:
+        found = os.stat(here)
+    except OSError:
+        return None  # gone here since: recorded as the worker read it, rescanned next run
+    if (found.st_size, found.st_mtime_ns) != (item["size"], item["mtime_ns"]):
+        return OTHER_FILE_ON_WORKER
+    return None
 
 
 def export_on_ray(

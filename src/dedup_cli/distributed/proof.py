@@ -5,7 +5,6 @@ run makes."""
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from collections.abc import Iterator
 from typing import Any
@@ -33,8 +32,7 @@ def ray_checks(address: str | None = None) -> CheckRunner:
     def run(checks: list[Check]) -> Iterator[GeometricMatch | None]:
         if not checks:
             return
-        paths = sorted({c.a for c in checks} | {c.b for c in checks})
-        check_shared_storage([(path, _size(path)) for path in paths])
+        check_shared_storage(sorted({c.a for c in checks} | {c.b for c in checks}))
         pending: deque[Any] = deque()
         for start in range(0, len(checks), CHUNK):
             pending.append(remote.remote(checks[start : start + CHUNK]))
@@ -44,10 +42,3 @@ def ray_checks(address: str | None = None) -> CheckRunner:
             yield from ray.get(pending.popleft())
 
     return run
-
-
-def _size(path: str) -> int | None:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return None

@@ -80,28 +80,35 @@ def cluster_size() -> ClusterSize:
     )
 
 
-def _visible(paths: Sequence[str]) -> list[tuple[str, int | None]]:
-    """Each path's size as this process sees it (None: not there)."""
-    seen: list[tuple[str, int | None]] = []
+def _visible(paths: Sequence[str]) -> list[tuple[str, tuple[int, int] | None]]:
+    """Each path's (size, modification time) as this process sees it (None: not there)."""
+    seen: list[tuple[str, tuple[int, int] | None]] = []
     for path in paths:
         try:
-            seen.append((path, os.stat(path).st_size))
+            found = os.stat(path)
+            seen.append((path, (found.st_size, found.st_mtime_ns)))
         except OSError:
             seen.append((path, None))
     return seen
 
 
-def check_shared_storage(files: Sequence[tuple[Path | str, int | None]]) -> None:
-    """Every live node sees a sample of the files (absolute path, size) at the same path
-    with the same size; else one error that says workers need shared storage. The sample
-    is the first and last few files, so a share mounted only in part is caught too."""
-    if not files:
+def _seen_here(paths: Sequence[str]) -> list[tuple[str, tuple[int, int] | None]]:
+    """What the driver sees: the answer every node must give."""
+    return _visible(paths)
+
+
+def check_shared_storage(paths: Sequence[Path | str]) -> None:
+    """Every live node sees a sample of the files (absolute paths) at the same path with the
+    size and time this process sees; else one error that says workers need shared storage.
+    The sample is the first and last few files, so a share mounted only in part is caught
+    too."""
+    if not paths:
         return
     ray = ray_module()
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    sample = list(files[: SHARED_SAMPLE // 2]) + list(files[-(SHARED_SAMPLE // 2) :])
-    expected = {str(path): size for path, size in sample}
+    sample = [str(p) for p in [*paths[: SHARED_SAMPLE // 2], *paths[-(SHARED_SAMPLE // 2) :]]]
+    expected = dict(_seen_here(sample))
     probe = ray.remote(num_cpus=0)(_visible)
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     answers = ray.get(
@@ -113,9 +120,9 @@ def check_shared_storage(files: Sequence[tuple[Path | str, int | None]]) -> None
         ]
     )
     for node, answer in zip(nodes, answers):
-        for path, size in answer:
-            if size != expected[path]:
-                seen = "does not see" if size is None else f"sees another file ({size} bytes) at"
+        for path, facts in answer:
+            if facts != expected[path]:
+                seen = "does not see" if facts is None else "sees another file (size or time) at"
                 raise SharedStorageError(
                     f"Ray node {node.get('NodeManagerAddress', node['NodeID'])} {seen} "
                     f"{path}: --engine ray needs the files at the same path on every node "

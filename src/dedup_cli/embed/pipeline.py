@@ -404,9 +404,6 @@ def _local_batches(
         yield EmbeddedBatch(items, vectors_by_path, model.dimension)
 
 
-MISSING_ON_WORKER = "not found by the Ray worker that read it (is the share mounted there?)"
-
-
 def _write_all(
     batches: Batches,
     store: Store,
@@ -416,9 +413,9 @@ def _write_all(
     progress: Progress,
 ) -> None:
     """Write each batch in its own transaction as it comes (a killed run loses at most the
-    batches in flight); the model is registered with the first. A file a Ray worker could
-    not find is reported, never recorded as unreadable: it is the worker's mount that is
-    missing, and the next run tries again."""
+    batches in flight); the model is registered with the first. An item marked
+    ``not_recorded`` (a Ray worker could not find the file, or read another one than this
+    machine sees) is reported with that reason and never written: the next run tries again."""
     progress.start(total)
     model_id: int | None = None
     try:
@@ -433,7 +430,7 @@ def _write_all(
                     raise DedupError(
                         f"the model gave vectors of {len(vector)} numbers, not {batch.dimension}"
                     )
-            present = [it for it in items if not it.get("missing")]
+            present = [it for it in items if not it.get("not_recorded")]
             facts = [
                 FileFacts(
                     it["path"],
@@ -450,8 +447,8 @@ def _write_all(
             ]
             store.write_batch(model_id, facts, vectors_by_path)
             for it in items:
-                if it.get("missing"):
-                    report.failed.append((it["path"], MISSING_ON_WORKER))
+                if it.get("not_recorded"):
+                    report.failed.append((it["path"], it["not_recorded"]))
                 elif it["error"] is not None:
                     report.failed.append((it["path"], it["error"]))
             report.embedded += len(vectors_by_path)
