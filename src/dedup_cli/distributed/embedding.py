@@ -21,6 +21,7 @@ import numpy as np
 from dedup_cli.distributed.runtime import check_shared_storage, cluster_size, connect
 from dedup_cli.embed.pipeline import DecodeDataset, EmbeddedBatch, collate
 from dedup_cli.errors import UsageError
+from dedup_cli.malloc_tuning import keep_freed_memory
 from dedup_cli.media.scan import ScannedFile
 
 if TYPE_CHECKING:
@@ -33,9 +34,20 @@ OTHER_FILE_ON_WORKER = (
     "machine sees): not recorded"
 )
 
-# Files per block of the Dataset, in model batches: small enough that a pool of actors all
-# get work on a few thousand files, large enough that Ray's per-block cost stays small.
-BATCHES_PER_BLOCK = 2
+# Files per block of the Dataset (each block goes to one actor whole): at least
+# ``BLOCKS_PER_ACTOR`` blocks per actor where there are files enough, so the last blocks
+# leave no actor idle for long; at most ``MAX_BATCHES_PER_BLOCK`` model batches, as Ray's
+# cost per block is paid less often in larger ones (4,392 photos on 2 CPUs: 70.1 s with
+# blocks of 2 batches, 63.1 s with 8; the local pipeline took 57.6 s).
+BLOCKS_PER_ACTOR = 4
+MAX_BATCHES_PER_BLOCK = 8
+
+
+def block_files(files: int, actors: int, batch_size: int) -> int:
+    """How many files each block of the Dataset holds: whole model batches."""
+    share = -(-files // max(1, actors * BLOCKS_PER_ACTOR))
+    batches = max(1, min(MAX_BATCHES_PER_BLOCK, -(-share // batch_size)))
+    return batches * batch_size
 
 
 @dataclass(frozen=True)
@@ -62,6 +74,9 @@ class EmbedActor:
         from dedup_cli.models import load_model, resolve_device
 
         given = self.settings
+        if given.device == "cpu":
+            # As the local pipeline's model process: freed tensors stay in the heap.
+            keep_freed_memory()
         self.model = (
             given.model_factory()
             if given.model_factory
@@ -178,8 +193,8 @@ def embedding_dataset(
     size = cluster_size()
     on_gpu = size.gpus > 0 and device in ("auto", "cuda")
     actors = size.gpus if on_gpu else max(1, size.cpus)
-    per_block = batch_size * BATCHES_PER_BLOCK
-    blocks = max(1, min(-(-len(todo) // per_block), 4096))
+    per_block = block_files(len(todo), actors, batch_size)
+    blocks = -(-len(todo) // per_block)
     dataset = ray.data.from_items(
         [
             {"root": str(f.root), "path": f.path, "size": f.size, "mtime_ns": f.mtime_ns}
