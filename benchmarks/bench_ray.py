@@ -67,7 +67,9 @@ def _hash(task: dict[str, Any]) -> dict[str, Any]:
             cluster.wait_for_nodes()
             ray.init(address=cluster.address, log_to_driver=False)
         else:
-            ray.init(num_cpus=task["cpus"], include_dashboard=False, log_to_driver=False)
+            ray.init(
+                address="local", num_cpus=task["cpus"], include_dashboard=False, log_to_driver=False
+            )
         started = time.perf_counter() - t
     db = Path(task["db"])
     db.unlink(missing_ok=True)
@@ -75,6 +77,10 @@ def _hash(task: dict[str, Any]) -> dict[str, Any]:
         report = hash_folder(
             Path(task["root"]), store, get_spec("effnet"), device="cpu", engine=engine
         )
+    if engine == "ray":
+        ray.shutdown()
+        if task.get("nodes"):
+            cluster.shutdown()
     return {"embedded": report.embedded, "seconds": report.seconds, "ray_start": started}
 
 
@@ -89,7 +95,9 @@ def _find(task: dict[str, Any]) -> dict[str, Any]:
         import ray
 
         t = time.perf_counter()
-        ray.init(num_cpus=task["cpus"], include_dashboard=False, log_to_driver=False)
+        ray.init(
+            address="local", num_cpus=task["cpus"], include_dashboard=False, log_to_driver=False
+        )
         started = time.perf_counter() - t
     t = time.perf_counter()
     with Store(Path(task["db"])) as store:
@@ -127,7 +135,9 @@ def _vectors(task: dict[str, Any]) -> dict[str, Any]:
 
         from dedup_cli.distributed.search import ray_ann_pairs
 
-        ray.init(num_cpus=task["cpus"], include_dashboard=False, log_to_driver=False)
+        ray.init(
+            address="local", num_cpus=task["cpus"], include_dashboard=False, log_to_driver=False
+        )
         started = time.perf_counter() - t
         t = time.perf_counter()
         pairs = ray_ann_pairs(vectors, threshold, neighbours=neighbours)
@@ -190,13 +200,7 @@ def photos(args: argparse.Namespace) -> None:
                 got["ray_start"],
             ]
         )
-    print(
-        table(
-            "photos",
-            ["run", "files / removals", "seconds", "img/s or proof s", "ray start s"],
-            rows,
-        )
-    )
+    table("photos", ["run", "files / removals", "seconds", "img/s or proof s", "ray start s"], rows)
     best_local, best_ray = min(hashes["local"]), min(hashes["ray"])
     print(
         f"hash overhead of ray (best of {args.repeat}): {100 * (best_ray / best_local - 1):+.1f} %"
@@ -234,7 +238,7 @@ def nodes(args: argparse.Namespace) -> None:
                 got["ray_start"],
             ]
         )
-    print(table("nodes", ["cluster", "files", "seconds", "img/s", "start s"], rows))
+    table("nodes", ["cluster", "files", "seconds", "img/s", "start s"], rows)
 
 
 def vectors(args: argparse.Namespace) -> None:
@@ -257,12 +261,10 @@ def vectors(args: argparse.Namespace) -> None:
         )
         keys[engine] = np.load(out)
         rows.append([engine, got["pairs"], got["seconds"], got["peak_mb"], got["ray_start"]])
-    print(
-        table(
-            f"cell join, {args.n} x {args.dim}",
-            ["engine", "pairs", "seconds", "driver peak MB", "ray start s"],
-            rows,
-        )
+    table(
+        f"cell join, {args.n} x {args.dim}",
+        ["engine", "pairs", "seconds", "driver peak MB", "ray start s"],
+        rows,
     )
     same = np.intersect1d(keys["local"], keys["ray"])
     print(

@@ -39,7 +39,7 @@ def local_ray() -> Iterator[None]:
     # The models below are defined in this test module, which Ray's workers cannot import:
     # ship them by value.
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 

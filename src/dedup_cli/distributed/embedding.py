@@ -20,7 +20,6 @@ import numpy as np
 
 from dedup_cli.distributed.runtime import check_shared_storage, cluster_size, connect
 from dedup_cli.embed.pipeline import DecodeDataset, EmbeddedBatch, collate
-from dedup_cli.errors import UsageError
 from dedup_cli.malloc_tuning import keep_freed_memory
 from dedup_cli.media.scan import ScannedFile
 
@@ -59,6 +58,7 @@ class ActorSettings:
     weights: Path | None
     model_factory: Callable[[], EmbeddingModel] | None = None
     decode_threads: int = 1
+    batch_size: int = 32  # images per model call; a call of the pool gets a whole block
 
 
 class EmbedActor:
@@ -102,11 +102,13 @@ class EmbedActor:
             it["error"] is not None and not f.absolute.exists() for it, f in zip(items, files)
         ]
         pixels, items = collate(items)
-        dimension = self.model.dimension
-        vectors = np.zeros((len(items), dimension), dtype=np.float32)
+        vectors = np.zeros((len(items), self.model.dimension), dtype=np.float32)
         has_vector = np.array([it["pixels"] is True for it in items], dtype=bool)
         if pixels is not None:
-            vectors[has_vector] = self.model.embed_batch(pixels)
+            step = self.settings.batch_size
+            vectors[has_vector] = np.concatenate(
+                [self.model.embed_batch(pixels[k : k + step]) for k in range(0, len(pixels), step)]
+            )
         return rows_of(items, vectors, has_vector, np.array(missing, dtype=bool))
 
 
@@ -205,10 +207,14 @@ def embedding_dataset(
     # The decode threads share the actor's CPU with the model on a CPU cluster; on a GPU
     # node they take the CPUs the node has beside its GPUs.
     threads = max(1, size.cpus // max(1, size.gpus)) if on_gpu else 1
-    settings = ActorSettings(spec, "cuda" if on_gpu else "cpu", weights, model_factory, threads)
+    settings = ActorSettings(
+        spec, "cuda" if on_gpu else "cpu", weights, model_factory, threads, batch_size
+    )
     return dataset.map_batches(
         actor_class(settings),
-        batch_size=batch_size,
+        # A whole block per call, run through the model ``batch_size`` at a time: Ray's
+        # cost per call is paid once a block.
+        batch_size=per_block,
         batch_format="numpy",
         # Ray Data's actors restart when they die and their batch runs again (its defaults:
         # max_restarts and max_task_retries -1); the driver writes each file once.
@@ -218,28 +224,11 @@ def embedding_dataset(
     )
 
 
-def embedded_batches(
-    todo: Sequence[ScannedFile],
-    spec: ModelSpec,
-    *,
-    device: str,
-    weights: Path | None,
-    batch_size: int,
-    address: str | None,
-    model_factory: Callable[[], EmbeddingModel] | None = None,
-) -> Iterator[EmbeddedBatch]:
-    """Items and vectors batch by batch as the actors finish them, for the driver to
-    write (``embed.pipeline``). A file a worker could not find, or saw otherwise than this
-    machine does, is marked ``not_recorded``: its facts would not be this file's."""
-    dataset = embedding_dataset(
-        todo,
-        spec,
-        device=device,
-        weights=weights,
-        batch_size=batch_size,
-        address=address,
-        model_factory=model_factory,
-    )
+def embedded_batches(dataset: Any, todo: Sequence[ScannedFile]) -> Iterator[EmbeddedBatch]:
+    """Items and vectors of ``embedding_dataset`` block by block as the actors finish them,
+    for the driver to write (``embed.pipeline``). A file a worker could not find, or saw
+    otherwise than this machine does, is marked ``not_recorded``: its facts would not be
+    this file's."""
     where = {f.path: f.absolute for f in todo}
     for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
         embedded = items_of(batch)
@@ -263,34 +252,11 @@ def _held_back(item: dict[str, Any], here: Path) -> str | None:
     return None
 
 
-def export_on_ray(
-    todo: Sequence[ScannedFile],
-    spec: ModelSpec,
-    *,
-    root: Path,
-    folder: Path,
-    device: str,
-    weights: Path | None,
-    batch_size: int,
-    address: str | None,
-    model_factory: Callable[[], EmbeddingModel] | None = None,
-) -> int:
-    """Embed ``todo`` on the cluster and have the workers write Parquet shards of (path,
-    facts, vector) to ``folder`` (``embed.shards``), for ``dedup import``; nothing passes
-    through the driver. Returns the rows written."""
+def export_shards(dataset: Any, *, root: Path, folder: Path, spec: ModelSpec) -> int:
+    """Have the workers write ``embedding_dataset``'s rows as Parquet shards to ``folder``
+    (``embed.shards``), for ``dedup import``; nothing passes through the driver. Returns
+    the rows written."""
     from dedup_cli.embed.shards import as_table, write_manifest
 
-    folder.mkdir(parents=True, exist_ok=True)
-    if any(folder.iterdir()):
-        raise UsageError(f"--export {folder} is not empty (shards of another run would mix)")
-    dataset = embedding_dataset(
-        todo,
-        spec,
-        device=device,
-        weights=weights,
-        batch_size=batch_size,
-        address=address,
-        model_factory=model_factory,
-    )
     dataset.map_batches(as_table, batch_format="numpy").write_parquet(str(folder))
     return write_manifest(folder, root, spec.key, spec.preprocessing.to_json())

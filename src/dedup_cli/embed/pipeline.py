@@ -264,27 +264,17 @@ def hash_folder(
                 report.known_bad += 1
             else:
                 report.unchanged += 1
-    if todo and export is not None:
-        from dedup_cli.distributed.embedding import export_on_ray
-
-        report.device = f"ray ({device})"
-        report.exported = export_on_ray(
-            todo,
-            spec,
-            root=root,
-            folder=export,
-            device=str(device),
-            weights=weights,
-            batch_size=batch_size,
-            address=ray_address,
-            model_factory=model_factory,
+    if todo and engine == "ray":
+        from dedup_cli.distributed.embedding import (
+            embedded_batches,
+            embedding_dataset,
+            export_shards,
         )
-        report.export = str(export)
-    elif todo and engine == "ray":
-        from dedup_cli.distributed.embedding import embedded_batches
 
         report.device = f"ray ({device})"
-        batches = embedded_batches(
+        if export is not None:
+            check_empty(export)
+        dataset = embedding_dataset(
             todo,
             spec,
             device=str(device),
@@ -293,7 +283,11 @@ def hash_folder(
             address=ray_address,
             model_factory=model_factory,
         )
-        _write_all(batches, store, spec, len(todo), report, progress)
+        if export is not None:
+            report.exported = export_shards(dataset, root=root, folder=export, spec=spec)
+            report.export = str(export)
+        else:
+            _write_all(embedded_batches(dataset, todo), store, spec, len(todo), report, progress)
     elif todo:
         # Resolved only now, so a rerun with nothing to embed never imports torch.
         device = resolve_device(device)
@@ -309,6 +303,13 @@ def hash_folder(
     )
     report.seconds = time.perf_counter() - started
     return report
+
+
+def check_empty(folder: Path) -> None:
+    """An export goes to a new or empty folder: shards of two runs would mix."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if any(folder.iterdir()):
+        raise UsageError(f"--export {folder} is not empty (shards of another run would mix)")
 
 
 REGIONS_SIZE = 224  # the decode size ``complete_regions`` reads older files at (the models')
