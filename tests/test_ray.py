@@ -289,6 +289,34 @@ def test_find_on_ray_plans_the_local_groups(tmp_path: Path, library: Path) -> No
     assert remote.proofs == local.proofs and remote.confirmed_by == local.confirmed_by
 
 
+def test_cross_on_ray_plans_the_local_groups(tmp_path: Path, library: Path) -> None:
+    import shutil
+
+    from dedup_cli.jobs.cross import cross_find
+
+    spec = get_spec("effnet")
+    plans = []
+    for engine in ("local", "ray"):
+        a, b = tmp_path / engine / "a", tmp_path / engine / "b"
+        shutil.copytree(library, a)
+        b.mkdir()
+        for name in ("trip", "camera.png"):  # B holds copies of some of A's photos
+            shutil.move(a / name, b / name)
+        with (
+            Store(tmp_path / engine / "a.db") as store_a,
+            Store(tmp_path / engine / "b.db") as store_b,
+        ):
+            result = cross_find(
+                a, store_a, b, store_b, spec, EmbedOptions(device="cpu", engine=engine)
+            )
+        plans.append(
+            sorted(
+                [g.keep.path, *sorted(r.file.path for r in g.remove)] for g in result.plan.groups
+            )
+        )
+    assert plans[1] == plans[0] and len(plans[0]) >= 2
+
+
 def clustered(n: int, dim: int, spread: float, seed: int = 0) -> np.ndarray:
     """Unit rows: a quarter of originals, a quarter of their copies (noise ``spread``), the
     rest unrelated; all alike where ``spread`` is large (a dense folder)."""

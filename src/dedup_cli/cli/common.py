@@ -177,7 +177,7 @@ RayAddressOpt = Annotated[
         metavar="auto|HOST:PORT",
         envvar="RAY_ADDRESS",
         help="With --engine ray: the cluster to join (auto: the one this machine belongs "
-        "to); default: a Ray started for this run on this machine.",
+        "to); default: a Ray already running on this machine, else one started for this run.",
     ),
 ]
 
