@@ -194,3 +194,13 @@ def test_padding_rounds_shapes_up_and_keeps_the_rows() -> None:
     assert padded.tolist() == [7, 3, 9, 7] and padded.dtype == np.int64
     assert _padded(np.arange(8), 4).tolist() == list(range(8))
     assert len(_padded(np.arange(300), 256)) == 512
+
+
+def test_the_cell_join_reads_a_read_only_matrix_in_place() -> None:
+    """Vectors shared from Ray's object store (or loaded read-only) are not copied by each
+    join: a copy per task was the whole matrix again."""
+    from dedup_cli.search.cells import _tensor
+
+    rows = np.ones((1000, 8), dtype=np.float32)
+    rows.flags.writeable = False
+    assert _tensor(rows).data_ptr() == rows.ctypes.data

@@ -209,11 +209,17 @@ def cell_join(
 
 
 def _tensor(matrix: np.ndarray) -> Any:
-    """A torch view of a matrix (a copy only if it is read-only, which torch refuses)."""
+    """A torch view of a matrix, never a copy. A read-only one (vectors loaded from the
+    database, or shared from Ray's object store by every task of a node) is viewed too:
+    the join only reads it, and a copy per task was the matrix again (2 GB at 1M x 512)."""
+    import warnings
+
     import torch
 
     source = np.asarray(matrix)
-    return torch.from_numpy(source if source.flags.writeable else source.copy())
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(source)
 
 
 def _padded(rows: np.ndarray, bucket: int) -> np.ndarray:
