@@ -65,19 +65,12 @@ class ClusterSize:
 
     cpus: int
     gpus: int
-    nodes: int
 
 
 def cluster_size() -> ClusterSize:
-    """The CPUs, GPUs and live nodes of the connected cluster."""
-    ray = ray_module()
-    resources = ray.cluster_resources()
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
-    return ClusterSize(
-        cpus=int(resources.get("CPU", 0)),
-        gpus=int(resources.get("GPU", 0)),
-        nodes=len(nodes),
-    )
+    """The CPUs and GPUs of the connected cluster."""
+    resources = ray_module().cluster_resources()
+    return ClusterSize(cpus=int(resources.get("CPU", 0)), gpus=int(resources.get("GPU", 0)))
 
 
 def _visible(paths: Sequence[str]) -> list[tuple[str, tuple[int, int] | None]]:

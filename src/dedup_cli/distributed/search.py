@@ -35,17 +35,6 @@ def _assign(vectors: np.ndarray, centroids: np.ndarray, start: int, stop: int, k
     return nearest_cells(centroids, vectors[start:stop], k)
 
 
-def _join(
-    vectors: np.ndarray,
-    cells: np.ndarray,
-    owners: np.ndarray,
-    probes: np.ndarray,
-    threshold: float,
-    neighbours: int | None,
-) -> tuple[np.ndarray, np.ndarray]:
-    return cell_join(vectors, cells, owners, probes, threshold, neighbours=neighbours)
-
-
 def work_groups(probe_cells: np.ndarray, cells: np.ndarray, nlist: int, groups: int) -> np.ndarray:
     """Each cell's group (0..groups-1), consecutive cells together, so that every group
     holds about the same join work: for each cell, the rows probing it times its members."""
@@ -99,14 +88,16 @@ def ray_ann_pairs(
     owners_all = np.repeat(np.arange(n, dtype=np.int64), width)[order]
     cells_all = flat[order]
     member_cells = ray.put(cells)
-    join = ray.remote(num_cpus=1)(_join)
+    join = ray.remote(num_cpus=1)(cell_join)
     futures = []
     for g in range(len(bounds) - 1):
         lo, hi = bounds[g], bounds[g + 1]
         if lo == hi:
             continue
         owners, probed = _probe_table(owners_all[lo:hi], cells_all[lo:hi], nlist)
-        futures.append(join.remote(table, member_cells, owners, probed, threshold, neighbours))
+        futures.append(
+            join.remote(table, member_cells, owners, probed, threshold, neighbours=neighbours)
+        )
     found = ray.get(futures)
     queries = np.concatenate([q for q, _ in found]) if found else np.zeros(0, np.int64)
     members = np.concatenate([m for _, m in found]) if found else np.zeros(0, np.int64)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dedup_cli.core.progress import Progress
-from dedup_cli.errors import DedupError, UsageError
+from dedup_cli.errors import UsageError
 from dedup_cli.malloc_tuning import default_malloc, keep_freed_memory
 from dedup_cli.media.decode import ImageDecodeError, content_hash, decode, read_file
 from dedup_cli.media.raw import is_raw, raw_preview
@@ -426,11 +426,6 @@ def _write_all(
                 model_id = store.ensure_model(
                     spec.key, batch.dimension, spec.preprocessing.to_json()
                 )
-            for vector in vectors_by_path.values():
-                if len(vector) != batch.dimension:
-                    raise DedupError(
-                        f"the model gave vectors of {len(vector)} numbers, not {batch.dimension}"
-                    )
             present = [it for it in items if not it.get("not_recorded")]
             facts = [
                 FileFacts(
