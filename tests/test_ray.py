@@ -439,6 +439,62 @@ def test_import_refuses_rows_that_lie_and_leaves_changed_files_to_hash(tmp_path:
     assert not (tmp_path / "outside.png").exists() and "../outside.png" not in paths
 
 
+def test_a_shard_that_claims_two_photos_share_bytes_removes_nothing(
+    tmp_path: Path, library: Path
+) -> None:
+    """An imported content hash is never the word on "same bytes": a shard that gives a
+    photo another photo's hash must not get it planned as an exact copy."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from dedup_cli.embed.shards import import_shards
+    from dedup_cli.jobs.find import find_duplicates
+
+    root = tmp_path / "photos"
+    root.mkdir()
+    for name in ("astronaut.jpg", "coffee.jpg", "rocket.jpg"):
+        shutil.copy(library / name, root / name)
+    shards = tmp_path / "shards"
+    spec = get_spec("effnet")
+    with Store(tmp_path / "x.db") as store:
+        hash_folder(root, store, spec, device="cpu", engine="ray", export=shards)
+        parts = sorted(shards.glob("*.parquet"))
+        table = pa.concat_tables([pq.read_table(p) for p in parts])
+        for part in parts:
+            part.unlink()
+        rows = table.to_pylist()
+        claimed = next(r["content_hash"] for r in rows if r["path"] == "astronaut.jpg")
+        for row in rows:
+            if row["path"] == "coffee.jpg":
+                row["content_hash"] = claimed
+        pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), parts[0])
+        assert import_shards(shards, store).imported == 3
+        result = find_duplicates(root, store, spec, EmbedOptions(device="cpu"))
+    assert result.plan.groups == []
+
+
+def test_names_with_control_characters_or_255_bytes_travel_through_ray_and_shards(
+    tmp_path: Path,
+) -> None:
+    from dedup_cli.embed.shards import import_shards
+
+    root = tmp_path / "photos"
+    make_folder(root, 2)
+    odd = ["ctl\x01\x1b[31mname.png", "é" * 125 + "x.png"]  # the second is 255 bytes
+    for k, name in enumerate(odd):
+        (root / name).write_bytes(encode(random_image(50 + k), "PNG"))
+    assert len(odd[1].encode()) == 255
+    with Store(tmp_path / "streamed.db") as streamed:
+        report = hashed(root, streamed, "ray")
+    assert report.embedded == 4 and set(odd) <= set(stored(tmp_path / "streamed.db"))
+    with Store(tmp_path / "imported.db") as imported:
+        hashed(root, imported, "ray", export=tmp_path / "shards")
+        assert import_shards(tmp_path / "shards", imported).imported == 5
+    assert stored(tmp_path / "imported.db") == stored(tmp_path / "streamed.db")
+
+
 def test_export_refuses_a_folder_in_use_and_import_one_without_manifest(tmp_path: Path) -> None:
     from dedup_cli.embed.shards import import_shards
 
