@@ -513,7 +513,7 @@ def test_export_refuses_a_folder_in_use_and_import_one_without_manifest(tmp_path
 
 
 TWO_NODES = """
-import json, os, sys
+import json, os, sys, time
 from pathlib import Path
 
 import ray
@@ -537,6 +537,9 @@ class NodeNoting:
         self.notes = notes
 
     def embed_batch(self, images):
+        # A second per batch: the actor that is ready first cannot take every block
+        # before the other node's actor has loaded its model.
+        time.sleep(1.0)
         node = ray.get_runtime_context().get_node_id()
         (Path(self.notes) / f"{node}-{os.getpid()}-{id(images)}").write_text("")
         return self.model.embed_batch(images)
