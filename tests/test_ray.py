@@ -125,6 +125,38 @@ def test_ray_gives_the_local_facts_and_vectors(tmp_path: Path) -> None:
             assert np.allclose(a_vec, b_vec, atol=1e-6), path
 
 
+class ArenaNoting(TinyFactory):
+    """A factory that notes, in the actor's own process, how many malloc arenas glibc may
+    make there."""
+
+    def __init__(self, note: Path) -> None:
+        super().__init__()
+        self.note = note
+
+    def __call__(self) -> DyingModel:
+        self.note.write_text(os.environ.get("MALLOC_ARENA_MAX", "unset"))
+        return super().__call__()
+
+
+def test_cpu_actors_keep_one_malloc_arena_for_the_model_thread(tmp_path: Path) -> None:
+    # Ray Data runs the model in a thread of the actor; a thread's own arena does not keep
+    # freed memory as the main heap does (the model ran 28 % slower per photo).
+    make_folder(tmp_path / "photos", 5)
+    note = tmp_path / "arena"
+    with Store(tmp_path / "x.db") as store:
+        assert hashed(tmp_path / "photos", store, "ray", ArenaNoting(note)).embedded == 5
+    assert note.read_text() == "1"
+
+
+def test_a_user_s_own_arena_setting_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dedup_cli.malloc_tuning import one_arena_environment
+
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert one_arena_environment() == {"MALLOC_ARENA_MAX": "4"}
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    assert one_arena_environment() == {"MALLOC_ARENA_MAX": "1"}
+
+
 def test_a_rerun_on_ray_embeds_only_what_is_new(tmp_path: Path) -> None:
     root = tmp_path / "photos"
     make_folder(root, 9)

@@ -12,6 +12,7 @@ the proof stage's many threads (a 100,000-photo ``find`` sat at 4 GB).
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -44,6 +45,16 @@ def _mallopt(option: int, value: int) -> bool:
 def keep_freed_memory() -> bool:
     """Stop glibc handing freed blocks back to the kernel; idempotent, a no-op off glibc."""
     return _mallopt(_M_MMAP_MAX, 0) and _mallopt(_M_TRIM_THRESHOLD, 1 << 30)
+
+
+def one_arena_environment() -> dict[str, str]:
+    """Environment variables for a process whose model runs outside its main thread: a Ray
+    Data actor calls its function in a thread of its own, and glibc gives each thread its own
+    arena, which ``keep_freed_memory`` does not hold as it holds the main heap. Read at the
+    process's start, one arena serves every thread (``effnet``, one thread, batch 32: 18.5 ms
+    a photo in the main thread, 23.6 in a thread with its own arena, 18.9 with one arena).
+    A value the user set is kept."""
+    return {"MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "1")}
 
 
 def default_malloc() -> bool:

@@ -20,7 +20,7 @@ import numpy as np
 
 from dedup_cli.distributed.runtime import check_shared_storage, cluster_size, connect
 from dedup_cli.embed.pipeline import DecodeDataset, EmbeddedBatch, collate
-from dedup_cli.malloc_tuning import keep_freed_memory
+from dedup_cli.malloc_tuning import keep_freed_memory, one_arena_environment
 from dedup_cli.media.scan import ScannedFile
 
 if TYPE_CHECKING:
@@ -221,6 +221,10 @@ def embedding_dataset(
         compute=ray.data.ActorPoolStrategy(size=min(actors, blocks)),
         num_gpus=1 if on_gpu else 0,
         num_cpus=1 if not on_gpu else 0,
+        # The model runs in Ray Data's thread, not the actor's main thread: one malloc arena
+        # keeps its freed memory as the local model process does (4,395 photos on 2 CPUs:
+        # 71.2 s without, 60.2 s with; the local pipeline took 55.7 s).
+        runtime_env={"env_vars": one_arena_environment()} if not on_gpu else None,
     )
 
 
