@@ -250,3 +250,29 @@ def test_a_job_on_hashed_folders_never_starts_torch(
     )
     assert "TORCH False" in done.stderr, done.stderr[-2000:]
     assert '"groups"' in done.stdout
+
+
+def test_the_bounded_searches_merge_where_they_multiply(monkeypatch: pytest.MonkeyPatch) -> None:
+    # On a GPU a block of scores is rows x N: copied to the host block by block it costs more
+    # than the products (1M x 768 on an H200 never finished). Only each search's final table
+    # of k + slack best per row may cross to the host.
+    import torch
+
+    moved: list[int] = []
+    host = torch.Tensor.cpu
+
+    def noting(self: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+        moved.append(self.numel())
+        return host(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(torch.Tensor, "cpu", noting)
+    rows = clustered(5, 600, 16, 30, 0.3)
+    table = 600 * (4 + 8)  # rows x (neighbours + SCREEN_SLACK)
+    assert len(nearest_pairs(rows, 0.6, 4, block=64)) > 0
+    assert moved and max(moved) <= table
+    moved.clear()
+    nearest_pairs_of_rows(rows, np.arange(100), 0.6, 4, block=64)
+    assert moved and max(moved) <= table
+    moved.clear()
+    nearest_cross_pairs(rows[:300], rows[300:], 0.6, 4, block=64)
+    assert moved and max(moved) <= table

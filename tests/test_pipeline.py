@@ -148,3 +148,24 @@ def test_worker_processes_give_the_same_vectors(tmp_path: Path) -> None:
             results.append(store.load_embeddings(model_id[0], model_id[1]))
     assert results[0][0] == results[1][0]
     np.testing.assert_array_equal(results[0][1], results[1][1])
+
+
+@pytest.mark.parametrize(
+    ("cores", "device", "workers"),
+    [
+        (2, "cpu", 2),
+        (64, "cpu", 8),  # the model on the CPU: more workers only take its cores
+        (16, torch.device("cpu"), 8),
+        (16, torch.device("cuda"), 15),  # beside a GPU decoding is the CPU's whole work
+        (16, "cuda:1", 15),
+        (1, torch.device("cuda"), 1),
+        (128, torch.device("cuda"), 32),  # each worker holds photos in flight: bounded
+    ],
+)
+def test_decode_workers_follow_where_the_model_runs(
+    monkeypatch: pytest.MonkeyPatch, cores: int, device: object, workers: int
+) -> None:
+    from dedup_cli.embed import pipeline
+
+    monkeypatch.setattr(pipeline.os, "cpu_count", lambda: cores)
+    assert pipeline.default_workers(device) == workers  # type: ignore[arg-type]

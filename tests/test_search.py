@@ -76,6 +76,23 @@ def test_half_precision_gpu_search_is_rescored_exactly() -> None:
     np.testing.assert_allclose(cpu.similarity, gpu.similarity, atol=1e-5)
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_bounded_gpu_searches_merge_on_the_device_and_find_the_cpu_pairs() -> None:
+    from dedup_cli.search.exact import nearest_cross_pairs, nearest_pairs, nearest_pairs_of_rows
+
+    vectors = unit_rows(3, 3000, 128, planted=50)
+    cuda = torch.device("cuda")
+    for search in (
+        lambda device: nearest_pairs(vectors, 0.9, 4, block=256, device=device),
+        lambda device: nearest_pairs_of_rows(vectors, np.arange(500), 0.9, 4, device=device),
+        lambda device: nearest_cross_pairs(vectors[:1500], vectors[1500:], 0.9, 4, device=device),
+    ):
+        cpu, gpu = search(None), search(cuda)
+        assert as_set(cpu, 0.9) == as_set(gpu, 0.9)
+        np.testing.assert_allclose(cpu.similarity, gpu.similarity, atol=1e-5)
+
+
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_half_precision_matrix_is_searched_without_widening_it_whole(precision: str) -> None:
     """A large collection is held in float16; search and re-scoring use its values

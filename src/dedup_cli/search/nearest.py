@@ -39,15 +39,21 @@ SCREEN_SLACK = 8
 
 class Nearest:
     """The ``k`` best (similarity, row) seen so far for each of ``n`` rows, merged block by
-    block of a search, in ``n x (k + slack)`` arrays: never one object per pair."""
+    block of a search, in ``n x (k + slack)`` arrays: never one object per pair. The arrays
+    live on the search's ``device``, so a GPU search merges each block where it computed it
+    and only the final table crosses to the host (a block of scores is rows x N)."""
 
-    def __init__(self, n: int, k: int, slack: int = SCREEN_SLACK) -> None:
+    def __init__(
+        self, n: int, k: int, slack: int = SCREEN_SLACK, device: torch.device | None = None
+    ) -> None:
         import torch
 
         self.k = k
         self.width = k + slack
-        self.similarity = torch.full((n, self.width), float("-inf"), dtype=torch.float32)
-        self.index = torch.full((n, self.width), -1, dtype=torch.int64)
+        self.similarity = torch.full(
+            (n, self.width), float("-inf"), dtype=torch.float32, device=device
+        )
+        self.index = torch.full((n, self.width), -1, dtype=torch.int64, device=device)
 
     def offer(self, rows: torch.Tensor, scores: torch.Tensor, columns: torch.Tensor) -> None:
         """Merge ``scores[r, c]`` (similarity of row ``rows[r]`` to row ``columns[c]``; -inf
@@ -77,11 +83,12 @@ class Nearest:
         or above ``cut``. ``rows`` maps the positions of this table to row numbers."""
         import torch
 
-        screened = (self.similarity >= cut) & (self.index >= 0)
+        similarity, index = self.similarity.cpu(), self.index.cpu()
+        screened = (similarity >= cut) & (index >= 0)
         where, slot = np.nonzero(screened.numpy())
         owners = where.astype(np.int64) if rows is None else rows[where]
-        neighbours = self.index.numpy()[where, slot]
-        table = torch.full(self.similarity.shape, float("-inf"), dtype=torch.float32)
+        neighbours = index.numpy()[where, slot]
+        table = torch.full(similarity.shape, float("-inf"), dtype=torch.float32)
         if len(where):
             table[torch.from_numpy(where), torch.from_numpy(slot)] = torch.from_numpy(
                 np.asarray(exact(owners, neighbours), dtype=np.float32)
@@ -89,7 +96,7 @@ class Nearest:
         table.masked_fill_(table < threshold, float("-inf"))
         best, order = torch.topk(table, min(self.k, self.width), dim=1)
         where, slot = np.nonzero(np.isfinite(best.numpy()))
-        chosen = torch.gather(self.index, 1, order).numpy()[where, slot]
+        chosen = torch.gather(index, 1, order).numpy()[where, slot]
         owners = where.astype(np.int64) if rows is None else rows[where]
         return owners, chosen
 
