@@ -222,8 +222,8 @@ def embedding_dataset(
         num_gpus=1 if on_gpu else 0,
         num_cpus=1 if not on_gpu else 0,
         # The model runs in Ray Data's thread, not the actor's main thread: one malloc arena
-        # keeps its freed memory as the local model process does (4,395 photos on 2 CPUs:
-        # 71.2 s without, 60.2 s with; the local pipeline took 55.7 s).
+        # keeps its freed memory as the local model process does (4,392 photos on 2 CPUs:
+        # 70-72 s without, 58.9 s with; the local pipeline took 58.8 s).
         runtime_env={"env_vars": one_arena_environment()} if not on_gpu else None,
     )
 
