@@ -276,3 +276,14 @@ def test_the_bounded_searches_merge_where_they_multiply(monkeypatch: pytest.Monk
     moved.clear()
     nearest_cross_pairs(rows[:300], rows[300:], 0.6, 4, block=64)
     assert moved and max(moved) <= table
+
+
+def test_only_a_cuda_search_merges_on_its_device() -> None:
+    import torch
+
+    from dedup_cli.search.exact import merge_device
+
+    assert merge_device(torch.device("cuda:1")) == torch.device("cuda:1")
+    # MPS shares memory with the host, and its top-k took at most 16 in earlier releases.
+    assert merge_device(torch.device("mps")) == torch.device("cpu")
+    assert merge_device(torch.device("cpu")) == torch.device("cpu")

@@ -159,6 +159,16 @@ def _screen_matrix(
     return exact_rows, torch.from_numpy(source).to(device, dtype=dtype)
 
 
+def merge_device(device: torch.device) -> torch.device:
+    """Where a bounded search merges its blocks of scores: on a CUDA GPU, where they were
+    computed (a block is rows x N; copied over PCIe it costs more than its products); on the
+    host for every other device (Apple's MPS shares memory with it, and its top-k took at
+    most 16 per row in earlier torch releases, where a search keeps 24)."""
+    import torch
+
+    return device if device.type == "cuda" else torch.device("cpu")
+
+
 def nearest_pairs(
     vectors: np.ndarray,
     threshold: float,
@@ -190,15 +200,14 @@ def nearest_pairs(
     block = block or block_rows(n, memory_budget(device) // 4)
     exact_rows, matrix = _screen_matrix(vectors, device, dtype)
     cut = threshold - margin
-    # The merge runs where the products do: a block of scores is rows x N, which over PCIe
-    # would cost more than the products themselves (1M x 768 on an H200).
-    nearest = Nearest(n, neighbours, device=device)
-    every = torch.arange(n, dtype=torch.int64, device=device)
+    merging = merge_device(device)
+    nearest = Nearest(n, neighbours, device=merging)
+    every = torch.arange(n, dtype=torch.int64, device=merging)
     with torch.inference_mode():
         for start in range(0, n, block):
             stop = min(start + block, n)
-            scores = matrix[start:stop] @ matrix[start:].T  # the screening dtype
-            below = torch.ones(stop - start, stop - start, dtype=torch.bool, device=device)
+            scores = (matrix[start:stop] @ matrix[start:].T).to(merging)  # screening dtype
+            below = torch.ones(stop - start, stop - start, dtype=torch.bool, device=merging)
             scores[:, : stop - start].masked_fill_(below.tril(), float("-inf"))  # j <= i
             scores.masked_fill_(scores < cut, float("-inf"))
             nearest.offer(every[start:stop], scores, every[start:])
@@ -231,14 +240,15 @@ def nearest_pairs_of_rows(
     device = device or torch.device("cpu")
     queries = torch.from_numpy(np.array(vectors[rows], dtype=np.float32)).to(device)
     block = max(block or block_rows(len(rows), memory_budget(device)), 4096)
-    nearest = Nearest(len(rows), neighbours, device=device)
-    positions = torch.arange(len(rows), dtype=torch.int64, device=device)
-    asking = torch.from_numpy(rows).to(device)
+    merging = merge_device(device)
+    nearest = Nearest(len(rows), neighbours, device=merging)
+    positions = torch.arange(len(rows), dtype=torch.int64, device=merging)
+    asking = torch.from_numpy(rows).to(merging)
     with torch.inference_mode():
         for start in range(0, n, block):
             part = np.array(vectors[start : start + block], dtype=np.float32)
-            scores = queries @ torch.from_numpy(part).to(device).T
-            columns = torch.arange(start, start + part.shape[0], dtype=torch.int64, device=device)
+            scores = (queries @ torch.from_numpy(part).to(device).T).to(merging)
+            columns = torch.arange(start, start + part.shape[0], dtype=torch.int64, device=merging)
             scores.masked_fill_(asking[:, None] == columns[None, :], float("-inf"))
             scores.masked_fill_(scores < threshold - FP32_SCREEN_MARGIN, float("-inf"))
             nearest.offer(positions, scores, columns)
@@ -272,13 +282,14 @@ def nearest_cross_pairs(
     a = torch.from_numpy(np.array(left, dtype=np.float32)).to(device)
     b = torch.from_numpy(np.array(right, dtype=np.float32)).to(device)
     block = block or block_rows(b.shape[0], memory_budget(device))
-    of_left = Nearest(a.shape[0], neighbours, device=device)
-    of_right = Nearest(b.shape[0], neighbours, device=device)
-    left_rows = torch.arange(a.shape[0], dtype=torch.int64, device=device)
-    right_rows = torch.arange(b.shape[0], dtype=torch.int64, device=device)
+    merging = merge_device(device)
+    of_left = Nearest(a.shape[0], neighbours, device=merging)
+    of_right = Nearest(b.shape[0], neighbours, device=merging)
+    left_rows = torch.arange(a.shape[0], dtype=torch.int64, device=merging)
+    right_rows = torch.arange(b.shape[0], dtype=torch.int64, device=merging)
     with torch.inference_mode():
         for start in range(0, a.shape[0], block):
-            scores = a[start : start + block] @ b.T
+            scores = (a[start : start + block] @ b.T).to(merging)
             scores.masked_fill_(scores < threshold - FP32_SCREEN_MARGIN, float("-inf"))
             here = left_rows[start : start + scores.shape[0]]
             of_left.offer(here, scores, right_rows)
