@@ -634,3 +634,70 @@ def test_two_nodes_embed_and_find_like_local(tmp_path: Path, library: Path) -> N
     assert answer["embedded"] == 9
     assert answer["remote"] == answer["local"] and len(answer["local"]) >= 3
     assert answer["remote_proofs"] == answer["local_proofs"]
+
+
+ONE_GPU = """
+import json, os, sys
+from pathlib import Path
+
+import numpy as np
+import ray
+
+from dedup_cli.embed.pipeline import hash_folder
+from dedup_cli.models import get_spec
+from dedup_cli.models.base import Preprocessing
+from dedup_cli.store import Store
+
+
+class GpuNoting:
+    # Notes, in the actor's process, the GPUs Ray gave it and its malloc arena setting.
+    name, dimension, default_threshold = "effnet", 8, 0.9
+    preprocessing = Preprocessing(size=16, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+
+    def __init__(self, notes):
+        gpus = ray.get_runtime_context().get_accelerator_ids()["GPU"]
+        arena = os.environ.get("MALLOC_ARENA_MAX", "unset")
+        (Path(notes) / f"{os.getpid()}").write_text(json.dumps([gpus, arena]))
+
+    def embed_batch(self, images):
+        v = images.float().reshape(images.shape[0], -1)[:, :8] + 1.0
+        return (v / v.norm(dim=1, keepdim=True)).numpy()
+
+
+root, notes = Path(sys.argv[1]), sys.argv[2]
+# A GPU as Ray counts it: the pool's shape is tested; the model here needs none.
+ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
+with Store(root / "x.db") as store:
+    report = hash_folder(
+        root, store, get_spec("effnet"), device="auto", batch_size=2, engine="ray",
+        model_factory=lambda: GpuNoting(notes),
+    )
+actors = [json.loads(p.read_text()) for p in Path(notes).iterdir()]
+print(json.dumps({"embedded": report.embedded, "actors": actors}))
+ray.shutdown()
+"""
+
+
+def test_a_cluster_with_gpus_gets_one_actor_per_gpu(tmp_path: Path) -> None:
+    """Where the cluster has GPUs, one actor per GPU holds one (``num_gpus=1``); the CPU
+    actors' one-arena setting is not forced on it (its model runs on the device)."""
+    import json
+
+    root, notes = tmp_path / "photos", tmp_path / "notes"
+    make_folder(root, 7)
+    notes.mkdir()
+    script = tmp_path / "one_gpu.py"
+    script.write_text(ONE_GPU)
+    done = subprocess.run(
+        [sys.executable, str(script), str(root), str(notes)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**{k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}, "RAY_ADDRESS": ""},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    assert answer["embedded"] == 7
+    assert len(answer["actors"]) == 1
+    ((gpus, arena),) = answer["actors"]
+    assert len(gpus) == 1 and arena == "unset"
