@@ -125,6 +125,33 @@ def test_ray_gives_the_local_facts_and_vectors(tmp_path: Path) -> None:
             assert np.allclose(a_vec, b_vec, atol=1e-6), path
 
 
+def test_a_worker_row_for_a_file_not_asked_about_is_not_recorded() -> None:
+    from dedup_cli.distributed.embedding import NOT_ASKED, embedded_batches, rows_of
+    from dedup_cli.media.scan import ScannedFile
+
+    class Answering:
+        # What a worker sent back: one row for a path this run never asked about.
+        def iter_batches(self, **_options: object) -> Iterator[dict[str, np.ndarray]]:
+            item = {
+                "path": "not_asked.jpg",
+                "size": 1,
+                "mtime_ns": 1,
+                "hash": "x",
+                "width": 1,
+                "height": 1,
+                "error": None,
+                "thumbnail": None,
+                "regions": None,
+                "pixels": True,
+            }
+            vectors = np.ones((1, 8), np.float32) / np.sqrt(8)
+            yield rows_of([item], vectors, np.array([True]), np.array([False]))
+
+    asked = [ScannedFile(Path("/nowhere"), "asked.jpg", 1, 1)]
+    (batch,) = embedded_batches(Answering(), asked)
+    assert batch.items[0]["not_recorded"] == NOT_ASKED
+
+
 class ArenaNoting(TinyFactory):
     """A factory that notes, in the actor's own process, how many malloc arenas glibc may
     make there."""
@@ -444,7 +471,9 @@ def test_import_refuses_rows_that_lie_and_leaves_changed_files_to_hash(tmp_path:
     from dedup_cli.embed.shards import import_shards
 
     root = tmp_path / "photos"
-    make_folder(root, 11)
+    make_folder(root, 21)
+    (root / "elsewhere").mkdir()
+    (root / "through").symlink_to(root / "elsewhere")
     shards = tmp_path / "shards"
     with Store(tmp_path / "x.db") as store:
         hashed(root, store, "ray", export=shards)
@@ -453,22 +482,43 @@ def test_import_refuses_rows_that_lie_and_leaves_changed_files_to_hash(tmp_path:
         for part in parts:
             part.unlink()
         rows = sorted(table.to_pylist(), key=lambda row: str(row["path"]))
+        assert rows[0]["path"] == "broken.jpg"
+        rows = rows[1:]  # the photos, each with a vector
         rows[0]["path"] = "../outside.png"
         rows[1]["vector"] = [*rows[1]["vector"][:-1], float("nan")]
         rows[2]["width"] = "wide"
         rows[3]["path"] = "/etc/passwd"
         changed = root / rows[4]["path"]
         changed.write_bytes(changed.read_bytes() + b"more")
+        # Spellings the scan never writes: a second row for a file it knows.
+        rows[5]["path"] = "./" + rows[5]["path"]
+        rows[6]["path"] = rows[6]["path"] + "/"
+        # A vector too long (it would outrank true neighbours), one beyond float32 (the
+        # shard's float32 column holds it as infinite).
+        rows[7]["vector"] = [v * 1e6 for v in rows[7]["vector"]]
+        rows[8]["vector"] = [1e39] + [0.0] * (len(rows[8]["vector"]) - 1)
+        rows[9]["width"] = True
+        rows[10]["height"] = 1 << 40
+        # A folder on the way that is a link to another.
+        (root / rows[11]["path"]).rename(root / "elsewhere" / rows[11]["path"])
+        rows[11]["path"] = "through/" + rows[11]["path"]
         # A column of the wrong type can only come as a shard of its own.
         pq.write_table(pa.Table.from_pylist(rows[2:3]), shards / "lying.parquet")
-        pq.write_table(pa.Table.from_pylist(rows[:2] + rows[3:], schema=table.schema), parts[0])
+        pq.write_table(pa.Table.from_pylist(rows[9:10]), shards / "boolean.parquet")
+        kept = rows[:2] + rows[3:9] + rows[10:]
+        pq.write_table(pa.Table.from_pylist(kept, schema=table.schema), parts[0])
         report = import_shards(shards, store)
         paths = set(stored(tmp_path / "x.db"))
-    refused = {"../outside.png", rows[1]["path"], rows[2]["path"], "/etc/passwd"}
+    refused = {"../outside.png", "/etc/passwd"} | {
+        rows[k]["path"] for k in (1, 2, 5, 6, 7, 8, 9, 10, 11)
+    }
     assert {p for p, _ in report.damaged} == refused
-    assert report.changed == 1 and report.imported == 7
-    assert rows[4]["path"] not in paths and rows[1]["path"] not in paths
-    assert not (tmp_path / "outside.png").exists() and "../outside.png" not in paths
+    assert report.changed == 1 and report.imported == 9
+    assert not refused & paths and rows[4]["path"] not in paths
+    assert not (tmp_path / "outside.png").exists()
+    reasons = dict(report.damaged)
+    assert reasons[rows[7]["path"]] == "a vector whose length is not 1"
+    assert reasons[rows[11]["path"]] == "a path through a symbolic link"
 
 
 def test_a_shard_that_claims_two_photos_share_bytes_removes_nothing(

@@ -240,6 +240,34 @@ def test_a_database_claiming_two_photos_are_identical_is_not_believed(tmp_path: 
     assert (root / "a.jpg").exists() and (root / "b.jpg").exists()
 
 
+@pytest.mark.parametrize("lie", ["the smaller copy is larger", "the larger copy is smaller"])
+def test_a_database_that_lies_about_sizes_in_pixels_never_costs_the_larger_copy(
+    tmp_path: Path, photos: dict[str, Any], lie: str
+) -> None:
+    # The keep rule reads widths and heights from the database; a store that lies about
+    # them (an import from elsewhere, a tampered file) made dedup keep the small copy.
+    root = tmp_path / "photos"
+    root.mkdir()
+    picture = photos["coffee"]
+    (root / "big.jpg").write_bytes(encode(picture, quality=92))
+    (root / "small.jpg").write_bytes(encode(picture.resize((200, 133)), quality=92))
+    big = (root / "big.jpg").read_bytes()
+    assert invoke("hash", str(root), "--workers", "0", "-q").exit_code == 0
+    lied_about, side = ("small.jpg", 8000) if lie.startswith("the smaller") else ("big.jpg", 8)
+    with sqlite3.connect(root / "image_database.db") as db:
+        db.execute(
+            "UPDATE files SET width = ?, height = ? WHERE path = ?", (side, side, lied_about)
+        )
+    result = act(root, "--action", "move", "--to", str(tmp_path / "q"))
+    document = json.loads(result.stdout)
+    assert [Path(g["keep"]).name for g in document["groups"]] == ["small.jpg"]  # the lie planned
+    assert (root / "big.jpg").read_bytes() == big
+    assert [s["reason"] for s in document["action"]["skipped"]] == [
+        "file has more pixels than its keeper, unlike what the plan was made with"
+    ]
+    assert result.exit_code != 0
+
+
 def test_cross_does_not_believe_a_lying_database_either(tmp_path: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir()

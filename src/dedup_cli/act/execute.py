@@ -7,7 +7,8 @@ following symlinks (``fsops``), re-read and hashed:
 - the file must still be the planned bytes (size, mtime and content hash);
 - the keeper must still be the planned file: for an ``exact`` pair its bytes must hash equal
   to the file's *now*; for a near pair it must have the content hash that was proved and
-  still decode.
+  still decode, and the file must not have more pixels than the keeper unless the sizes the
+  plan was made with said so.
 
 Any mismatch skips that file with the reason (counted, and the command exits non-zero). The
 removal itself acts in the pinned folder (``dir_fd``), so a folder swapped for a symlink
@@ -208,7 +209,39 @@ def check_removal(
             )
         if not verdicts.decodes(kept, keeper_now.content_hash):
             raise _Skip("keeper no longer decodes")
+        # The keep rule may have read the sizes in pixels from the database: one that lies
+        # about them (an import from elsewhere, a tampered store) would keep the smaller copy.
+        file_pixels, keeper_pixels = _pixels_now(source, file.path), _pixels_now(kept, keeper.path)
+        if (
+            file_pixels is not None
+            and keeper_pixels is not None
+            and file_pixels > keeper_pixels
+            and _stored_pixels(file) <= _stored_pixels(keeper)
+        ):
+            raise _Skip("file has more pixels than its keeper, unlike what the plan was made with")
     return file_now
+
+
+def _stored_pixels(info: FileInfo) -> int:
+    """The size in pixels a plan read (0 where none was recorded)."""
+    return (info.width or 0) * (info.height or 0)
+
+
+def _pixels_now(pinned: Pinned, path: str) -> int | None:
+    """The file's size in pixels now, from its header (a RAW's from the preview it was
+    embedded from); None when it cannot be read as an image."""
+    from dedup_cli.media.decode import ImageDecodeError, oriented_size
+    from dedup_cli.media.raw import raw_preview
+
+    try:
+        if is_raw(path):
+            width, height = oriented_size(raw_preview(pinned.read_bytes()))
+        else:
+            with pinned.open_read() as stream:
+                width, height = oriented_size(stream)
+    except (ImageDecodeError, OSError):
+        return None
+    return width * height
 
 
 @dataclass

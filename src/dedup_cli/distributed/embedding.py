@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from dedup_cli.models.base import EmbeddingModel
 
 MISSING_ON_WORKER = "not found by the Ray worker that read it (is the share mounted there?)"
+NOT_ASKED = "a Ray worker sent facts for a file this run did not ask about: not recorded"
 OTHER_FILE_ON_WORKER = (
     "the Ray worker read another file at this path (its size or time differ from what this "
     "machine sees): not recorded"
@@ -237,7 +238,8 @@ def embedded_batches(dataset: Any, todo: Sequence[ScannedFile]) -> Iterator[Embe
     for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
         embedded = items_of(batch)
         for item in embedded.items:
-            item["not_recorded"] = _held_back(item, where[item["path"]])
+            here = where.get(item["path"])
+            item["not_recorded"] = NOT_ASKED if here is None else _held_back(item, here)
         yield embedded
 
 

@@ -149,7 +149,7 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     if not isinstance(document.get("model"), str) or not isinstance(document.get("root"), str):
         raise UsageError(f"{path} names no model or root")
     dimension = document.get("dimension")
-    if not isinstance(dimension, int) or dimension < 1:
+    if type(dimension) is not int or dimension < 1:
         raise UsageError(f"{path} names no vector dimension (an export with no vectors?)")
     return document
 
@@ -208,6 +208,8 @@ def import_shards(folder: Path, store: Store, root: Path | None = None) -> Impor
 
 
 CHANGED = "changed since the export"
+UNIT_TOLERANCE = 1e-3  # float32 rounding of a unit vector, with room to spare
+MAX_SIDE = 1 << 20  # pixels a side: far beyond any camera, within SQLite's integers
 TYPES = {  # the type of each optional fact; None is allowed for all
     "content_hash": str,
     "width": int,
@@ -242,9 +244,14 @@ def _checked(
     parts = PurePosixPath(path).parts
     if PurePosixPath(path).is_absolute() or ".." in parts or "\\" in path:
         return None, None, "a path outside the root"
+    if PurePosixPath(path).as_posix() != path or "." in path.split("/"):
+        # ``./a``, ``a//b``, ``a/`` name a file the scan names otherwise: a second row for it.
+        return None, None, "a path not written as the scan writes it"
     size, mtime = row.get("size"), row.get("mtime_ns")
     if not isinstance(size, int) or not isinstance(mtime, int):
         return None, None, "no size or time"
+    if os.path.realpath(root / path) != str(root / path):
+        return None, None, "a path through a symbolic link"
     try:
         found = os.stat(root / path, follow_symlinks=False)
     except OSError:
@@ -258,13 +265,22 @@ def _checked(
             isinstance(v, float) and math.isfinite(v) for v in values
         ):
             return None, None, f"not a vector of {dimension} finite numbers"
-        vector = np.asarray(values, dtype=np.float32)
+        with np.errstate(over="ignore"):
+            vector = np.asarray(values, dtype=np.float32)
+        # Every model's vectors have length 1: a longer one would outrank true neighbours
+        # in the bounded search, and one too large for float32 would be infinite.
+        length = float(np.linalg.norm(vector.astype(np.float64)))
+        if not math.isfinite(length) or abs(length - 1.0) > UNIT_TOLERANCE:
+            return None, None, "a vector whose length is not 1"
     error = row.get("error")
     if vector is None and error is None:
         return None, None, "neither a vector nor an error"
     for key, kind in TYPES.items():
-        if row.get(key) is not None and not isinstance(row[key], kind):
+        if row.get(key) is not None and type(row[key]) is not kind:
             return None, None, f"a {key} that is not {kind.__name__}"
+    for key in ("width", "height"):
+        if row.get(key) is not None and not 0 < row[key] <= MAX_SIDE:
+            return None, None, f"a {key} of {row[key]} pixels"
     facts = FileFacts(
         path,
         size,
