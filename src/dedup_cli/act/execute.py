@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import json
 import os
 import secrets
@@ -228,20 +229,20 @@ def _stored_pixels(info: FileInfo) -> int:
 
 
 def _pixels_now(pinned: Pinned, path: str) -> int | None:
-    """The file's size in pixels now, from its header (a RAW's from the preview it was
-    embedded from); None when it cannot be read as an image."""
-    from dedup_cli.media.decode import ImageDecodeError, oriented_size
+    """The file's size in pixels now, from its header read through the pinned folder (a
+    RAW's from the preview it was embedded from); None when it cannot be read as an image."""
+    from dedup_cli.media.decode import ImageDecodeError
+    from dedup_cli.media.provenance import upright_size
     from dedup_cli.media.raw import raw_preview
 
     try:
-        if is_raw(path):
-            width, height = oriented_size(raw_preview(pinned.read_bytes()))
-        else:
-            with pinned.open_read() as stream:
-                width, height = oriented_size(stream)
+        raw = is_raw(path)
+        source = io.BytesIO(raw_preview(pinned.read_bytes())) if raw else pinned.open_read()
     except (ImageDecodeError, OSError):
         return None
-    return width * height
+    with source:
+        size = upright_size(source)
+    return None if size is None else size[0] * size[1]
 
 
 @dataclass

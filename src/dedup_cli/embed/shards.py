@@ -241,10 +241,10 @@ def _checked(
     path = row.get("path")
     if not isinstance(path, str) or not path or "\x00" in path:
         return None, None, "no path"
-    parts = PurePosixPath(path).parts
-    if PurePosixPath(path).is_absolute() or ".." in parts or "\\" in path:
+    written = PurePosixPath(path)
+    if written.is_absolute() or ".." in written.parts or "\\" in path:
         return None, None, "a path outside the root"
-    if PurePosixPath(path).as_posix() != path or "." in path.split("/"):
+    if written.as_posix() != path or "." in path.split("/"):
         # ``./a``, ``a//b``, ``a/`` name a file the scan names otherwise: a second row for it.
         return None, None, "a path not written as the scan writes it"
     size, mtime = row.get("size"), row.get("mtime_ns")

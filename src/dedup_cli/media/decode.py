@@ -187,29 +187,6 @@ def decode(data: bytes, size: int) -> DecodedImage:
     return DecodedImage(np.asarray(square, dtype=np.uint8), width, height, thumbnail, regions)
 
 
-def oriented_size(source: bytes | BinaryIO) -> tuple[int, int]:
-    """The width and height ``decode`` reports (after the EXIF orientation), from the header
-    alone: no pixel is decoded."""
-    register_plugins()
-    stream = io.BytesIO(source) if isinstance(source, bytes) else source
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(stream) as img:
-                width, height = img.size
-                if exif_orientation(img) in (5, 6, 7, 8):
-                    width, height = height, width
-    except Image.DecompressionBombError:
-        raise ImageDecodeError(
-            f"image too large (over {MAX_PIXELS // 1_000_000} megapixels)"
-        ) from None
-    except UnidentifiedImageError:
-        raise ImageDecodeError("not a readable image") from None
-    except (OSError, ValueError, SyntaxError, EOFError, TypeError, IndexError, RuntimeError) as exc:
-        raise ImageDecodeError(f"corrupt image ({exc})") from None
-    return width, height
-
-
 def decode_for_display(path: str | os.PathLike[str] | BinaryIO, side: int) -> Image.Image:
     """An oriented RGB image at least ``side`` px on its long edge, decoded with JPEG draft
     mode where possible (for review thumbnails). An image over

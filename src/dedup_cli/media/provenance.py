@@ -77,7 +77,17 @@ def pixel_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
     try:
         from dedup_cli.media.raw import picture_source
 
-        with Image.open(picture_source(path)) as image:
+        source = picture_source(path)
+    except Exception:  # noqa: BLE001 - unreadable: no size known
+        return None
+    return upright_size(source)
+
+
+def upright_size(source: str | os.PathLike[str] | BinaryIO) -> tuple[int, int] | None:
+    """Width and height from the header of ``source`` (a picture, not a RAW), upright; None
+    when unreadable."""
+    try:
+        with Image.open(source) as image:
             width, height = image.size
             turned = exif_orientation(image) in (5, 6, 7, 8)
     except Exception:  # noqa: BLE001 - unreadable: no size known
